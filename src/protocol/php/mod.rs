@@ -4,6 +4,8 @@
 //! the canonical decimal form of an `i64` is stored as an int key (spec 7.3). Strings are
 //! byte strings, not UTF-8.
 
+pub mod body;
+
 use bytes::Bytes;
 
 /// One PHP value of the subset GatewayWorker uses.
