@@ -14,3 +14,4 @@
 pub mod protocol;
 #[doc(hidden)]
 pub mod testing;
+pub mod worker;

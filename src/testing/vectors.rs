@@ -35,7 +35,8 @@ pub fn document() -> &'static Value {
         let doc: Value = serde_json::from_str(&text)
             .unwrap_or_else(|e| panic!("test vectors at {} are not JSON: {e}", path.display()));
         assert_eq!(
-            doc["format"], "gatewayworker-wire-vectors/1",
+            doc["format"],
+            "gatewayworker-wire-vectors/1",
             "unexpected vectors format in {}",
             path.display()
         );
@@ -45,9 +46,12 @@ pub fn document() -> &'static Value {
 
 /// The vectors of one section; panics when the section is missing or empty.
 pub fn section(name: &str) -> &'static [Value] {
-    let list = document()["sections"][name]
-        .as_array()
-        .unwrap_or_else(|| panic!("vectors section `{name}` missing in {}", vectors_path().display()));
+    let list = document()["sections"][name].as_array().unwrap_or_else(|| {
+        panic!(
+            "vectors section `{name}` missing in {}",
+            vectors_path().display()
+        )
+    });
     assert!(!list.is_empty(), "vectors section `{name}` is empty");
     list
 }

@@ -88,12 +88,16 @@ fn canonical_i64(bytes: &[u8]) -> Option<i64> {
 impl PhpArray {
     /// An empty array.
     pub fn new() -> PhpArray {
-        PhpArray { entries: Vec::new() }
+        PhpArray {
+            entries: Vec::new(),
+        }
     }
 
     /// An empty array with room for `capacity` entries.
     pub fn with_capacity(capacity: usize) -> PhpArray {
-        PhpArray { entries: Vec::with_capacity(capacity) }
+        PhpArray {
+            entries: Vec::with_capacity(capacity),
+        }
     }
 
     /// Number of entries.
@@ -136,7 +140,10 @@ impl PhpArray {
     /// Appends without looking for an existing key. The caller guarantees `key` is new
     /// (decoders of formats with unique keys use this to stay linear).
     pub fn push_unique(&mut self, key: PhpKey, value: PhpValue) {
-        debug_assert!(self.position(&key).is_none(), "push_unique with an existing key");
+        debug_assert!(
+            self.position(&key).is_none(),
+            "push_unique with an existing key"
+        );
         self.entries.push((key, value));
     }
 

@@ -1,0 +1,159 @@
+//! The Gateway API a business worker (or an outside GatewayClient program) can call: one
+//! [`ApiCall`] per method of the original `Lib\Gateway`, with the original's argument shapes.
+//!
+//! The wasm host turns guest imports into `ApiCall`s; the worker core turns them into
+//! frames for the right gateways and gathers query replies into an [`ApiResult`].
+
+use bytes::Bytes;
+
+use crate::protocol::php::PhpValue;
+
+/// A client id as the API receives it: normally 20 hex characters; anything else is
+/// malformed and handled the way the original library does (see each call).
+pub type ClientIdText = Bytes;
+
+/// A uid or group name (PHP string; ints are passed as their decimal text).
+pub type Name = Bytes;
+
+/// One call of the Gateway API.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApiCall {
+    /// `sendToClient(client_id, message, raw)`.
+    SendToClient {
+        client_id: ClientIdText,
+        message: PhpValue,
+        raw: bool,
+    },
+    /// `sendToCurrentClient(message, raw)` (needs a current client).
+    SendToCurrentClient { message: PhpValue, raw: bool },
+    /// `sendToAll(message, client_id_list, exclude_client_id, raw)`.
+    SendToAll {
+        message: PhpValue,
+        client_id_list: Option<Vec<ClientIdText>>,
+        exclude: Option<Vec<ClientIdText>>,
+        raw: bool,
+    },
+    /// `sendToUid(uid | [uid...], message, raw)`.
+    SendToUid {
+        uids: Vec<Name>,
+        message: PhpValue,
+        raw: bool,
+    },
+    /// `sendToGroup(group | [group...], message, exclude_client_id, raw)`.
+    SendToGroup {
+        groups: Vec<Name>,
+        message: PhpValue,
+        exclude: Option<Vec<ClientIdText>>,
+        raw: bool,
+    },
+    /// `bindUid(client_id, uid)`.
+    BindUid { client_id: ClientIdText, uid: Name },
+    /// `unbindUid(client_id, uid)`.
+    UnbindUid { client_id: ClientIdText, uid: Name },
+    /// `joinGroup(client_id, group)`.
+    JoinGroup {
+        client_id: ClientIdText,
+        group: Name,
+    },
+    /// `leaveGroup(client_id, group)`.
+    LeaveGroup {
+        client_id: ClientIdText,
+        group: Name,
+    },
+    /// `ungroup(group)`.
+    Ungroup { group: Name },
+    /// `setSession(client_id, session)` (session: a PHP array).
+    SetSession {
+        client_id: ClientIdText,
+        session: PhpValue,
+    },
+    /// `updateSession(client_id, session)` (partial array, merged by the gateway).
+    UpdateSession {
+        client_id: ClientIdText,
+        session: PhpValue,
+    },
+    /// `getSession(client_id)`.
+    GetSession { client_id: ClientIdText },
+    /// `closeClient(client_id, message)`; `message: None` closes without a final message.
+    CloseClient {
+        client_id: ClientIdText,
+        message: Option<PhpValue>,
+    },
+    /// `destroyClient(client_id)`.
+    DestroyClient { client_id: ClientIdText },
+    /// `closeCurrentClient(message)` (needs a current client).
+    CloseCurrentClient { message: Option<PhpValue> },
+    /// `destroyCurrentClient()` (needs a current client).
+    DestroyCurrentClient,
+    /// `isOnline(client_id)` → int 0/1.
+    IsOnline { client_id: ClientIdText },
+    /// `isUidOnline(uid)` → int 0/1.
+    IsUidOnline { uid: Name },
+    /// `getClientIdByUid(uid)` → list of client ids.
+    GetClientIdByUid { uid: Name },
+    /// `getUidByClientId(client_id)` → uid or null.
+    GetUidByClientId { client_id: ClientIdText },
+    /// `getClientIdListByGroup(group)` → list of client ids.
+    GetClientIdListByGroup { group: Name },
+    /// `getClientSessionsByGroup(group)` → map client_id ⇒ session.
+    GetClientSessionsByGroup { group: Name },
+    /// `getClientCountByGroup(group)` / `getClientIdCountByGroup(group)`; `""` counts all.
+    GetClientCountByGroup { group: Name },
+    /// `getAllClientIdList()`.
+    GetAllClientIdList,
+    /// `getAllClientSessions(group)`; an empty group means all clients.
+    GetAllClientSessions { group: Name },
+    /// `getAllClientIdCount()` / `getAllClientCount()`.
+    GetAllClientCount,
+    /// `getAllUidList()`.
+    GetAllUidList,
+    /// `getAllUidCount()`.
+    GetAllUidCount,
+    /// `getUidListByGroup(group)`.
+    GetUidListByGroup { group: Name },
+    /// `getUidCountByGroup(group)`.
+    GetUidCountByGroup { group: Name },
+    /// `getAllGroupIdList()`.
+    GetAllGroupIdList,
+    /// `getAllGroupUidList()`.
+    GetAllGroupUidList,
+    /// `getAllGroupUidCount()`.
+    GetAllGroupUidCount,
+    /// `getAllGroupClientIdList()`.
+    GetAllGroupClientIdList,
+    /// `getAllGroupClientIdCount()`.
+    GetAllGroupClientIdCount,
+    /// GatewayClient only: `batchGetClientIdByUid(uids)`.
+    BatchGetClientIdByUid { uids: Vec<Name> },
+    /// GatewayClient only: `batchGetClientIdCountByGroup(groups)`.
+    BatchGetClientIdCountByGroup { groups: Vec<Name> },
+    /// GatewayClient only: `isUidsOnline(uids)`.
+    IsUidsOnline { uids: Vec<Name> },
+}
+
+/// What a call returns, as the original returns it (PHP values: bool, int, arrays keyed
+/// by client id / uid / group, sessions as arrays, null).
+pub type ApiResult = Result<PhpValue, ApiError>;
+
+/// Why a call failed where the original throws or returns an error.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ApiError {
+    /// The call needs a current client (it was made outside a client event).
+    #[error("no current client: this call is only valid inside a client event")]
+    NoCurrentClient,
+    /// The call is not offered in this context (GatewayClient-only call inside a worker).
+    #[error("call not available here")]
+    NotAvailable,
+    /// A client id is malformed where the original throws.
+    #[error("malformed client id")]
+    MalformedClientId,
+    /// An argument has the wrong shape (e.g. a session that is not an array).
+    #[error("bad argument: {0}")]
+    BadArgument(String),
+    /// Some gateways did not answer a query in time.
+    #[error("query timed out on {missing} gateway(s)")]
+    Timeout {
+        /// Number of gateways that did not answer.
+        missing: usize,
+    },
+}
