@@ -31,6 +31,10 @@ pub const PACKAGE_SIZE_MAX_DEFAULT: u32 = 10_485_760;
 pub const FLAG_BODY_IS_SCALAR: u8 = 0x01;
 /// Flag bit 1: write the body to the client as-is, without the client protocol's encoder.
 pub const FLAG_NOT_CALL_ENCODE: u8 = 0x02;
+/// Flag bit 2, our extension: on ON_MESSAGE the client sent a binary (not text) websocket
+/// message; on send commands, write a binary websocket frame. PHP peers ignore unknown bits
+/// (spec 1.2), so the extension is invisible to them.
+pub const FLAG_BINARY: u8 = 0x04;
 
 /// Every command number of the protocol (spec section 2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
