@@ -5,6 +5,14 @@
 //! byte strings, not UTF-8.
 
 pub mod body;
+pub mod float;
+pub mod json;
+pub mod merge;
+pub mod serialize;
+pub mod unserialize;
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::BuildHasherDefault;
 
 use bytes::Bytes;
 
@@ -37,9 +45,36 @@ pub enum PhpKey {
 
 /// An ordered PHP array: insertion order is iteration order; assigning to an existing
 /// key keeps its position.
-#[derive(Debug, Clone, Default, PartialEq)]
+///
+/// Small arrays are searched linearly; from [`PhpArray::INDEX_FROM_LEN`] entries on a hash
+/// index maps keys to positions so lookups stay O(1) however hostile the keys' order.
+/// The index uses SipHash with fixed keys (`DefaultHasher::new()`): nothing about the
+/// array depends on a random seed, and the index never decides iteration order.
+#[derive(Clone, Default)]
 pub struct PhpArray {
     entries: Vec<(PhpKey, PhpValue)>,
+    /// Key → position in `entries`; present once the array reached `INDEX_FROM_LEN`.
+    index: Option<KeyIndex>,
+    /// PHP's `nNextFreeElement`: one past the largest int key ever inserted (at least 0);
+    /// wider than `i64` so that "`i64::MAX` is taken" is representable.
+    next_free: i128,
+}
+
+type KeyIndex = hashbrown::HashMap<PhpKey, usize, BuildHasherDefault<DefaultHasher>>;
+
+impl PartialEq for PhpArray {
+    /// Same entries in the same order (the index and the next free key are bookkeeping).
+    fn eq(&self, other: &PhpArray) -> bool {
+        self.entries == other.entries
+    }
+}
+
+impl std::fmt::Debug for PhpArray {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.entries.iter().map(|(k, v)| (k, v)))
+            .finish()
+    }
 }
 
 impl PhpKey {
@@ -86,17 +121,19 @@ fn canonical_i64(bytes: &[u8]) -> Option<i64> {
 }
 
 impl PhpArray {
+    /// Length from which lookups go through the hash index instead of a linear scan.
+    pub const INDEX_FROM_LEN: usize = 16;
+
     /// An empty array.
     pub fn new() -> PhpArray {
-        PhpArray {
-            entries: Vec::new(),
-        }
+        PhpArray::default()
     }
 
     /// An empty array with room for `capacity` entries.
     pub fn with_capacity(capacity: usize) -> PhpArray {
         PhpArray {
             entries: Vec::with_capacity(capacity),
+            ..PhpArray::default()
         }
     }
 
@@ -111,7 +148,10 @@ impl PhpArray {
     }
 
     fn position(&self, key: &PhpKey) -> Option<usize> {
-        self.entries.iter().position(|(k, _)| k == key)
+        match &self.index {
+            Some(index) => index.get(key).copied(),
+            None => self.entries.iter().position(|(k, _)| k == key),
+        }
     }
 
     /// The value stored under `key`.
@@ -129,11 +169,16 @@ impl PhpArray {
         self.get(&PhpKey::from_bytes(key.as_bytes()))
     }
 
+    /// True when `key` is present (PHP's `array_key_exists`).
+    pub fn contains_key(&self, key: &PhpKey) -> bool {
+        self.position(key).is_some()
+    }
+
     /// `$array[key] = value`: overwrites in place when `key` exists, else appends.
     pub fn insert(&mut self, key: PhpKey, value: PhpValue) {
         match self.position(&key) {
             Some(i) => self.entries[i].1 = value,
-            None => self.entries.push((key, value)),
+            None => self.append(key, value),
         }
     }
 
@@ -144,28 +189,32 @@ impl PhpArray {
             self.position(&key).is_none(),
             "push_unique with an existing key"
         );
-        self.entries.push((key, value));
+        self.append(key, value);
     }
 
     /// `$array[] = value`: appends under the next int key (one past the largest int key
-    /// ever used, or 0).
+    /// ever used, or 0). Once `i64::MAX` has been used nothing is added, as in PHP (which
+    /// warns "next element is already occupied").
     pub fn push(&mut self, value: PhpValue) {
-        let next = self
-            .entries
-            .iter()
-            .filter_map(|(k, _)| match k {
-                PhpKey::Int(n) => Some(n.saturating_add(1)),
-                PhpKey::Str(_) => None,
-            })
-            .max()
-            .unwrap_or(0)
-            .max(0);
-        self.entries.push((PhpKey::Int(next), value));
+        let Ok(next) = i64::try_from(self.next_free) else {
+            return;
+        };
+        self.append(PhpKey::Int(next), value);
     }
 
-    /// Removes `key`, returning its value.
+    /// Removes `key`, returning its value (O(n): later entries move up).
     pub fn remove(&mut self, key: &PhpKey) -> Option<PhpValue> {
-        self.position(key).map(|i| self.entries.remove(i).1)
+        let i = self.position(key)?;
+        let (_, value) = self.entries.remove(i);
+        if let Some(index) = &mut self.index {
+            index.remove(key);
+            for position in index.values_mut() {
+                if *position > i {
+                    *position -= 1;
+                }
+            }
+        }
+        Some(value)
     }
 
     /// Entries in PHP iteration order.
@@ -176,6 +225,36 @@ impl PhpArray {
     /// Consumes the array into its entries, in order.
     pub fn into_entries(self) -> Vec<(PhpKey, PhpValue)> {
         self.entries
+    }
+
+    /// True when the keys are exactly 0, 1, …, n−1 in this order (PHP's
+    /// `array_is_list`, which decides between a JSON list and a JSON object).
+    pub fn is_list(&self) -> bool {
+        self.entries
+            .iter()
+            .enumerate()
+            .all(|(i, (k, _))| *k == PhpKey::Int(i as i64))
+    }
+
+    fn append(&mut self, key: PhpKey, value: PhpValue) {
+        if let PhpKey::Int(n) = key {
+            self.next_free = self.next_free.max(i128::from(n) + 1);
+        }
+        if let Some(index) = &mut self.index {
+            index.insert(key.clone(), self.entries.len());
+        }
+        self.entries.push((key, value));
+        if self.index.is_none() && self.entries.len() >= PhpArray::INDEX_FROM_LEN {
+            self.build_index();
+        }
+    }
+
+    fn build_index(&mut self) {
+        let mut index = KeyIndex::with_capacity_and_hasher(self.entries.len(), Default::default());
+        for (i, (k, _)) in self.entries.iter().enumerate() {
+            index.insert(k.clone(), i);
+        }
+        self.index = Some(index);
     }
 }
 

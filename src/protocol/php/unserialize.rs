@@ -1,0 +1,363 @@
+//! PHP `unserialize()` for the value subset (spec 7.1).
+//!
+//! [`unserialize`] is the strict decoder: typed errors, bounded depth and element count,
+//! no trailing bytes. [`unserialize_lenient`] is what GatewayWorker gets from PHP's
+//! `unserialize($body, ['allowed_classes' => false])`: `false` for anything invalid and
+//! trailing bytes after a complete value ignored.
+//!
+//! Work is linear in the input: an array header's count is only trusted as far as the
+//! remaining input could hold that many entries (each needs at least 4 bytes), and
+//! repeated keys overwrite in place through [`PhpArray`]'s hash index.
+
+use bytes::Bytes;
+
+use super::{PhpArray, PhpKey, PhpValue};
+
+/// Bounds applied while decoding untrusted serialized data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnserializeLimits {
+    /// Deepest array nesting accepted; a top-level scalar is depth 0, `a:0:{}` depth 1.
+    pub depth_max: usize,
+    /// Most values (array entries and scalars, keys not counted) in one input.
+    pub elements_max: usize,
+}
+
+impl UnserializeLimits {
+    /// PHP's `unserialize_max_depth` default is 4096; we stop at 512 nested arrays, far
+    /// beyond any session or message GatewayWorker produces, to keep recursion shallow.
+    pub const DEPTH_MAX_DEFAULT: usize = 512;
+    /// Enough for any value that fits a 10 MiB frame (an entry takes at least 6 bytes).
+    pub const ELEMENTS_MAX_DEFAULT: usize = 2_000_000;
+}
+
+impl Default for UnserializeLimits {
+    fn default() -> UnserializeLimits {
+        UnserializeLimits {
+            depth_max: UnserializeLimits::DEPTH_MAX_DEFAULT,
+            elements_max: UnserializeLimits::ELEMENTS_MAX_DEFAULT,
+        }
+    }
+}
+
+/// Why a serialized value was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnserializeError {
+    /// The bytes at `offset` do not follow the grammar (this includes empty input).
+    #[error("unserialize: syntax error at byte {offset}")]
+    Syntax {
+        /// Byte offset of the first unexpected byte.
+        offset: usize,
+    },
+    /// An object (`O:`, `C:`) or enum (`E:`) at `offset`; classes are never allowed.
+    #[error("unserialize: object at byte {offset} rejected")]
+    Object {
+        /// Byte offset of the type tag.
+        offset: usize,
+    },
+    /// A reference (`r:`, `R:`) at `offset`; the subset has no references.
+    #[error("unserialize: reference at byte {offset} rejected")]
+    Reference {
+        /// Byte offset of the type tag.
+        offset: usize,
+    },
+    /// Arrays nested deeper than `depth_max`.
+    #[error("unserialize: nesting deeper than {depth_max}")]
+    TooDeep {
+        /// The limit that was exceeded.
+        depth_max: usize,
+    },
+    /// More values than `elements_max`.
+    #[error("unserialize: more than {elements_max} elements")]
+    TooManyElements {
+        /// The limit that was exceeded.
+        elements_max: usize,
+    },
+    /// A string length or array count at `offset` exceeds what the remaining input holds.
+    #[error("unserialize: length at byte {offset} runs past the input")]
+    LengthBeyondInput {
+        /// Byte offset of the length field.
+        offset: usize,
+    },
+    /// An `i:` value or key at `offset` does not fit a signed 64-bit integer.
+    #[error("unserialize: integer at byte {offset} out of range")]
+    IntOutOfRange {
+        /// Byte offset of the number.
+        offset: usize,
+    },
+    /// A complete value ends at `offset` but more bytes follow (strict mode only).
+    #[error("unserialize: trailing bytes from byte {offset}")]
+    TrailingBytes {
+        /// Byte offset just past the value.
+        offset: usize,
+    },
+}
+
+/// Strictly decodes one serialized value that must span all of `input`.
+pub fn unserialize(input: &[u8], limits: &UnserializeLimits) -> Result<PhpValue, UnserializeError> {
+    let (value, used) = unserialize_prefix(input, limits)?;
+    if used != input.len() {
+        return Err(UnserializeError::TrailingBytes { offset: used });
+    }
+    Ok(value)
+}
+
+/// Decodes the serialized value at the start of `input`, returning it and the number of
+/// bytes it took; what follows is not looked at (PHP 8.2 ignores it).
+pub fn unserialize_prefix(
+    input: &[u8],
+    limits: &UnserializeLimits,
+) -> Result<(PhpValue, usize), UnserializeError> {
+    let mut decoder = Decoder {
+        input,
+        pos: 0,
+        limits: *limits,
+        elements: 0,
+    };
+    let value = decoder.value(0)?;
+    Ok((value, decoder.pos))
+}
+
+/// PHP's `unserialize()` as GatewayWorker sees it: the value, or `false` when the input
+/// is empty or invalid (indistinguishable from `b:0;`); trailing bytes are ignored.
+pub fn unserialize_lenient(input: &[u8]) -> PhpValue {
+    unserialize_prefix(input, &UnserializeLimits::default())
+        .map(|(value, _)| value)
+        .unwrap_or(PhpValue::Bool(false))
+}
+
+/// A lower bound on the bytes of one array entry (the smallest, `i:0;N;`, takes 6), so a
+/// count above `remaining / ENTRY_BYTES_MIN` cannot be honest.
+const ENTRY_BYTES_MIN: usize = 4;
+
+struct Decoder<'a> {
+    input: &'a [u8],
+    pos: usize,
+    limits: UnserializeLimits,
+    elements: usize,
+}
+
+impl Decoder<'_> {
+    fn syntax(&self) -> UnserializeError {
+        UnserializeError::Syntax { offset: self.pos }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.input.get(self.pos).copied()
+    }
+
+    fn expect(&mut self, byte: u8) -> Result<(), UnserializeError> {
+        if self.peek() == Some(byte) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            Err(self.syntax())
+        }
+    }
+
+    fn count_element(&mut self) -> Result<(), UnserializeError> {
+        self.elements += 1;
+        if self.elements > self.limits.elements_max {
+            return Err(UnserializeError::TooManyElements {
+                elements_max: self.limits.elements_max,
+            });
+        }
+        Ok(())
+    }
+
+    fn value(&mut self, depth: usize) -> Result<PhpValue, UnserializeError> {
+        self.count_element()?;
+        let start = self.pos;
+        let tag = self.peek().ok_or_else(|| self.syntax())?;
+        match tag {
+            b'O' | b'C' | b'E' | b'o' => return Err(UnserializeError::Object { offset: start }),
+            b'r' | b'R' => return Err(UnserializeError::Reference { offset: start }),
+            _ => {}
+        }
+        if tag == b'N' {
+            self.pos += 1;
+            self.expect(b';')?;
+            return Ok(PhpValue::Null);
+        }
+        self.pos += 1;
+        self.expect(b':')?;
+        match tag {
+            b'b' => {
+                let b = match self.peek() {
+                    Some(b'0') => false,
+                    Some(b'1') => true,
+                    _ => return Err(self.syntax()),
+                };
+                self.pos += 1;
+                self.expect(b';')?;
+                Ok(PhpValue::Bool(b))
+            }
+            b'i' => {
+                let n = self.int()?;
+                self.expect(b';')?;
+                Ok(PhpValue::Int(n))
+            }
+            b'd' => self.float(),
+            b's' => Ok(PhpValue::Str(self.string_body()?)),
+            b'a' => self.array(depth + 1),
+            _ => {
+                self.pos = start;
+                Err(self.syntax())
+            }
+        }
+    }
+
+    /// `[+-]?[0-9]+` as an `i64`.
+    fn int(&mut self) -> Result<i64, UnserializeError> {
+        let start = self.pos;
+        if matches!(self.peek(), Some(b'+' | b'-')) {
+            self.pos += 1;
+        }
+        let digits_start = self.pos;
+        while matches!(self.peek(), Some(b'0'..=b'9')) {
+            self.pos += 1;
+        }
+        if self.pos == digits_start {
+            return Err(self.syntax());
+        }
+        let text = std::str::from_utf8(&self.input[start..self.pos]).expect("ascii digits");
+        text.parse::<i64>()
+            .map_err(|_| UnserializeError::IntOutOfRange { offset: start })
+    }
+
+    /// `[0-9]+` as a length or count.
+    fn unsigned(&mut self) -> Result<usize, UnserializeError> {
+        let start = self.pos;
+        while matches!(self.peek(), Some(b'0'..=b'9')) {
+            self.pos += 1;
+        }
+        if self.pos == start {
+            return Err(self.syntax());
+        }
+        let text = std::str::from_utf8(&self.input[start..self.pos]).expect("ascii digits");
+        text.parse::<usize>()
+            .map_err(|_| UnserializeError::LengthBeyondInput { offset: start })
+    }
+
+    /// After `d:`: `NAN`, `INF`, `-INF` or a decimal number with optional exponent, then `;`.
+    fn float(&mut self) -> Result<PhpValue, UnserializeError> {
+        let start = self.pos;
+        let end = self.input[start..]
+            .iter()
+            .position(|&b| b == b';')
+            .map(|i| start + i)
+            .ok_or(UnserializeError::Syntax {
+                offset: self.input.len(),
+            })?;
+        let text = &self.input[start..end];
+        let x = match text {
+            b"NAN" => f64::NAN,
+            b"INF" => f64::INFINITY,
+            b"-INF" => f64::NEG_INFINITY,
+            _ if is_php_number(text) => std::str::from_utf8(text)
+                .ok()
+                .and_then(|t| t.parse::<f64>().ok())
+                .ok_or(UnserializeError::Syntax { offset: start })?,
+            _ => return Err(UnserializeError::Syntax { offset: start }),
+        };
+        self.pos = end + 1;
+        Ok(PhpValue::Float(x))
+    }
+
+    /// After `s:`: `<len>:"<len bytes>";`.
+    fn string_body(&mut self) -> Result<Bytes, UnserializeError> {
+        let len_at = self.pos;
+        let len = self.unsigned()?;
+        self.expect(b':')?;
+        self.expect(b'"')?;
+        let remaining = self.input.len() - self.pos;
+        if len > remaining {
+            return Err(UnserializeError::LengthBeyondInput { offset: len_at });
+        }
+        let bytes = Bytes::copy_from_slice(&self.input[self.pos..self.pos + len]);
+        self.pos += len;
+        self.expect(b'"')?;
+        self.expect(b';')?;
+        Ok(bytes)
+    }
+
+    fn key(&mut self) -> Result<PhpKey, UnserializeError> {
+        let tag = self.peek().ok_or_else(|| self.syntax())?;
+        self.pos += 1;
+        self.expect(b':')?;
+        match tag {
+            b'i' => {
+                let n = self.int()?;
+                self.expect(b';')?;
+                Ok(PhpKey::Int(n))
+            }
+            b's' => Ok(PhpKey::from_shared(self.string_body()?)),
+            _ => {
+                self.pos -= 2;
+                Err(self.syntax())
+            }
+        }
+    }
+
+    /// After `a:`: `<count>:{` count × (key value) `}`.
+    fn array(&mut self, depth: usize) -> Result<PhpValue, UnserializeError> {
+        if depth > self.limits.depth_max {
+            return Err(UnserializeError::TooDeep {
+                depth_max: self.limits.depth_max,
+            });
+        }
+        let count_at = self.pos;
+        let count = self.unsigned()?;
+        self.expect(b':')?;
+        self.expect(b'{')?;
+        let remaining = self.input.len() - self.pos;
+        if count > remaining / ENTRY_BYTES_MIN {
+            return Err(UnserializeError::LengthBeyondInput { offset: count_at });
+        }
+        let mut array = PhpArray::with_capacity(count);
+        for _ in 0..count {
+            let key = self.key()?;
+            let value = self.value(depth)?;
+            // PHP overwrites a repeated key in place.
+            array.insert(key, value);
+        }
+        self.expect(b'}')?;
+        Ok(PhpValue::Array(array))
+    }
+}
+
+/// PHP's unserialize float grammar: `[+-]?` then `D+`, `D*.D+` or `D+.D*`, then an
+/// optional `[eE][+-]?D+`.
+fn is_php_number(text: &[u8]) -> bool {
+    let mut i = 0;
+    if matches!(text.first(), Some(b'+' | b'-')) {
+        i += 1;
+    }
+    let int_digits = digits_from(text, i);
+    i += int_digits;
+    let mut frac_digits = 0;
+    if text.get(i) == Some(&b'.') {
+        i += 1;
+        frac_digits = digits_from(text, i);
+        i += frac_digits;
+    }
+    if int_digits == 0 && frac_digits == 0 {
+        return false;
+    }
+    if matches!(text.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(text.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        let exp_digits = digits_from(text, i);
+        if exp_digits == 0 {
+            return false;
+        }
+        i += exp_digits;
+    }
+    i == text.len()
+}
+
+fn digits_from(text: &[u8], start: usize) -> usize {
+    text.get(start..)
+        .map_or(0, |t| t.iter().take_while(|b| b.is_ascii_digit()).count())
+}
