@@ -41,3 +41,65 @@ pub fn decode_body(body: &Bytes, flag: u8) -> PhpValue {
         unserialize_lenient(body)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::php::{PhpArray, PhpKey};
+
+    fn encoded(value: PhpValue) -> (Vec<u8>, u8) {
+        let (body, flag) = encode_body(&value);
+        (body.to_vec(), flag)
+    }
+
+    #[test]
+    fn scalars_become_strings_with_the_scalar_flag() {
+        assert_eq!(
+            encoded(PhpValue::Bool(true)),
+            (b"1".to_vec(), FLAG_BODY_IS_SCALAR)
+        );
+        assert_eq!(
+            encoded(PhpValue::Bool(false)),
+            (b"".to_vec(), FLAG_BODY_IS_SCALAR)
+        );
+        assert_eq!(
+            encoded(PhpValue::Int(-42)),
+            (b"-42".to_vec(), FLAG_BODY_IS_SCALAR)
+        );
+        assert_eq!(
+            encoded(PhpValue::Float(0.1 + 0.2)),
+            (b"0.3".to_vec(), FLAG_BODY_IS_SCALAR)
+        );
+        assert_eq!(
+            encoded(PhpValue::str("")),
+            (b"".to_vec(), FLAG_BODY_IS_SCALAR)
+        );
+    }
+
+    #[test]
+    fn null_and_arrays_are_serialized_without_the_flag() {
+        // Spec 9 item 12: null is `N;` with flag 0, so KICK with null sends no goodbye.
+        assert_eq!(encoded(PhpValue::Null), (b"N;".to_vec(), 0));
+        let mut array = PhpArray::new();
+        array.insert(PhpKey::from_bytes(b"7"), PhpValue::Int(7));
+        assert_eq!(
+            encoded(PhpValue::Array(array)),
+            (b"a:1:{i:7;i:7;}".to_vec(), 0)
+        );
+    }
+
+    #[test]
+    fn decode_follows_bit_zero_only() {
+        let raw = Bytes::from_static(b"i:5;");
+        assert_eq!(
+            decode_body(&raw, FLAG_BODY_IS_SCALAR),
+            PhpValue::str("i:5;")
+        );
+        assert_eq!(decode_body(&raw, 0x02 | 0x80), PhpValue::Int(5));
+        assert_eq!(decode_body(&Bytes::new(), 0), PhpValue::Bool(false));
+        assert_eq!(
+            decode_body(&Bytes::from_static(b"O:1:\"a\":0:{}"), 0),
+            PhpValue::Bool(false)
+        );
+    }
+}

@@ -577,3 +577,200 @@ pub fn from_json_value(value: &Value) -> Result<PhpValue, JsonValueError> {
 fn utf8(bytes: &[u8]) -> Result<String, JsonValueError> {
     String::from_utf8(bytes.to_vec()).map_err(|_| JsonValueError::InvalidUtf8)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode(value: &PhpValue) -> String {
+        String::from_utf8(json_encode(value, JsonEncodeOptions::default()).unwrap()).unwrap()
+    }
+
+    fn array(entries: &[(PhpKey, PhpValue)]) -> PhpValue {
+        PhpValue::Array(entries.iter().cloned().collect())
+    }
+
+    #[test]
+    fn default_escaping_is_php_json_encode() {
+        let value = PhpValue::str("a/b\"\\\n\u{1}é😀\u{2028}\u{7f}");
+        assert_eq!(
+            encode(&value),
+            "\"a\\/b\\\"\\\\\\n\\u0001\\u00e9\\ud83d\\ude00\\u2028\u{7f}\""
+        );
+        let unescaped = JsonEncodeOptions {
+            unescaped_slashes: true,
+            ..JsonEncodeOptions::unescaped_unicode()
+        };
+        let text = String::from_utf8(json_encode(&value, unescaped).unwrap()).unwrap();
+        assert_eq!(text, "\"a/b\\\"\\\\\\n\\u0001é😀\\u2028\u{7f}\"");
+        assert_eq!(
+            json_encode(
+                &PhpValue::Str(Bytes::from_static(b"\xff")),
+                JsonEncodeOptions::default()
+            ),
+            Err(JsonEncodeError::InvalidUtf8)
+        );
+    }
+
+    #[test]
+    fn lists_only_for_keys_zero_to_n_in_order() {
+        assert_eq!(encode(&array(&[])), "[]");
+        let list = array(&[
+            (PhpKey::Int(0), PhpValue::Int(1)),
+            (PhpKey::Int(1), PhpValue::Null),
+        ]);
+        assert_eq!(encode(&list), "[1,null]");
+        let swapped = array(&[
+            (PhpKey::Int(1), PhpValue::Int(1)),
+            (PhpKey::Int(0), PhpValue::Null),
+        ]);
+        assert_eq!(encode(&swapped), r#"{"1":1,"0":null}"#);
+        let map = array(&[(PhpKey::Int(7), PhpValue::Int(7))]);
+        assert_eq!(
+            encode(&array(&[(PhpKey::from_bytes(b"connections"), map)])),
+            r#"{"connections":{"7":7}}"#
+        );
+        assert_eq!(encode(&PhpValue::Float(1e17)), "1.0e+17");
+        assert_eq!(encode(&PhpValue::Float(3.0)), "3");
+        assert_eq!(
+            json_encode(&PhpValue::Float(f64::NAN), JsonEncodeOptions::default()),
+            Err(JsonEncodeError::InfOrNan)
+        );
+    }
+
+    #[test]
+    fn encode_depth_is_bounded() {
+        let mut value = PhpValue::Null;
+        for _ in 0..3 {
+            value = array(&[(PhpKey::Int(0), value)]);
+        }
+        let options = |depth_max| JsonEncodeOptions {
+            depth_max,
+            ..JsonEncodeOptions::default()
+        };
+        assert_eq!(json_encode(&value, options(3)).unwrap(), b"[[[null]]]");
+        assert_eq!(
+            json_encode(&value, options(2)),
+            Err(JsonEncodeError::TooDeep { depth_max: 2 })
+        );
+    }
+
+    #[test]
+    fn decode_normalises_keys_and_keeps_order() {
+        let decoded =
+            json_decode(br#" {"7":7,"07":1,"b":[1,2.5,"\u00e9\/"],"7":8,"":null} "#).unwrap();
+        let expected = array(&[
+            (PhpKey::Int(7), PhpValue::Int(8)),
+            (PhpKey::from_bytes(b"07"), PhpValue::Int(1)),
+            (
+                PhpKey::from_bytes(b"b"),
+                array(&[
+                    (PhpKey::Int(0), PhpValue::Int(1)),
+                    (PhpKey::Int(1), PhpValue::Float(2.5)),
+                    (PhpKey::Int(2), PhpValue::str("é/")),
+                ]),
+            ),
+            (PhpKey::from_bytes(b""), PhpValue::Null),
+        ]);
+        assert_eq!(decoded, expected);
+    }
+
+    #[test]
+    fn decode_numbers_like_php() {
+        assert_eq!(json_decode(b"-0"), Ok(PhpValue::Int(0)));
+        assert_eq!(
+            json_decode(b"9223372036854775807"),
+            Ok(PhpValue::Int(i64::MAX))
+        );
+        assert_eq!(
+            json_decode(b"9223372036854775808"),
+            Ok(PhpValue::Float(9_223_372_036_854_775_808.0))
+        );
+        assert_eq!(json_decode(b"1e2"), Ok(PhpValue::Float(100.0)));
+        for bad in [
+            &b""[..],
+            b"01",
+            b"1.",
+            b".5",
+            b"+1",
+            b"1e",
+            b"[1,]",
+            b"{\"a\"}",
+            b"nul",
+            b"1 2",
+        ] {
+            assert!(json_decode(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn decode_rejects_bad_strings_with_typed_errors() {
+        assert_eq!(
+            json_decode(b"\"\\ud83d\""),
+            Err(JsonDecodeError::LoneSurrogate { offset: 1 })
+        );
+        assert_eq!(
+            json_decode(b"\"\\ude00\""),
+            Err(JsonDecodeError::LoneSurrogate { offset: 1 })
+        );
+        assert_eq!(
+            json_decode(b"\"\xff\""),
+            Err(JsonDecodeError::InvalidUtf8 { offset: 1 })
+        );
+        assert_eq!(
+            json_decode(b"\"\xed\xa0\x80\""),
+            Err(JsonDecodeError::InvalidUtf8 { offset: 1 })
+        );
+        assert_eq!(
+            json_decode(b"\"a\nb\""),
+            Err(JsonDecodeError::ControlCharacter { offset: 2 })
+        );
+        assert_eq!(json_decode(b"\"\\ud83d\\ude00\""), Ok(PhpValue::str("😀")));
+    }
+
+    #[test]
+    fn decode_depth_is_bounded_at_the_limit() {
+        assert!(json_decode_with_depth(b"[[1]]", 2).is_ok());
+        assert_eq!(
+            json_decode_with_depth(b"[[[1]]]", 2),
+            Err(JsonDecodeError::TooDeep { depth_max: 2 })
+        );
+        let deep = format!(
+            "{}{}",
+            "[".repeat(JSON_DEPTH_MAX_DEFAULT),
+            "]".repeat(JSON_DEPTH_MAX_DEFAULT)
+        );
+        assert!(json_decode(deep.as_bytes()).is_ok());
+        let deeper = format!("[{deep}]");
+        assert!(json_decode(deeper.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn serde_mapping_refuses_lossy_values() {
+        assert_eq!(
+            to_json_value(&PhpValue::Float(f64::INFINITY)),
+            Err(JsonValueError::InfOrNan)
+        );
+        assert_eq!(
+            to_json_value(&PhpValue::Str(Bytes::from_static(b"\xc3"))),
+            Err(JsonValueError::InvalidUtf8)
+        );
+        let odd_key = array(&[(PhpKey::Str(Bytes::from_static(b"5")), PhpValue::Null)]);
+        assert!(matches!(
+            to_json_value(&odd_key),
+            Err(JsonValueError::NumericStringKey(_))
+        ));
+        let big: Value = serde_json::from_str("18446744073709551615").unwrap();
+        assert!(matches!(
+            from_json_value(&big),
+            Err(JsonValueError::IntOutOfRange(_))
+        ));
+        let map = array(&[
+            (PhpKey::Int(1), PhpValue::Float(3.0)),
+            (PhpKey::from_bytes(b"05"), PhpValue::Int(3)),
+        ]);
+        let json = to_json_value(&map).unwrap();
+        assert_eq!(json.to_string(), r#"{"1":3.0,"05":3}"#);
+        assert_eq!(from_json_value(&json), Ok(map));
+    }
+}

@@ -291,3 +291,67 @@ impl PhpValue {
 pub fn is_empty_bytes(bytes: &[u8]) -> bool {
     bytes.is_empty() || bytes == b"0"
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_arrays_keep_order_and_find_keys_through_the_index() {
+        let n = 1000;
+        let mut array = PhpArray::new();
+        for i in (0..n).rev() {
+            array.insert(PhpKey::Int(i), PhpValue::Int(i));
+        }
+        array.insert(PhpKey::from_bytes(b"x"), PhpValue::Null);
+        assert!(array.index.is_some());
+        assert_eq!(array.get(&PhpKey::Int(3)), Some(&PhpValue::Int(3)));
+        // Overwrite keeps position; removal shifts later positions.
+        array.insert(PhpKey::Int(n - 1), PhpValue::Bool(true));
+        assert_eq!(array.iter().next().unwrap().1, &PhpValue::Bool(true));
+        assert_eq!(array.remove(&PhpKey::Int(500)), Some(PhpValue::Int(500)));
+        assert_eq!(array.get(&PhpKey::Int(500)), None);
+        assert_eq!(array.get(&PhpKey::Int(499)), Some(&PhpValue::Int(499)));
+        assert_eq!(array.get_str("x"), Some(&PhpValue::Null));
+        assert_eq!(array.len(), n as usize);
+        let linear: PhpArray = array.clone().into_entries().into_iter().take(3).collect();
+        assert!(linear.index.is_none());
+        assert_eq!(linear.get(&PhpKey::Int(n - 2)), Some(&PhpValue::Int(n - 2)));
+    }
+
+    #[test]
+    fn push_uses_the_next_free_int_key_like_php_8_2() {
+        let mut array = PhpArray::new();
+        array.insert(PhpKey::Int(-5), PhpValue::Null);
+        array.push(PhpValue::Int(1));
+        assert_eq!(array.get(&PhpKey::Int(0)), Some(&PhpValue::Int(1)));
+        array.insert(PhpKey::Int(10), PhpValue::Null);
+        array.remove(&PhpKey::Int(10));
+        array.push(PhpValue::Int(2));
+        // The removed 10 still counts: PHP's nNextFreeElement never goes back.
+        assert_eq!(array.get(&PhpKey::Int(11)), Some(&PhpValue::Int(2)));
+        array.insert(PhpKey::Int(i64::MAX), PhpValue::Null);
+        array.push(PhpValue::Int(3));
+        assert_eq!(array.len(), 4);
+        assert_eq!(array.get(&PhpKey::Int(i64::MAX)), Some(&PhpValue::Null));
+    }
+
+    #[test]
+    fn empty_follows_php_so_the_string_zero_is_empty() {
+        // Spec 9 item 1: uid "0" and group "0" count as empty.
+        assert!(PhpValue::str("0").is_empty());
+        assert!(!PhpValue::str("00").is_empty());
+        assert!(!PhpValue::str(" ").is_empty());
+        assert!(PhpValue::Float(-0.0).is_empty());
+        assert!(PhpValue::Array(PhpArray::new()).is_empty());
+        assert!(!PhpValue::Float(f64::NAN).is_empty());
+    }
+
+    #[test]
+    fn equality_ignores_bookkeeping() {
+        let mut a = PhpArray::new();
+        a.insert(PhpKey::Int(7), PhpValue::Null);
+        a.remove(&PhpKey::Int(7));
+        assert_eq!(a, PhpArray::new());
+    }
+}

@@ -282,19 +282,17 @@ impl Decoder<'_> {
 
     fn key(&mut self) -> Result<PhpKey, UnserializeError> {
         let tag = self.peek().ok_or_else(|| self.syntax())?;
+        if tag != b'i' && tag != b's' {
+            return Err(self.syntax());
+        }
         self.pos += 1;
         self.expect(b':')?;
-        match tag {
-            b'i' => {
-                let n = self.int()?;
-                self.expect(b';')?;
-                Ok(PhpKey::Int(n))
-            }
-            b's' => Ok(PhpKey::from_shared(self.string_body()?)),
-            _ => {
-                self.pos -= 2;
-                Err(self.syntax())
-            }
+        if tag == b'i' {
+            let n = self.int()?;
+            self.expect(b';')?;
+            Ok(PhpKey::Int(n))
+        } else {
+            Ok(PhpKey::from_shared(self.string_body()?))
         }
     }
 
@@ -360,4 +358,170 @@ fn is_php_number(text: &[u8]) -> bool {
 fn digits_from(text: &[u8], start: usize) -> usize {
     text.get(start..)
         .map_or(0, |t| t.iter().take_while(|b| b.is_ascii_digit()).count())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strict(input: &[u8]) -> Result<PhpValue, UnserializeError> {
+        unserialize(input, &UnserializeLimits::default())
+    }
+
+    fn nested(depth: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        for _ in 0..depth {
+            out.extend_from_slice(b"a:1:{i:0;");
+        }
+        out.extend_from_slice(b"N;");
+        out.extend(std::iter::repeat_n(b'}', depth));
+        out
+    }
+
+    #[test]
+    fn float_forms_a_decoder_must_accept() {
+        let cases: [(&[u8], f64); 9] = [
+            (b"d:0.5;", 0.5),
+            (b"d:1.0E+25;", 1e25),
+            (b"d:1e3;", 1000.0),
+            (b"d:-.5;", -0.5),
+            (b"d:5.;", 5.0),
+            (b"d:+2;", 2.0),
+            (b"d:INF;", f64::INFINITY),
+            (b"d:-INF;", f64::NEG_INFINITY),
+            (b"d:-0;", -0.0),
+        ];
+        for (input, x) in cases {
+            match strict(input) {
+                Ok(PhpValue::Float(y)) => assert_eq!(y.to_bits(), x.to_bits(), "{input:?}"),
+                other => panic!("{input:?}: {other:?}"),
+            }
+        }
+        assert!(matches!(strict(b"d:NAN;"), Ok(PhpValue::Float(x)) if x.is_nan()));
+        for bad in [
+            &b"d:;"[..],
+            b"d:.;",
+            b"d:1e;",
+            b"d:inf;",
+            b"d:nan;",
+            b"d:1.5",
+            b"d:0x10;",
+        ] {
+            assert!(
+                matches!(strict(bad), Err(UnserializeError::Syntax { .. })),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn typed_errors_carry_offsets() {
+        assert_eq!(strict(b""), Err(UnserializeError::Syntax { offset: 0 }));
+        assert_eq!(strict(b"i:5"), Err(UnserializeError::Syntax { offset: 3 }));
+        assert_eq!(
+            strict(b"i:5;x"),
+            Err(UnserializeError::TrailingBytes { offset: 4 })
+        );
+        assert_eq!(
+            strict(b"a:1:{i:0;O:8:\"stdClass\":0:{}}"),
+            Err(UnserializeError::Object { offset: 9 })
+        );
+        assert_eq!(
+            strict(b"C:1:\"a\":0:{}"),
+            Err(UnserializeError::Object { offset: 0 })
+        );
+        assert_eq!(
+            strict(b"a:1:{i:0;r:1;}"),
+            Err(UnserializeError::Reference { offset: 9 })
+        );
+        assert_eq!(
+            strict(b"s:10:\"abc\";"),
+            Err(UnserializeError::LengthBeyondInput { offset: 2 })
+        );
+        assert_eq!(
+            strict(b"i:9223372036854775808;"),
+            Err(UnserializeError::IntOutOfRange { offset: 2 })
+        );
+        assert_eq!(
+            strict(b"i:-9223372036854775808;"),
+            Ok(PhpValue::Int(i64::MIN))
+        );
+        // Keys must be int or string.
+        assert_eq!(
+            strict(b"a:1:{N;i:1;}"),
+            Err(UnserializeError::Syntax { offset: 5 })
+        );
+        // The count must match the entries.
+        assert!(strict(b"a:2:{i:0;N;}").is_err());
+        assert!(strict(b"a:1:{i:0;N;i:1;N;}").is_err());
+    }
+
+    #[test]
+    fn depth_is_bounded_at_depth_max() {
+        let limits = UnserializeLimits {
+            depth_max: 8,
+            ..UnserializeLimits::default()
+        };
+        assert!(unserialize(&nested(8), &limits).is_ok());
+        assert_eq!(
+            unserialize(&nested(9), &limits),
+            Err(UnserializeError::TooDeep { depth_max: 8 })
+        );
+        let default_max = UnserializeLimits::DEPTH_MAX_DEFAULT;
+        assert!(strict(&nested(default_max)).is_ok());
+        assert!(strict(&nested(default_max + 1)).is_err());
+        assert_eq!(
+            unserialize_lenient(&nested(default_max + 1)),
+            PhpValue::Bool(false)
+        );
+    }
+
+    #[test]
+    fn elements_are_bounded_at_elements_max() {
+        let limits = UnserializeLimits {
+            elements_max: 4,
+            ..UnserializeLimits::default()
+        };
+        // The array itself and its three values: four elements.
+        assert!(unserialize(b"a:3:{i:0;N;i:1;N;i:2;N;}", &limits).is_ok());
+        assert_eq!(
+            unserialize(b"a:4:{i:0;N;i:1;N;i:2;N;i:3;N;}", &limits),
+            Err(UnserializeError::TooManyElements { elements_max: 4 })
+        );
+    }
+
+    #[test]
+    fn a_huge_count_header_is_refused_before_allocating() {
+        assert_eq!(
+            strict(b"a:1000000:{i:0;N;}"),
+            Err(UnserializeError::LengthBeyondInput { offset: 2 })
+        );
+        assert!(strict(b"a:99999999999999999999999:{}").is_err());
+    }
+
+    #[test]
+    fn repeated_keys_overwrite_in_place_in_linear_time() {
+        assert_eq!(
+            serialize_of(b"a:3:{i:1;s:1:\"a\";i:2;N;s:1:\"1\";s:1:\"b\";}"),
+            b"a:2:{i:1;s:1:\"b\";i:2;N;}".to_vec()
+        );
+        // 200k entries on 2 distinct keys and 200k distinct keys both decode quickly
+        // (quadratic lookups would take minutes here in a debug build).
+        let n = 200_000;
+        for distinct in [2, n] {
+            let mut input = format!("a:{n}:{{").into_bytes();
+            for i in 0..n {
+                input.extend_from_slice(format!("i:{};N;", i % distinct).as_bytes());
+            }
+            input.push(b'}');
+            match strict(&input) {
+                Ok(PhpValue::Array(a)) => assert_eq!(a.len(), distinct),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    fn serialize_of(input: &[u8]) -> Vec<u8> {
+        crate::protocol::php::serialize::serialize(&strict(input).unwrap())
+    }
 }
