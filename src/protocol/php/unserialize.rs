@@ -107,20 +107,42 @@ pub fn unserialize_prefix(
     input: &[u8],
     limits: &UnserializeLimits,
 ) -> Result<(PhpValue, usize), UnserializeError> {
+    decode_prefix(input, limits, IntOverflow::Reject)
+}
+
+fn decode_prefix(
+    input: &[u8],
+    limits: &UnserializeLimits,
+    int_overflow: IntOverflow,
+) -> Result<(PhpValue, usize), UnserializeError> {
     let mut decoder = Decoder {
         input,
         pos: 0,
         limits: *limits,
         elements: 0,
+        int_overflow,
     };
     let value = decoder.value(0)?;
     Ok((value, decoder.pos))
 }
 
+/// What to do with an `i:` beyond `i64`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IntOverflow {
+    /// Fail with [`UnserializeError::IntOutOfRange`].
+    Reject,
+    /// Saturate to `i64::MIN`/`i64::MAX`, as PHP does (with a warning).
+    Saturate,
+}
+
 /// PHP's `unserialize()` as GatewayWorker sees it: the value, or `false` when the input
-/// is empty or invalid (indistinguishable from `b:0;`); trailing bytes are ignored.
+/// is empty or invalid (indistinguishable from `b:0;`); trailing bytes are ignored and an
+/// out-of-range `i:` saturates to `i64::MIN`/`i64::MAX` as in PHP.
+///
+/// Differences from PHP: nesting beyond [`UnserializeLimits::DEPTH_MAX_DEFAULT`] (PHP:
+/// 4096) and string lengths that overflow 64 bits (PHP wraps them) are `false`.
 pub fn unserialize_lenient(input: &[u8]) -> PhpValue {
-    unserialize_prefix(input, &UnserializeLimits::default())
+    decode_prefix(input, &UnserializeLimits::default(), IntOverflow::Saturate)
         .map(|(value, _)| value)
         .unwrap_or(PhpValue::Bool(false))
 }
@@ -134,6 +156,7 @@ struct Decoder<'a> {
     pos: usize,
     limits: UnserializeLimits,
     elements: usize,
+    int_overflow: IntOverflow,
 }
 
 impl Decoder<'_> {
@@ -198,6 +221,7 @@ impl Decoder<'_> {
             }
             b'd' => self.float(),
             b's' => Ok(PhpValue::Str(self.string_body()?)),
+            b'S' => Ok(PhpValue::Str(self.escaped_string_body()?)),
             b'a' => self.array(depth + 1),
             _ => {
                 self.pos = start;
@@ -220,8 +244,15 @@ impl Decoder<'_> {
             return Err(self.syntax());
         }
         let text = std::str::from_utf8(&self.input[start..self.pos]).expect("ascii digits");
-        text.parse::<i64>()
-            .map_err(|_| UnserializeError::IntOutOfRange { offset: start })
+        match text.parse::<i64>() {
+            Ok(n) => Ok(n),
+            Err(_) if self.int_overflow == IntOverflow::Saturate => Ok(if text.starts_with('-') {
+                i64::MIN
+            } else {
+                i64::MAX
+            }),
+            Err(_) => Err(UnserializeError::IntOutOfRange { offset: start }),
+        }
     }
 
     /// `[0-9]+` as a length or count.
@@ -280,19 +311,56 @@ impl Decoder<'_> {
         Ok(bytes)
     }
 
+    /// After `S:` (PHP's legacy escaped string): `<len>:"<len chars>";` where a char is a
+    /// byte other than `\` or a `\` followed by two hex digits.
+    fn escaped_string_body(&mut self) -> Result<Bytes, UnserializeError> {
+        let len_at = self.pos;
+        let len = self.unsigned()?;
+        self.expect(b':')?;
+        self.expect(b'"')?;
+        if len > self.input.len() - self.pos {
+            return Err(UnserializeError::LengthBeyondInput { offset: len_at });
+        }
+        let mut bytes = Vec::with_capacity(len);
+        for _ in 0..len {
+            let byte = self.peek().ok_or_else(|| self.syntax())?;
+            self.pos += 1;
+            if byte != b'\\' {
+                bytes.push(byte);
+                continue;
+            }
+            let hex = self
+                .input
+                .get(self.pos..self.pos + 2)
+                .ok_or_else(|| self.syntax())?;
+            let value = std::str::from_utf8(hex)
+                .ok()
+                .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| self.syntax())?;
+            bytes.push(value);
+            self.pos += 2;
+        }
+        self.expect(b'"')?;
+        self.expect(b';')?;
+        Ok(Bytes::from(bytes))
+    }
+
     fn key(&mut self) -> Result<PhpKey, UnserializeError> {
         let tag = self.peek().ok_or_else(|| self.syntax())?;
-        if tag != b'i' && tag != b's' {
+        if !matches!(tag, b'i' | b's' | b'S') {
             return Err(self.syntax());
         }
         self.pos += 1;
         self.expect(b':')?;
-        if tag == b'i' {
-            let n = self.int()?;
-            self.expect(b';')?;
-            Ok(PhpKey::Int(n))
-        } else {
-            Ok(PhpKey::from_shared(self.string_body()?))
+        match tag {
+            b'i' => {
+                let n = self.int()?;
+                self.expect(b';')?;
+                Ok(PhpKey::Int(n))
+            }
+            b's' => Ok(PhpKey::from_shared(self.string_body()?)),
+            _ => Ok(PhpKey::from_shared(self.escaped_string_body()?)),
         }
     }
 
@@ -454,6 +522,23 @@ mod tests {
         // The count must match the entries.
         assert!(strict(b"a:2:{i:0;N;}").is_err());
         assert!(strict(b"a:1:{i:0;N;i:1;N;}").is_err());
+    }
+
+    #[test]
+    fn lenient_mirrors_php_integer_saturation_and_escaped_strings() {
+        assert_eq!(
+            unserialize_lenient(b"i:99999999999999999999;"),
+            PhpValue::Int(i64::MAX)
+        );
+        assert_eq!(
+            unserialize_lenient(b"i:-99999999999999999999;"),
+            PhpValue::Int(i64::MIN)
+        );
+        assert_eq!(unserialize_lenient(b"i:+007;"), PhpValue::Int(7));
+        assert_eq!(strict(b"S:3:\"a\\41b\";"), Ok(PhpValue::str("aAb")));
+        assert_eq!(strict(b"a:1:{S:1:\"\\35\";N;}"), strict(b"a:1:{i:5;N;}"));
+        assert!(strict(b"S:1:\"\\4g\";").is_err());
+        assert!(strict(b"S:2:\"\\4\";").is_err());
     }
 
     #[test]
