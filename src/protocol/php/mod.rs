@@ -3,6 +3,15 @@
 //! PHP arrays are ordered maps whose keys are ints or byte strings; a string key that is
 //! the canonical decimal form of an `i64` is stored as an int key (spec 7.3). Strings are
 //! byte strings, not UTF-8.
+//!
+//! * [`serialize`] / [`unserialize`]: PHP's `serialize()` format (spec 7.1), with a
+//!   strict decoder (typed errors, bounded) and the lenient one GatewayWorker relies on.
+//! * [`float`]: PHP's float-to-text conversions (14 digits for strings, shortest for
+//!   serialize and JSON).
+//! * [`body`]: frame bodies (spec 1.2).
+//! * [`merge`]: `array_replace_recursive` and the session update of cmd 9 (spec 7.4).
+//! * [`json`]: `json_encode`/`json_decode` as PHP does them, and a checked mapping to
+//!   `serde_json::Value`.
 
 pub mod body;
 pub mod float;

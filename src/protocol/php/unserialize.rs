@@ -16,7 +16,8 @@ use super::{PhpArray, PhpKey, PhpValue};
 /// Bounds applied while decoding untrusted serialized data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UnserializeLimits {
-    /// Deepest array nesting accepted; a top-level scalar is depth 0, `a:0:{}` depth 1.
+    /// Deepest nesting of non-empty arrays accepted; a top-level scalar is depth 0,
+    /// `a:1:{i:0;N;}` depth 1 (an empty array, like in PHP, is never too deep).
     pub depth_max: usize,
     /// Most values (array entries and scalars, keys not counted) in one input.
     pub elements_max: usize,
@@ -366,15 +367,16 @@ impl Decoder<'_> {
 
     /// After `a:`: `<count>:{` count × (key value) `}`.
     fn array(&mut self, depth: usize) -> Result<PhpValue, UnserializeError> {
-        if depth > self.limits.depth_max {
-            return Err(UnserializeError::TooDeep {
-                depth_max: self.limits.depth_max,
-            });
-        }
         let count_at = self.pos;
         let count = self.unsigned()?;
         self.expect(b':')?;
         self.expect(b'{')?;
+        // Like PHP, only an array with entries counts against the depth limit.
+        if count > 0 && depth > self.limits.depth_max {
+            return Err(UnserializeError::TooDeep {
+                depth_max: self.limits.depth_max,
+            });
+        }
         let remaining = self.input.len() - self.pos;
         if count > remaining / ENTRY_BYTES_MIN {
             return Err(UnserializeError::LengthBeyondInput { offset: count_at });
@@ -548,6 +550,10 @@ mod tests {
             ..UnserializeLimits::default()
         };
         assert!(unserialize(&nested(8), &limits).is_ok());
+        let mut empty_innermost = b"a:1:{i:0;".repeat(8);
+        empty_innermost.extend_from_slice(b"a:0:{}");
+        empty_innermost.extend_from_slice(&b"}".repeat(8));
+        assert!(unserialize(&empty_innermost, &limits).is_ok());
         assert_eq!(
             unserialize(&nested(9), &limits),
             Err(UnserializeError::TooDeep { depth_max: 8 })
