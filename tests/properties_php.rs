@@ -310,3 +310,34 @@ fn lenient_ignores_trailing_bytes_after_a_value() {
         .tests(CASES)
         .quickcheck(prop as fn(Value, Vec<u8>) -> bool);
 }
+
+#[test]
+fn float_texts_read_back_as_php_promises() {
+    use gatewayworker::protocol::php::float::{to_json_repr, to_php_string, to_serialize_repr};
+    fn prop(bits: u64) -> TestResult {
+        let x = f64::from_bits(bits);
+        if !x.is_finite() {
+            return TestResult::discard();
+        }
+        let shortest = to_serialize_repr(x);
+        // serialize: exact round trip, at most 17 significant digits.
+        let round_trips = shortest.parse::<f64>().map(f64::to_bits) == Ok(bits);
+        let digits = shortest
+            .split(['E', 'e'])
+            .next()
+            .unwrap()
+            .bytes()
+            .filter(u8::is_ascii_digit)
+            .skip_while(|d| *d == b'0')
+            .count();
+        // json: the same text with a lower-case exponent marker.
+        let json_same = to_json_repr(x) == Some(shortest.replace('E', "e"));
+        // (string): the value rounded to 14 significant digits.
+        let fourteen =
+            to_php_string(x).parse::<f64>().ok() == format!("{:.13e}", x).parse::<f64>().ok();
+        TestResult::from_bool(round_trips && digits <= 17 && json_same && fourteen)
+    }
+    QuickCheck::new()
+        .tests(CASES)
+        .quickcheck(prop as fn(u64) -> TestResult);
+}

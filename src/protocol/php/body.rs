@@ -1,6 +1,5 @@
 //! Frame bodies as PHP values (spec 1.2): scalars travel as their PHP string conversion
-//! with [`FLAG_BODY_IS_SCALAR`], everything
-//! else (arrays and null) PHP-serialized.
+//! with [`FLAG_BODY_IS_SCALAR`], everything else (arrays and null) PHP-serialized.
 
 use bytes::Bytes;
 
