@@ -339,10 +339,13 @@ pub fn parse_str(query: &[u8]) -> PhpArray {
     result
 }
 
+/// One bracketed index of a `parse_str` name: `None` for `[]` (append).
+type Index = Option<Vec<u8>>;
+
 /// Splits a variable name the way PHP registers it: the base name (leading spaces
 /// dropped, ` ` and `.` mapped to `_`) and the bracketed indexes (`None` = `[]`, append).
 /// `None` when the base name is empty.
-fn variable_path(name: &[u8]) -> Option<(Vec<u8>, Vec<Option<Vec<u8>>>)> {
+fn variable_path(name: &[u8]) -> Option<(Vec<u8>, Vec<Index>)> {
     let name = &name[name.iter().position(|&b| b != b' ').unwrap_or(name.len())..];
     let mut base = Vec::with_capacity(name.len());
     let mut path = Vec::new();
@@ -386,7 +389,7 @@ fn variable_path(name: &[u8]) -> Option<(Vec<u8>, Vec<Option<Vec<u8>>>)> {
 }
 
 /// `$target[key][path...] = value`, creating (or replacing non-array values with) arrays.
-fn assign(target: &mut PhpArray, key: PhpKey, path: &[Option<Vec<u8>>], value: PhpValue) {
+fn assign(target: &mut PhpArray, key: PhpKey, path: &[Index], value: PhpValue) {
     let Some((first, rest)) = path.split_first() else {
         target.insert(key, value);
         return;
