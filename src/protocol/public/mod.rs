@@ -59,7 +59,8 @@ pub enum PublicEvent {
         binary: bool,
     },
     /// Bytes to write to the client now, in order with everything else written to it
-    /// (pong, close reply, HTTP error response).
+    /// (pong, close reply, HTTP error response). Not client activity: a ping answered
+    /// here does not reset the heartbeat counter (spec 5.4, 9 item 15).
     Write(Bytes),
     /// Close the connection once the bytes already handed out are written. Always the last
     /// event: the decoder ignores all further input.
@@ -190,6 +191,42 @@ impl PublicDecoder {
             PublicDecoder::Websocket(d) => d.is_closed(),
             PublicDecoder::Text(d) => d.is_closed(),
             PublicDecoder::Frame(d) => d.is_closed(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_connection_state_stays_small() {
+        // 100k idle clients cost under 5 MB of decoder state.
+        assert!(
+            std::mem::size_of::<PublicDecoder>() <= 48,
+            "{}",
+            std::mem::size_of::<PublicDecoder>()
+        );
+    }
+
+    #[test]
+    fn protocol_dispatch_encodes_each_form() {
+        let mut out = BytesMut::new();
+        PublicProtocol::Websocket
+            .encode(b"hi", true, &mut out)
+            .unwrap();
+        PublicProtocol::Text.encode(b"hi", true, &mut out).unwrap();
+        PublicProtocol::Frame.encode(b"hi", true, &mut out).unwrap();
+        assert_eq!(&out[..], b"\x82\x02hihi\n\0\0\0\x06hi");
+        for protocol in [
+            PublicProtocol::Websocket,
+            PublicProtocol::Text,
+            PublicProtocol::Frame,
+        ] {
+            let decoder = protocol.decoder(10);
+            assert_eq!(decoder.protocol(), protocol);
+            assert_eq!(decoder.is_ready(), protocol != PublicProtocol::Websocket);
+            assert!(!decoder.is_closed());
         }
     }
 }
