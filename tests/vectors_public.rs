@@ -551,3 +551,34 @@ fn garbage_never_panics_and_nothing_follows_a_close() {
         .tests(1000)
         .quickcheck(prop as fn(bool, Vec<u8>, Vec<usize>) -> bool);
 }
+
+#[test]
+fn corrupted_websocket_streams_decode_the_same_under_any_chunking() {
+    // Flipping bytes of a valid stream reaches the deep error paths (bad lengths, close
+    // codes, UTF-8, fragment order) that random bytes rarely get past the first header.
+    fn prop(stream: Stream, flips: Vec<(usize, u8)>) -> bool {
+        let mut bytes = stream.bytes();
+        for (at, xor) in flips.iter().take(3) {
+            let len = bytes.len();
+            let at = HANDSHAKE.len() + at % (len - HANDSHAKE.len()).max(1);
+            if let Some(b) = bytes.get_mut(at) {
+                *b ^= xor;
+            }
+        }
+        let whole = events_of(PublicProtocol::Websocket, &bytes, &[]);
+        let cut = events_of(PublicProtocol::Websocket, &bytes, &stream.cuts);
+        let closes = whole
+            .iter()
+            .filter(|e| matches!(e, PublicEvent::Close(_)))
+            .count();
+        whole == cut
+            && closes <= 1
+            && whole
+                .iter()
+                .position(|e| matches!(e, PublicEvent::Close(_)))
+                .is_none_or(|i| i + 1 == whole.len())
+    }
+    QuickCheck::new()
+        .tests(1000)
+        .quickcheck(prop as fn(Stream, Vec<(usize, u8)>) -> bool);
+}
