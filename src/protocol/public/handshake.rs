@@ -109,12 +109,12 @@ pub fn step(buf: &[u8], scanned: usize) -> HandshakeStep {
         return HandshakeStep::Refused(HandshakeError::TooLarge);
     }
     let head = &buf[..head_len];
-    match header(head, b"sec-websocket-version") {
+    match find_header(head, b"sec-websocket-version:") {
         None => return HandshakeStep::Refused(HandshakeError::MissingVersion),
         Some(v) if v != b"13" => return HandshakeStep::Refused(HandshakeError::WrongVersion),
         Some(_) => {}
     }
-    let Some(key) = header(head, b"sec-websocket-key") else {
+    let Some(key) = find_header(head, b"sec-websocket-key:") else {
         return HandshakeStep::Refused(HandshakeError::MissingKey);
     };
     HandshakeStep::Accepted {
@@ -144,34 +144,73 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-/// The header lines of a request head (after the request line), as `(name, value)` with
-/// spaces and tabs trimmed from both; lines without `:` are skipped.
-fn headers(head: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    head.split(|&b| b == b'\n')
-        .skip(1)
-        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
-        .filter_map(|line| {
-            let colon = line.iter().position(|&b| b == b':')?;
-            Some((trim(&line[..colon]), trim(&line[colon + 1..])))
-        })
+/// The value the original's `/<Name>: *(.*?)\r\n/i` finds in the head: after the first
+/// case-insensitive occurrence of `name_colon` (anywhere, even inside another line) whose
+/// line goes on to a `\r\n`, skipping spaces, up to that `\r\n`. Trailing spaces stay,
+/// so `13 ` is not `13`: byte-exact with the original's accept key and version checks.
+fn find_header<'a>(head: &'a [u8], name_colon: &[u8]) -> Option<&'a [u8]> {
+    let mut from = 0;
+    while from + name_colon.len() <= head.len() {
+        let at = from
+            + head[from..]
+                .windows(name_colon.len())
+                .position(|w| w.eq_ignore_ascii_case(name_colon))?;
+        let rest = &head[at + name_colon.len()..];
+        let rest = &rest[rest.iter().position(|&b| b != b' ').unwrap_or(rest.len())..];
+        // `.` does not match `\n`: the value runs to the first `\n`, which must follow `\r`.
+        if let Some(lf) = rest.iter().position(|&b| b == b'\n') {
+            if lf > 0 && rest[lf - 1] == b'\r' {
+                return Some(&rest[..lf - 1]);
+            }
+        }
+        from = at + 1;
+    }
+    None
 }
 
-/// The first value of the header `lower_name` (compared case-insensitively).
-fn header<'a>(head: &'a [u8], lower_name: &[u8]) -> Option<&'a [u8]> {
-    headers(head)
-        .find(|(name, _)| name.eq_ignore_ascii_case(lower_name))
-        .map(|(_, value)| value)
+/// The header lines of a request head the way workerman's HTTP `Request` parses them:
+/// lines after the request line split on `\r\n`, each split on its first `:`; the name
+/// lower-cased but not trimmed, the value trimmed of spaces and tabs; lines without `:`
+/// skipped.
+fn headers(head: &[u8]) -> impl Iterator<Item = (Vec<u8>, &[u8])> {
+    let body = head.strip_suffix(b"\r\n\r\n").unwrap_or(head);
+    let after_first_line = find(body, b"\r\n").map_or(&b""[..], |i| &body[i + 2..]);
+    split_crlf(after_first_line).filter_map(|line| {
+        let colon = line.iter().position(|&b| b == b':')?;
+        Some((line[..colon].to_ascii_lowercase(), trim(&line[colon + 1..])))
+    })
 }
 
+fn split_crlf(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(bytes);
+    std::iter::from_fn(move || {
+        let current = rest?;
+        match find(current, b"\r\n") {
+            Some(i) => {
+                rest = Some(&current[i + 2..]);
+                Some(&current[..i])
+            }
+            None => {
+                rest = None;
+                Some(current)
+            }
+        }
+    })
+}
+
+/// `trim($s, " \t")`.
 fn trim(bytes: &[u8]) -> &[u8] {
-    let is_space = |b: &u8| *b == b' ' || *b == b'\t';
+    trim_set(bytes, b" \t")
+}
+
+fn trim_set<'a>(bytes: &'a [u8], set: &[u8]) -> &'a [u8] {
     let start = bytes
         .iter()
-        .position(|b| !is_space(b))
+        .position(|b| !set.contains(b))
         .unwrap_or(bytes.len());
     let end = bytes
         .iter()
-        .rposition(|b| !is_space(b))
+        .rposition(|b| !set.contains(b))
         .map_or(start, |i| i + 1);
     &bytes[start..end]
 }
@@ -211,22 +250,13 @@ impl HandshakeRequest {
     /// The `server` map and the query string.
     fn server(&self, remote: SocketAddr, local_port: u16) -> (PhpArray, &[u8]) {
         let head = &self.head[..];
-        let line_end = head
-            .iter()
-            .position(|&b| b == b'\r' || b == b'\n')
-            .unwrap_or(head.len());
-        let mut parts = head[..line_end].splitn(3, |&b| b == b' ');
+        let first_line = find(head, b"\r\n").map_or(head, |i| &head[..i]);
+        let mut parts = first_line.splitn(3, |&b| b == b' ');
         let method = parts.next().unwrap_or_default();
-        let uri = parts.next().unwrap_or_default();
-        let protocol = parts.next().unwrap_or_default();
-        let version = protocol
-            .iter()
-            .position(|&b| b == b'/')
-            .map_or(&b""[..], |i| &protocol[i + 1..]);
-        let query = uri
-            .iter()
-            .position(|&b| b == b'?')
-            .map_or(&b""[..], |i| &uri[i + 1..]);
+        let uri = parts.next().unwrap_or(b"/");
+        // workerman: the text after the first "HTTP/" of the request line, else "1.0".
+        let version = find(first_line, b"HTTP/").map_or(&b"1.0"[..], |i| &first_line[i + 5..]);
+        let query = query_string(uri);
 
         let mut http = PhpArray::new();
         for (name, value) in headers(head) {
@@ -269,6 +299,18 @@ impl HandshakeRequest {
     }
 }
 
+/// `parse_url($uri)['query'] ?? ''`: the text after the first `?`, up to a `#`.
+fn query_string(uri: &[u8]) -> &[u8] {
+    let before_fragment = uri
+        .iter()
+        .position(|&b| b == b'#')
+        .map_or(uri, |i| &uri[..i]);
+    before_fragment
+        .iter()
+        .position(|&b| b == b'?')
+        .map_or(&b""[..], |i| &before_fragment[i + 1..])
+}
+
 fn key(name: &str) -> PhpKey {
     PhpKey::Str(Bytes::copy_from_slice(name.as_bytes()))
 }
@@ -277,7 +319,7 @@ fn str_value(bytes: &[u8]) -> PhpValue {
     PhpValue::Str(Bytes::copy_from_slice(bytes))
 }
 
-/// The `cookie` map: split on `;`, each part on its first `=`; names trimmed, values kept
+/// The `cookie` map: split on `;`, each part on its first `=`; names trimmed (PHP `trim`), values kept
 /// verbatim (not trimmed, not URL-decoded); parts without `=` dropped.
 pub fn parse_cookie(header: &[u8]) -> PhpArray {
     let mut cookie = PhpArray::new();
@@ -286,7 +328,7 @@ pub fn parse_cookie(header: &[u8]) -> PhpArray {
             continue;
         };
         cookie.insert(
-            PhpKey::from_bytes(trim(&part[..eq])),
+            PhpKey::from_bytes(trim_set(&part[..eq], b" \t\n\r\0\x0b")),
             str_value(&part[eq + 1..]),
         );
     }
@@ -541,5 +583,71 @@ mod tests {
             data.get_str("cookie"),
             Some(&PhpValue::Array(PhpArray::new()))
         );
+    }
+
+    #[test]
+    fn version_and_key_are_found_like_the_original_regex() {
+        let head = |lines: &str| format!("GET / HTTP/1.1\r\n{lines}\r\n").into_bytes();
+        // Trailing spaces are part of the value: "13 " is not 13.
+        let h = head("Sec-WebSocket-Version: 13 \r\nSec-WebSocket-Key: k\r\n");
+        assert_eq!(
+            step(&h, 0),
+            HandshakeStep::Refused(HandshakeError::WrongVersion)
+        );
+        // Case-insensitive, any number of spaces (no tabs) after the colon.
+        let h = head("SEC-WEBSOCKET-VERSION:13\r\nsec-websocket-key:   k \r\n");
+        assert_eq!(
+            step(&h, 0),
+            HandshakeStep::Accepted {
+                head_len: h.len(),
+                response: response(b"k ")
+            }
+        );
+        // A space before the colon is not the header.
+        let h = head("Sec-WebSocket-Version : 13\r\n");
+        assert_eq!(
+            step(&h, 0),
+            HandshakeStep::Refused(HandshakeError::MissingVersion)
+        );
+        // A tab is not skipped: the value starts with it.
+        let h = head("Sec-WebSocket-Version:\t13\r\n");
+        assert_eq!(
+            step(&h, 0),
+            HandshakeStep::Refused(HandshakeError::WrongVersion)
+        );
+    }
+
+    #[test]
+    fn request_line_is_read_like_workerman() {
+        let data = |head: &'static [u8]| {
+            let req = HandshakeRequest::new(Bytes::from_static(head));
+            let PhpValue::Array(data) = req.connect_data("1.2.3.4:5".parse().unwrap(), 6) else {
+                panic!("not an array")
+            };
+            data
+        };
+        let d = data(b"GET /HTTP/x?a=1#f HTTP/1.1\r\nHost : h\r\n\r\n");
+        let Some(PhpValue::Array(server)) = d.get_str("server") else {
+            panic!()
+        };
+        assert_eq!(
+            server.get_str("SERVER_PROTOCOL"),
+            Some(&s("HTTP/x?a=1#f HTTP/1.1"))
+        );
+        assert_eq!(server.get_str("QUERY_STRING"), Some(&s("a=1")));
+        assert_eq!(server.get_str("REQUEST_URI"), Some(&s("/HTTP/x?a=1#f")));
+        // The name is not trimmed: "Host " is not the Host header.
+        assert_eq!(server.get_str("HTTP_HOST "), Some(&s("h")));
+        assert_eq!(server.get_str("SERVER_NAME"), Some(&PhpValue::Null));
+        assert_eq!(server.get_str("REMOTE_PORT"), Some(&PhpValue::Int(5)));
+        assert_eq!(server.get_str("SERVER_PORT"), Some(&PhpValue::Int(6)));
+        let d = data(b"GET\r\nCookie: \ta=1\r\n\r\n");
+        let Some(PhpValue::Array(server)) = d.get_str("server") else {
+            panic!()
+        };
+        assert_eq!(server.get_str("REQUEST_URI"), Some(&s("/")));
+        assert_eq!(server.get_str("SERVER_PROTOCOL"), Some(&s("HTTP/1.0")));
+        let cookie: PhpArray = [(PhpKey::from_bytes(b"a"), s("1"))].into_iter().collect();
+        assert_eq!(d.get_str("cookie"), Some(&PhpValue::Array(cookie)));
     }
 }
