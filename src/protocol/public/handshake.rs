@@ -6,9 +6,18 @@
 //! responses are byte-exact copies of workerman's, down to the "Switching Protocol"
 //! reason phrase.
 //!
-//! One bound is ours: the request head may not exceed [`HANDSHAKE_SIZE_MAX`] bytes (the
-//! original only stops at its 10 MiB package size). A client that trickles a head slowly
-//! must be timed out by the caller, who owns the clock.
+//! `Sec-WebSocket-Version` and `Sec-WebSocket-Key` are found the way the original's regex
+//! finds them (see `find_header`), and the ON_WEBSOCKET_CONNECT data is read the way
+//! workerman 5.2.2's HTTP `Request` reads a head. Two differences, both so that the result
+//! cannot depend on how reads were split:
+//!
+//! * the original runs its regex over the whole receive buffer, frame bytes that follow the
+//!   head in the same read included; we look in the head only;
+//! * the request head may not exceed [`HANDSHAKE_SIZE_MAX`] bytes (the original only stops
+//!   at its 10 MiB package size); a longer head closes the connection without a reply.
+//!
+//! A client that trickles its head slowly (slowloris) must be timed out by the caller, who
+//! owns the clock.
 
 use std::net::SocketAddr;
 
