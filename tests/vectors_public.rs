@@ -12,6 +12,8 @@
 use std::net::SocketAddr;
 
 use bytes::{Bytes, BytesMut};
+use gatewayworker::protocol::php::json::{json_encode, JsonEncodeOptions};
+use gatewayworker::protocol::php::serialize::serialize;
 use gatewayworker::protocol::public::{
     websocket, CloseReason, PublicDecoder, PublicEvent, PublicProtocol, PACKAGE_SIZE_MAX_DEFAULT,
 };
@@ -210,17 +212,19 @@ fn websocket_send_vectors() {
 }
 
 #[test]
-fn websocket_send_array_json_payload_shape() {
-    // The JSON text itself comes from the php helper's json_encode (not merged yet); here
-    // we check that the frame around the recorded JSON is ours byte for byte.
+fn websocket_send_array_json() {
+    // An array message to a websocket client is json_encode'd with unescaped Unicode and
+    // sent in the connection's frame type (spec 6.3).
     let v = vector("websocket", "send_array_json");
-    let wire = bytes(&v["expected"]["server_wrote"]);
-    let json = &wire[2..];
-    assert!(matches!(
-        php(&v["input"]["payload"]),
-        gatewayworker::protocol::php::PhpValue::Array(_)
-    ));
-    assert_eq!(server_frame(json, false), wire);
+    let json = json_encode(
+        &php(&v["input"]["payload"]),
+        JsonEncodeOptions::unescaped_unicode(),
+    )
+    .expect("encodable array");
+    assert_eq!(
+        encode_hex(&server_frame(&json, false)),
+        encode_hex(&bytes(&v["expected"]["server_wrote"]))
+    );
 }
 
 #[test]
@@ -324,6 +328,10 @@ fn websocket_connect_body_vector() {
     let event = &v["expected"]["events"][0];
     assert_eq!(event["header"]["cmd"], 205, "CMD_ON_WEBSOCKET_CONNECT");
     assert_eq!(data, php(&event["body"]));
+    // Byte for byte: the frame's body is the serialized array.
+    let frame = bytes(&event["frame_hex"]);
+    let body_at = 28 + event["header"]["ext_len"].as_u64().unwrap() as usize;
+    assert_eq!(encode_hex(&serialize(&data)), encode_hex(&frame[body_at..]));
 }
 
 // ---- properties -------------------------------------------------------------------------
