@@ -527,12 +527,13 @@ mod tests {
 
     #[test]
     fn cookie_split_rules() {
-        let c = parse_cookie(b"sid=xyz; theme=dark; flag; e= =v ;x=a=b");
+        let c = parse_cookie(b"sid=xyz; theme=dark; flag; e= =v ;x=a=b; enc=%41+b");
         assert_eq!(c.get_str("sid"), Some(&s("xyz")));
         assert_eq!(c.get_str("theme"), Some(&s("dark")));
         assert_eq!(c.get_str("e"), Some(&s(" =v ")));
         assert_eq!(c.get_str("x"), Some(&s("a=b")));
-        assert_eq!(c.len(), 4);
+        assert_eq!(c.get_str("enc"), Some(&s("%41+b")), "not URL-decoded");
+        assert_eq!(c.len(), 5);
     }
 
     #[test]

@@ -122,7 +122,10 @@ impl PublicProtocol {
     }
 
     /// Appends `payload` to `out` encoded as one server message. `binary` picks the
-    /// websocket frame type (0x82 instead of 0x81); the other protocols ignore it.
+    /// websocket frame type (0x82 instead of 0x81); the other protocols ignore it. The
+    /// bytes depend on nothing else, so a broadcast may be encoded once per
+    /// `(protocol, binary)` and shared (spec 9 item 14), even for clients still in their
+    /// handshake: queueing those is the caller's job (see [`PublicDecoder::is_ready`]).
     pub fn encode(
         self,
         payload: &[u8],
