@@ -139,6 +139,10 @@ pub struct Frame {
     pub body: Bytes,
 }
 
+/// Most a decoder reserves in the input buffer ahead of bytes that have arrived: an
+/// announced length alone (28 bytes of a peer's input) must not commit megabytes.
+const RESERVE_AHEAD_MAX: usize = 64 * 1024;
+
 /// Length of the `u32` length prefix of a reply record (spec 1.4).
 pub const REPLY_PREFIX_LEN: usize = 4;
 
@@ -459,9 +463,10 @@ impl FrameDecoder {
 
     /// Splits the next complete frame off the front of `src`.
     ///
-    /// `Ok(None)`: more bytes are needed (nothing consumed; capacity for the rest of the
-    /// frame is reserved once its length is known). A fatal error consumes nothing, so a
-    /// caller that keeps calling gets the same error again; the connection must be closed.
+    /// `Ok(None)`: more bytes are needed (nothing consumed; once the length is known, some
+    /// capacity for the rest of the frame is reserved, at most 64 KiB ahead). A fatal error
+    /// consumes nothing, so a caller that keeps calling gets the same error again; the
+    /// connection must be closed.
     /// [`FrameDecodeError::UnknownCommand`] is returned once the whole frame has arrived,
     /// after consuming it.
     pub fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FrameDecodeError> {
@@ -470,7 +475,7 @@ impl FrameDecoder {
         };
         let pack_len = raw.pack_len as usize;
         if src.len() < pack_len {
-            src.reserve(pack_len - src.len());
+            src.reserve((pack_len - src.len()).min(RESERVE_AHEAD_MAX));
             return Ok(None);
         }
         let mut frame_bytes = src.split_to(pack_len);
@@ -547,7 +552,7 @@ impl ReplyDecoder {
         }
         let record_len = REPLY_PREFIX_LEN + len as usize;
         if src.len() < record_len {
-            src.reserve(record_len - src.len());
+            src.reserve((record_len - src.len()).min(RESERVE_AHEAD_MAX));
             return Ok(None);
         }
         src.advance(REPLY_PREFIX_LEN);
