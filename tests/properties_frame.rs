@@ -301,3 +301,35 @@ fn client_id_format_then_parse_round_trips() {
         .tests(CASES)
         .quickcheck(prop as fn(u32, u16, u32) -> bool);
 }
+
+#[test]
+fn register_lines_survive_any_chunking() {
+    fn prop(lines: Vec<String>, cuts: Vec<usize>) -> bool {
+        // Lines without terminators, each sent with "\n" or "\r\n".
+        let lines: Vec<String> = lines
+            .into_iter()
+            .map(|l| l.replace(['\r', '\n'], " "))
+            .collect();
+        let mut stream = Vec::new();
+        for (i, line) in lines.iter().enumerate() {
+            stream.extend_from_slice(line.as_bytes());
+            stream.extend_from_slice(if i % 2 == 0 { b"\n" } else { b"\r\n" });
+        }
+        let mut points: Vec<usize> = cuts.iter().map(|c| c % (stream.len() + 1)).collect();
+        points.push(stream.len());
+        points.sort_unstable();
+        let mut decoder = LineDecoder::default();
+        let (mut src, mut got, mut fed) = (BytesMut::new(), Vec::new(), 0);
+        for point in points {
+            src.extend_from_slice(&stream[fed..point]);
+            fed = point;
+            while let Ok(Some(line)) = decoder.decode(&mut src) {
+                got.push(String::from_utf8(line.to_vec()).unwrap());
+            }
+        }
+        got == lines && src.is_empty()
+    }
+    QuickCheck::new()
+        .tests(CASES)
+        .quickcheck(prop as fn(Vec<String>, Vec<usize>) -> bool);
+}

@@ -645,6 +645,13 @@ mod tests {
             }
         );
         assert!(err.is_fatal());
+        // ext_len == pack_len - 28: all ext, empty body, accepted.
+        src[24..28].copy_from_slice(&3u32.to_be_bytes());
+        let frame = FrameDecoder::default().decode(&mut src).unwrap().unwrap();
+        assert_eq!(
+            (&frame.ext_data[..], &frame.body[..]),
+            (&b"uid"[..], &b""[..])
+        );
     }
 
     #[test]
