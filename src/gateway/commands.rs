@@ -12,6 +12,7 @@ use super::action::{CloseReason, LinkId};
 use super::core::GatewayCore;
 use super::shim::{self, RawFrame};
 use crate::protocol::frame::{Command, FLAG_BINARY, FLAG_BODY_IS_SCALAR, FLAG_NOT_CALL_ENCODE};
+use crate::protocol::php::merge::merge_session;
 use crate::protocol::php::{is_empty_bytes, PhpArray, PhpKey, PhpValue};
 
 /// The PHP array key a value converts to when used as an offset (`$a[$v]`); `None` for
@@ -63,9 +64,8 @@ fn body_text(flag: u8, body: &Bytes) -> Option<Bytes> {
         return Some(body.clone());
     }
     match shim::unserialize(body) {
-        Some(PhpValue::Array(_)) => None,
-        Some(v) => Some(shim::scalar_to_bytes(&v)),
-        None => Some(Bytes::new()),
+        PhpValue::Array(_) => None,
+        v => Some(shim::scalar_to_bytes(&v)),
     }
 }
 
@@ -80,16 +80,15 @@ pub fn message_payload(flag: u8, body: &Bytes) -> Option<Bytes> {
         return Some(body.clone());
     }
     match shim::unserialize(body) {
-        None => Some(Bytes::new()),
-        Some(PhpValue::Null) => Some(Bytes::from_static(b"null")),
-        Some(v @ PhpValue::Array(_)) => shim::json_encode(&v).map(Bytes::from),
-        Some(v) => Some(shim::scalar_to_bytes(&v)),
+        PhpValue::Null => Some(Bytes::from_static(b"null")),
+        v @ PhpValue::Array(_) => shim::json_encode(&v).map(Bytes::from),
+        v => Some(shim::scalar_to_bytes(&v)),
     }
 }
 
 /// True when a KICK body is PHP null (`N;` without the scalar flag): close silently.
 fn is_null_body(flag: u8, body: &Bytes) -> bool {
-    flag & FLAG_BODY_IS_SCALAR == 0 && shim::unserialize(body) == Some(PhpValue::Null)
+    flag & FLAG_BODY_IS_SCALAR == 0 && shim::unserialize(body) == PhpValue::Null
 }
 
 fn reply(value: &PhpValue) -> Bytes {
@@ -384,22 +383,16 @@ impl GatewayCore {
             return;
         };
         if is_empty_bytes(&client.session) {
+            // Verbatim, sharing the frame's bytes.
             client.session = f.ext_data.clone();
             return;
         }
-        match (
-            shim::unserialize(&client.session),
-            shim::unserialize(&f.ext_data),
-        ) {
-            (Some(PhpValue::Array(mut base)), Some(PhpValue::Array(patch))) => {
-                shim::array_replace_recursive(&mut base, &patch);
-                client.session = Bytes::from(shim::serialize(&PhpValue::Array(base)));
-            }
+        match merge_session(&client.session, &f.ext_data) {
+            Ok(merged) => client.session = Bytes::from(merged),
             // The original throws a TypeError here (nothing stored); we ignore the command.
-            _ => tracing::warn!(
-                connection_id = f.connection_id,
-                "updateSession on a non-array session ignored"
-            ),
+            Err(error) => {
+                tracing::warn!(connection_id = f.connection_id, %error, "updateSession ignored")
+            }
         }
     }
 
