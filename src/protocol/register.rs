@@ -11,6 +11,9 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::Value;
 
+use crate::protocol::php::json::{json_decode, json_encode, to_json_value, JsonEncodeOptions};
+use crate::protocol::php::{is_empty_bytes, PhpArray, PhpKey, PhpValue};
+
 /// Default bound on one register line including its `\n`: workerman's default
 /// `maxPackageSize`, 10 MiB.
 pub const LINE_LENGTH_MAX_DEFAULT: usize = 10_485_760;
@@ -56,9 +59,16 @@ impl ToRegister {
                 dst.put_slice(b"\"}");
             }
             ToRegister::WorkerConnect { secret_key } => {
-                dst.put_slice(b"{\"event\":\"worker_connect\",\"secret_key\":");
-                push_php_json_string(dst, secret_key);
-                dst.put_u8(b'}');
+                let message: PhpArray = [
+                    (
+                        PhpKey::from_bytes(b"event"),
+                        PhpValue::str("worker_connect"),
+                    ),
+                    (PhpKey::from_bytes(b"secret_key"), PhpValue::str(secret_key)),
+                ]
+                .into_iter()
+                .collect();
+                push_json_encoded(dst, &PhpValue::Array(message));
             }
             ToRegister::Ping => dst.put_slice(b"{\"event\":\"ping\"}"),
         }
@@ -94,44 +104,39 @@ pub enum RegisterRequest {
     BadRequest,
 }
 
-/// Reads one line (without its `\n`) the way the original register does.
-///
-/// The original tests `empty($data['event'])` then `switch`es with PHP's loose `==`: so a
-/// JSON `true` event matches the first case, `gateway_connect`, and we do the same; any
-/// other non-string event (number, non-empty array) is an unknown event.
+/// Reads one line (without its `\n`) the way the original register does: PHP's
+/// `json_decode($line, true)` (depth 512, see [`json_decode`]), then
+/// `empty($data['event'])`, then a `switch` with PHP's loose `==`: so a JSON `true` event
+/// matches the first case, `gateway_connect`, and we do the same; any other non-string
+/// event (number, non-empty array) is an unknown event.
 pub fn classify_request(line: &[u8]) -> RegisterRequest {
-    let Ok(Value::Object(data)) = serde_json::from_slice::<Value>(line) else {
+    let Ok(PhpValue::Array(data)) = json_decode(line) else {
         return RegisterRequest::BadRequest;
     };
-    let event = match data.get("event") {
-        Some(event) if !json_is_php_empty(event) => event,
+    let event = match data.get_str("event") {
+        Some(event) if !event.is_empty() => event,
         _ => return RegisterRequest::BadRequest,
     };
-    let secret_key = secret_key_of(data.get("secret_key"));
+    let secret_key = secret_key_of(data.get_str("secret_key"));
     match event {
-        Value::Bool(true) => gateway_connect(&data, secret_key),
-        Value::String(name) => match name.as_str() {
-            "gateway_connect" => gateway_connect(&data, secret_key),
-            "worker_connect" => RegisterRequest::WorkerConnect { secret_key },
-            "ping" => RegisterRequest::Ping,
+        PhpValue::Bool(true) => gateway_connect(&data, secret_key),
+        PhpValue::Str(name) => match &name[..] {
+            b"gateway_connect" => gateway_connect(&data, secret_key),
+            b"worker_connect" => RegisterRequest::WorkerConnect { secret_key },
+            b"ping" => RegisterRequest::Ping,
             other => RegisterRequest::UnknownEvent {
-                event: other.to_owned(),
+                event: String::from_utf8_lossy(other).into_owned(),
             },
         },
         other => RegisterRequest::UnknownEvent {
-            event: other.to_string(),
+            event: to_json_value(other).map_or_else(|_| format!("{other:?}"), |v| v.to_string()),
         },
     }
 }
 
-fn gateway_connect(
-    data: &serde_json::Map<String, Value>,
-    secret_key: Option<String>,
-) -> RegisterRequest {
-    let address = match data.get("address") {
-        Some(Value::String(a)) if !crate::protocol::php::is_empty_bytes(a.as_bytes()) => {
-            Some(a.clone())
-        }
+fn gateway_connect(data: &PhpArray, secret_key: Option<String>) -> RegisterRequest {
+    let address = match data.get_str("address") {
+        Some(PhpValue::Str(a)) if !is_empty_bytes(a) => Some(utf8(a)),
         _ => None,
     };
     RegisterRequest::GatewayConnect {
@@ -140,26 +145,19 @@ fn gateway_connect(
     }
 }
 
-/// The secret key a request carries, for a strict comparison with the configured key:
-/// missing or `null` reads as `""` (PHP `isset`), a string as itself, any other JSON value
-/// as `None`, which equals no configured key (PHP `!==` between a non-string and a string).
-pub fn secret_key_of(value: Option<&Value>) -> Option<String> {
-    match value {
-        None | Some(Value::Null) => Some(String::new()),
-        Some(Value::String(key)) => Some(key.clone()),
-        Some(_) => None,
-    }
+/// Text of a string `json_decode` produced (always valid UTF-8: the decoder checks it).
+fn utf8(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// PHP's `empty()` on a decoded JSON value: null, false, 0, 0.0, `""`, `"0"`, `[]`, `{}`.
-fn json_is_php_empty(value: &Value) -> bool {
+/// The secret key a request carries, for a strict comparison with the configured key:
+/// missing or `null` reads as `""` (PHP `isset`), a string as itself, any other value as
+/// `None`, which equals no configured key (PHP `!==` between a non-string and a string).
+pub fn secret_key_of(value: Option<&PhpValue>) -> Option<String> {
     match value {
-        Value::Null => true,
-        Value::Bool(b) => !b,
-        Value::Number(n) => n.as_f64() == Some(0.0),
-        Value::String(s) => crate::protocol::php::is_empty_bytes(s.as_bytes()),
-        Value::Array(a) => a.is_empty(),
-        Value::Object(o) => o.is_empty(),
+        None | Some(PhpValue::Null) => Some(String::new()),
+        Some(PhpValue::Str(key)) => Some(utf8(key)),
+        Some(_) => None,
     }
 }
 
@@ -253,54 +251,35 @@ pub fn unique_with_indexes<'a>(
 /// a JSON list when the indexes are exactly 0, 1, 2..., else an object keyed by index
 /// (`{"0":"a","2":"b"}`). Strings get PHP's escaping (`/` as `\/`, non-ASCII as `\uXXXX`).
 pub fn encode_broadcast_addresses(entries: &[(usize, &str)], dst: &mut BytesMut) {
-    dst.put_slice(b"{\"event\":\"broadcast_addresses\",\"addresses\":");
-    let is_list = entries
+    let addresses: PhpArray = entries
         .iter()
-        .enumerate()
-        .all(|(i, (index, _))| i == *index);
-    dst.put_u8(if is_list { b'[' } else { b'{' });
-    for (i, (index, address)) in entries.iter().enumerate() {
-        if i > 0 {
-            dst.put_u8(b',');
-        }
-        if !is_list {
-            dst.put_u8(b'"');
-            dst.put_slice(index.to_string().as_bytes());
-            dst.put_slice(b"\":");
-        }
-        push_php_json_string(dst, address);
-    }
-    dst.put_u8(if is_list { b']' } else { b'}' });
-    dst.put_slice(b"}\n");
+        .map(|(index, address)| {
+            let key = i64::try_from(*index).map_or_else(
+                |_| PhpKey::from_bytes(index.to_string().as_bytes()),
+                PhpKey::Int,
+            );
+            (key, PhpValue::str(address))
+        })
+        .collect();
+    let message: PhpArray = [
+        (
+            PhpKey::from_bytes(b"event"),
+            PhpValue::str("broadcast_addresses"),
+        ),
+        (PhpKey::from_bytes(b"addresses"), PhpValue::Array(addresses)),
+    ]
+    .into_iter()
+    .collect();
+    push_json_encoded(dst, &PhpValue::Array(message));
+    dst.put_u8(b'\n');
 }
 
-/// Appends `text` as a JSON string the way PHP's `json_encode` does with default flags.
-fn push_php_json_string(dst: &mut BytesMut, text: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    dst.put_u8(b'"');
-    for c in text.chars() {
-        match c {
-            '"' => dst.put_slice(b"\\\""),
-            '\\' => dst.put_slice(b"\\\\"),
-            '/' => dst.put_slice(b"\\/"),
-            '\u{8}' => dst.put_slice(b"\\b"),
-            '\u{c}' => dst.put_slice(b"\\f"),
-            '\n' => dst.put_slice(b"\\n"),
-            '\r' => dst.put_slice(b"\\r"),
-            '\t' => dst.put_slice(b"\\t"),
-            c if (c as u32) < 0x20 || (c as u32) > 0x7f => {
-                let mut units = [0u16; 2];
-                for unit in c.encode_utf16(&mut units) {
-                    dst.put_slice(b"\\u");
-                    for shift in [12, 8, 4, 0] {
-                        dst.put_u8(HEX[usize::from((*unit >> shift) & 0xf)]);
-                    }
-                }
-            }
-            c => dst.put_u8(c as u8),
-        }
+/// Appends PHP's `json_encode($value)`. On failure PHP's `false` is sent, which is the empty
+/// string; with the UTF-8 strings two levels deep built here it cannot fail.
+fn push_json_encoded(dst: &mut BytesMut, value: &PhpValue) {
+    if let Ok(json) = json_encode(value, JsonEncodeOptions::default()) {
+        dst.put_slice(&json);
     }
-    dst.put_u8(b'"');
 }
 
 /// Appends `text` escaping only what JSON requires (`"`, `\`, control characters).
@@ -482,15 +461,36 @@ mod tests {
         for (line, expected) in cases {
             assert_eq!(&classify_request(line.as_bytes()), expected, "line {line}");
         }
+        // PHP decodes an out-of-range number as INF: not empty, an unknown event.
+        assert!(matches!(
+            classify_request(b"{\"event\":1e999}"),
+            UnknownEvent { .. }
+        ));
+        // PHP's json_decode depth is 512: deep members do not make a bad request.
+        let deep = format!(
+            "{{\"event\":\"ping\",\"x\":{}{}}}",
+            "[".repeat(300),
+            "]".repeat(300)
+        );
+        assert_eq!(classify_request(deep.as_bytes()), Ping);
+        let too_deep = format!(
+            "{{\"event\":\"ping\",\"x\":{}{}}}",
+            "[".repeat(600),
+            "]".repeat(600)
+        );
+        assert_eq!(classify_request(too_deep.as_bytes()), BadRequest);
     }
 
     #[test]
     fn php_json_escaping() {
         let mut dst = BytesMut::new();
-        push_php_json_string(&mut dst, "a/\"\\\u{1}é😀\u{7f}");
+        ToRegister::WorkerConnect {
+            secret_key: "a/\"\\\u{1}é😀\u{7f}".to_owned(),
+        }
+        .encode(&mut dst);
         assert_eq!(
             &dst[..],
-            &b"\"a\\/\\\"\\\\\\u0001\\u00e9\\ud83d\\ude00\x7f\""[..]
+            &b"{\"event\":\"worker_connect\",\"secret_key\":\"a\\/\\\"\\\\\\u0001\\u00e9\\ud83d\\ude00\x7f\"}\n"[..]
         );
     }
 
