@@ -331,13 +331,14 @@ async fn run_register<N: Net>(shard: SharedShard<N>, index: usize) {
     let Some(address) = address else { return };
     match net.connect(&address).await {
         Ok(stream) => {
-            let mut s = shard.borrow_mut();
             let io = Rc::new(ConnIo::default());
-            s.conns.insert(Endpoint::Register(index), io.clone());
-            let now = s.now();
-            s.core.handle_register_connected(now, index);
-            s.dispatch(&shard);
-            drop(s);
+            {
+                let mut s = shard.borrow_mut();
+                s.conns.insert(Endpoint::Register(index), io.clone());
+                let now = s.now();
+                s.core.handle_register_connected(now, index);
+                s.dispatch(&shard);
+            }
             run_conn(shard, Endpoint::Register(index), stream, io).await;
         }
         Err(e) => {
