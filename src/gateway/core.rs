@@ -11,10 +11,10 @@ use hashbrown::{HashMap, HashSet};
 use super::action::{Action, CloseReason, ConnectionId, GatewayStats, LinkId, Refused, Target};
 use super::clients::{ClientTable, FixedState, IdAllocator};
 use super::config::GatewayConfig;
-use super::public_shim::{self, ClientEvent, ConnectionInfo, PublicProtocol};
 use super::routing::{RouteEntry, Router};
-use super::shim;
+use super::wire;
 use crate::protocol::frame::{Command, Frame, Header, FLAG_BINARY, FLAG_BODY_IS_SCALAR};
+use crate::protocol::public::PublicEvent;
 
 /// Keep-alive period of internal links and register connections (spec 5.5).
 pub const LINK_PING_INTERVAL: Duration = Duration::from_secs(25);
@@ -93,7 +93,7 @@ pub struct GatewayCore {
     actions: VecDeque<Action>,
     pub(super) stats: GatewayStats,
     /// Scratch space for decoded client events, kept to avoid an allocation per read.
-    events: Vec<ClientEvent>,
+    events: Vec<PublicEvent>,
 }
 
 /// A plain-data view of the core's state, in the original's orders (for tests, the
@@ -223,7 +223,11 @@ impl GatewayCore {
             .ids
             .allocate(|id| clients.contains(id) || closing.contains(&id))
             .ok_or(Refused::NoConnectionId)?;
-        self.clients.insert(id, peer);
+        let decoder = self
+            .config
+            .protocol
+            .decoder(self.config.package_size_max as u32);
+        self.clients.insert(id, peer, decoder);
         self.forward_or_destroy(
             now,
             id,
@@ -239,18 +243,15 @@ impl GatewayCore {
         let Some(client) = self.clients.get_mut(id.0) else {
             return;
         };
-        let info = ConnectionInfo {
-            remote: client.peer,
-            local_port: self.config.gateway_port,
-        };
         let mut events = std::mem::take(&mut self.events);
-        client.decoder.decode(
-            self.config.protocol,
-            bytes,
-            &info,
-            self.config.package_size_max,
-            &mut events,
-        );
+        client.input.extend_from_slice(bytes);
+        client
+            .decoder
+            .decode(&mut client.input, &mut |e| events.push(e));
+        if client.input.is_empty() {
+            // Idle clients hold no buffer.
+            client.input = BytesMut::new();
+        }
         for event in events.drain(..) {
             if !self.clients.contains(id.0) {
                 break;
@@ -260,10 +261,14 @@ impl GatewayCore {
         self.events = events;
     }
 
-    fn on_client_event(&mut self, now: Duration, id: u32, event: ClientEvent) {
+    fn on_client_event(&mut self, now: Duration, id: u32, event: PublicEvent) {
         match event {
-            ClientEvent::Handshake { request, response } => {
-                let body = Bytes::from(shim::serialize(&request));
+            PublicEvent::Handshake { request, response } => {
+                let Some(peer) = self.clients.get(id).map(|c| c.peer) else {
+                    return;
+                };
+                let data = request.connect_data(peer, self.config.gateway_port);
+                let body = Bytes::from(wire::serialize(&data));
                 if !self.forward_or_destroy(now, id, Command::OnWebsocketConnect, body, 0) {
                     return;
                 }
@@ -277,15 +282,23 @@ impl GatewayCore {
                     self.write_client(id, bytes);
                 }
             }
-            ClientEvent::Message { payload, binary } => {
+            PublicEvent::Message { data, binary } => {
                 if let Some(client) = self.clients.get_mut(id) {
                     client.ping_count = -1;
                 }
                 let flag = FLAG_BODY_IS_SCALAR | if binary { FLAG_BINARY } else { 0 };
-                self.forward_or_destroy(now, id, Command::OnMessage, payload, flag);
+                self.forward_or_destroy(now, id, Command::OnMessage, data, flag);
             }
-            ClientEvent::Write(bytes) => self.write_client(id, bytes),
-            ClientEvent::Close => self.close_client(now, id, true, CloseReason::ProtocolClose),
+            PublicEvent::Write(bytes) => self.write_client(id, bytes),
+            PublicEvent::Close(reason) => {
+                let reason = if reason.is_clean() {
+                    CloseReason::ProtocolClose
+                } else {
+                    tracing::info!(connection_id = id, %reason, "client protocol error");
+                    CloseReason::ProtocolError
+                };
+                self.close_client(now, id, true, reason);
+            }
         }
     }
 
@@ -422,7 +435,7 @@ impl GatewayCore {
             ext_data: session,
             body,
         };
-        self.transmit_link(link, shim::encode_frame(&frame));
+        self.transmit_link(link, wire::encode_frame(&frame));
     }
 
     /// Writes protocol-level bytes (handshake response, pong, close reply) to a client.
@@ -442,7 +455,7 @@ impl GatewayCore {
         let Some(client) = self.clients.get_mut(id) else {
             return;
         };
-        if self.config.protocol == PublicProtocol::Websocket && !client.decoder.handshake_done() {
+        if !client.decoder.is_ready() {
             let queued: usize = client.before_handshake.iter().map(Bytes::len).sum();
             if queued >= self.config.pending_before_handshake_max {
                 self.stats.client_messages_dropped += 1;
@@ -471,9 +484,15 @@ impl GatewayCore {
         });
     }
 
-    /// Encodes `payload` with the public protocol.
-    pub(super) fn encode_for_clients(&self, payload: &[u8], binary: bool) -> Bytes {
-        public_shim::encode_message(self.config.protocol, payload, binary)
+    /// Encodes `payload` with the public protocol; `None` when the frame protocol's
+    /// length cannot hold it.
+    pub(super) fn encode_for_clients(&self, payload: &[u8], binary: bool) -> Option<Bytes> {
+        let mut out = BytesMut::with_capacity(payload.len() + 10);
+        self.config
+            .protocol
+            .encode(payload, binary, &mut out)
+            .ok()?;
+        Some(out.freeze())
     }
 
     // ---------------------------------------------------------------- links
@@ -519,7 +538,7 @@ impl GatewayCore {
             if link.closing {
                 return;
             }
-            match shim::decode_frame(&mut link.input, self.config.package_size_max as u32) {
+            match wire::decode_frame(&mut link.input, self.config.package_size_max as u32) {
                 Ok(Some(frame)) => self.handle_frame(now, id, frame),
                 Ok(None) => break,
                 Err(error) => {
@@ -674,8 +693,11 @@ impl GatewayCore {
     /// One tick of the client heartbeat (spec 5.4), clients in accept order.
     fn heartbeat_tick(&mut self, now: Duration) {
         let limit = self.config.ping_not_response_limit as i64;
-        let ping = (!self.config.ping_data.is_empty())
-            .then(|| self.encode_for_clients(&self.config.ping_data.clone(), false));
+        let ping = if self.config.ping_data.is_empty() {
+            None
+        } else {
+            self.encode_for_clients(&self.config.ping_data, false)
+        };
         let ids: Vec<u32> = self.clients.ids().collect();
         for id in ids {
             let Some(client) = self.clients.get_mut(id) else {
@@ -698,9 +720,9 @@ impl GatewayCore {
 
     /// CMD_PING to every registered worker (spec 2.1), one shared buffer.
     fn ping_workers(&mut self) {
-        let mut header = shim::empty_header(Command::Ping);
+        let mut header = wire::empty_header(Command::Ping);
         header.flag = FLAG_BODY_IS_SCALAR;
-        let ping = shim::encode_frame(&Frame {
+        let ping = wire::encode_frame(&Frame {
             header,
             ext_data: Bytes::new(),
             body: Bytes::new(),

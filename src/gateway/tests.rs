@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use quickcheck::{Arbitrary, Gen, QuickCheck};
 
-use super::shim;
+use super::wire;
 use super::*;
 use crate::protocol::frame::{
     Command, Frame, FLAG_BINARY, FLAG_BODY_IS_SCALAR, FLAG_NOT_CALL_ENCODE,
@@ -29,7 +29,7 @@ struct Seen {
 fn decode_all(bytes: &[u8]) -> Vec<Seen> {
     let mut buf = bytes::BytesMut::from(bytes);
     let mut out = Vec::new();
-    while let Some(f) = shim::decode_frame(&mut buf, u32::MAX).expect("valid frame") {
+    while let Some(f) = wire::decode_frame(&mut buf, u32::MAX).expect("valid frame") {
         out.push(Seen {
             cmd: f.cmd,
             cid: f.connection_id,
@@ -271,7 +271,7 @@ fn link_closes(actions: &[Action]) -> Vec<LinkId> {
 }
 
 fn ser(v: &crate::protocol::php::PhpValue) -> Vec<u8> {
-    shim::serialize(v)
+    wire::serialize(v)
 }
 
 // ------------------------------------------------------------------------ events
@@ -1277,7 +1277,7 @@ fn package_size_max_closes_the_connection_that_exceeds_it_quirk_20() {
     let actions = gw.client_sends(a, &ws_client_frame(1, &[b'x'; 129]));
     assert_eq!(
         closes(&actions),
-        vec![(a, true, CloseReason::ProtocolClose)]
+        vec![(a, true, CloseReason::ProtocolError)]
     );
     let actions = gw.send(w, &frame(5, 1, S, b"", &[b'x'; 101]));
     assert_eq!(link_closes(&actions), vec![w]);
@@ -1511,7 +1511,7 @@ fn frame_encoder_roundtrips_through_the_decoder() {
         ext_data: Bytes::from_static(b"ext"),
         body: Bytes::from_static(b"body"),
     };
-    let seen = decode_all(&shim::encode_frame(&f));
+    let seen = decode_all(&wire::encode_frame(&f));
     assert_eq!(
         (
             seen[0].cmd,
