@@ -556,7 +556,7 @@ fn destroy_closes_at_once_and_frees_the_id_only_after_the_driver_reports() {
 }
 
 #[test]
-fn a_broadcast_is_encoded_once_and_shared() {
+fn a_broadcast_is_encoded_once_and_shared_quirk_14() {
     let (mut gw, w) = Gw::with_worker();
     let ids: Vec<ConnectionId> = (0..3)
         .map(|i| gw.client(&format!("203.0.113.{i}:5000")))
@@ -1143,7 +1143,8 @@ fn workers_get_ping_every_25_s_unless_lan_ip_is_localhost() {
 }
 
 #[test]
-fn register_gets_gateway_connect_on_every_connection_pings_and_reconnects() {
+fn register_gets_a_hand_concatenated_gateway_connect_on_every_connection_pings_and_reconnects_quirk_16(
+) {
     let mut c = config();
     c.secret_key = Bytes::from_static(b"k");
     c.register_addresses = vec!["10.0.0.1:1236".into(), "127.0.0.1:1236".into()];
@@ -1520,5 +1521,65 @@ fn frame_encoder_roundtrips_through_the_decoder() {
             &seen[0].body[..]
         ),
         (3, 77, &b"ext"[..], &b"body"[..])
+    );
+}
+
+#[test]
+fn pipelined_commands_get_one_reply_per_query_in_order_quirk_23() {
+    let (mut gw, w) = Gw::with_worker();
+    let a = gw.client("203.0.113.7:5000");
+    let mut wire = frame(Command::BindUid as u8, a.0, S, b"u", b"");
+    wire.extend(frame(Command::IsOnline as u8, a.0, S, b"", b""));
+    wire.extend(frame(Command::SendToOne as u8, a.0, S, b"", b"x"));
+    wire.extend(frame(Command::GetClientIdByUid as u8, 0, S, b"u", b""));
+    wire.extend(frame(Command::IsOnline as u8, 999, S, b"", b""));
+    let replies = link_bytes(&gw.send(w, &wire), w);
+    let expected_list = format!("a:1:{{i:0;i:{};}}", a.0);
+    let expected: Vec<Bytes> = [&b"i:1;"[..], expected_list.as_bytes(), b"i:0;"]
+        .iter()
+        .map(|p| wire::encode_reply(p))
+        .collect();
+    assert_eq!(replies, expected);
+}
+
+#[test]
+fn a_worker_registering_again_on_the_same_link_keeps_one_key() {
+    let mut gw = Gw::new(config());
+    let w = gw.worker("10.0.0.9:40000", "BW:0");
+    // Same key again: the original would close the link itself; we just reset the count.
+    let again = frame(
+        200,
+        0,
+        S,
+        b"",
+        b"{\"worker_key\":\"BW:0\",\"secret_key\":\"\"}",
+    );
+    assert!(gw.send(w, &again).is_empty());
+    // Another key: the link leaves its old key (the original leaves it dangling).
+    let other = frame(
+        200,
+        0,
+        S,
+        b"",
+        b"{\"worker_key\":\"BW:1\",\"secret_key\":\"\"}",
+    );
+    assert!(gw.send(w, &other).is_empty());
+    let keys: Vec<Bytes> = gw
+        .core
+        .snapshot()
+        .workers
+        .iter()
+        .map(|e| e.key.clone())
+        .collect();
+    assert_eq!(keys, vec![Bytes::from_static(b"10.0.0.9:BW:1")]);
+    // A non-string worker_key is converted like PHP's string concatenation.
+    let l = gw.link("10.0.0.8:1");
+    gw.send(
+        l,
+        &frame(200, 0, S, b"", b"{\"worker_key\":5,\"secret_key\":\"\"}"),
+    );
+    assert_eq!(
+        gw.core.snapshot().workers[1].key,
+        Bytes::from_static(b"10.0.0.8:5")
     );
 }
