@@ -91,6 +91,12 @@ fn is_null_body(flag: u8, body: &Bytes) -> bool {
     flag & FLAG_BODY_IS_SCALAR == 0 && wire::unserialize(body) == PhpValue::Null
 }
 
+/// A copy of frame bytes kept beyond the command (session, uid, group name): a slice
+/// would pin the whole read buffer it came from for the client's lifetime.
+pub(super) fn stored(bytes: &Bytes) -> Bytes {
+    Bytes::copy_from_slice(bytes)
+}
+
 fn reply(value: &PhpValue) -> Bytes {
     wire::encode_reply(&wire::serialize(value))
 }
@@ -151,7 +157,7 @@ impl GatewayCore {
                 if is_empty_bytes(&f.ext_data) {
                     tracing::info!("bindUid: empty uid ignored");
                 } else {
-                    self.clients.bind_uid(f.connection_id, f.ext_data.clone());
+                    self.clients.bind_uid(f.connection_id, stored(&f.ext_data));
                 }
             }
             13 => self.clients.unbind_uid(f.connection_id),
@@ -165,7 +171,8 @@ impl GatewayCore {
                 if is_empty_bytes(&f.ext_data) {
                     tracing::info!("joinGroup: empty group ignored");
                 } else {
-                    self.clients.join_group(f.connection_id, f.ext_data.clone());
+                    self.clients
+                        .join_group(f.connection_id, stored(&f.ext_data));
                 }
             }
             21 => {
@@ -200,7 +207,7 @@ impl GatewayCore {
             203 => self.reply_session(link, &f),
             204 => {
                 if let Some(client) = self.clients.get_mut(f.connection_id) {
-                    client.session = f.ext_data.clone();
+                    client.session = stored(&f.ext_data);
                 }
             }
             _ => {
@@ -387,8 +394,7 @@ impl GatewayCore {
             return;
         };
         if is_empty_bytes(&client.session) {
-            // Verbatim, sharing the frame's bytes.
-            client.session = f.ext_data.clone();
+            client.session = stored(&f.ext_data);
             return;
         }
         match merge_session(&client.session, &f.ext_data) {

@@ -94,6 +94,8 @@ pub struct GatewayCore {
     pub(super) stats: GatewayStats,
     /// Scratch space for decoded client events, kept to avoid an allocation per read.
     events: Vec<PublicEvent>,
+    /// Read buffer shared by every connection that holds no partial unit.
+    scratch: BytesMut,
 }
 
 /// A plain-data view of the core's state, in the original's orders (for tests, the
@@ -153,6 +155,7 @@ impl GatewayCore {
             actions,
             stats: GatewayStats::default(),
             events: Vec::new(),
+            scratch: BytesMut::new(),
         }
     }
 
@@ -240,17 +243,19 @@ impl GatewayCore {
 
     /// Bytes read from a client.
     pub fn handle_client_bytes(&mut self, now: Duration, id: ConnectionId, bytes: &[u8]) {
+        let mut events = std::mem::take(&mut self.events);
         let Some(client) = self.clients.get_mut(id.0) else {
             return;
         };
-        let mut events = std::mem::take(&mut self.events);
-        client.input.extend_from_slice(bytes);
-        client
-            .decoder
-            .decode(&mut client.input, &mut |e| events.push(e));
-        if client.input.is_empty() {
-            // Idle clients hold no buffer.
-            client.input = BytesMut::new();
+        let mut input = std::mem::take(&mut client.input);
+        let (mut buf, from_scratch) = Self::read_buffer(&mut self.scratch, &mut input);
+        buf.extend_from_slice(bytes);
+        if let Some(client) = self.clients.get_mut(id.0) {
+            client.decoder.decode(&mut buf, &mut |e| events.push(e));
+        }
+        Self::keep_leftover(&mut self.scratch, buf, from_scratch, &mut input);
+        if let Some(client) = self.clients.get_mut(id.0) {
+            client.input = input;
         }
         for event in events.drain(..) {
             if !self.clients.contains(id.0) {
@@ -530,28 +535,56 @@ impl GatewayCore {
         if link.closing {
             return;
         }
-        link.input.extend_from_slice(bytes);
+        let (mut buf, from_scratch) = Self::read_buffer(&mut self.scratch, &mut link.input);
+        buf.extend_from_slice(bytes);
         loop {
-            let Some(link) = self.links.get_mut(&id.0) else {
-                return;
-            };
-            if link.closing {
-                return;
-            }
-            match wire::decode_frame(&mut link.input, self.config.package_size_max as u32) {
+            match wire::decode_frame(&mut buf, self.config.package_size_max as u32) {
                 Ok(Some(frame)) => self.handle_frame(now, id, frame),
                 Ok(None) => break,
                 Err(error) => {
                     tracing::warn!(link = id.0, %error, "malformed frame: link closed");
                     self.close_link(id, CloseReason::BadFrame);
-                    return;
+                    break;
                 }
             }
-        }
-        if let Some(link) = self.links.get_mut(&id.0) {
-            if link.input.is_empty() {
-                link.input = BytesMut::new();
+            if self.links.get(&id.0).is_none_or(|l| l.closing) {
+                break;
             }
+        }
+        let mut unused = BytesMut::new();
+        let leftover = match self.links.get_mut(&id.0) {
+            Some(link) if !link.closing => &mut link.input,
+            _ => &mut unused,
+        };
+        Self::keep_leftover(&mut self.scratch, buf, from_scratch, leftover);
+    }
+
+    /// The buffer to decode a read in: the connection's own when it holds a partial
+    /// unit, else the shared scratch buffer (idle connections keep no buffer).
+    fn read_buffer(scratch: &mut BytesMut, own: &mut BytesMut) -> (BytesMut, bool) {
+        if own.is_empty() {
+            (std::mem::take(scratch), true)
+        } else {
+            (std::mem::take(own), false)
+        }
+    }
+
+    /// Puts what is left of a read back: a partial unit in scratch is copied out (right
+    /// sized) so the scratch buffer stays shared.
+    fn keep_leftover(
+        scratch: &mut BytesMut,
+        mut buf: BytesMut,
+        from_scratch: bool,
+        own: &mut BytesMut,
+    ) {
+        if from_scratch {
+            if !buf.is_empty() {
+                *own = BytesMut::from(&buf[..]);
+            }
+            buf.clear();
+            *scratch = buf;
+        } else {
+            *own = buf;
         }
     }
 
@@ -572,8 +605,9 @@ impl GatewayCore {
     }
 
     /// Closes a link gracefully. Like workerman, a link with no unflushed output closes
-    /// at once (it leaves routing now); one with output left keeps its place until the
-    /// driver reports the close (spec 5.1, `routing/reregister_*`).
+    /// at once (it leaves routing now); one with output left is closed when the driver
+    /// reports it, which decides the tie position of a re-registered worker key (spec
+    /// 5.1, `routing/reregister_*`).
     pub(super) fn close_link(&mut self, id: LinkId, reason: CloseReason) {
         let Some(link) = self.links.get_mut(&id.0) else {
             return;
@@ -583,13 +617,19 @@ impl GatewayCore {
         }
         link.closing = true;
         link.input = BytesMut::new();
+        let (pending, key) = (link.pending, link.key.clone());
         self.actions.push_back(Action::CloseLink {
             id,
             after_flush: true,
             reason,
         });
-        if link.pending == 0 {
+        if pending == 0 {
             self.handle_link_closed(Duration::ZERO, id);
+        } else if let Some(key) = key.filter(|_| reason != CloseReason::WorkerReplaced) {
+            // A worker closed for its own fault leaves routing now, so its clients move on
+            // at their next event instead of losing events while it flushes. (A replaced
+            // worker's key already belongs to the new link, in the old one's place.)
+            self.router.unregister(&key, id);
         }
     }
 
@@ -599,6 +639,7 @@ impl GatewayCore {
             return;
         };
         if link.closing {
+            self.stats.link_frames_dropped += 1;
             return;
         }
         if link.pending >= self.config.link_pending_max {

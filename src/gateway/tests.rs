@@ -1583,3 +1583,38 @@ fn a_worker_registering_again_on_the_same_link_keeps_one_key() {
         Bytes::from_static(b"10.0.0.8:5")
     );
 }
+
+#[test]
+fn a_worker_closed_for_a_bad_frame_leaves_routing_at_once_even_while_flushing() {
+    let mut gw = Gw::new(config());
+    gw.auto_flush = false;
+    let w1 = gw.worker("10.0.0.21:40000", "BW:0");
+    let w2 = gw.worker("10.0.0.22:40000", "BW:0");
+    let a = gw.client("203.0.113.7:5000"); // bound to w1, whose output stays unflushed
+    let mut bad = frame(11, 0, S, b"", b"");
+    bad[3] = 1;
+    assert_eq!(link_closes(&gw.send(w1, &bad)), vec![w1]);
+    assert_eq!(gw.core.snapshot().workers.len(), 1);
+    let frames = link_frames(&gw.client_sends(a, &ws_client_frame(1, b"m")), w2);
+    assert_eq!(
+        (frames[0].cmd, frames[0].cid),
+        (3, a.0),
+        "the client moved to w2"
+    );
+    gw.core.handle_link_closed(gw.now, w1);
+    gw.drain();
+    assert_eq!(gw.core.link_count(), 1);
+}
+
+#[test]
+fn long_lived_strings_do_not_share_the_read_buffer() {
+    let read = Bytes::from(vec![b'x'; 4096]);
+    let slice = read.slice(10..12);
+    let kept = super::commands::stored(&slice);
+    assert!(
+        slice.try_into_mut().is_err(),
+        "a slice pins the read buffer"
+    );
+    assert!(kept.try_into_mut().is_ok(), "a stored copy owns its bytes");
+    drop(read);
+}
