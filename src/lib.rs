@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod gateway;
+pub mod net;
 pub mod protocol;
 #[doc(hidden)]
 pub mod testing;

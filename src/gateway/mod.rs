@@ -33,3 +33,6 @@ pub use core::{
     ClientSnapshot, GatewayCore, GatewaySnapshot, LINK_PING_INTERVAL, REGISTER_RECONNECT_DELAY,
 };
 pub use routing::{RouteEntry, SplitMix64};
+
+pub mod driver;
+pub mod shards;
