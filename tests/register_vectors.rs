@@ -85,14 +85,18 @@ fn replay(split_bytes: bool) {
     let mut now = Duration::ZERO;
     let mut ids: BTreeMap<String, ConnId> = BTreeMap::new();
     let connect = |core: &mut RegisterCore,
-                       ids: &mut BTreeMap<String, ConnId>,
-                       label: &str,
-                       connection_id: u64,
-                       ip: &Value| {
+                   ids: &mut BTreeMap<String, ConnId>,
+                   label: &str,
+                   connection_id: u64,
+                   ip: &Value| {
         let id = core
             .handle_connected(Duration::ZERO, peer(ip, 40_000 + connection_id as u16))
             .expect("under connections_max");
-        assert_eq!(id, ConnId(connection_id), "ids are allocated like workerman's");
+        assert_eq!(
+            id,
+            ConnId(connection_id),
+            "ids are allocated like workerman's"
+        );
         ids.insert(label.to_owned(), id);
         assert!(drain(core).is_empty(), "a connect sends nothing");
     };
@@ -140,16 +144,15 @@ fn replay(split_bytes: bool) {
         };
         let got = comparable(got);
         let want = expected_actions(step, &ids);
-        assert_eq!(
-            got, want,
-            "step {n} ({}): {}",
-            label, step["description"]
-        );
+        assert_eq!(got, want, "step {n} ({}): {}", label, step["description"]);
         // What the driver does after a close: the socket goes, nothing more is sent.
         for action in &got {
             if let Action::Close { id, .. } = action {
                 core.handle_closed(now, *id);
-                assert!(drain(&mut core).is_empty(), "step {n}: closing a non-gateway");
+                assert!(
+                    drain(&mut core).is_empty(),
+                    "step {n}: closing a non-gateway"
+                );
             }
         }
     }
