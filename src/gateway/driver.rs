@@ -226,9 +226,41 @@ pub async fn serve<N: Net>(
     lan: N::Listener,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
+    serve_observed(net, config, public, lan, shutdown, None).await
+}
+
+/// Lets something outside the shard (a metrics endpoint) see the core's counters: the
+/// driver calls `publish` with its core every `period`, and once more when it stops.
+///
+/// The callback runs on the shard's thread between inputs, so it must be cheap (copy a
+/// few numbers into atomics); it never sees the core mid-input.
+pub struct Observer {
+    /// How often to publish.
+    pub period: Duration,
+    /// Called with the shard's core.
+    pub publish: Box<dyn FnMut(&GatewayCore) + Send>,
+}
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Observer")
+            .field("period", &self.period)
+            .finish_non_exhaustive()
+    }
+}
+
+/// [`serve`] with an optional [`Observer`].
+pub async fn serve_observed<N: Net>(
+    net: N,
+    config: GatewayConfig,
+    public: N::Listener,
+    lan: N::Listener,
+    shutdown: impl Future<Output = ()>,
+    observer: Option<Observer>,
+) -> io::Result<()> {
     let local = tokio::task::LocalSet::new();
     local
-        .run_until(serve_local(net, config, public, lan, shutdown))
+        .run_until(serve_local(net, config, public, lan, shutdown, observer))
         .await
 }
 
@@ -238,6 +270,7 @@ async fn serve_local<N: Net>(
     mut public: N::Listener,
     mut lan: N::Listener,
     shutdown: impl Future<Output = ()>,
+    mut observer: Option<Observer>,
 ) -> io::Result<()> {
     let origin = Instant::now();
     let timer_wake = Rc::new(Notify::new());
@@ -256,6 +289,9 @@ async fn serve_local<N: Net>(
         s.dispatch(&shard);
     }
     let timer = tokio::task::spawn_local(run_timer(shard.clone(), timer_wake));
+    let mut publish_tick = observer
+        .as_ref()
+        .map(|o| tokio::time::interval(o.period.max(Duration::from_millis(1))));
     tokio::pin!(shutdown);
     let result = loop {
         tokio::select! {
@@ -269,6 +305,11 @@ async fn serve_local<N: Net>(
                 Ok((stream, peer)) => accept_link(&shard, stream, peer),
                 Err(e) => tracing::warn!(error = %e, "accept on the lan port failed"),
             },
+            () = next_tick(&mut publish_tick), if publish_tick.is_some() => {
+                if let Some(o) = observer.as_mut() {
+                    (o.publish)(&shard.borrow().core);
+                }
+            }
         }
     };
     timer.abort();
@@ -278,7 +319,20 @@ async fn serve_local<N: Net>(
         io.close(Closing::AfterFlush);
     }
     tokio::task::yield_now().await;
+    if let Some(o) = observer.as_mut() {
+        (o.publish)(&shard.borrow().core);
+    }
     result
+}
+
+/// Waits for the next tick of an optional interval (forever when there is none).
+async fn next_tick(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 fn accept_client<N: Net>(shard: &SharedShard<N>, stream: N::Stream, peer: SocketAddr) {

@@ -83,6 +83,15 @@ impl RunningGateway {
 /// Binds every listener (errors such as "address in use" come back here, before anything
 /// runs) and starts the shards.
 pub fn start(settings: GatewaySettings) -> io::Result<RunningGateway> {
+    start_observed(settings, |_| None)
+}
+
+/// [`start`], giving shard `i` the [`Observer`](driver::Observer) `observer_for(i)`
+/// returns (e.g. one that publishes its counters for a metrics endpoint).
+pub fn start_observed(
+    settings: GatewaySettings,
+    mut observer_for: impl FnMut(usize) -> Option<driver::Observer>,
+) -> io::Result<RunningGateway> {
     assert!(settings.count >= 1, "a gateway needs at least one shard");
     let mut public_addr = settings.listen;
     let mut bound = Vec::with_capacity(settings.count);
@@ -108,6 +117,7 @@ pub fn start(settings: GatewaySettings) -> io::Result<RunningGateway> {
         config.gateway_port = public_addr.port();
         lan_addrs.push(SocketAddr::new(IpAddr::V4(config.lan_ip), lan_port));
         let mut stopped = stopped.clone();
+        let observer = observer_for(i);
         let thread = std::thread::Builder::new()
             .name(format!("gateway-{i}"))
             .spawn(move || -> io::Result<()> {
@@ -120,7 +130,7 @@ pub fn start(settings: GatewaySettings) -> io::Result<RunningGateway> {
                     let shutdown = async move {
                         let _ = stopped.wait_for(|stop| *stop).await;
                     };
-                    driver::serve(TokioNet, config, public, lan, shutdown).await
+                    driver::serve_observed(TokioNet, config, public, lan, shutdown, observer).await
                 })
             })?;
         threads.push(thread);

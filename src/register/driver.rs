@@ -137,10 +137,38 @@ pub async fn serve<N: Net>(
     listener: N::Listener,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
+    serve_observed(net, config, listener, shutdown, None).await
+}
+
+/// Lets something outside the register (a metrics endpoint) see the core's counters: the
+/// driver calls `publish` with its core every `period`, and once more when it stops.
+pub struct Observer {
+    /// How often to publish.
+    pub period: Duration,
+    /// Called with the register's core, between inputs; keep it cheap.
+    pub publish: Box<dyn FnMut(&RegisterCore) + Send>,
+}
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Observer")
+            .field("period", &self.period)
+            .finish_non_exhaustive()
+    }
+}
+
+/// [`serve`] with an optional [`Observer`].
+pub async fn serve_observed<N: Net>(
+    net: N,
+    config: RegisterConfig,
+    listener: N::Listener,
+    shutdown: impl Future<Output = ()>,
+    observer: Option<Observer>,
+) -> io::Result<()> {
     let _ = net;
     let local = tokio::task::LocalSet::new();
     local
-        .run_until(serve_local::<N>(config, listener, shutdown))
+        .run_until(serve_local::<N>(config, listener, shutdown, observer))
         .await
 }
 
@@ -148,6 +176,7 @@ async fn serve_local<N: Net>(
     config: RegisterConfig,
     mut listener: N::Listener,
     shutdown: impl Future<Output = ()>,
+    mut observer: Option<Observer>,
 ) -> io::Result<()> {
     let timer_wake = Rc::new(Notify::new());
     let register = Rc::new(RefCell::new(Register {
@@ -159,6 +188,9 @@ async fn serve_local<N: Net>(
         scratch: Rc::new(RefCell::new(vec![0; SCRATCH_SIZE])),
     }));
     let timer = tokio::task::spawn_local(run_timer(register.clone(), timer_wake));
+    let mut publish_tick = observer
+        .as_ref()
+        .map(|o| tokio::time::interval(o.period.max(Duration::from_millis(1))));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -168,6 +200,11 @@ async fn serve_local<N: Net>(
                 Ok((stream, peer)) => accept::<N>(&register, stream, peer),
                 Err(e) => tracing::warn!(error = %e, "accept on the register port failed"),
             },
+            () = next_tick(&mut publish_tick), if publish_tick.is_some() => {
+                if let Some(o) = observer.as_mut() {
+                    (o.publish)(&register.borrow().core);
+                }
+            }
         }
     }
     timer.abort();
@@ -177,7 +214,20 @@ async fn serve_local<N: Net>(
         io.close(Closing::AfterFlush);
     }
     tokio::task::yield_now().await;
+    if let Some(o) = observer.as_mut() {
+        (o.publish)(&register.borrow().core);
+    }
     Ok(())
+}
+
+/// Waits for the next tick of an optional interval (forever when there is none).
+async fn next_tick(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 fn accept<N: Net>(register: &Shared, stream: N::Stream, peer: SocketAddr) {
@@ -410,6 +460,14 @@ impl RunningRegister {
 /// Binds the listener (so that "address in use" comes back here, before anything runs)
 /// and starts the register on a thread with a current-thread runtime.
 pub fn start(settings: RegisterSettings) -> io::Result<RunningRegister> {
+    start_observed(settings, None)
+}
+
+/// [`start`] with an optional [`Observer`] (e.g. one feeding a metrics endpoint).
+pub fn start_observed(
+    settings: RegisterSettings,
+    observer: Option<Observer>,
+) -> io::Result<RunningRegister> {
     let listener = bind_std(settings.listen, false)?;
     let addr = listener.local_addr()?;
     let (stop, mut stopped) = watch::channel(false);
@@ -425,7 +483,7 @@ pub fn start(settings: RegisterSettings) -> io::Result<RunningRegister> {
                 let shutdown = async move {
                     let _ = stopped.wait_for(|stop| *stop).await;
                 };
-                serve(TokioNet, config, listener, shutdown).await
+                serve_observed(TokioNet, config, listener, shutdown, observer).await
             })
         })?;
     Ok(RunningRegister { addr, stop, thread })

@@ -1,0 +1,248 @@
+//! The flags, as clap derives them. Each subcommand's flags are also the keys of its table
+//! in the config file (same struct, deserialized by serde), so the two cannot drift apart.
+//!
+//! Every field is an `Option`: `None` means "not given here", which is what lets
+//! [`merge`](GatewayArgs::merge) apply the precedence flag > config file > default.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+
+/// Shown at the end of `--help`.
+const SETTINGS_HELP: &str = "\
+Settings:
+  Every flag of a subcommand can also be set in a TOML file given with --config, in the
+  table named after the subcommand, with the flag's name as key (without the dashes):
+
+      log-format = \"json\"
+      [gateway]
+      listen = \"websocket://0.0.0.0:8282\"
+      register = [\"10.0.0.1:1236\"]
+      count = 4
+
+  Precedence: a command-line flag wins over the config file, which wins over the
+  default. An unknown key in the file is an error naming the key.
+
+Logs go to stderr; filter them with RUST_LOG (e.g. RUST_LOG=debug, default info).";
+
+/// GatewayWorker-compatible register, gateway and business workers (wasm plugins).
+#[derive(Debug, Parser)]
+#[command(
+    name = "gatewayworker",
+    version,
+    after_help = SETTINGS_HELP,
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    /// Read settings from this TOML file (flags given here still win).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Log line format [default: text].
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a register: the directory where gateways announce themselves and workers look
+    /// them up.
+    #[command(
+        after_help = "Every flag is also a key of the [register] table of the --config file.\nPrecedence: flag > config file > default."
+    )]
+    Register(RegisterArgs),
+    /// Run a gateway: holds the client connections and forwards their events to workers.
+    #[command(
+        after_help = "Every flag is also a key of the [gateway] table of the --config file.\nPrecedence: flag > config file > default."
+    )]
+    Gateway(GatewayArgs),
+    /// Ask a register for its gateways and each gateway for its client count.
+    #[command(
+        after_help = "Every flag is also a key of the [status] table of the --config file.\nPrecedence: flag > config file > default."
+    )]
+    Status(StatusArgs),
+    /// (coming) Run business workers from a .wasm file.
+    Worker(ComingArgs),
+    /// (coming) Call the Gateway API from the shell (send-to-group, online-count, ...).
+    Client(ComingArgs),
+    /// (coming) Register + gateway + workers in one process.
+    Start(ComingArgs),
+}
+
+/// Arguments of a subcommand that is not built yet: anything is accepted and ignored.
+#[derive(Debug, Args)]
+pub struct ComingArgs {
+    /// Ignored for now.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    pub rest: Vec<String>,
+}
+
+/// How log lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// How a gateway chooses a worker for a new client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Router {
+    /// The worker with the fewest clients bound by this gateway process (the original's default).
+    LeastConnections,
+    /// A uniformly random worker.
+    Random,
+}
+
+/// `gatewayworker register`.
+#[derive(Debug, Default, Clone, Args, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RegisterArgs {
+    /// Address to listen on, `text://HOST:PORT` or `HOST:PORT` [default: text://0.0.0.0:1236].
+    #[arg(long, value_name = "ADDRESS")]
+    pub listen: Option<String>,
+    /// Secret key gateways and workers must present [default: none].
+    #[arg(long, value_name = "KEY")]
+    pub secret: Option<String>,
+    /// Seconds a new connection has to send its first line [default: 10].
+    #[arg(long, value_name = "SECONDS")]
+    pub first_line_timeout: Option<u64>,
+    /// Longest line accepted, in bytes [default: 10485760].
+    #[arg(long, value_name = "BYTES")]
+    pub line_length_max: Option<usize>,
+    /// Unsent output per connection before lines are dropped, in bytes [default: 1048576].
+    #[arg(long, value_name = "BYTES")]
+    pub pending_max: Option<usize>,
+    /// Most connections at once [default: 10000].
+    #[arg(long, value_name = "N")]
+    pub connections_max: Option<usize>,
+    /// Serve Prometheus metrics at http://ADDRESS/metrics [default: off].
+    #[arg(long, value_name = "ADDRESS")]
+    pub metrics: Option<SocketAddr>,
+}
+
+/// `gatewayworker gateway`.
+#[derive(Debug, Default, Clone, Args, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct GatewayArgs {
+    /// Public address and protocol: `websocket://`, `text://` or `frame://` + HOST:PORT
+    /// [default: websocket://0.0.0.0:8282].
+    #[arg(long, value_name = "URL")]
+    pub listen: Option<String>,
+    /// IPv4 address workers reach this gateway at, announced to the register (lanIp)
+    /// [default: 127.0.0.1].
+    #[arg(long, value_name = "IPV4")]
+    pub lan_ip: Option<Ipv4Addr>,
+    /// First internal port; process i listens on start-port + i (startPort) [default: 2000].
+    #[arg(long, value_name = "PORT")]
+    pub start_port: Option<u16>,
+    /// Number of gateway processes (shards) sharing the public port (count) [default: 1].
+    #[arg(long, value_name = "N")]
+    pub count: Option<usize>,
+    /// Register address HOST:PORT; repeat for several (registerAddress)
+    /// [default: 127.0.0.1:1236].
+    #[arg(long, value_name = "ADDRESS")]
+    pub register: Option<Vec<String>>,
+    /// Secret key shared with workers, API callers and the register (secretKey)
+    /// [default: none].
+    #[arg(long, value_name = "KEY")]
+    pub secret: Option<String>,
+    /// Client heartbeat period in seconds, 0 = off (pingInterval) [default: 0].
+    #[arg(long, value_name = "SECONDS")]
+    pub ping_interval: Option<u64>,
+    /// Pings a client may leave unanswered before it is closed, 0 = never
+    /// (pingNotResponseLimit) [default: 0].
+    #[arg(long, value_name = "N")]
+    pub ping_not_response_limit: Option<u32>,
+    /// Text sent to clients as the heartbeat, empty = none (pingData) [default: empty].
+    #[arg(long, value_name = "TEXT")]
+    pub ping_data: Option<String>,
+    /// Worker choice for new clients (router) [default: least-connections].
+    #[arg(long, value_enum, value_name = "ROUTER")]
+    pub router: Option<Router>,
+    /// Seed of the random router [default: from the clock].
+    #[arg(long, value_name = "N")]
+    pub router_seed: Option<u64>,
+    /// Unsent bytes per client before messages to it are dropped [default: 1024000].
+    #[arg(long, value_name = "BYTES")]
+    pub client_pending_max: Option<usize>,
+    /// Bytes queued for a websocket client before its handshake [default: 1024000].
+    #[arg(long, value_name = "BYTES")]
+    pub pending_before_handshake_max: Option<usize>,
+    /// Unsent bytes per worker link before frames to it are dropped [default: 10240000].
+    #[arg(long, value_name = "BYTES")]
+    pub link_pending_max: Option<usize>,
+    /// Largest internal frame and client message; larger closes the connection
+    /// [default: 10485760].
+    #[arg(long, value_name = "BYTES")]
+    pub package_size_max: Option<usize>,
+    /// Most clients per gateway process [default: 1000000].
+    #[arg(long, value_name = "N")]
+    pub clients_max: Option<usize>,
+    /// Most worker/API links per gateway process [default: 10000].
+    #[arg(long, value_name = "N")]
+    pub links_max: Option<usize>,
+    /// Serve Prometheus metrics at http://ADDRESS/metrics [default: off].
+    #[arg(long, value_name = "ADDRESS")]
+    pub metrics: Option<SocketAddr>,
+}
+
+/// `gatewayworker status`.
+#[derive(Debug, Default, Clone, Args, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StatusArgs {
+    /// Register address HOST:PORT [default: 127.0.0.1:1236].
+    #[arg(long, value_name = "ADDRESS")]
+    pub register: Option<String>,
+    /// Secret key of the cluster [default: none].
+    #[arg(long, value_name = "KEY")]
+    pub secret: Option<String>,
+    /// Seconds to wait for the register and for each gateway [default: 5].
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+}
+
+/// `a.field = a.field.or(b.field)` for every field: the first source that has a value
+/// wins. `b` is destructured exhaustively, so a new field left out here does not compile.
+macro_rules! merge_fields {
+    ($a:ident, $b:ident: $ty:ident; $($field:ident),* $(,)?) => {
+        let $ty { $($field),* } = $b;
+        $( $a.$field = $a.$field.or($field); )*
+    };
+}
+
+impl RegisterArgs {
+    /// These flags over `file` (flags win field by field).
+    pub fn merge(mut self, file: RegisterArgs) -> RegisterArgs {
+        merge_fields!(self, file: RegisterArgs; listen, secret, first_line_timeout, line_length_max,
+            pending_max, connections_max, metrics);
+        self
+    }
+}
+
+impl GatewayArgs {
+    /// These flags over `file` (flags win field by field).
+    pub fn merge(mut self, file: GatewayArgs) -> GatewayArgs {
+        merge_fields!(self, file: GatewayArgs; listen, lan_ip, start_port, count, register, secret,
+            ping_interval, ping_not_response_limit, ping_data, router, router_seed,
+            client_pending_max, pending_before_handshake_max, link_pending_max,
+            package_size_max, clients_max, links_max, metrics);
+        self
+    }
+}
+
+impl StatusArgs {
+    /// These flags over `file` (flags win field by field).
+    pub fn merge(mut self, file: StatusArgs) -> StatusArgs {
+        merge_fields!(self, file: StatusArgs; register, secret, timeout);
+        self
+    }
+}

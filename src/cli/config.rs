@@ -1,0 +1,119 @@
+//! The TOML config file given with `--config`: one optional table per subcommand, keyed
+//! like the flags (see [`SETTINGS_HELP`](super::args)), plus `log-format` at the top.
+//!
+//! Unknown keys are errors that name the key: a typo must not silently fall back to a
+//! default.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::args::{GatewayArgs, LogFormat, RegisterArgs, StatusArgs};
+use super::error::CliError;
+
+/// Largest config file read, in bytes: a config file is a few lines; anything this big is
+/// a wrong path.
+pub const CONFIG_SIZE_MAX: u64 = 1024 * 1024;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ConfigFile {
+    /// Same as `--log-format`.
+    pub log_format: Option<LogFormat>,
+    /// Settings of `gatewayworker register`.
+    #[serde(default)]
+    pub register: RegisterArgs,
+    /// Settings of `gatewayworker gateway`.
+    #[serde(default)]
+    pub gateway: GatewayArgs,
+    /// Settings of `gatewayworker status`.
+    #[serde(default)]
+    pub status: StatusArgs,
+}
+
+impl ConfigFile {
+    /// Reads and checks the file at `path`.
+    pub fn load(path: &Path) -> Result<ConfigFile, CliError> {
+        let read_error = |source| CliError::ConfigRead {
+            path: path.to_owned(),
+            source,
+        };
+        let size = std::fs::metadata(path).map_err(read_error)?.len();
+        if size > CONFIG_SIZE_MAX {
+            return Err(CliError::ConfigInvalid {
+                path: path.to_owned(),
+                line: String::new(),
+                message: format!("{size} bytes is over the {CONFIG_SIZE_MAX}-byte limit"),
+            });
+        }
+        let text = std::fs::read_to_string(path).map_err(read_error)?;
+        ConfigFile::parse(&text).map_err(|(line, message)| CliError::ConfigInvalid {
+            path: path.to_owned(),
+            line: line.map(|n| format!(", line {n}")).unwrap_or_default(),
+            message,
+        })
+    }
+
+    /// Parses file contents; on error, the 1-based line (when known) and a one-line message.
+    pub fn parse(text: &str) -> Result<ConfigFile, (Option<usize>, String)> {
+        toml::from_str(text).map_err(|e: toml::de::Error| {
+            let line = e
+                .span()
+                .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+            let message = e
+                .message()
+                .trim()
+                .replace("unknown field", "unknown key")
+                .replace('\n', " ");
+            (line, message)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_all_defaults() {
+        let file = ConfigFile::parse("").unwrap();
+        assert!(file.log_format.is_none());
+        assert!(file.gateway.listen.is_none());
+        assert!(file.register.secret.is_none());
+    }
+
+    #[test]
+    fn keys_are_the_flag_names() {
+        let file = ConfigFile::parse(
+            "log-format = \"json\"\n[gateway]\nstart-port = 3000\nregister = [\"a:1\", \"b:2\"]\n\
+             router = \"random\"\nlan-ip = \"10.0.0.2\"\n[register]\nlisten = \"0.0.0.0:1\"\n",
+        )
+        .unwrap();
+        assert_eq!(file.log_format, Some(LogFormat::Json));
+        assert_eq!(file.gateway.start_port, Some(3000));
+        assert_eq!(
+            file.gateway.register,
+            Some(vec!["a:1".to_owned(), "b:2".to_owned()])
+        );
+        assert_eq!(file.gateway.lan_ip, Some("10.0.0.2".parse().unwrap()));
+        assert_eq!(file.register.listen.as_deref(), Some("0.0.0.0:1"));
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let (line, message) =
+            ConfigFile::parse("[gateway]\ncount = 2\nstart_prot = 3\n").unwrap_err();
+        assert_eq!(line, Some(3));
+        assert!(message.contains("unknown key `start_prot`"), "{message}");
+        let (_, message) = ConfigFile::parse("colour = 1\n").unwrap_err();
+        assert!(message.contains("`colour`"), "{message}");
+    }
+
+    #[test]
+    fn wrong_type_is_an_error() {
+        let (line, message) = ConfigFile::parse("[gateway]\n\ncount = \"two\"\n").unwrap_err();
+        assert_eq!(line, Some(3));
+        assert!(!message.contains('\n'));
+    }
+}

@@ -1,0 +1,489 @@
+//! The Prometheus endpoint: `GET /metrics` over plain HTTP/1.1, answered by a tiny
+//! hand-written responder on its own thread.
+//!
+//! Numbers come from the counters the cores already keep. Each gateway shard (and the
+//! register) copies them into its own `Arc<[AtomicU64]>` once a second through the
+//! driver's `Observer` hook; the responder only loads atomics, so a scrape never touches
+//! a shard's thread and a shard never waits for a scrape.
+
+use std::fmt::Write as _;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{watch, Semaphore};
+
+use super::error::CliError;
+use gatewayworker::gateway::{driver as gateway_driver, GatewayCore};
+use gatewayworker::register::{driver as register_driver, RegisterCore};
+
+/// How often drivers copy their counters for the endpoint.
+pub const PUBLISH_PERIOD: Duration = Duration::from_secs(1);
+/// Longest request head read (request line and headers).
+pub const REQUEST_HEAD_MAX: usize = 8 * 1024;
+/// Time a scraper has to send its request head.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Scrapes served at once; more connections are closed at once.
+pub const CONNECTIONS_MAX: usize = 16;
+
+/// Published counters of one shard (or of the register), indexed by a `*_SLOT` constant.
+pub type Slots = Arc<[AtomicU64]>;
+
+/// One line family in the output: which slot, under which name and labels.
+struct Metric {
+    name: &'static str,
+    help: &'static str,
+    kind: &'static str,
+    /// An extra `label="value"` pair, for families split by kind.
+    label: Option<(&'static str, &'static str)>,
+    slot: usize,
+}
+
+const GATEWAY_CLIENTS: usize = 0;
+const GATEWAY_LINKS: usize = 1;
+const GATEWAY_CLIENT_MESSAGES_DROPPED: usize = 2;
+const GATEWAY_LINK_FRAMES_DROPPED: usize = 3;
+const GATEWAY_UNENCODABLE: usize = 4;
+const GATEWAY_WITHOUT_WORKER: usize = 5;
+const GATEWAY_UNKNOWN_COMMANDS: usize = 6;
+const GATEWAY_SLOTS: usize = 7;
+
+/// Gateway metrics, one line per shard (`shard="i"`); same-named entries are adjacent.
+const GATEWAY_METRICS: &[Metric] = &[
+    Metric {
+        name: "gatewayworker_clients",
+        help: "Clients connected on the public port.",
+        kind: "gauge",
+        label: None,
+        slot: GATEWAY_CLIENTS,
+    },
+    Metric {
+        name: "gatewayworker_links",
+        help: "Internal links (business workers and API callers) connected.",
+        kind: "gauge",
+        label: None,
+        slot: GATEWAY_LINKS,
+    },
+    Metric {
+        name: "gatewayworker_messages_dropped_total",
+        help: "Messages dropped because the receiver's unsent output was at its bound \
+               (kind=client: client_pending_max or pending_before_handshake_max; \
+               kind=link: link_pending_max).",
+        kind: "counter",
+        label: Some(("kind", "client")),
+        slot: GATEWAY_CLIENT_MESSAGES_DROPPED,
+    },
+    Metric {
+        name: "gatewayworker_messages_dropped_total",
+        help: "",
+        kind: "counter",
+        label: Some(("kind", "link")),
+        slot: GATEWAY_LINK_FRAMES_DROPPED,
+    },
+    Metric {
+        name: "gatewayworker_client_messages_unencodable_total",
+        help: "Messages that could not be encoded for a client's protocol.",
+        kind: "counter",
+        label: None,
+        slot: GATEWAY_UNENCODABLE,
+    },
+    Metric {
+        name: "gatewayworker_clients_without_worker_total",
+        help: "Clients destroyed because no business worker was registered.",
+        kind: "counter",
+        label: None,
+        slot: GATEWAY_WITHOUT_WORKER,
+    },
+    Metric {
+        name: "gatewayworker_unknown_commands_total",
+        help: "Frames with an unknown command number received on links.",
+        kind: "counter",
+        label: None,
+        slot: GATEWAY_UNKNOWN_COMMANDS,
+    },
+];
+
+const REGISTER_CONNECTIONS: usize = 0;
+const REGISTER_GATEWAYS: usize = 1;
+const REGISTER_WORKERS: usize = 2;
+const REGISTER_LINES_DROPPED: usize = 3;
+const REGISTER_REFUSED: usize = 4;
+const REGISTER_CLOSED: usize = 5;
+const REGISTER_SLOTS: usize = 6;
+
+const REGISTER_METRICS: &[Metric] = &[
+    Metric {
+        name: "gatewayworker_register_connections",
+        help: "Connections to the register (gateways, workers, API callers, not yet identified).",
+        kind: "gauge",
+        label: None,
+        slot: REGISTER_CONNECTIONS,
+    },
+    Metric {
+        name: "gatewayworker_register_gateways",
+        help: "Distinct gateway addresses registered.",
+        kind: "gauge",
+        label: None,
+        slot: REGISTER_GATEWAYS,
+    },
+    Metric {
+        name: "gatewayworker_register_workers",
+        help: "Connections registered as workers (GatewayClient callers count while connected).",
+        kind: "gauge",
+        label: None,
+        slot: REGISTER_WORKERS,
+    },
+    Metric {
+        name: "gatewayworker_register_lines_dropped_total",
+        help: "Lines dropped because a connection's unsent output was at pending_max.",
+        kind: "counter",
+        label: None,
+        slot: REGISTER_LINES_DROPPED,
+    },
+    Metric {
+        name: "gatewayworker_register_connections_refused_total",
+        help: "Connections refused at connections_max.",
+        kind: "counter",
+        label: None,
+        slot: REGISTER_REFUSED,
+    },
+    Metric {
+        name: "gatewayworker_register_connections_closed_total",
+        help: "Connections the register closed (bad secret, bad request, first-line timeout...).",
+        kind: "counter",
+        label: None,
+        slot: REGISTER_CLOSED,
+    },
+];
+
+/// One source of numbers: its shard index (none for the register) and its slots.
+type ShardSlots<'a> = (Option<usize>, &'a Slots);
+
+/// What an endpoint reports.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A gateway's shards, in shard order.
+    Gateway(Vec<Slots>),
+    /// A register.
+    Register(Slots),
+}
+
+fn new_slots(n: usize) -> Slots {
+    (0..n).map(|_| AtomicU64::new(0)).collect()
+}
+
+fn store(slots: &Slots, slot: usize, value: impl TryInto<u64>) {
+    slots[slot].store(value.try_into().unwrap_or(u64::MAX), Ordering::Relaxed);
+}
+
+impl Source {
+    /// A gateway source with `count` shards, all zero until the shards publish.
+    pub fn gateway(count: usize) -> Source {
+        Source::Gateway((0..count).map(|_| new_slots(GATEWAY_SLOTS)).collect())
+    }
+
+    /// A register source, zero until the register publishes.
+    pub fn register() -> Source {
+        Source::Register(new_slots(REGISTER_SLOTS))
+    }
+
+    /// The observer that shard `shard` of a gateway runs (None for other sources).
+    pub fn gateway_observer(&self, shard: usize) -> Option<gateway_driver::Observer> {
+        let Source::Gateway(shards) = self else {
+            return None;
+        };
+        let slots = shards.get(shard)?.clone();
+        Some(gateway_driver::Observer {
+            period: PUBLISH_PERIOD,
+            publish: Box::new(move |core: &GatewayCore| {
+                let stats = core.stats();
+                store(&slots, GATEWAY_CLIENTS, core.client_count());
+                store(&slots, GATEWAY_LINKS, core.link_count());
+                store(
+                    &slots,
+                    GATEWAY_CLIENT_MESSAGES_DROPPED,
+                    stats.client_messages_dropped,
+                );
+                store(
+                    &slots,
+                    GATEWAY_LINK_FRAMES_DROPPED,
+                    stats.link_frames_dropped,
+                );
+                store(
+                    &slots,
+                    GATEWAY_UNENCODABLE,
+                    stats.client_messages_unencodable,
+                );
+                store(&slots, GATEWAY_WITHOUT_WORKER, stats.clients_without_worker);
+                store(&slots, GATEWAY_UNKNOWN_COMMANDS, stats.unknown_commands);
+            }),
+        })
+    }
+
+    /// The observer the register runs (None for other sources).
+    pub fn register_observer(&self) -> Option<register_driver::Observer> {
+        let Source::Register(slots) = self else {
+            return None;
+        };
+        let slots = slots.clone();
+        Some(register_driver::Observer {
+            period: PUBLISH_PERIOD,
+            publish: Box::new(move |core: &RegisterCore| {
+                let stats = core.stats();
+                store(&slots, REGISTER_CONNECTIONS, core.connection_count());
+                store(&slots, REGISTER_GATEWAYS, core.addresses().len());
+                store(&slots, REGISTER_WORKERS, core.workers().len());
+                store(&slots, REGISTER_LINES_DROPPED, stats.lines_dropped);
+                store(&slots, REGISTER_REFUSED, stats.connections_refused);
+                store(
+                    &slots,
+                    REGISTER_CLOSED,
+                    stats.connections_closed_by_register,
+                );
+            }),
+        })
+    }
+
+    /// The Prometheus text exposition (format 0.0.4).
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let (role, metrics, shards): (&str, &[Metric], Vec<ShardSlots>) = match self {
+            Source::Gateway(shards) => (
+                "gateway",
+                GATEWAY_METRICS,
+                shards
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| (Some(i), s))
+                    .collect(),
+            ),
+            Source::Register(slots) => ("register", REGISTER_METRICS, vec![(None, slots)]),
+        };
+        out.push_str("# HELP gatewayworker_build_info The running program; always 1.\n");
+        out.push_str("# TYPE gatewayworker_build_info gauge\n");
+        let _ = writeln!(
+            out,
+            "gatewayworker_build_info{{version=\"{}\",role=\"{role}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        let mut previous = "";
+        for metric in metrics {
+            if metric.name != previous {
+                let _ = writeln!(out, "# HELP {} {}", metric.name, metric.help);
+                let _ = writeln!(out, "# TYPE {} {}", metric.name, metric.kind);
+                previous = metric.name;
+            }
+            for (shard, slots) in &shards {
+                let mut labels = Vec::new();
+                if let Some(i) = shard {
+                    labels.push(format!("shard=\"{i}\""));
+                }
+                if let Some((key, value)) = metric.label {
+                    labels.push(format!("{key}=\"{value}\""));
+                }
+                let labels = if labels.is_empty() {
+                    String::new()
+                } else {
+                    format!("{{{}}}", labels.join(","))
+                };
+                let value = slots[metric.slot].load(Ordering::Relaxed);
+                let _ = writeln!(out, "{}{labels} {value}", metric.name);
+            }
+        }
+        out
+    }
+}
+
+/// A running metrics endpoint.
+#[derive(Debug)]
+pub struct MetricsServer {
+    /// The address it answers on.
+    pub addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    thread: JoinHandle<()>,
+}
+
+impl MetricsServer {
+    /// Binds `addr` (errors such as "in use" come back here) and serves `source` on a
+    /// thread of its own.
+    pub fn start(addr: SocketAddr, source: Source) -> Result<MetricsServer, CliError> {
+        let listener = std::net::TcpListener::bind(addr).map_err(|e| CliError::bind(addr, e))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| CliError::io("metrics listener", e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| CliError::io("metrics listener", e))?;
+        let (stop, stopped) = watch::channel(false);
+        let thread = std::thread::Builder::new()
+            .name("metrics".to_owned())
+            .spawn(move || serve_thread(listener, source, stopped))
+            .map_err(|e| CliError::io("starting the metrics thread", e))?;
+        Ok(MetricsServer { addr, stop, thread })
+    }
+
+    /// Stops answering and waits for the thread.
+    pub fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.thread.join();
+    }
+}
+
+fn serve_thread(
+    listener: std::net::TcpListener,
+    source: Source,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!(error = %e, "metrics endpoint cannot start");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let listener = match tokio::net::TcpListener::from_std(listener) {
+            Ok(listener) => listener,
+            Err(e) => {
+                tracing::error!(error = %e, "metrics endpoint cannot start");
+                return;
+            }
+        };
+        let source = Arc::new(source);
+        let permits = Arc::new(Semaphore::new(CONNECTIONS_MAX));
+        loop {
+            tokio::select! {
+                biased;
+                _ = stopped.wait_for(|stop| *stop) => return,
+                accepted = listener.accept() => {
+                    let Ok((stream, _)) = accepted else { continue };
+                    let Ok(permit) = permits.clone().try_acquire_owned() else {
+                        continue; // over CONNECTIONS_MAX: drop the socket
+                    };
+                    let source = source.clone();
+                    tokio::spawn(async move {
+                        let _ = answer(stream, &source).await;
+                        drop(permit);
+                    });
+                }
+            }
+        }
+    });
+}
+
+/// Reads one request head and answers it; the connection is closed after each answer.
+async fn answer(mut stream: tokio::net::TcpStream, source: &Source) -> io::Result<()> {
+    let head = match tokio::time::timeout(REQUEST_TIMEOUT, read_head(&mut stream)).await {
+        Ok(head) => head?,
+        Err(_) => return Ok(()),
+    };
+    let (status, body) = match head {
+        None => ("431 Request Header Fields Too Large", String::new()),
+        Some(head) => route(&head, source),
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+/// The request head up to its blank line; `None` when it exceeds [`REQUEST_HEAD_MAX`].
+async fn read_head(stream: &mut tokio::net::TcpStream) -> io::Result<Option<Vec<u8>>> {
+    let mut head = Vec::with_capacity(512);
+    let mut chunk = [0u8; 1024];
+    loop {
+        if head.windows(4).any(|w| w == b"\r\n\r\n") || head.windows(2).any(|w| w == b"\n\n") {
+            return Ok(Some(head));
+        }
+        if head.len() > REQUEST_HEAD_MAX {
+            return Ok(None);
+        }
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(Some(head)); // answer what arrived; a bare request line is fine
+        }
+        head.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn route(head: &[u8], source: &Source) -> (&'static str, String) {
+    let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let mut parts = line.split_whitespace();
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let path = target.split('?').next().unwrap_or("");
+    match (method, path) {
+        ("GET", "/metrics") => ("200 OK", source.render()),
+        ("GET", _) => ("404 Not Found", "try /metrics\n".to_owned()),
+        _ => ("405 Method Not Allowed", "only GET\n".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gateway_render_has_one_line_per_shard_and_kind() {
+        let source = Source::gateway(2);
+        let Source::Gateway(shards) = &source else {
+            unreachable!()
+        };
+        store(&shards[1], GATEWAY_CLIENTS, 7u64);
+        store(&shards[0], GATEWAY_LINK_FRAMES_DROPPED, 3u64);
+        let text = source.render();
+        assert!(
+            text.contains("gatewayworker_clients{shard=\"1\"} 7\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("gatewayworker_clients{shard=\"0\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("gatewayworker_messages_dropped_total{shard=\"0\",kind=\"link\"} 3\n")
+        );
+        assert_eq!(
+            text.matches("# TYPE gatewayworker_messages_dropped_total counter")
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn register_render_has_no_shard_label() {
+        let source = Source::register();
+        let text = source.render();
+        assert!(
+            text.contains("gatewayworker_register_gateways 0\n"),
+            "{text}"
+        );
+        assert!(text.contains("role=\"register\""));
+    }
+
+    #[test]
+    fn routes() {
+        let source = Source::register();
+        assert_eq!(route(b"GET /metrics HTTP/1.1\r\n\r\n", &source).0, "200 OK");
+        assert_eq!(
+            route(b"GET /metrics?x=1 HTTP/1.1\r\n\r\n", &source).0,
+            "200 OK"
+        );
+        assert_eq!(route(b"GET / HTTP/1.1\r\n\r\n", &source).0, "404 Not Found");
+        assert_eq!(
+            route(b"POST /metrics HTTP/1.1\r\n\r\n", &source).0,
+            "405 Method Not Allowed"
+        );
+        assert_eq!(route(b"", &source).0, "405 Method Not Allowed");
+    }
+}
