@@ -1,0 +1,509 @@
+//! The `gatewayworker` binary as a person runs it: flags, config file, errors, signals,
+//! the status query and the metrics endpoint, all over real processes and sockets on
+//! 127.0.0.1. Every wait is bounded by `WAIT`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use gatewayworker::protocol::frame::{self, encode_frame, Header, FLAG_BODY_IS_SCALAR};
+
+/// Longest a test waits for any one thing.
+const WAIT: Duration = Duration::from_secs(10);
+
+fn bin() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gatewayworker"));
+    command.env("RUST_LOG", "info");
+    command
+}
+
+/// A port that was free a moment ago.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs a command that is expected to end on its own, killing it after `WAIT`.
+fn run(command: &mut Command) -> Output {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("command did not end within {WAIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn stderr_lines(output: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A long-running subcommand with its stderr lines delivered through a channel.
+struct Server {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Server {
+    fn start(command: &mut Command) -> Server {
+        let mut child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (send, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { return };
+                if send.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Server {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a stderr line containing `needle`; panics with what was seen.
+    fn wait_for(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(line) => self.seen.push(line),
+                Err(_) => panic!("no `{needle}` within {WAIT:?}; stderr: {:#?}", self.seen),
+            }
+        }
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit.
+    fn terminate(&mut self) -> ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no exit within {WAIT:?} of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn start_register(port: u16, extra: &[&str]) -> Server {
+    let mut server = Server::start(
+        bin()
+            .args(["register", "--listen"])
+            .arg(format!("text://127.0.0.1:{port}"))
+            .args(extra),
+    );
+    server.wait_for("register ready");
+    server
+}
+
+fn start_gateway(public: u16, lan: u16, register: u16, extra: &[&str]) -> Server {
+    let mut server = Server::start(
+        bin()
+            .args(["gateway", "--listen"])
+            .arg(format!("text://127.0.0.1:{public}"))
+            .args(["--start-port", &lan.to_string()])
+            .args(["--register", &format!("127.0.0.1:{register}")])
+            .args(extra),
+    );
+    server.wait_for("gateway ready");
+    server
+}
+
+/// Retries `check` until it returns `Some` or `WAIT` passes.
+fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {WAIT:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One plain HTTP/1.1 GET; returns the whole response.
+fn http_get(addr: SocketAddr, path: &str) -> String {
+    let mut stream = TcpStream::connect_timeout(&addr, WAIT).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+fn write_file(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("gatewayworker-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A worker link: WORKER_CONNECT on the gateway's lan port, so clients get a worker.
+/// `secret_json` is the key as JSON text (PHP escapes `/` as `\/`).
+fn worker_link(lan: u16, secret_json: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(("127.0.0.1", lan)).unwrap();
+    let mut header = Header::new(frame::Command::WorkerConnect);
+    header.flag = FLAG_BODY_IS_SCALAR;
+    let mut out = BytesMut::new();
+    let body = format!(r#"{{"worker_key":"cli-test:0","secret_key":"{secret_json}"}}"#);
+    encode_frame(&mut out, &header, b"", body.as_bytes());
+    stream.write_all(&out).unwrap();
+    stream
+}
+
+#[test]
+fn help_lists_the_subcommands_and_the_precedence() {
+    let output = run(bin().arg("--help"));
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for subcommand in ["register", "gateway", "status", "worker", "client", "start"] {
+        assert!(
+            help.lines().any(|l| l.trim_start().starts_with(subcommand)),
+            "{subcommand} missing from:\n{help}"
+        );
+    }
+    assert!(help.contains("(coming)"), "{help}");
+    assert!(help.contains("Precedence"), "{help}");
+}
+
+#[test]
+fn a_bad_flag_is_one_line_and_exit_2() {
+    let output = run(bin().args(["gateway", "--bogus"]));
+    assert_eq!(output.status.code(), Some(2));
+    let lines = stderr_lines(&output);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("--bogus"), "{lines:?}");
+
+    let output = run(bin().args(["gateway", "--router", "round-robin"]));
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(stderr_lines(&output).len(), 1);
+
+    let output = run(bin().args(["gateway", "--listen", "http://127.0.0.1:1"]));
+    assert_eq!(output.status.code(), Some(1));
+    let lines = stderr_lines(&output);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("--listen") && lines[0].contains("`http`"),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn a_coming_subcommand_says_so() {
+    let output = run(bin().args(["worker", "chat.wasm"]));
+    assert_eq!(output.status.code(), Some(1));
+    let lines = stderr_lines(&output);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("`worker` is coming"), "{lines:?}");
+}
+
+#[test]
+fn port_in_use_is_reported_by_address() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+
+    let output = run(bin()
+        .args(["gateway", "--start-port", "0", "--listen"])
+        .arg(format!("websocket://127.0.0.1:{port}")));
+    assert_eq!(output.status.code(), Some(1));
+    let lines = stderr_lines(&output);
+    assert_eq!(
+        lines,
+        vec![format!("gatewayworker: address 127.0.0.1:{port} is in use")]
+    );
+
+    let output = run(bin()
+        .args([
+            "gateway",
+            "--listen",
+            "websocket://127.0.0.1:0",
+            "--start-port",
+        ])
+        .arg(port.to_string()));
+    assert_eq!(
+        stderr_lines(&output),
+        vec![format!("gatewayworker: address 127.0.0.1:{port} is in use")]
+    );
+
+    let output = run(bin()
+        .args(["register", "--listen"])
+        .arg(format!("127.0.0.1:{port}")));
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stderr_lines(&output),
+        vec![format!("gatewayworker: address 127.0.0.1:{port} is in use")]
+    );
+}
+
+#[test]
+fn a_second_gateway_on_the_same_public_port_is_refused() {
+    // SO_REUSEPORT would let it bind; the probe must still refuse it.
+    let (public, lan, register) = (free_port(), free_port(), free_port());
+    let _gateway = start_gateway(public, lan, register, &[]);
+    let other_lan = free_port();
+    let output = run(bin()
+        .args(["gateway", "--listen"])
+        .arg(format!("text://127.0.0.1:{public}"))
+        .args(["--start-port", &other_lan.to_string()]));
+    assert_eq!(
+        stderr_lines(&output),
+        vec![format!(
+            "gatewayworker: address 127.0.0.1:{public} is in use"
+        )]
+    );
+}
+
+#[test]
+fn an_unknown_config_key_is_named() {
+    let path = write_file("unknown.toml", "[gateway]\ncount = 1\nstart_prot = 3000\n");
+    let output = run(bin().arg("--config").arg(&path).arg("gateway"));
+    assert_eq!(output.status.code(), Some(1));
+    let lines = stderr_lines(&output);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("unknown key `start_prot`"), "{lines:?}");
+    assert!(lines[0].contains("line 3"), "{lines:?}");
+
+    let output = run(bin().args(["--config", "/nonexistent/gw.toml", "status"]));
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(stderr_lines(&output).len(), 1);
+}
+
+#[test]
+fn a_flag_wins_over_the_config_file_which_wins_over_the_default() {
+    let (file_public, flag_public, file_lan, register) =
+        (free_port(), free_port(), free_port(), free_port());
+    let path = write_file(
+        "precedence.toml",
+        &format!(
+            "[gateway]\nlisten = \"text://127.0.0.1:{file_public}\"\nstart-port = {file_lan}\n\
+             register = [\"127.0.0.1:{register}\"]\n"
+        ),
+    );
+    let mut gateway = Server::start(
+        bin()
+            .arg("gateway")
+            .arg("--config")
+            .arg(&path)
+            .arg("--listen")
+            .arg(format!("text://127.0.0.1:{flag_public}")),
+    );
+    let ready = gateway.wait_for("gateway ready");
+    // The flag's public port, the file's lan port (no flag), the default lan ip.
+    assert!(
+        ready.contains(&format!("public=127.0.0.1:{flag_public}")),
+        "{ready}"
+    );
+    assert!(ready.contains(&format!("127.0.0.1:{file_lan}")), "{ready}");
+    TcpStream::connect(("127.0.0.1", flag_public)).expect("flag's port listens");
+    TcpStream::connect(("127.0.0.1", file_lan)).expect("file's lan port listens");
+    assert!(TcpStream::connect(("127.0.0.1", file_public)).is_err());
+    assert_eq!(gateway.terminate().code(), Some(0));
+}
+
+#[test]
+fn register_and_gateway_find_each_other_and_status_counts_clients() {
+    let (register_port, public, lan) = (free_port(), free_port(), free_port());
+    let mut register = start_register(register_port, &["--secret", "k/1"]);
+    let mut gateway = start_gateway(public, lan, register_port, &["--secret", "k/1"]);
+
+    // A worker link, then a text client it will receive (without a worker the gateway
+    // would drop the client at once).
+    let _worker = worker_link(lan, r"k\/1");
+    // Until the gateway has read the worker's handshake it destroys new clients; a
+    // client still open after a short read timeout has been given to the worker.
+    let _client = eventually("client accepted", || {
+        let mut client = TcpStream::connect(("127.0.0.1", public)).ok()?;
+        client.write_all(b"hello\n").ok()?;
+        client
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        match client.read(&mut [0u8; 16]) {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                Some(client)
+            }
+            _ => None,
+        }
+    });
+
+    let stdout = eventually("status lists the gateway with its client", || {
+        let output = run(bin()
+            .args(["status", "--secret", "k/1", "--register"])
+            .arg(format!("127.0.0.1:{register_port}")));
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let row = format!("127.0.0.1:{lan}");
+        let has_row = stdout
+            .lines()
+            .any(|l| l.starts_with(&row) && l.split_whitespace().nth(1) == Some("1"));
+        (output.status.success() && has_row).then_some(stdout)
+    });
+    assert!(stdout.contains("1 gateway(s)"), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["total", "1"]),
+        "{stdout}"
+    );
+
+    // A wrong secret: the register closes the connection; one line, exit 1.
+    let output = run(bin()
+        .args(["status", "--secret", "nope", "--register"])
+        .arg(format!("127.0.0.1:{register_port}")));
+    assert_eq!(output.status.code(), Some(1));
+    let lines = stderr_lines(&output);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("wrong secret"), "{lines:?}");
+
+    assert_eq!(gateway.terminate().code(), Some(0));
+    gateway.wait_for("gateway stopped");
+    assert_eq!(register.terminate().code(), Some(0));
+}
+
+#[test]
+fn status_reports_an_unreachable_register_in_one_line() {
+    let port = free_port();
+    let output = run(bin()
+        .args(["status", "--register"])
+        .arg(format!("127.0.0.1:{port}")));
+    assert_eq!(output.status.code(), Some(1));
+    let lines = stderr_lines(&output);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "gatewayworker: register 127.0.0.1:{port}: cannot connect"
+        )),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn sigterm_stops_a_register_with_exit_0() {
+    let mut register = start_register(free_port(), &[]);
+    assert_eq!(register.terminate().code(), Some(0));
+    register.wait_for("register stopped");
+}
+
+#[test]
+fn metrics_endpoints_answer_with_the_documented_names() {
+    let (register_port, register_metrics) = (free_port(), free_port());
+    let (public, lan, gateway_metrics) = (free_port(), free_port(), free_port());
+    let metrics_flag = |port: u16| format!("127.0.0.1:{port}");
+    let mut register = start_register(
+        register_port,
+        &["--metrics", &metrics_flag(register_metrics)],
+    );
+    let mut gateway = start_gateway(
+        public,
+        lan,
+        register_port,
+        &["--count", "1", "--metrics", &metrics_flag(gateway_metrics)],
+    );
+
+    let gateway_addr: SocketAddr = metrics_flag(gateway_metrics).parse().unwrap();
+    let response = http_get(gateway_addr, "/metrics");
+    assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+    assert!(response.contains("Content-Type: text/plain; version=0.0.4"));
+    for name in [
+        "# TYPE gatewayworker_clients gauge",
+        "# TYPE gatewayworker_links gauge",
+        "# TYPE gatewayworker_messages_dropped_total counter",
+        "gatewayworker_messages_dropped_total{shard=\"0\",kind=\"client\"} 0",
+        "gatewayworker_messages_dropped_total{shard=\"0\",kind=\"link\"} 0",
+        "# TYPE gatewayworker_client_messages_unencodable_total counter",
+        "# TYPE gatewayworker_clients_without_worker_total counter",
+        "# TYPE gatewayworker_unknown_commands_total counter",
+        "gatewayworker_build_info{version=\"0.1.0\",role=\"gateway\"} 1",
+    ] {
+        assert!(response.contains(name), "{name} missing:\n{response}");
+    }
+    // The numbers are live: a link shows up within a publish period or two.
+    let _worker = worker_link(lan, "");
+    eventually("links gauge at 1", || {
+        http_get(gateway_addr, "/metrics")
+            .contains("gatewayworker_links{shard=\"0\"} 1\n")
+            .then_some(())
+    });
+    assert!(http_get(gateway_addr, "/").starts_with("HTTP/1.1 404"));
+
+    let register_addr: SocketAddr = metrics_flag(register_metrics).parse().unwrap();
+    let response = eventually("register counts the gateway", || {
+        let response = http_get(register_addr, "/metrics");
+        response
+            .contains("gatewayworker_register_gateways 1\n")
+            .then_some(response)
+    });
+    for name in [
+        "# TYPE gatewayworker_register_connections gauge",
+        "# TYPE gatewayworker_register_workers gauge",
+        "# TYPE gatewayworker_register_lines_dropped_total counter",
+        "# TYPE gatewayworker_register_connections_refused_total counter",
+        "# TYPE gatewayworker_register_connections_closed_total counter",
+    ] {
+        assert!(response.contains(name), "{name} missing:\n{response}");
+    }
+
+    assert_eq!(gateway.terminate().code(), Some(0));
+    assert_eq!(register.terminate().code(), Some(0));
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let mut register = Server::start(
+        bin()
+            .args(["--log-format", "json", "register", "--listen"])
+            .arg(format!("127.0.0.1:{}", free_port())),
+    );
+    let line = register.wait_for("register ready");
+    let value: serde_json::Value = serde_json::from_str(&line).expect(&line);
+    assert_eq!(value["level"], "INFO");
+    assert_eq!(value["fields"]["message"], "register ready");
+    assert_eq!(register.terminate().code(), Some(0));
+}
