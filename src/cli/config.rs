@@ -111,6 +111,23 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_example_is_valid() {
+        let readme = include_str!("../../README.md");
+        let start = readme
+            .find("```toml\n")
+            .expect("a toml block in the README")
+            + 8;
+        let end = start + readme[start..].find("```").unwrap();
+        let file = ConfigFile::parse(&readme[start..end]).unwrap();
+        assert_eq!(file.gateway.count, Some(4));
+        assert_eq!(
+            file.gateway.ping_data.as_deref(),
+            Some("{\"type\":\"ping\"}")
+        );
+        assert_eq!(file.status.register.as_deref(), Some("10.0.0.1:1236"));
+    }
+
+    #[test]
     fn wrong_type_is_an_error() {
         let (line, message) = ConfigFile::parse("[gateway]\n\ncount = \"two\"\n").unwrap_err();
         assert_eq!(line, Some(3));
