@@ -100,8 +100,13 @@ impl Server {
 
     /// Sends SIGTERM and waits (bounded) for the exit.
     fn terminate(&mut self) -> ExitStatus {
+        self.signal("-TERM")
+    }
+
+    /// Sends `signal` (as `kill` spells it) and waits (bounded) for the exit.
+    fn signal(&mut self, signal: &str) -> ExitStatus {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([signal, &self.child.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
@@ -429,6 +434,17 @@ fn sigterm_stops_a_register_with_exit_0() {
     let mut register = start_register(free_port(), &[]);
     assert_eq!(register.terminate().code(), Some(0));
     register.wait_for("register stopped");
+}
+
+#[test]
+fn sigint_stops_a_gateway_with_exit_0_after_flushing() {
+    let (public, lan, register) = (free_port(), free_port(), free_port());
+    let mut gateway = start_gateway(public, lan, register, &["--count", "2"]);
+    assert_eq!(gateway.signal("-INT").code(), Some(0));
+    gateway.wait_for("gateway stopped");
+    // The ports are free again.
+    TcpListener::bind(("127.0.0.1", public)).expect("public port released");
+    TcpListener::bind(("127.0.0.1", lan)).expect("lan port released");
 }
 
 #[test]

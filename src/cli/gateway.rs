@@ -175,9 +175,18 @@ pub fn run(args: GatewayArgs) -> Result<(), CliError> {
         metrics = ?metrics.as_ref().map(|m| m.addr),
         "gateway ready"
     );
-    let signal = termination.wait();
-    tracing::info!(signal, "gateway stopping: no new connections, flushing");
-    let result = running.shutdown().map_err(|e| CliError::io("gateway", e));
+    let signal = termination.wait(|| running.is_finished());
+    if let Some(signal) = signal {
+        tracing::info!(signal, "gateway stopping: no new connections, flushing");
+    }
+    let result = match (running.shutdown(), signal) {
+        (Err(e), _) => Err(CliError::io("gateway", e)),
+        (Ok(()), None) => Err(CliError::io(
+            "gateway",
+            std::io::Error::other("stopped unexpectedly"),
+        )),
+        (Ok(()), Some(_)) => Ok(()),
+    };
     if let Some(metrics) = metrics {
         metrics.shutdown();
     }

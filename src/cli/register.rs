@@ -65,9 +65,18 @@ pub fn run(args: RegisterArgs) -> Result<(), CliError> {
         metrics = ?metrics.as_ref().map(|m| m.addr),
         "register ready"
     );
-    let signal = termination.wait();
-    tracing::info!(signal, "register stopping");
-    let result = running.shutdown().map_err(|e| CliError::io("register", e));
+    let signal = termination.wait(|| running.is_finished());
+    if let Some(signal) = signal {
+        tracing::info!(signal, "register stopping");
+    }
+    let result = match (running.shutdown(), signal) {
+        (Err(e), _) => Err(CliError::io("register", e)),
+        (Ok(()), None) => Err(CliError::io(
+            "register",
+            std::io::Error::other("stopped unexpectedly"),
+        )),
+        (Ok(()), Some(_)) => Ok(()),
+    };
     if let Some(metrics) = metrics {
         metrics.shutdown();
     }

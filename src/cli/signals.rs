@@ -2,10 +2,15 @@
 //! stop. Handlers are installed before any listener opens, so a signal that arrives
 //! during start-up is kept, not fatal.
 
+use std::time::Duration;
+
 use tokio::runtime::Runtime;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use super::error::CliError;
+
+/// How often [`Termination::wait`] checks whether the server ended on its own.
+pub const ENDED_POLL_PERIOD: Duration = Duration::from_millis(200);
 
 /// Installed handlers and the small runtime that waits on them.
 pub struct Termination {
@@ -36,13 +41,22 @@ impl Termination {
         })
     }
 
-    /// Blocks until SIGINT or SIGTERM arrives; returns the signal's name.
-    pub fn wait(mut self) -> &'static str {
+    /// Blocks until SIGINT or SIGTERM arrives (`Some(name)`), or until `ended()` says the
+    /// server stopped on its own (`None`), checked every [`ENDED_POLL_PERIOD`].
+    pub fn wait(mut self, ended: impl Fn() -> bool) -> Option<&'static str> {
         self.runtime.block_on(async {
-            tokio::select! {
-                biased;
-                _ = self.terminate.recv() => "SIGTERM",
-                _ = self.interrupt.recv() => "SIGINT",
+            let mut poll = tokio::time::interval(ENDED_POLL_PERIOD);
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = self.terminate.recv() => return Some("SIGTERM"),
+                    _ = self.interrupt.recv() => return Some("SIGINT"),
+                    _ = poll.tick() => {
+                        if ended() {
+                            return None;
+                        }
+                    }
+                }
             }
         })
     }

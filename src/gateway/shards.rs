@@ -66,6 +66,11 @@ impl RunningGateway {
         self.join()
     }
 
+    /// Whether some shard has ended (before shutdown: on a fatal error); `join` then says why.
+    pub fn is_finished(&self) -> bool {
+        self.threads.iter().any(|t| t.is_finished())
+    }
+
     /// Waits for the shards to end (they end on shutdown or on a fatal error).
     pub fn join(self) -> io::Result<()> {
         let mut result = Ok(());

@@ -448,6 +448,11 @@ impl RunningRegister {
         self.join()
     }
 
+    /// Whether the register has ended (before shutdown: on a fatal error); `join` says why.
+    pub fn is_finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+
     /// Waits for the register to end (on shutdown or on a fatal error).
     pub fn join(self) -> io::Result<()> {
         match self.thread.join() {
