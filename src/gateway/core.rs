@@ -15,6 +15,7 @@ use super::routing::{RouteEntry, Router};
 use super::wire;
 use crate::protocol::frame::{Command, Frame, Header, FLAG_BINARY, FLAG_BODY_IS_SCALAR};
 use crate::protocol::public::PublicEvent;
+use crate::protocol::register::ToRegister;
 
 /// Keep-alive period of internal links and register connections (spec 5.5).
 pub const LINK_PING_INTERVAL: Duration = Duration::from_secs(25);
@@ -68,7 +69,9 @@ enum RegisterState {
 ///   messages at will), `handle_client_flushed` with the number of bytes written to the
 ///   socket, `handle_client_closed` when the socket is gone — for any reason, including
 ///   after a `CloseClient` action (the id stays reserved until then).
-/// * Links: the same four calls with `link` in the name; the core allocates link ids.
+/// * Links: the same four calls with `link` in the name; the core allocates link ids
+///   (never reused). `handle_link_closed` after a `CloseLink` is always safe (the core
+///   may already have dropped a link that had nothing left to flush).
 /// * Registers: `handle_register_connected/closed/line` for register `index`
 ///   (`ConnectRegister` actions ask for a connection; a failed attempt is reported as
 ///   closed).
@@ -666,17 +669,18 @@ impl GatewayCore {
             return;
         };
         let ping_at = (!address.starts_with("127.0.0.1")).then(|| now + LINK_PING_INTERVAL);
-        // Hand-concatenated like the original (spaces after the commas, key unescaped).
-        let mut line = Vec::new();
-        line.extend_from_slice(b"{\"event\":\"gateway_connect\", \"address\":\"");
-        line.extend_from_slice(self.config.lan_address().as_bytes());
-        line.extend_from_slice(b"\", \"secret_key\":\"");
-        line.extend_from_slice(&self.config.secret_key);
-        line.extend_from_slice(b"\"}\n");
+        // Hand-concatenated like the original (spaces after the commas), quirk 16.
+        let mut line = BytesMut::new();
+        ToRegister::GatewayConnect {
+            address: self.config.lan_address(),
+            secret_key: String::from_utf8_lossy(&self.config.secret_key).into_owned(),
+        }
+        .encode(&mut line);
+        let line = line.freeze();
         self.registers[index] = RegisterState::Connected { ping_at };
         self.actions.push_back(Action::Transmit {
             to: Target::Register(index),
-            bytes: Bytes::from(line),
+            bytes: line,
         });
     }
 
@@ -717,9 +721,11 @@ impl GatewayCore {
                     self.registers[index] = RegisterState::Connected {
                         ping_at: Some(next),
                     };
+                    let mut line = BytesMut::new();
+                    ToRegister::Ping.encode(&mut line);
                     self.actions.push_back(Action::Transmit {
                         to: Target::Register(index),
-                        bytes: Bytes::from_static(b"{\"event\":\"ping\"}\n"),
+                        bytes: line.freeze(),
                     });
                 }
                 RegisterState::Waiting { at } if at <= now => {
