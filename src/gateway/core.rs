@@ -281,13 +281,14 @@ impl GatewayCore {
                     return;
                 }
                 self.write_client(id, response);
+                // Queued messages go out in one write, as workerman's `tmpWsData`.
                 let queued = self
                     .clients
                     .get_mut(id)
                     .map(|c| std::mem::take(&mut c.before_handshake))
                     .unwrap_or_default();
-                for bytes in queued {
-                    self.write_client(id, bytes);
+                if !queued.is_empty() {
+                    self.write_client(id, queued.freeze());
                 }
             }
             PublicEvent::Message { data, binary } => {
@@ -464,8 +465,9 @@ impl GatewayCore {
             return;
         };
         if !client.decoder.is_ready() {
-            let queued: usize = client.before_handshake.iter().map(Bytes::len).sum();
-            if queued >= self.config.pending_before_handshake_max {
+            // Raw (flag 0x02) messages wait too: written before the 101 they would break
+            // the client's handshake (the original writes them at once).
+            if client.before_handshake.len() >= self.config.pending_before_handshake_max {
                 self.stats.client_messages_dropped += 1;
                 tracing::warn!(
                     connection_id = id,
@@ -473,7 +475,7 @@ impl GatewayCore {
                 );
                 return;
             }
-            client.before_handshake.push(bytes.clone());
+            client.before_handshake.extend_from_slice(bytes);
             return;
         }
         if client.pending >= self.config.client_pending_max {

@@ -300,6 +300,7 @@ fn on_connect_is_sent_at_accept_before_the_websocket_handshake_quirk_26() {
     let writes = client_bytes(&actions, id);
     assert!(writes[0].starts_with(b"HTTP/1.1 101 Switching Protocol"));
     assert_eq!(writes[1].to_vec(), ws_text(b"early"));
+    assert_eq!(writes.len(), 2);
     // ON_WEBSOCKET_CONNECT is queued for the worker before the 101 is written.
     let pos_ws = actions.iter().position(|a| {
         matches!(
@@ -1251,7 +1252,15 @@ fn pending_before_handshake_max_bounds_the_queue() {
         "12 bytes queued: the third is dropped"
     );
     let writes = client_bytes(&gw.client_sends(id, HANDSHAKE), id);
-    assert_eq!(writes.len(), 3, "101 + two queued messages");
+    assert_eq!(
+        writes.len(),
+        2,
+        "101, then the two queued messages in one write"
+    );
+    assert_eq!(
+        writes[1].to_vec(),
+        [ws_text(b"1234"), ws_text(b"1234")].concat()
+    );
 }
 
 #[test]
@@ -1617,4 +1626,107 @@ fn long_lived_strings_do_not_share_the_read_buffer() {
     );
     assert!(kept.try_into_mut().is_ok(), "a stored copy owns its bytes");
     drop(read);
+}
+
+/// Splits `wire` at the (sorted, deduplicated) cut points.
+fn chunks(wire: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
+    let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (wire.len() + 1)).collect();
+    cuts.sort_unstable();
+    cuts.dedup();
+    let mut out = Vec::new();
+    let mut start = 0;
+    for c in cuts.into_iter().chain([wire.len()]) {
+        out.push(wire[start..c].to_vec());
+        start = c;
+    }
+    out
+}
+
+/// However a client's bytes are split into reads, the worker sees the same ON_MESSAGE
+/// frames: one per message, in order, with FLAG_BINARY exactly on binary messages.
+#[test]
+fn client_reads_split_anywhere_give_the_same_messages() {
+    fn prop(messages: Vec<(Vec<u8>, bool)>, cuts: Vec<usize>) -> bool {
+        let (mut gw, w) = Gw::with_worker();
+        let id = gw
+            .core
+            .handle_client_connected(gw.now, "203.0.113.7:5000".parse().unwrap())
+            .unwrap();
+        gw.drain();
+        let mut wire = HANDSHAKE.to_vec();
+        for (payload, binary) in &messages {
+            let payload = if *binary {
+                payload.clone()
+            } else {
+                String::from_utf8_lossy(payload).into_owned().into_bytes()
+            };
+            wire.extend(ws_client_frame(if *binary { 2 } else { 1 }, &payload));
+        }
+        let mut frames = Vec::new();
+        for chunk in chunks(&wire, &cuts) {
+            frames.extend(link_frames(&gw.client_sends(id, &chunk), w));
+        }
+        let messages: Vec<(Vec<u8>, u8)> = messages
+            .iter()
+            .map(|(p, binary)| {
+                if *binary {
+                    (p.clone(), S | FLAG_BINARY)
+                } else {
+                    (String::from_utf8_lossy(p).into_owned().into_bytes(), S)
+                }
+            })
+            .collect();
+        let seen: Vec<(Vec<u8>, u8)> = frames[1..]
+            .iter()
+            .map(|f| (f.body.to_vec(), f.flag))
+            .collect();
+        frames[0].cmd == Command::OnWebsocketConnect as u8 && seen == messages
+    }
+    QuickCheck::new()
+        .tests(1000)
+        .quickcheck(prop as fn(Vec<(Vec<u8>, bool)>, Vec<usize>) -> bool);
+}
+
+/// However a link's bytes are split into reads, the replies are the same bytes as for
+/// one read of everything.
+#[test]
+fn link_reads_split_anywhere_give_the_same_replies() {
+    fn prop(queries: Vec<(u8, u8)>, cuts: Vec<usize>) -> bool {
+        let run = |split: bool| {
+            let (mut gw, w) = Gw::with_worker();
+            let ids: Vec<u32> = (0..3)
+                .map(|i| gw.client(&format!("203.0.113.{i}:5000")).0)
+                .collect();
+            let api = gw.link("10.0.0.50:1");
+            let mut wire = Vec::new();
+            for (kind, target) in &queries {
+                let cid = ids[*target as usize % 3] + u32::from(*target % 2);
+                let f = match kind % 5 {
+                    0 => frame(11, cid, S, b"", b""),
+                    1 => frame(12, cid, S, b"u", b""),
+                    2 => frame(15, 0, S, b"u", b""),
+                    3 => frame(20, cid, S, b"g", b""),
+                    _ => frame(25, 0, S, br#"{"fields":["uid","groups"],"where":[]}"#, b""),
+                };
+                wire.extend(f);
+            }
+            let reads = if split {
+                chunks(&wire, &cuts)
+            } else {
+                vec![wire]
+            };
+            let mut replies = Vec::new();
+            for r in reads {
+                for b in link_bytes(&gw.send(api, &r), api) {
+                    replies.extend_from_slice(&b);
+                }
+            }
+            let _ = w;
+            replies
+        };
+        run(true) == run(false)
+    }
+    QuickCheck::new()
+        .tests(1000)
+        .quickcheck(prop as fn(Vec<(u8, u8)>, Vec<usize>) -> bool);
 }
