@@ -96,11 +96,12 @@ impl GatewayConfig {
         if self.ping_interval.is_zero() {
             return None;
         }
-        Some(if self.ping_not_response_limit > 0 {
+        let period = if self.ping_not_response_limit > 0 {
             self.ping_interval / 2
         } else {
             self.ping_interval
-        })
+        };
+        (!period.is_zero()).then_some(period)
     }
 
     /// `lanIp:lanPort`, the address announced to the register.

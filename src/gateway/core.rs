@@ -704,24 +704,27 @@ impl GatewayCore {
     // ---------------------------------------------------------------- timers
 
     /// Runs every timer due at `now`; spurious calls do nothing.
+    ///
+    /// A late call runs each periodic timer once and skips the ticks it missed, like
+    /// workerman's timers: a stalled driver must not destroy every silent client in a
+    /// burst of catch-up heartbeat ticks.
     pub fn handle_timeout(&mut self, now: Duration) {
-        while let Some(at) = self.heartbeat_at.filter(|at| *at <= now) {
+        if let Some(at) = self.heartbeat_at.filter(|at| *at <= now) {
             self.heartbeat_tick(now);
-            self.heartbeat_at = self.config.heartbeat_period().map(|p| at + p);
+            self.heartbeat_at = self
+                .config
+                .heartbeat_period()
+                .map(|p| next_tick(at, p, now));
         }
-        while let Some(at) = self.worker_ping_at.filter(|at| *at <= now) {
+        if let Some(at) = self.worker_ping_at.filter(|at| *at <= now) {
             self.ping_workers();
-            self.worker_ping_at = Some(at + LINK_PING_INTERVAL);
+            self.worker_ping_at = Some(next_tick(at, LINK_PING_INTERVAL, now));
         }
         for index in 0..self.registers.len() {
             match self.registers[index] {
                 RegisterState::Connected { ping_at: Some(at) } if at <= now => {
-                    let mut next = at;
-                    while next <= now {
-                        next += LINK_PING_INTERVAL;
-                    }
                     self.registers[index] = RegisterState::Connected {
-                        ping_at: Some(next),
+                        ping_at: Some(next_tick(at, LINK_PING_INTERVAL, now)),
                     };
                     let mut line = BytesMut::new();
                     ToRegister::Ping.encode(&mut line);
@@ -864,4 +867,17 @@ impl GatewayCore {
     pub(super) fn link_ip(&self, id: LinkId) -> Option<IpAddr> {
         self.links.get(&id.0).map(|l| l.peer.ip())
     }
+}
+
+/// The tick after `at` on the `period` grid that is still ahead of `now`.
+fn next_tick(at: Duration, period: Duration, now: Duration) -> Duration {
+    let next = at + period;
+    if next > now || period.is_zero() {
+        return next;
+    }
+    let missed = (now - at).as_nanos() / period.as_nanos();
+    u32::try_from(missed + 1)
+        .ok()
+        .and_then(|n| period.checked_mul(n))
+        .map_or(now + period, |d| at + d)
 }

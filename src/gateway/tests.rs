@@ -1104,6 +1104,25 @@ fn websocket_pings_do_not_reset_the_heartbeat_quirk_15() {
 }
 
 #[test]
+fn a_late_timeout_runs_one_heartbeat_tick_and_skips_the_missed_ones() {
+    let mut c = config();
+    c.ping_interval = Duration::from_secs(10);
+    c.ping_not_response_limit = 1;
+    let mut gw = Gw::new(c);
+    gw.worker("10.0.0.9:40000", "BW:0");
+    let start = gw.now;
+    gw.client("203.0.113.7:5000");
+    let actions = gw.advance(Duration::from_secs(100));
+    assert!(closes(&actions).is_empty(), "one tick, not twenty");
+    assert_eq!(gw.core.snapshot().clients[0].ping_count, 0);
+    // The grid is kept: the next tick is at start + 105 s.
+    assert_eq!(
+        gw.core.poll_timeout(),
+        Some(start + Duration::from_secs(105))
+    );
+}
+
+#[test]
 fn spurious_timeouts_do_nothing() {
     let mut c = config();
     c.ping_interval = Duration::from_secs(10);
