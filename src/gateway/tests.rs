@@ -1740,7 +1740,7 @@ fn link_reads_split_anywhere_give_the_same_replies() {
                     replies.extend_from_slice(&b);
                 }
             }
-                replies
+            replies
         };
         run(true) == run(false)
     }
@@ -1787,4 +1787,180 @@ fn garbage_input_never_panics() {
     QuickCheck::new()
         .tests(1000)
         .quickcheck(prop as fn(Vec<Vec<u8>>, Vec<Vec<u8>>, bool) -> bool);
+}
+
+/// One membership operation of the model-based property.
+#[derive(Debug, Clone)]
+enum MemberOp {
+    Connect,
+    Close(u8),
+    Bind(u8, u8),
+    Unbind(u8),
+    Join(u8, u8),
+    Leave(u8, u8),
+    Ungroup(u8),
+}
+
+impl Arbitrary for MemberOp {
+    fn arbitrary(g: &mut Gen) -> MemberOp {
+        let (i, n) = (u8::arbitrary(g), u8::arbitrary(g));
+        match u8::arbitrary(g) % 8 {
+            0 | 1 => MemberOp::Connect,
+            2 => MemberOp::Close(i),
+            3 => MemberOp::Bind(i, n),
+            4 => MemberOp::Unbind(i),
+            5 => MemberOp::Join(i, n),
+            6 => MemberOp::Leave(i, n),
+            _ => MemberOp::Ungroup(n),
+        }
+    }
+}
+
+/// uid and group bookkeeping against a plain model of the original's PHP arrays:
+/// clients in connect order, groups in creation order, members in join/bind order,
+/// `groups` null until the first join.
+#[test]
+fn membership_matches_a_model_of_the_php_arrays() {
+    type Model = (
+        Vec<(u32, Option<Vec<u8>>, Option<Vec<Vec<u8>>>)>,
+        Vec<(Vec<u8>, Vec<u32>)>,
+        Vec<(Vec<u8>, Vec<u32>)>,
+    );
+    fn prop(ops: Vec<MemberOp>) -> bool {
+        let names: [&[u8]; 5] = [b"a", b"b", b"7", b"0", b""];
+        let (mut gw, w) = Gw::with_worker();
+        let (mut clients, mut groups, mut uids): Model = (Vec::new(), Vec::new(), Vec::new());
+        let remove = |list: &mut Vec<(Vec<u8>, Vec<u32>)>, name: &[u8], cid: u32| {
+            if let Some(pos) = list.iter().position(|(n, _)| n == name) {
+                list[pos].1.retain(|c| *c != cid);
+                if list[pos].1.is_empty() {
+                    list.remove(pos);
+                }
+            }
+        };
+        for op in ops {
+            let pick = |i: u8, clients: &Vec<(u32, _, _)>| {
+                (!clients.is_empty()).then(|| i as usize % clients.len())
+            };
+            match op {
+                MemberOp::Connect => {
+                    let id = gw.client("203.0.113.1:1");
+                    clients.push((id.0, None, None));
+                }
+                MemberOp::Close(i) => {
+                    let Some(k) = pick(i, &clients) else { continue };
+                    let (cid, uid, gs) = clients.remove(k);
+                    gw.core.handle_client_closed(gw.now, ConnectionId(cid));
+                    gw.drain();
+                    if let Some(uid) = uid {
+                        remove(&mut uids, &uid, cid);
+                    }
+                    for g in gs.into_iter().flatten() {
+                        remove(&mut groups, &g, cid);
+                    }
+                }
+                MemberOp::Bind(i, n) | MemberOp::Join(i, n) | MemberOp::Leave(i, n) => {
+                    let Some(k) = pick(i, &clients) else { continue };
+                    let name = names[n as usize % names.len()].to_vec();
+                    let cid = clients[k].0;
+                    let cmd = match op {
+                        MemberOp::Bind(..) => Command::BindUid,
+                        MemberOp::Join(..) => Command::JoinGroup,
+                        _ => Command::LeaveGroup,
+                    };
+                    gw.cmd(w, cmd, cid, S, &name, b"");
+                    if is_empty_name(&name) {
+                        continue;
+                    }
+                    match op {
+                        MemberOp::Bind(..) => {
+                            if let Some(old) = clients[k].1.take() {
+                                remove(&mut uids, &old, cid);
+                            }
+                            match uids.iter_mut().find(|(n, _)| *n == name) {
+                                Some((_, m)) => m.push(cid),
+                                None => uids.push((name.clone(), vec![cid])),
+                            }
+                            clients[k].1 = Some(name);
+                        }
+                        MemberOp::Join(..) => {
+                            let gs = clients[k].2.get_or_insert_with(Vec::new);
+                            if !gs.contains(&name) {
+                                gs.push(name.clone());
+                                match groups.iter_mut().find(|(n, _)| *n == name) {
+                                    Some((_, m)) => m.push(cid),
+                                    None => groups.push((name, vec![cid])),
+                                }
+                            }
+                        }
+                        _ => {
+                            if let Some(gs) = clients[k].2.as_mut() {
+                                if gs.contains(&name) {
+                                    gs.retain(|g| *g != name);
+                                    remove(&mut groups, &name, cid);
+                                }
+                            }
+                        }
+                    }
+                }
+                MemberOp::Unbind(i) => {
+                    let Some(k) = pick(i, &clients) else { continue };
+                    let cid = clients[k].0;
+                    gw.cmd(w, Command::UnbindUid, cid, S, b"x", b"");
+                    if let Some(old) = clients[k].1.take() {
+                        remove(&mut uids, &old, cid);
+                    }
+                }
+                MemberOp::Ungroup(n) => {
+                    let name = names[n as usize % names.len()].to_vec();
+                    gw.cmd(w, Command::Ungroup, 0, S, &name, b"");
+                    if let Some(pos) = groups.iter().position(|(g, _)| *g == name) {
+                        let (_, members) = groups.remove(pos);
+                        for c in clients.iter_mut().filter(|c| members.contains(&c.0)) {
+                            if let Some(gs) = c.2.as_mut() {
+                                gs.retain(|g| *g != name);
+                            }
+                        }
+                    }
+                }
+            }
+            let snap = gw.core.snapshot();
+            let ours_clients: Vec<(u32, Option<Vec<u8>>, Option<Vec<Vec<u8>>>)> = snap
+                .clients
+                .iter()
+                .map(|c| {
+                    (
+                        c.connection_id,
+                        c.uid.as_ref().map(|u| u.to_vec()),
+                        c.groups
+                            .as_ref()
+                            .map(|g| g.iter().map(|n| n.to_vec()).collect()),
+                    )
+                })
+                .collect();
+            let ours_groups: Vec<(Vec<u8>, Vec<u32>)> = snap
+                .group_index
+                .iter()
+                .map(|(g, m)| (g.to_vec(), m.clone()))
+                .collect();
+            let ours_uids: Vec<(Vec<u8>, Vec<u32>)> = snap
+                .uid_index
+                .iter()
+                .map(|(u, m)| (u.to_vec(), m.clone()))
+                .collect();
+            let mut model_uids = uids.clone();
+            model_uids.sort();
+            if ours_clients != clients || ours_groups != groups || ours_uids != model_uids {
+                return false;
+            }
+        }
+        true
+    }
+    QuickCheck::new()
+        .tests(1000)
+        .quickcheck(prop as fn(Vec<MemberOp>) -> bool);
+}
+
+fn is_empty_name(name: &[u8]) -> bool {
+    name.is_empty() || name == b"0"
 }
