@@ -1821,8 +1821,9 @@ impl Arbitrary for MemberOp {
 /// `groups` null until the first join.
 #[test]
 fn membership_matches_a_model_of_the_php_arrays() {
+    type ModelClient = (u32, Option<Vec<u8>>, Option<Vec<Vec<u8>>>);
     type Model = (
-        Vec<(u32, Option<Vec<u8>>, Option<Vec<Vec<u8>>>)>,
+        Vec<ModelClient>,
         Vec<(Vec<u8>, Vec<u32>)>,
         Vec<(Vec<u8>, Vec<u32>)>,
     );
@@ -1925,7 +1926,7 @@ fn membership_matches_a_model_of_the_php_arrays() {
                 }
             }
             let snap = gw.core.snapshot();
-            let ours_clients: Vec<(u32, Option<Vec<u8>>, Option<Vec<Vec<u8>>>)> = snap
+            let ours_clients: Vec<ModelClient> = snap
                 .clients
                 .iter()
                 .map(|c| {
