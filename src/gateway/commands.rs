@@ -120,7 +120,7 @@ fn key_value(name: &Bytes) -> PhpValue {
 
 impl GatewayCore {
     /// Executes one frame received on `link`.
-    pub(super) fn handle_frame(&mut self, now: Duration, link: LinkId, f: RawFrame) {
+    pub(super) fn handle_frame(&mut self, _now: Duration, link: LinkId, f: RawFrame) {
         let Some(authorised) = self.links.get(&link.0).map(|l| l.authorised) else {
             return;
         };
@@ -146,8 +146,8 @@ impl GatewayCore {
             }
             Some(SendToOne) => self.send_to_one(&f),
             Some(SendToAll) => self.send_to_all(&f),
-            Some(Kick) => self.kick(now, &f),
-            Some(Destroy) => self.close_client(now, f.connection_id, false, CloseReason::Destroyed),
+            Some(Kick) => self.kick(&f),
+            Some(Destroy) => self.close_client(f.connection_id, false, CloseReason::Destroyed),
             Some(UpdateSession) => self.update_session(&f),
             Some(GetAllClientSessions) => self.reply_all_sessions(link),
             Some(IsOnline) => {
@@ -299,7 +299,7 @@ impl GatewayCore {
 
     /// KICK: the final message (protocol-encoded even with flag 0x02, quirk 13) unless
     /// the body is null, then a close after flush (quirk 12).
-    fn kick(&mut self, now: Duration, f: &RawFrame) {
+    fn kick(&mut self, f: &RawFrame) {
         if !self.clients.contains(f.connection_id) {
             return;
         }
@@ -308,7 +308,7 @@ impl GatewayCore {
                 self.deliver(f.connection_id, &bytes);
             }
         }
-        self.close_client(now, f.connection_id, true, CloseReason::Kicked);
+        self.close_client(f.connection_id, true, CloseReason::Kicked);
     }
 
     /// SEND_TO_ALL (spec 2.5).

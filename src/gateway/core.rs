@@ -221,6 +221,15 @@ impl GatewayCore {
         now: Duration,
         peer: SocketAddr,
     ) -> Result<ConnectionId, Refused> {
+        // A dual-stack listener reports IPv4 clients as `::ffff:a.b.c.d`; they are IPv4
+        // clients (client_ip, REMOTE_ADDR), not IPv6 ones with client_ip 0.
+        let peer = match peer {
+            SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+                Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
+                None => peer,
+            },
+            SocketAddr::V4(_) => peer,
+        };
         if self.clients.len() + self.closing_clients.len() >= self.config.clients_max {
             return Err(Refused::ClientsMax);
         }
@@ -246,11 +255,11 @@ impl GatewayCore {
 
     /// Bytes read from a client.
     pub fn handle_client_bytes(&mut self, now: Duration, id: ConnectionId, bytes: &[u8]) {
-        let mut events = std::mem::take(&mut self.events);
         let Some(client) = self.clients.get_mut(id.0) else {
             return;
         };
         let mut input = std::mem::take(&mut client.input);
+        let mut events = std::mem::take(&mut self.events);
         let (mut buf, from_scratch) = Self::read_buffer(&mut self.scratch, &mut input);
         buf.extend_from_slice(bytes);
         if let Some(client) = self.clients.get_mut(id.0) {
@@ -306,7 +315,7 @@ impl GatewayCore {
                     tracing::info!(connection_id = id, %reason, "client protocol error");
                     CloseReason::ProtocolError
                 };
-                self.close_client(now, id, true, reason);
+                self.close_client(id, true, reason);
             }
         }
     }
@@ -319,21 +328,15 @@ impl GatewayCore {
     }
 
     /// A client's socket is gone (peer hang-up, error, or the end of a `CloseClient`).
-    pub fn handle_client_closed(&mut self, now: Duration, id: ConnectionId) {
+    pub fn handle_client_closed(&mut self, _now: Duration, id: ConnectionId) {
         if self.closing_clients.remove(&id.0) {
             return;
         }
-        self.forget_client(now, id.0);
+        self.forget_client(id.0);
     }
 
     /// Closes a client: tells the driver, then forgets it (ON_CLOSE included).
-    pub(super) fn close_client(
-        &mut self,
-        now: Duration,
-        id: u32,
-        after_flush: bool,
-        reason: CloseReason,
-    ) {
+    pub(super) fn close_client(&mut self, id: u32, after_flush: bool, reason: CloseReason) {
         if !self.clients.contains(id) {
             return;
         }
@@ -343,17 +346,16 @@ impl GatewayCore {
             after_flush,
             reason,
         });
-        self.forget_client(now, id);
+        self.forget_client(id);
     }
 
     /// The original's `onClientClose`: ON_CLOSE to the (possibly re-chosen) worker,
     /// then the least-connections count of the client's key, then the indexes.
-    fn forget_client(&mut self, now: Duration, id: u32) {
+    fn forget_client(&mut self, id: u32) {
         let Some(mut client) = self.clients.remove(id) else {
             return;
         };
         let session = client.session.clone();
-        let _ = now;
         self.send_event(
             id,
             client.peer,
@@ -386,7 +388,7 @@ impl GatewayCore {
                     "no business worker connected: client destroyed"
                 );
             }
-            self.close_client(now, id, false, CloseReason::NoWorker);
+            self.close_client(id, false, CloseReason::NoWorker);
             return false;
         }
         let Some(client) = self.clients.get_mut(id) else {
@@ -710,7 +712,7 @@ impl GatewayCore {
     /// burst of catch-up heartbeat ticks.
     pub fn handle_timeout(&mut self, now: Duration) {
         if let Some(at) = self.heartbeat_at.filter(|at| *at <= now) {
-            self.heartbeat_tick(now);
+            self.heartbeat_tick();
             self.heartbeat_at = self
                 .config
                 .heartbeat_period()
@@ -743,7 +745,7 @@ impl GatewayCore {
     }
 
     /// One tick of the client heartbeat (spec 5.4), clients in accept order.
-    fn heartbeat_tick(&mut self, now: Duration) {
+    fn heartbeat_tick(&mut self) {
         let limit = self.config.ping_not_response_limit as i64;
         let ping = if self.config.ping_data.is_empty() {
             None
@@ -756,7 +758,7 @@ impl GatewayCore {
                 continue;
             };
             if limit > 0 && i64::from(client.ping_count) >= limit * 2 {
-                self.close_client(now, id, false, CloseReason::HeartbeatTimeout);
+                self.close_client(id, false, CloseReason::HeartbeatTimeout);
                 continue;
             }
             client.ping_count = client.ping_count.saturating_add(1);

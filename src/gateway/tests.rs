@@ -373,6 +373,12 @@ fn ipv6_client_gets_client_ip_zero_quirk_19() {
         .unwrap();
     let frames = link_frames(&gw.drain(), w);
     assert_eq!(frames[0].client_ip, [0, 0, 0, 0]);
+    // Decision: an IPv4-mapped address from a dual-stack listener is an IPv4 client.
+    gw.core
+        .handle_client_connected(gw.now, "[::ffff:198.51.100.4]:5000".parse().unwrap())
+        .unwrap();
+    let frames = link_frames(&gw.drain(), w);
+    assert_eq!(frames[0].client_ip, [198, 51, 100, 4]);
 }
 
 #[test]
