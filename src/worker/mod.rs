@@ -3,3 +3,6 @@
 
 #[allow(missing_docs)] // Variant fields are the original API's parameters, named as there.
 pub mod api;
+pub mod merge;
+pub mod sender;
+mod shim;
