@@ -254,3 +254,85 @@ fn json_str(s: &[u8], out: &mut Vec<u8>) -> Option<()> {
     out.push(b'"');
     Some(())
 }
+
+/// The command of a received header byte.
+pub fn command_from(byte: u8) -> Option<crate::protocol::frame::Command> {
+    use crate::protocol::frame::Command::*;
+    Some(match byte {
+        1 => OnConnect,
+        3 => OnMessage,
+        4 => OnClose,
+        5 => SendToOne,
+        6 => SendToAll,
+        7 => Kick,
+        8 => Destroy,
+        9 => UpdateSession,
+        10 => GetAllClientSessions,
+        11 => IsOnline,
+        12 => BindUid,
+        13 => UnbindUid,
+        14 => SendToUid,
+        15 => GetClientIdByUid,
+        16 => BatchGetClientIdByUid,
+        20 => JoinGroup,
+        21 => LeaveGroup,
+        22 => SendToGroup,
+        23 => GetClientSessionsByGroup,
+        24 => GetClientCountByGroup,
+        25 => Select,
+        26 => GetGroupIdList,
+        27 => Ungroup,
+        28 => BatchGetClientCountByGroup,
+        200 => WorkerConnect,
+        201 => Ping,
+        202 => GatewayClientConnect,
+        203 => GetSessionByClientId,
+        204 => SetSession,
+        205 => OnWebsocketConnect,
+        _ => return None,
+    })
+}
+
+/// Decodes one complete frame (`bytes.len() == pack_len`); `None` when malformed.
+pub fn decode_frame(bytes: Bytes) -> Option<Option<Frame>> {
+    use crate::protocol::frame::Header;
+    if bytes.len() < HEADER_LEN {
+        return None;
+    }
+    let b = &bytes;
+    let u32_at = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    let u16_at = |i: usize| u16::from_be_bytes([b[i], b[i + 1]]);
+    let ext_len = u32_at(24) as usize;
+    if ext_len > bytes.len() - HEADER_LEN {
+        return None;
+    }
+    let Some(cmd) = command_from(b[4]) else {
+        return Some(None);
+    };
+    let header = Header {
+        cmd,
+        local_ip: Ipv4Addr::from(u32_at(5)),
+        local_port: u16_at(9),
+        client_ip: Ipv4Addr::from(u32_at(11)),
+        client_port: u16_at(15),
+        connection_id: u32_at(17),
+        flag: b[21],
+        gateway_port: u16_at(22),
+    };
+    let ext_data = bytes.slice(HEADER_LEN..HEADER_LEN + ext_len);
+    let body = bytes.slice(HEADER_LEN + ext_len..);
+    Some(Some(Frame {
+        header,
+        ext_data,
+        body,
+    }))
+}
+
+/// The PHP value of a received body (spec 1.2).
+pub fn decode_body(body: &Bytes, flag: u8) -> PhpValue {
+    if flag & 1 != 0 {
+        PhpValue::Str(body.clone())
+    } else {
+        unserialize_lenient(body)
+    }
+}

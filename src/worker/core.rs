@@ -1,0 +1,1121 @@
+//! The business worker's sans-IO core: register links, one link per gateway, client
+//! events in, Gateway API calls out, query replies gathered.
+//!
+//! Shape (quinn-proto / str0m): inputs are `handle_*` methods taking `now` (a monotonic
+//! [`Duration`] chosen by the driver), application commands are plain verbs
+//! ([`WorkerCore::call`], [`WorkerCore::end_event`]), outputs are drained with
+//! [`WorkerCore::poll_action`] after every input, and [`WorkerCore::poll_timeout`] says when
+//! to call [`WorkerCore::handle_timeout`]. No sockets, no clock, no tokio.
+//!
+//! Links are named by [`LinkId`]s the core allocates when it asks for a connection
+//! ([`Action::Connect`]); the driver reports `handle_connected`, `handle_bytes`,
+//! `handle_written` and `handle_closed` for them.
+//!
+//! Behaviour, with the original's choices and where we differ:
+//!
+//! * **Register**: connect to every register address, send `worker_connect` with the
+//!   secret on each (re)connection, ping every 25 s unless the address starts with
+//!   `127.0.0.1`, reconnect after a close. Each `broadcast_addresses` (a list or an
+//!   object) replaces the list; new addresses are linked at once. *Difference*: an address
+//!   missing from a broadcast is only forgotten after `address_removal_grace` while the
+//!   register stays connected, so a register that shuts down (and broadcasts a shrinking
+//!   list while its gateway links close) does not empty our list; while the register is
+//!   away the last good list is kept.
+//! * **Gateway links**: WORKER_CONNECT `{"worker_key":"<name>:<index>","secret_key":..}` is
+//!   queued before the connection completes. After a close, an address still listed is
+//!   retried after `reconnect_delay` (1 s like the original), doubling per failed attempt up
+//!   to `reconnect_delay_max` (4 s), back to 1 s once a link stayed up for
+//!   `link_stable_after`. Links to addresses dropped from the list are not closed (as the
+//!   original). *Difference*: frames for a link that is still connecting are queued (the
+//!   original drops them and returns false).
+//! * **Queues**: each link has an output queue bounded by `link_queue_max` bytes (queued
+//!   plus written-but-unconfirmed). *Difference*: the original drops silently at its
+//!   buffer limit; we drop the new frame too but count it ([`WorkerStats`]), log it, make a
+//!   bool-send return `false` and fail that gateway's part of a query at once.
+//!   At most `link_window_max` bytes are handed to the driver before it confirms them with
+//!   `handle_written`, so the bound holds end to end.
+//! * **Queries** travel on the worker links (the original opens separate blocking
+//!   connections): replies are matched in order per link and gathered. A query completes
+//!   when every gateway answered, or failed (link closed, queue full, no link), or after
+//!   `query_timeout`; it never blocks events or other calls. With missing gateways the
+//!   result follows [`TimeoutPolicy`] (default: [`ApiError::Timeout`]) and
+//!   [`CallDone::unanswered`] names them.
+//! * **Events and replies share a link**: a reply record is told from a frame only while
+//!   a query is outstanding on that link, by its first word (< 28 cannot be a frame) or its
+//!   fifth byte (a serialized value never starts with an event command byte). The one
+//!   ambiguous case, a GET_SESSION reply of a raw session text (set verbatim by some
+//!   GatewayClient) starting with byte 1, 3, 4, 201 or 205, cannot come from PHP senders.
+//! * **Sessions** (spec 7.2): each event carries the session; the core remembers a CRC32
+//!   of the last session text seen or written per client and, when an event brings a
+//!   different text (another process changed it while ours may be in flight), reloads it
+//!   with GET_SESSION on the same link before delivering the event (later events of that
+//!   link wait behind it). [`WorkerCore::end_event`] writes a changed session back with
+//!   SET_SESSION (empty text for null).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddrV4;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use super::api::{ApiCall, ApiError, ApiResult};
+use super::merge::{GroupScan, Merge};
+use super::sender::{frame, Caller, Completion, CurrentClient, GatewayAddr, Plan, Sender};
+use super::shim::{
+    decode_body, decode_frame, encode_frame, format_client_id, json_encode, serialize,
+    unserialize_lenient,
+};
+use crate::protocol::frame::{Command, Frame, Header, FLAG_BINARY, HEADER_LEN};
+use crate::protocol::php::{PhpArray, PhpKey, PhpValue};
+
+/// A link (TCP connection) handle, allocated by the core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LinkId(pub u64);
+
+/// A call handle, allocated by [`WorkerCore::call`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallId(pub u64);
+
+/// What a link connects to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Peer {
+    /// A register, by its configured address text.
+    Register(String),
+    /// A gateway's internal address.
+    Gateway(GatewayAddr),
+}
+
+/// Why the core closes a link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The peer sent bytes that are not the protocol (frame too short or too long, a
+    /// register line over its bound).
+    Protocol(&'static str),
+}
+
+/// The four client events a gateway forwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// CMD 1: the client connected.
+    Connect,
+    /// CMD 3: a client message.
+    Message,
+    /// CMD 4: the client closed.
+    Close,
+    /// CMD 205: websocket handshake data.
+    WebSocketConnect,
+}
+
+/// One client event for the business code.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientEvent {
+    /// Which event.
+    pub kind: EventKind,
+    /// The client: id, gateway, connection id and session (null when none).
+    pub client: CurrentClient,
+    /// The frame header (client ip/port, gateway public port, flags).
+    pub header: Header,
+    /// The session text as received (empty when none).
+    pub session_text: Bytes,
+    /// The body: the message bytes, or the handshake array for WebSocketConnect.
+    pub body: PhpValue,
+    /// The client sent a binary websocket message ([`FLAG_BINARY`] extension).
+    pub binary: bool,
+}
+
+/// A finished call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallDone {
+    /// The call.
+    pub id: CallId,
+    /// Its result.
+    pub result: ApiResult,
+    /// Gateways whose reply is missing from the result (queries only).
+    pub unanswered: Vec<GatewayAddr>,
+}
+
+/// An output of the core.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Open a TCP connection to `peer` and report it as `link`.
+    Connect {
+        /// The new link.
+        link: LinkId,
+        /// Where to.
+        peer: Peer,
+    },
+    /// Write `bytes` on `link`; report with `handle_written` once written.
+    Transmit {
+        /// The link.
+        link: LinkId,
+        /// The bytes, whole frames or lines.
+        bytes: Bytes,
+    },
+    /// Close `link` (no `handle_closed` needed afterwards).
+    Close {
+        /// The link.
+        link: LinkId,
+        /// Why.
+        reason: CloseReason,
+    },
+    /// A client event to run through the business code, then [`WorkerCore::end_event`].
+    Event(ClientEvent),
+    /// A call finished.
+    CallDone(CallDone),
+}
+
+/// What a query returns when some gateways did not answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TimeoutPolicy {
+    /// [`ApiError::Timeout`] with the number of missing gateways.
+    #[default]
+    Fail,
+    /// The merge of the replies received (the original's behaviour, silently partial).
+    Partial,
+}
+
+/// Settings of a worker core.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Worker name (first half of the worker key).
+    pub name: String,
+    /// Process index (second half of the worker key).
+    pub index: u32,
+    /// Secret shared with the register and the gateways (may be empty).
+    pub secret_key: String,
+    /// Register addresses (`ip:port` text).
+    pub register_addresses: Vec<String>,
+    /// Register keep-alive period (25 s).
+    pub register_ping_interval: Duration,
+    /// First reconnect delay after a close (1 s).
+    pub reconnect_delay: Duration,
+    /// Largest reconnect delay after repeated failures.
+    pub reconnect_delay_max: Duration,
+    /// A link open this long resets the reconnect backoff.
+    pub link_stable_after: Duration,
+    /// How long an address missing from broadcasts is kept while the register is up.
+    pub address_removal_grace: Duration,
+    /// Query deadline (the original's 5 s).
+    pub query_timeout: Duration,
+    /// Result of a query with missing replies.
+    pub timeout_policy: TimeoutPolicy,
+    /// How `getAllGroup*` merges treat clients without uid/groups.
+    pub group_scan: GroupScan,
+    /// Bound of a link's output: queued plus unconfirmed bytes.
+    pub link_queue_max: usize,
+    /// Bytes handed to the driver per link before it confirms them.
+    pub link_window_max: usize,
+    /// Largest frame or reply accepted from a gateway (10 MiB like workerman).
+    pub package_size_max: usize,
+    /// Longest register line accepted.
+    pub register_line_max: usize,
+    /// Clients whose session version is remembered at most (beyond, no reload check).
+    pub session_versions_max: usize,
+}
+
+impl WorkerConfig {
+    /// Defaults of the original for a worker `name`, process `index`.
+    pub fn new(name: &str, index: u32, register_addresses: Vec<String>) -> WorkerConfig {
+        WorkerConfig {
+            name: name.to_string(),
+            index,
+            secret_key: String::new(),
+            register_addresses,
+            register_ping_interval: Duration::from_secs(25),
+            reconnect_delay: Duration::from_secs(1),
+            reconnect_delay_max: Duration::from_secs(4),
+            link_stable_after: Duration::from_secs(5),
+            address_removal_grace: Duration::from_secs(3),
+            query_timeout: Duration::from_secs(5),
+            timeout_policy: TimeoutPolicy::Fail,
+            group_scan: GroupScan::Complete,
+            link_queue_max: 10_240_000,
+            link_window_max: 1 << 20,
+            package_size_max: 10_485_760,
+            register_line_max: 1 << 20,
+            session_versions_max: 1 << 20,
+        }
+    }
+}
+
+/// Counters for what the core dropped or gave up on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkerStats {
+    /// Frames refused because their link's queue was full.
+    pub frames_dropped: u64,
+    /// Bytes of those frames.
+    pub bytes_dropped: u64,
+    /// Queries finished with missing replies.
+    pub queries_incomplete: u64,
+    /// Links closed for protocol errors.
+    pub protocol_errors: u64,
+    /// Session reloads (GET_SESSION before an event).
+    pub session_reloads: u64,
+}
+
+/// What a reply expected on a link is for.
+#[derive(Debug, Clone, Copy)]
+enum Pending {
+    /// Slot `slot` of call `call`.
+    Call { call: CallId, slot: usize },
+    /// The session of the first parked event.
+    SessionReload,
+}
+
+#[derive(Debug)]
+enum LinkPeer {
+    Register(usize),
+    Gateway(GatewayAddr),
+}
+
+#[derive(Debug)]
+struct Link {
+    peer: LinkPeer,
+    opened_at: Option<Duration>,
+    queue: VecDeque<Bytes>,
+    queued_bytes: usize,
+    in_flight: usize,
+    inbound: BytesMut,
+    pending: VecDeque<Pending>,
+    /// Events waiting for a session reload (the first one is being reloaded).
+    parked: VecDeque<ClientEvent>,
+}
+
+impl Link {
+    fn new(peer: LinkPeer) -> Link {
+        Link {
+            peer,
+            opened_at: None,
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            in_flight: 0,
+            inbound: BytesMut::new(),
+            pending: VecDeque::new(),
+            parked: VecDeque::new(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct RegisterEntry {
+    address: String,
+    link: Option<LinkId>,
+    retry_at: Option<Duration>,
+    ping_at: Option<Duration>,
+    failures: u32,
+}
+
+#[derive(Debug, Default)]
+struct GatewayEntry {
+    link: Option<LinkId>,
+    retry_at: Option<Duration>,
+    failures: u32,
+}
+
+#[derive(Debug, Clone)]
+enum Slot {
+    Waiting,
+    Answered(PhpValue),
+    Failed,
+}
+
+#[derive(Debug)]
+struct PendingCall {
+    merge: Merge,
+    deadline: Duration,
+    targets: Vec<GatewayAddr>,
+    slots: Vec<Slot>,
+    missing: Vec<GatewayAddr>,
+}
+
+/// The worker core; see the module documentation.
+#[derive(Debug)]
+pub struct WorkerCore {
+    config: WorkerConfig,
+    next_link: u64,
+    next_call: u64,
+    links: BTreeMap<LinkId, Link>,
+    registers: Vec<RegisterEntry>,
+    /// Effective gateway list, register order.
+    listed: Vec<GatewayAddr>,
+    /// The latest broadcast.
+    announced: Vec<GatewayAddr>,
+    removal_at: Option<Duration>,
+    gateways: BTreeMap<GatewayAddr, GatewayEntry>,
+    calls: BTreeMap<CallId, PendingCall>,
+    session_versions: HashMap<Bytes, u32>,
+    actions: VecDeque<Action>,
+    stats: WorkerStats,
+}
+
+impl WorkerCore {
+    /// A core that starts by connecting to every register.
+    pub fn new(config: WorkerConfig, now: Duration) -> WorkerCore {
+        let mut core = WorkerCore {
+            registers: config
+                .register_addresses
+                .iter()
+                .map(|a| RegisterEntry {
+                    address: a.clone(),
+                    link: None,
+                    retry_at: Some(now),
+                    ping_at: None,
+                    failures: 0,
+                })
+                .collect(),
+            config,
+            next_link: 1,
+            next_call: 1,
+            links: BTreeMap::new(),
+            listed: Vec::new(),
+            announced: Vec::new(),
+            removal_at: None,
+            gateways: BTreeMap::new(),
+            calls: BTreeMap::new(),
+            session_versions: HashMap::new(),
+            actions: VecDeque::new(),
+            stats: WorkerStats::default(),
+        };
+        core.handle_timeout(now);
+        core
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &WorkerStats {
+        &self.stats
+    }
+
+    /// The gateway list in use (register order).
+    pub fn gateway_addresses(&self) -> &[GatewayAddr] {
+        &self.listed
+    }
+
+    /// Gateways with a link (open or connecting): listed ones in list order, then the
+    /// others (dropped from the list but still linked) in address order.
+    pub fn linked_gateways(&self) -> Vec<GatewayAddr> {
+        let linked = |a: &GatewayAddr| self.gateways.get(a).is_some_and(|g| g.link.is_some());
+        let mut out: Vec<GatewayAddr> = self.listed.iter().copied().filter(|a| linked(a)).collect();
+        for a in self.gateways.keys() {
+            if linked(a) && !self.listed.contains(a) {
+                out.push(*a);
+            }
+        }
+        out
+    }
+
+    /// The next output, if any.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// The next deadline at which [`WorkerCore::handle_timeout`] must be called.
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        let registers = self.registers.iter().flat_map(|r| [r.retry_at, r.ping_at]);
+        let gateways = self.gateways.values().map(|g| g.retry_at);
+        let calls = self.calls.values().map(|c| Some(c.deadline));
+        registers
+            .chain(gateways)
+            .chain(calls)
+            .chain([self.removal_at])
+            .flatten()
+            .min()
+    }
+
+    // ---- inputs --------------------------------------------------------------------
+
+    /// Timers: reconnects, register pings, query deadlines, list removals.
+    pub fn handle_timeout(&mut self, now: Duration) {
+        for i in 0..self.registers.len() {
+            if self.registers[i].retry_at.is_some_and(|t| t <= now) {
+                self.registers[i].retry_at = None;
+                let link = self.open_link(LinkPeer::Register(i));
+                let peer = Peer::Register(self.registers[i].address.clone());
+                self.registers[i].link = Some(link);
+                self.actions.push_back(Action::Connect { link, peer });
+            }
+            if self.registers[i].ping_at.is_some_and(|t| t <= now) {
+                self.registers[i].ping_at = Some(now + self.config.register_ping_interval);
+                if let Some(link) = self.registers[i].link {
+                    self.enqueue(link, Bytes::from_static(b"{\"event\":\"ping\"}\n"));
+                }
+            }
+        }
+        let due: Vec<GatewayAddr> = self
+            .gateways
+            .iter()
+            .filter(|(_, g)| g.retry_at.is_some_and(|t| t <= now))
+            .map(|(a, _)| *a)
+            .collect();
+        for addr in due {
+            if let Some(g) = self.gateways.get_mut(&addr) {
+                g.retry_at = None;
+            }
+            if self.listed.contains(&addr) {
+                self.connect_gateway(addr);
+            }
+        }
+        if self.removal_at.is_some_and(|t| t <= now) {
+            self.removal_at = None;
+            self.listed = self.announced.clone();
+        }
+        let expired: Vec<CallId> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            if let Some(call) = self.calls.get_mut(&id) {
+                for slot in &mut call.slots {
+                    if let Slot::Waiting = slot {
+                        *slot = Slot::Failed;
+                    }
+                }
+            }
+            self.try_finish(id);
+        }
+    }
+
+    /// The connection of `link` is established.
+    pub fn handle_connected(&mut self, now: Duration, link: LinkId) {
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
+        l.opened_at = Some(now);
+        if let LinkPeer::Register(i) = l.peer {
+            let line = format!(
+                "{{\"event\":\"worker_connect\",\"secret_key\":\"{}\"}}\n",
+                self.config.secret_key
+            );
+            self.enqueue(link, Bytes::from(line));
+            let register = &mut self.registers[i];
+            if !register.address.starts_with("127.0.0.1") {
+                register.ping_at = Some(now + self.config.register_ping_interval);
+            }
+        }
+        self.pump(link);
+    }
+
+    /// The driver wrote `n` bytes of this link's transmits.
+    pub fn handle_written(&mut self, _now: Duration, link: LinkId, n: usize) {
+        if let Some(l) = self.links.get_mut(&link) {
+            l.in_flight = l.in_flight.saturating_sub(n);
+            self.pump(link);
+        }
+    }
+
+    /// The link closed (or its connection attempt failed).
+    pub fn handle_closed(&mut self, now: Duration, link: LinkId) {
+        let Some(l) = self.links.remove(&link) else {
+            return;
+        };
+        let stable = l
+            .opened_at
+            .is_some_and(|t| now.saturating_sub(t) >= self.config.link_stable_after);
+        match l.peer {
+            LinkPeer::Register(i) => {
+                // Keep the last good list while the register is away.
+                self.removal_at = None;
+                let register = &mut self.registers[i];
+                register.link = None;
+                register.ping_at = None;
+                if stable {
+                    register.failures = 0;
+                }
+                let delay = backoff(&self.config, register.failures);
+                register.failures = register.failures.saturating_add(1);
+                register.retry_at = Some(now + delay);
+            }
+            LinkPeer::Gateway(addr) => {
+                for pending in &l.pending {
+                    if let Pending::Call { call, slot } = *pending {
+                        self.fail_slot(call, slot);
+                    }
+                }
+                // Events waiting for a reload are delivered with the session they carried.
+                for event in l.parked {
+                    self.actions.push_back(Action::Event(event));
+                }
+                let listed = self.listed.contains(&addr);
+                let config = &self.config;
+                let g = self.gateways.entry(addr).or_default();
+                g.link = None;
+                if stable {
+                    g.failures = 0;
+                }
+                if listed && g.retry_at.is_none() {
+                    g.retry_at = Some(now + backoff(config, g.failures));
+                    g.failures = g.failures.saturating_add(1);
+                }
+            }
+        }
+    }
+
+    /// Bytes received on `link`.
+    pub fn handle_bytes(&mut self, now: Duration, link: LinkId, data: &[u8]) {
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
+        l.inbound.extend_from_slice(data);
+        match l.peer {
+            LinkPeer::Register(_) => self.read_register(now, link),
+            LinkPeer::Gateway(_) => self.read_gateway(now, link),
+        }
+    }
+
+    // ---- application commands ------------------------------------------------------
+
+    /// Runs one API call; its [`CallDone`] follows through [`WorkerCore::poll_action`]
+    /// (at once for sends and for calls that need no gateway).
+    pub fn call(
+        &mut self,
+        now: Duration,
+        call: &ApiCall,
+        current: Option<&CurrentClient>,
+    ) -> CallId {
+        let targets = self.linked_gateways();
+        let plan =
+            Sender::new(Caller::Worker { current }, &targets, self.config.group_scan).plan(call);
+        let id = self.new_call_id();
+        match plan {
+            Ok(plan) => self.execute(now, id, plan, &targets),
+            Err(e) => self.done(id, Err(e), Vec::new()),
+        }
+        id
+    }
+
+    /// After the business code handled `kind` for `client`: writes the session back with
+    /// SET_SESSION when it changed (`old` is the session the code started from, updated by
+    /// its own setSession/updateSession calls on that client, as the original's
+    /// `Context::$old_session`). A non-array, non-null session is an error (the original
+    /// throws) and nothing is written.
+    pub fn end_event(
+        &mut self,
+        _now: Duration,
+        client: &CurrentClient,
+        kind: EventKind,
+        old: &PhpValue,
+        new: &PhpValue,
+    ) -> Result<(), ApiError> {
+        if kind == EventKind::Close || old == new {
+            return Ok(());
+        }
+        let text = match new {
+            PhpValue::Null => Bytes::new(),
+            PhpValue::Array(_) => Bytes::from(serialize(new)),
+            _ => return Err(ApiError::BadArgument("$_SESSION must be an array".into())),
+        };
+        let targets = self.linked_gateways();
+        let sender = Sender::new(
+            Caller::Worker {
+                current: Some(client),
+            },
+            &targets,
+            self.config.group_scan,
+        );
+        let plan = sender.set_socket_session(&client.client_id, &text)?;
+        for o in &plan.frames {
+            self.send_frame(o.to, &o.frame);
+        }
+        self.remember_session(&client.client_id, crc32(&text));
+        Ok(())
+    }
+
+    // ---- calls ---------------------------------------------------------------------
+
+    fn new_call_id(&mut self) -> CallId {
+        let id = CallId(self.next_call);
+        self.next_call += 1;
+        id
+    }
+
+    fn execute(&mut self, now: Duration, id: CallId, plan: Plan, targets: &[GatewayAddr]) {
+        match plan.completion {
+            Completion::Ready(result) => {
+                for o in &plan.frames {
+                    self.send_frame(o.to, &o.frame);
+                }
+                self.done(id, result, Vec::new());
+            }
+            Completion::SendOutcome => {
+                let mut all = true;
+                for o in &plan.frames {
+                    all &= self.send_frame(o.to, &o.frame);
+                }
+                self.done(id, Ok(PhpValue::Bool(all)), Vec::new());
+            }
+            Completion::Replies(merge) => {
+                let asked: Vec<GatewayAddr> = plan.frames.iter().map(|o| o.to).collect();
+                // A fan-out also answers for listed gateways we have no link to.
+                let fan_out = !targets.is_empty() && targets.iter().all(|t| asked.contains(t));
+                let missing = if fan_out {
+                    self.listed
+                        .iter()
+                        .copied()
+                        .filter(|a| !asked.contains(a))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                self.calls.insert(
+                    id,
+                    PendingCall {
+                        merge,
+                        deadline: now + self.config.query_timeout,
+                        targets: asked,
+                        slots: vec![Slot::Waiting; plan.frames.len()],
+                        missing,
+                    },
+                );
+                for (slot, o) in plan.frames.iter().enumerate() {
+                    let link = self.gateways.get(&o.to).and_then(|g| g.link);
+                    let queued = link.is_some_and(|link| {
+                        let ok = self.enqueue(link, encode_frame(&o.frame));
+                        if ok {
+                            if let Some(l) = self.links.get_mut(&link) {
+                                l.pending.push_back(Pending::Call { call: id, slot });
+                            }
+                        }
+                        ok
+                    });
+                    if !queued {
+                        self.fail_slot(id, slot);
+                    }
+                }
+                self.try_finish(id);
+            }
+        }
+    }
+
+    fn done(&mut self, id: CallId, result: ApiResult, unanswered: Vec<GatewayAddr>) {
+        self.actions.push_back(Action::CallDone(CallDone {
+            id,
+            result,
+            unanswered,
+        }));
+    }
+
+    fn fail_slot(&mut self, call: CallId, slot: usize) {
+        if let Some(c) = self.calls.get_mut(&call) {
+            if let Some(s @ Slot::Waiting) = c.slots.get_mut(slot) {
+                *s = Slot::Failed;
+            }
+        }
+        self.try_finish(call);
+    }
+
+    fn try_finish(&mut self, id: CallId) {
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        if call.slots.iter().any(|s| matches!(s, Slot::Waiting)) {
+            return;
+        }
+        let Some(call) = self.calls.remove(&id) else {
+            return;
+        };
+        let mut answered = Vec::new();
+        let mut unanswered = Vec::new();
+        for (addr, slot) in call.targets.iter().zip(call.slots) {
+            match slot {
+                Slot::Answered(v) => answered.push((*addr, v)),
+                _ => unanswered.push(*addr),
+            }
+        }
+        unanswered.extend(call.missing);
+        let result =
+            if unanswered.is_empty() || self.config.timeout_policy == TimeoutPolicy::Partial {
+                Ok(call.merge.merge(&answered))
+            } else {
+                Err(ApiError::Timeout {
+                    missing: unanswered.len(),
+                })
+            };
+        if !unanswered.is_empty() {
+            self.stats.queries_incomplete += 1;
+            tracing::warn!(?unanswered, "query finished without every gateway's reply");
+        }
+        self.done(id, result, unanswered);
+    }
+
+    // ---- links ---------------------------------------------------------------------
+
+    fn open_link(&mut self, peer: LinkPeer) -> LinkId {
+        let id = LinkId(self.next_link);
+        self.next_link += 1;
+        self.links.insert(id, Link::new(peer));
+        id
+    }
+
+    fn connect_gateway(&mut self, addr: GatewayAddr) {
+        if self
+            .gateways
+            .get(&addr)
+            .is_some_and(|g| g.link.is_some() || g.retry_at.is_some())
+        {
+            return;
+        }
+        let link = self.open_link(LinkPeer::Gateway(addr));
+        self.gateways.entry(addr).or_default().link = Some(link);
+        self.actions.push_back(Action::Connect {
+            link,
+            peer: Peer::Gateway(addr),
+        });
+        let mut body = PhpArray::new();
+        let worker_key = format!("{}:{}", self.config.name, self.config.index);
+        body.insert(
+            PhpKey::from_bytes(b"worker_key"),
+            PhpValue::str(&worker_key),
+        );
+        body.insert(
+            PhpKey::from_bytes(b"secret_key"),
+            PhpValue::str(&self.config.secret_key),
+        );
+        let json = json_encode(&PhpValue::Array(body)).unwrap_or_default();
+        let hello = frame(
+            Command::WorkerConnect,
+            0,
+            Bytes::new(),
+            &PhpValue::Str(json),
+            0,
+        );
+        self.enqueue(link, encode_frame(&hello));
+    }
+
+    /// Queues `frame` on the link of gateway `to`; false when there is none or it is full.
+    fn send_frame(&mut self, to: GatewayAddr, frame: &Frame) -> bool {
+        match self.gateways.get(&to).and_then(|g| g.link) {
+            Some(link) => self.enqueue(link, encode_frame(frame)),
+            None => false,
+        }
+    }
+
+    /// Appends to the link's output queue within `link_queue_max`; false when dropped.
+    fn enqueue(&mut self, link: LinkId, bytes: Bytes) -> bool {
+        let Some(l) = self.links.get_mut(&link) else {
+            return false;
+        };
+        if l.queued_bytes + l.in_flight + bytes.len() > self.config.link_queue_max {
+            self.stats.frames_dropped += 1;
+            self.stats.bytes_dropped += bytes.len() as u64;
+            tracing::warn!(
+                ?link,
+                len = bytes.len(),
+                "link output queue full: frame dropped"
+            );
+            return false;
+        }
+        l.queued_bytes += bytes.len();
+        l.queue.push_back(bytes);
+        self.pump(link);
+        true
+    }
+
+    /// Hands queued bytes of an open link to the driver, within the window.
+    fn pump(&mut self, link: LinkId) {
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
+        if l.opened_at.is_none() {
+            return;
+        }
+        while l.in_flight < self.config.link_window_max {
+            let Some(bytes) = l.queue.pop_front() else {
+                break;
+            };
+            l.queued_bytes -= bytes.len();
+            l.in_flight += bytes.len();
+            self.actions.push_back(Action::Transmit { link, bytes });
+        }
+    }
+
+    fn protocol_error(&mut self, now: Duration, link: LinkId, what: &'static str) {
+        self.stats.protocol_errors += 1;
+        tracing::warn!(?link, what, "closing link");
+        self.actions.push_back(Action::Close {
+            link,
+            reason: CloseReason::Protocol(what),
+        });
+        // The driver does not report a close it was asked for: clean up now.
+        self.handle_closed(now, link);
+    }
+
+    // ---- register ------------------------------------------------------------------
+
+    fn read_register(&mut self, now: Duration, link: LinkId) {
+        loop {
+            let Some(l) = self.links.get_mut(&link) else {
+                return;
+            };
+            let Some(end) = l.inbound.iter().position(|&b| b == b'\n') else {
+                if l.inbound.len() > self.config.register_line_max {
+                    self.protocol_error(now, link, "register line too long");
+                }
+                return;
+            };
+            let line = l.inbound.split_to(end + 1).freeze();
+            let text = line.trim_ascii_end();
+            self.on_register_line(now, text);
+        }
+    }
+
+    fn on_register_line(&mut self, now: Duration, line: &[u8]) {
+        let Ok(message) = serde_json::from_slice::<serde_json::Value>(line) else {
+            tracing::warn!("bad data from register");
+            return;
+        };
+        if message["event"] != "broadcast_addresses" {
+            tracing::warn!(event = %message["event"], "unexpected register event");
+            return;
+        }
+        let addresses: Vec<&serde_json::Value> = match &message["addresses"] {
+            serde_json::Value::Array(list) => list.iter().collect(),
+            serde_json::Value::Object(map) => map.values().collect(),
+            _ => {
+                tracing::warn!("register addresses not a list");
+                return;
+            }
+        };
+        let mut announced = Vec::new();
+        for a in addresses {
+            match a.as_str().and_then(|s| s.parse::<SocketAddrV4>().ok()) {
+                Some(addr) if !announced.contains(&addr) => announced.push(addr),
+                Some(_) => {}
+                None => tracing::warn!(address = %a, "gateway address is not ipv4:port, skipped"),
+            }
+        }
+        self.apply_broadcast(now, announced);
+    }
+
+    fn apply_broadcast(&mut self, now: Duration, announced: Vec<GatewayAddr>) {
+        let kept: Vec<GatewayAddr> = self
+            .listed
+            .iter()
+            .copied()
+            .filter(|a| !announced.contains(a))
+            .collect();
+        self.listed = announced.clone();
+        if kept.is_empty() {
+            self.removal_at = None;
+        } else {
+            self.listed.extend(kept);
+            self.removal_at = Some(now + self.config.address_removal_grace);
+        }
+        self.announced = announced;
+        for addr in self.listed.clone() {
+            self.connect_gateway(addr);
+        }
+    }
+
+    // ---- gateway input -------------------------------------------------------------
+
+    fn read_gateway(&mut self, now: Duration, link: LinkId) {
+        loop {
+            let Some(l) = self.links.get_mut(&link) else {
+                return;
+            };
+            if l.inbound.len() < 4 {
+                return;
+            }
+            let word = u32::from_be_bytes([l.inbound[0], l.inbound[1], l.inbound[2], l.inbound[3]])
+                as usize;
+            let reply = if l.pending.is_empty() {
+                false
+            } else if word < HEADER_LEN {
+                true
+            } else if l.inbound.len() < 5 {
+                return;
+            } else {
+                !is_event_command(l.inbound[4])
+            };
+            if reply {
+                if word > self.config.package_size_max {
+                    return self.protocol_error(now, link, "reply too large");
+                }
+                if l.inbound.len() < 4 + word {
+                    return;
+                }
+                l.inbound.advance(4);
+                let payload = l.inbound.split_to(word).freeze();
+                let pending = l.pending.pop_front();
+                self.on_reply(link, pending, &payload);
+            } else {
+                if word < HEADER_LEN {
+                    return self.protocol_error(now, link, "frame shorter than its header");
+                }
+                if word > self.config.package_size_max {
+                    return self.protocol_error(now, link, "frame too large");
+                }
+                if l.inbound.len() < word {
+                    return;
+                }
+                let bytes = l.inbound.split_to(word).freeze();
+                match decode_frame(bytes) {
+                    None => return self.protocol_error(now, link, "ext_len beyond the frame"),
+                    Some(None) => tracing::debug!(?link, "unknown command from gateway ignored"),
+                    Some(Some(frame)) => self.on_frame(link, frame),
+                }
+            }
+        }
+    }
+
+    fn on_reply(&mut self, link: LinkId, pending: Option<Pending>, payload: &[u8]) {
+        let value = unserialize_lenient(payload);
+        match pending {
+            Some(Pending::Call { call, slot }) => {
+                if let Some(c) = self.calls.get_mut(&call) {
+                    if let Some(s @ Slot::Waiting) = c.slots.get_mut(slot) {
+                        *s = Slot::Answered(value);
+                    }
+                }
+                self.try_finish(call);
+            }
+            Some(Pending::SessionReload) => {
+                let Some(l) = self.links.get_mut(&link) else {
+                    return;
+                };
+                let Some(mut event) = l.parked.pop_front() else {
+                    return;
+                };
+                event.client.session = value;
+                let crc = crc32(&event.session_text);
+                self.remember_session(&event.client.client_id, crc);
+                self.actions.push_back(Action::Event(event));
+                self.release_parked(link);
+            }
+            None => {}
+        }
+    }
+
+    fn on_frame(&mut self, link: LinkId, frame: Frame) {
+        let kind = match frame.header.cmd {
+            Command::OnConnect => EventKind::Connect,
+            Command::OnMessage => EventKind::Message,
+            Command::OnClose => EventKind::Close,
+            Command::OnWebsocketConnect => EventKind::WebSocketConnect,
+            Command::Ping => return,
+            other => {
+                tracing::debug!(?other, "unexpected command from gateway ignored");
+                return;
+            }
+        };
+        let h = frame.header;
+        let session = if frame.ext_data.is_empty() {
+            PhpValue::Null
+        } else {
+            unserialize_lenient(&frame.ext_data)
+        };
+        let event = ClientEvent {
+            kind,
+            client: CurrentClient {
+                client_id: format_client_id(h.local_ip, h.local_port, h.connection_id),
+                gateway: SocketAddrV4::new(h.local_ip, h.local_port),
+                connection_id: h.connection_id,
+                session,
+            },
+            header: h,
+            session_text: frame.ext_data.clone(),
+            body: decode_body(&frame.body, h.flag),
+            binary: h.flag & FLAG_BINARY != 0,
+        };
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
+        l.parked.push_back(event);
+        if l.parked.len() == 1 {
+            self.release_parked(link);
+        }
+    }
+
+    /// Delivers parked events in order until one needs a session reload.
+    fn release_parked(&mut self, link: LinkId) {
+        loop {
+            let Some(l) = self.links.get_mut(&link) else {
+                return;
+            };
+            let Some(event) = l.parked.front() else {
+                return;
+            };
+            let id = event.client.client_id.clone();
+            let crc = crc32(&event.session_text);
+            if event.kind == EventKind::Close {
+                self.session_versions.remove(&id);
+            } else {
+                match self.session_versions.get(&id) {
+                    Some(&known) if known != crc => {
+                        let cid = event.client.connection_id;
+                        let reload = frame(
+                            Command::GetSessionByClientId,
+                            0,
+                            Bytes::new(),
+                            &PhpValue::str(""),
+                            0,
+                        );
+                        let reload = Frame {
+                            header: Header {
+                                connection_id: cid,
+                                ..reload.header
+                            },
+                            ..reload
+                        };
+                        if self.enqueue(link, encode_frame(&reload)) {
+                            self.stats.session_reloads += 1;
+                            if let Some(l) = self.links.get_mut(&link) {
+                                l.pending.push_back(Pending::SessionReload);
+                            }
+                            return;
+                        }
+                        // Queue full: deliver with the session the event carried.
+                        self.remember_session(&id, crc);
+                    }
+                    Some(_) => {}
+                    None => self.remember_session(&id, crc),
+                }
+            }
+            let Some(l) = self.links.get_mut(&link) else {
+                return;
+            };
+            if let Some(event) = l.parked.pop_front() {
+                self.actions.push_back(Action::Event(event));
+            }
+        }
+    }
+
+    fn remember_session(&mut self, client_id: &Bytes, crc: u32) {
+        if self.session_versions.len() < self.config.session_versions_max
+            || self.session_versions.contains_key(client_id)
+        {
+            self.session_versions.insert(client_id.clone(), crc);
+        }
+    }
+}
+
+fn backoff(config: &WorkerConfig, failures: u32) -> Duration {
+    let factor = 1u32 << failures.min(16);
+    config
+        .reconnect_delay
+        .saturating_mul(factor)
+        .min(config.reconnect_delay_max.max(config.reconnect_delay))
+}
+
+/// Commands a gateway sends on a worker link; no serialized reply starts with these bytes.
+fn is_event_command(byte: u8) -> bool {
+    matches!(byte, 1 | 3 | 4 | 201 | 205)
+}
+
+/// CRC-32 (IEEE), PHP's `crc32()`.
+pub fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xffff_ffffu32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            let mask = (crc & 1).wrapping_neg();
+            crc = (crc >> 1) ^ (0xedb8_8320 & mask);
+        }
+    }
+    !crc
+}
+
+#[cfg(test)]
+#[path = "core_tests.rs"]
+mod tests;
