@@ -443,3 +443,7 @@ fn batch_client_ids(ordered: &[&(GatewayAddr, PhpValue)]) -> PhpValue {
     }
     map.into_value()
 }
+
+#[cfg(test)]
+#[path = "merge_tests.rs"]
+mod tests;

@@ -1102,3 +1102,7 @@ fn optional_names(names: Option<&[Bytes]>) -> PhpValue {
         Some(list) => names_value(list),
     }
 }
+
+#[cfg(test)]
+#[path = "sender_tests.rs"]
+mod tests;
