@@ -91,6 +91,8 @@ pub enum CloseReason {
     /// The peer sent bytes that are not the protocol (frame too short or too long, a
     /// register line over its bound).
     Protocol(&'static str),
+    /// The connection attempt took longer than `connect_timeout`.
+    ConnectTimeout,
 }
 
 /// The four client events a gateway forwards.
@@ -151,7 +153,7 @@ pub enum Action {
         /// The bytes, whole frames or lines.
         bytes: Bytes,
     },
-    /// Close `link` (no `handle_closed` needed afterwards).
+    /// Close `link`; the core already treats it as closed (its `handle_closed` is ignored).
     Close {
         /// The link.
         link: LinkId,
@@ -189,6 +191,8 @@ pub struct WorkerConfig {
     pub register_ping_interval: Duration,
     /// First reconnect delay after a close (1 s).
     pub reconnect_delay: Duration,
+    /// A connection attempt not completed by then is abandoned (and retried as a close).
+    pub connect_timeout: Duration,
     /// Largest reconnect delay after repeated failures.
     pub reconnect_delay_max: Duration,
     /// A link open this long resets the reconnect backoff.
@@ -224,6 +228,7 @@ impl WorkerConfig {
             register_ping_interval: Duration::from_secs(25),
             reconnect_delay: Duration::from_secs(1),
             reconnect_delay_max: Duration::from_secs(4),
+            connect_timeout: Duration::from_secs(5),
             link_stable_after: Duration::from_secs(5),
             address_removal_grace: Duration::from_secs(3),
             query_timeout: Duration::from_secs(5),
@@ -272,6 +277,8 @@ enum LinkPeer {
 struct Link {
     peer: LinkPeer,
     opened_at: Option<Duration>,
+    /// While connecting: when to give up.
+    connect_deadline: Option<Duration>,
     queue: VecDeque<Bytes>,
     queued_bytes: usize,
     in_flight: usize,
@@ -282,10 +289,11 @@ struct Link {
 }
 
 impl Link {
-    fn new(peer: LinkPeer) -> Link {
+    fn new(peer: LinkPeer, connect_deadline: Duration) -> Link {
         Link {
             peer,
             opened_at: None,
+            connect_deadline: Some(connect_deadline),
             queue: VecDeque::new(),
             queued_bytes: 0,
             in_flight: 0,
@@ -413,9 +421,11 @@ impl WorkerCore {
         let registers = self.registers.iter().flat_map(|r| [r.retry_at, r.ping_at]);
         let gateways = self.gateways.values().map(|g| g.retry_at);
         let calls = self.calls.values().map(|c| Some(c.deadline));
+        let connects = self.links.values().map(|l| l.connect_deadline);
         registers
             .chain(gateways)
             .chain(calls)
+            .chain(connects)
             .chain([self.removal_at])
             .flatten()
             .min()
@@ -425,10 +435,24 @@ impl WorkerCore {
 
     /// Timers: reconnects, register pings, query deadlines, list removals.
     pub fn handle_timeout(&mut self, now: Duration) {
+        let stuck: Vec<LinkId> = self
+            .links
+            .iter()
+            .filter(|(_, l)| l.connect_deadline.is_some_and(|t| t <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for link in stuck {
+            tracing::warn!(?link, "connection attempt timed out");
+            self.actions.push_back(Action::Close {
+                link,
+                reason: CloseReason::ConnectTimeout,
+            });
+            self.handle_closed(now, link);
+        }
         for i in 0..self.registers.len() {
             if self.registers[i].retry_at.is_some_and(|t| t <= now) {
                 self.registers[i].retry_at = None;
-                let link = self.open_link(LinkPeer::Register(i));
+                let link = self.open_link(now, LinkPeer::Register(i));
                 let peer = Peer::Register(self.registers[i].address.clone());
                 self.registers[i].link = Some(link);
                 self.actions.push_back(Action::Connect { link, peer });
@@ -451,7 +475,7 @@ impl WorkerCore {
                 g.retry_at = None;
             }
             if self.listed.contains(&addr) {
-                self.connect_gateway(addr);
+                self.connect_gateway(now, addr);
             }
         }
         if self.removal_at.is_some_and(|t| t <= now) {
@@ -482,6 +506,7 @@ impl WorkerCore {
             return;
         };
         l.opened_at = Some(now);
+        l.connect_deadline = None;
         if let LinkPeer::Register(i) = l.peer {
             let line = format!(
                 "{{\"event\":\"worker_connect\",\"secret_key\":\"{}\"}}\n",
@@ -740,14 +765,15 @@ impl WorkerCore {
 
     // ---- links ---------------------------------------------------------------------
 
-    fn open_link(&mut self, peer: LinkPeer) -> LinkId {
+    fn open_link(&mut self, now: Duration, peer: LinkPeer) -> LinkId {
         let id = LinkId(self.next_link);
         self.next_link += 1;
-        self.links.insert(id, Link::new(peer));
+        self.links
+            .insert(id, Link::new(peer, now + self.config.connect_timeout));
         id
     }
 
-    fn connect_gateway(&mut self, addr: GatewayAddr) {
+    fn connect_gateway(&mut self, now: Duration, addr: GatewayAddr) {
         if self
             .gateways
             .get(&addr)
@@ -755,7 +781,7 @@ impl WorkerCore {
         {
             return;
         }
-        let link = self.open_link(LinkPeer::Gateway(addr));
+        let link = self.open_link(now, LinkPeer::Gateway(addr));
         self.gateways.entry(addr).or_default().link = Some(link);
         self.actions.push_back(Action::Connect {
             link,
@@ -903,7 +929,7 @@ impl WorkerCore {
         }
         self.announced = announced;
         for addr in self.listed.clone() {
-            self.connect_gateway(addr);
+            self.connect_gateway(now, addr);
         }
     }
 

@@ -870,3 +870,48 @@ fn crc32_matches_php() {
     );
     assert_eq!(crc32(b""), 0);
 }
+
+#[test]
+fn connection_attempts_time_out_and_are_retried() {
+    let mut h = Harness::new(Harness::config());
+    let register = h.register.unwrap();
+    h.core.handle_connected(h.now, register);
+    h.core.handle_bytes(
+        h.now,
+        register,
+        b"{\"event\":\"broadcast_addresses\",\"addresses\":[\"10.0.0.5:2900\"]}\n",
+    );
+    let actions = h.drain();
+    let Some(Action::Connect { link, .. }) = actions.last().cloned() else {
+        panic!("{actions:?}")
+    };
+    // Frames and queries wait behind the connection attempt.
+    let query = h.core.call(h.now, &ApiCall::GetAllClientCount, None);
+    assert!(h.drain().is_empty());
+    assert_eq!(h.core.poll_timeout(), Some(secs(5.0)));
+    h.advance(secs(5.0));
+    let actions = h.drain();
+    assert_eq!(
+        actions[0],
+        Action::Close {
+            link,
+            reason: CloseReason::ConnectTimeout
+        }
+    );
+    let d = done(&actions);
+    assert_eq!(d[0].id, query);
+    assert_eq!(d[0].unanswered, vec![gw(0)]);
+    // A late report of the abandoned link changes nothing.
+    h.core.handle_connected(h.now, link);
+    h.core.handle_closed(h.now, link);
+    assert!(h.drain().is_empty());
+    assert_eq!(h.core.poll_timeout(), Some(secs(6.0)));
+    h.advance(secs(6.0));
+    assert!(matches!(
+        h.drain().first(),
+        Some(Action::Connect {
+            peer: Peer::Gateway(_),
+            ..
+        })
+    ));
+}
