@@ -59,7 +59,9 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::api::{ApiCall, ApiError, ApiResult};
-use super::merge::{GroupScan, Merge};
+use super::gather::Gather;
+pub use super::gather::TimeoutPolicy;
+use super::merge::GroupScan;
 use super::sender::{frame, Caller, Completion, CurrentClient, GatewayAddr, Plan, Sender};
 use super::shim::{
     decode_body, decode_frame, encode_frame, format_client_id, json_encode, serialize,
@@ -166,16 +168,6 @@ pub enum Action {
     CallDone(CallDone),
 }
 
-/// What a query returns when some gateways did not answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum TimeoutPolicy {
-    /// [`ApiError::Timeout`] with the number of missing gateways.
-    #[default]
-    Fail,
-    /// The merge of the replies received (the original's behaviour, silently partial).
-    Partial,
-}
-
 /// Settings of a worker core.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -215,6 +207,9 @@ pub struct WorkerConfig {
     pub register_line_max: usize,
     /// Clients whose session version is remembered at most (beyond, no reload check).
     pub session_versions_max: usize,
+    /// Events held per link behind a session reload; beyond, the reload is abandoned and
+    /// the held events are delivered with the sessions they carried.
+    pub parked_events_max: usize,
 }
 
 impl WorkerConfig {
@@ -239,6 +234,7 @@ impl WorkerConfig {
             package_size_max: 10_485_760,
             register_line_max: 1 << 20,
             session_versions_max: 1 << 20,
+            parked_events_max: 4096,
         }
     }
 }
@@ -286,6 +282,8 @@ struct Link {
     pending: VecDeque<Pending>,
     /// Events waiting for a session reload (the first one is being reloaded).
     parked: VecDeque<ClientEvent>,
+    /// A GET_SESSION for the first parked event is outstanding.
+    reloading: bool,
 }
 
 impl Link {
@@ -300,6 +298,7 @@ impl Link {
             inbound: BytesMut::new(),
             pending: VecDeque::new(),
             parked: VecDeque::new(),
+            reloading: false,
         }
     }
 }
@@ -320,22 +319,6 @@ struct GatewayEntry {
     failures: u32,
 }
 
-#[derive(Debug, Clone)]
-enum Slot {
-    Waiting,
-    Answered(PhpValue),
-    Failed,
-}
-
-#[derive(Debug)]
-struct PendingCall {
-    merge: Merge,
-    deadline: Duration,
-    targets: Vec<GatewayAddr>,
-    slots: Vec<Slot>,
-    missing: Vec<GatewayAddr>,
-}
-
 /// The worker core; see the module documentation.
 #[derive(Debug)]
 pub struct WorkerCore {
@@ -350,7 +333,7 @@ pub struct WorkerCore {
     announced: Vec<GatewayAddr>,
     removal_at: Option<Duration>,
     gateways: BTreeMap<GatewayAddr, GatewayEntry>,
-    calls: BTreeMap<CallId, PendingCall>,
+    calls: BTreeMap<CallId, Gather>,
     session_versions: HashMap<Bytes, u32>,
     actions: VecDeque<Action>,
     stats: WorkerStats,
@@ -420,7 +403,7 @@ impl WorkerCore {
     pub fn poll_timeout(&self) -> Option<Duration> {
         let registers = self.registers.iter().flat_map(|r| [r.retry_at, r.ping_at]);
         let gateways = self.gateways.values().map(|g| g.retry_at);
-        let calls = self.calls.values().map(|c| Some(c.deadline));
+        let calls = self.calls.values().map(|c| Some(c.deadline()));
         let connects = self.links.values().map(|l| l.connect_deadline);
         registers
             .chain(gateways)
@@ -485,16 +468,12 @@ impl WorkerCore {
         let expired: Vec<CallId> = self
             .calls
             .iter()
-            .filter(|(_, c)| c.deadline <= now)
+            .filter(|(_, c)| c.deadline() <= now)
             .map(|(id, _)| *id)
             .collect();
         for id in expired {
             if let Some(call) = self.calls.get_mut(&id) {
-                for slot in &mut call.slots {
-                    if let Slot::Waiting = slot {
-                        *slot = Slot::Failed;
-                    }
-                }
+                call.expire();
             }
             self.try_finish(id);
         }
@@ -682,16 +661,9 @@ impl WorkerCore {
                 } else {
                     Vec::new()
                 };
-                self.calls.insert(
-                    id,
-                    PendingCall {
-                        merge,
-                        deadline: now + self.config.query_timeout,
-                        targets: asked,
-                        slots: vec![Slot::Waiting; plan.frames.len()],
-                        missing,
-                    },
-                );
+                let deadline = now + self.config.query_timeout;
+                self.calls
+                    .insert(id, Gather::new(merge, asked, missing, deadline));
                 for (slot, o) in plan.frames.iter().enumerate() {
                     let link = self.gateways.get(&o.to).and_then(|g| g.link);
                     let queued = link.is_some_and(|link| {
@@ -722,40 +694,19 @@ impl WorkerCore {
 
     fn fail_slot(&mut self, call: CallId, slot: usize) {
         if let Some(c) = self.calls.get_mut(&call) {
-            if let Some(s @ Slot::Waiting) = c.slots.get_mut(slot) {
-                *s = Slot::Failed;
-            }
+            c.fail(slot);
         }
         self.try_finish(call);
     }
 
     fn try_finish(&mut self, id: CallId) {
-        let Some(call) = self.calls.get(&id) else {
-            return;
-        };
-        if call.slots.iter().any(|s| matches!(s, Slot::Waiting)) {
+        if !self.calls.get(&id).is_some_and(Gather::is_complete) {
             return;
         }
         let Some(call) = self.calls.remove(&id) else {
             return;
         };
-        let mut answered = Vec::new();
-        let mut unanswered = Vec::new();
-        for (addr, slot) in call.targets.iter().zip(call.slots) {
-            match slot {
-                Slot::Answered(v) => answered.push((*addr, v)),
-                _ => unanswered.push(*addr),
-            }
-        }
-        unanswered.extend(call.missing);
-        let result =
-            if unanswered.is_empty() || self.config.timeout_policy == TimeoutPolicy::Partial {
-                Ok(call.merge.merge(&answered))
-            } else {
-                Err(ApiError::Timeout {
-                    missing: unanswered.len(),
-                })
-            };
+        let (result, unanswered) = call.finish(self.config.timeout_policy);
         if !unanswered.is_empty() {
             self.stats.queries_incomplete += 1;
             tracing::warn!(?unanswered, "query finished without every gateway's reply");
@@ -990,9 +941,7 @@ impl WorkerCore {
         match pending {
             Some(Pending::Call { call, slot }) => {
                 if let Some(c) = self.calls.get_mut(&call) {
-                    if let Some(s @ Slot::Waiting) = c.slots.get_mut(slot) {
-                        *s = Slot::Answered(value);
-                    }
+                    c.answer(slot, value);
                 }
                 self.try_finish(call);
             }
@@ -1000,6 +949,11 @@ impl WorkerCore {
                 let Some(l) = self.links.get_mut(&link) else {
                     return;
                 };
+                if !l.reloading {
+                    // Abandoned (too many events held): already delivered.
+                    return;
+                }
+                l.reloading = false;
                 let Some(mut event) = l.parked.pop_front() else {
                     return;
                 };
@@ -1048,7 +1002,16 @@ impl WorkerCore {
             return;
         };
         l.parked.push_back(event);
-        if l.parked.len() == 1 {
+        if l.reloading && l.parked.len() > self.config.parked_events_max {
+            tracing::warn!(?link, "session reload abandoned: too many events held");
+            l.reloading = false;
+            if let Some(head) = l.parked.pop_front() {
+                let crc = crc32(&head.session_text);
+                self.remember_session(&head.client.client_id, crc);
+                self.actions.push_back(Action::Event(head));
+            }
+        }
+        if !self.links.get(&link).is_some_and(|l| l.reloading) {
             self.release_parked(link);
         }
     }
@@ -1088,6 +1051,7 @@ impl WorkerCore {
                             self.stats.session_reloads += 1;
                             if let Some(l) = self.links.get_mut(&link) {
                                 l.pending.push_back(Pending::SessionReload);
+                                l.reloading = true;
                             }
                             return;
                         }

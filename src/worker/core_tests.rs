@@ -915,3 +915,55 @@ fn connection_attempts_time_out_and_are_retried() {
         })
     ));
 }
+
+#[test]
+fn held_events_are_bounded_and_a_late_reload_reply_is_ignored() {
+    let mut config = Harness::config();
+    config.parked_events_max = 3;
+    let mut h = Harness::new(config);
+    let register = h.register.unwrap();
+    h.core.handle_connected(h.now, register);
+    h.core.handle_bytes(
+        h.now,
+        register,
+        b"{\"event\":\"broadcast_addresses\",\"addresses\":[\"10.0.0.5:2900\"]}\n",
+    );
+    let link = LinkId(2);
+    h.core.handle_connected(h.now, link);
+    h.drain();
+    let a = serialize(&map(vec![(PhpKey::from_bytes(b"n"), PhpValue::Int(1))]));
+    h.core.handle_bytes(
+        h.now,
+        link,
+        &event_frame(gw(0), Command::OnConnect, 3, b"", b"", 1),
+    );
+    h.drain();
+    // Session changed elsewhere: reload, then two more events are held.
+    for body in [&b"1"[..], b"2", b"3"] {
+        h.core.handle_bytes(
+            h.now,
+            link,
+            &event_frame(gw(0), Command::OnMessage, 3, &a, body, 1),
+        );
+    }
+    assert!(events(&h.drain()).is_empty(), "held within the bound");
+    h.core.handle_bytes(
+        h.now,
+        link,
+        &event_frame(gw(0), Command::OnMessage, 3, &a, b"4", 1),
+    );
+    let bodies: Vec<PhpValue> = events(&h.drain()).into_iter().map(|e| e.body).collect();
+    assert_eq!(
+        bodies,
+        ["1", "2", "3", "4"].map(PhpValue::str).to_vec(),
+        "over the bound: delivered in order with the sessions they carried"
+    );
+    // The reload reply comes later and must not be taken for anything else.
+    let count = h.core.call(h.now, &ApiCall::GetAllClientCount, None);
+    h.drain();
+    h.core.handle_bytes(h.now, link, &reply(&PhpValue::Null));
+    h.core.handle_bytes(h.now, link, &reply(&PhpValue::Int(9)));
+    let d = done(&h.drain());
+    assert_eq!(d[0].id, count);
+    assert_eq!(d[0].result, Ok(PhpValue::Int(9)));
+}
