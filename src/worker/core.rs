@@ -56,19 +56,21 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddrV4;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
 use super::api::{ApiCall, ApiError, ApiResult};
 use super::gather::Gather;
 pub use super::gather::TimeoutPolicy;
 use super::merge::GroupScan;
+use super::sender::{client_id_text, frame_bytes, json_encode};
 use super::sender::{frame, Caller, Completion, CurrentClient, GatewayAddr, Plan, Sender};
-use super::shim::{
-    decode_body, decode_frame, encode_frame, format_client_id, json_encode, serialize,
-    unserialize_lenient,
-};
 use crate::protocol::frame::{Command, Frame, Header, FLAG_BINARY, HEADER_LEN};
+use crate::protocol::frame::{FrameDecodeError, FrameDecoder, ReplyDecoder};
+use crate::protocol::php::body::decode_body;
+use crate::protocol::php::serialize::serialize;
+use crate::protocol::php::unserialize::unserialize_lenient;
 use crate::protocol::php::{PhpArray, PhpKey, PhpValue};
+use crate::protocol::register::{decode_from_register, FromRegister, ToRegister};
 
 /// A link (TCP connection) handle, allocated by the core.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -443,7 +445,9 @@ impl WorkerCore {
             if self.registers[i].ping_at.is_some_and(|t| t <= now) {
                 self.registers[i].ping_at = Some(now + self.config.register_ping_interval);
                 if let Some(link) = self.registers[i].link {
-                    self.enqueue(link, Bytes::from_static(b"{\"event\":\"ping\"}\n"));
+                    let mut line = BytesMut::new();
+                    ToRegister::Ping.encode(&mut line);
+                    self.enqueue(link, line.freeze());
                 }
             }
         }
@@ -487,11 +491,12 @@ impl WorkerCore {
         l.opened_at = Some(now);
         l.connect_deadline = None;
         if let LinkPeer::Register(i) = l.peer {
-            let line = format!(
-                "{{\"event\":\"worker_connect\",\"secret_key\":\"{}\"}}\n",
-                self.config.secret_key
-            );
-            self.enqueue(link, Bytes::from(line));
+            let mut line = BytesMut::new();
+            ToRegister::WorkerConnect {
+                secret_key: self.config.secret_key.clone(),
+            }
+            .encode(&mut line);
+            self.enqueue(link, line.freeze());
             let register = &mut self.registers[i];
             if !register.address.starts_with("127.0.0.1") {
                 register.ping_at = Some(now + self.config.register_ping_interval);
@@ -667,7 +672,7 @@ impl WorkerCore {
                 for (slot, o) in plan.frames.iter().enumerate() {
                     let link = self.gateways.get(&o.to).and_then(|g| g.link);
                     let queued = link.is_some_and(|link| {
-                        let ok = self.enqueue(link, encode_frame(&o.frame));
+                        let ok = self.enqueue(link, frame_bytes(&o.frame));
                         if ok {
                             if let Some(l) = self.links.get_mut(&link) {
                                 l.pending.push_back(Pending::Call { call: id, slot });
@@ -756,13 +761,13 @@ impl WorkerCore {
             &PhpValue::Str(json),
             0,
         );
-        self.enqueue(link, encode_frame(&hello));
+        self.enqueue(link, frame_bytes(&hello));
     }
 
     /// Queues `frame` on the link of gateway `to`; false when there is none or it is full.
     fn send_frame(&mut self, to: GatewayAddr, frame: &Frame) -> bool {
         match self.gateways.get(&to).and_then(|g| g.link) {
-            Some(link) => self.enqueue(link, encode_frame(frame)),
+            Some(link) => self.enqueue(link, frame_bytes(frame)),
             None => false,
         }
     }
@@ -837,28 +842,23 @@ impl WorkerCore {
     }
 
     fn on_register_line(&mut self, now: Duration, line: &[u8]) {
-        let Ok(message) = serde_json::from_slice::<serde_json::Value>(line) else {
-            tracing::warn!("bad data from register");
-            return;
-        };
-        if message["event"] != "broadcast_addresses" {
-            tracing::warn!(event = %message["event"], "unexpected register event");
-            return;
-        }
-        let addresses: Vec<&serde_json::Value> = match &message["addresses"] {
-            serde_json::Value::Array(list) => list.iter().collect(),
-            serde_json::Value::Object(map) => map.values().collect(),
-            _ => {
-                tracing::warn!("register addresses not a list");
+        let addresses = match decode_from_register(line) {
+            Ok(FromRegister::BroadcastAddresses(addresses)) => addresses,
+            Ok(FromRegister::Other { event }) => {
+                tracing::warn!(%event, "unexpected register event");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "bad data from register");
                 return;
             }
         };
         let mut announced = Vec::new();
         for a in addresses {
-            match a.as_str().and_then(|s| s.parse::<SocketAddrV4>().ok()) {
-                Some(addr) if !announced.contains(&addr) => announced.push(addr),
-                Some(_) => {}
-                None => tracing::warn!(address = %a, "gateway address is not ipv4:port, skipped"),
+            match a.parse::<SocketAddrV4>() {
+                Ok(addr) if !announced.contains(&addr) => announced.push(addr),
+                Ok(_) => {}
+                Err(_) => tracing::warn!(address = %a, "gateway address is not ipv4:port, skipped"),
             }
         }
         self.apply_broadcast(now, announced);
@@ -887,51 +887,53 @@ impl WorkerCore {
     // ---- gateway input -------------------------------------------------------------
 
     fn read_gateway(&mut self, now: Duration, link: LinkId) {
+        let size_max = u32::try_from(self.config.package_size_max).unwrap_or(u32::MAX);
         loop {
             let Some(l) = self.links.get_mut(&link) else {
                 return;
             };
-            if l.inbound.len() < 4 {
+            let Some(word) = l.inbound.first_chunk::<4>().map(|w| u32::from_be_bytes(*w)) else {
                 return;
-            }
-            let word = u32::from_be_bytes([l.inbound[0], l.inbound[1], l.inbound[2], l.inbound[3]])
-                as usize;
+            };
+            let word = word as usize;
             let reply = if l.pending.is_empty() {
                 false
             } else if word < HEADER_LEN {
                 true
-            } else if l.inbound.len() < 5 {
-                return;
+            } else if let Some(&cmd) = l.inbound.get(4) {
+                !is_event_command(cmd)
             } else {
-                !is_event_command(l.inbound[4])
+                return;
             };
             if reply {
-                if word > self.config.package_size_max {
-                    return self.protocol_error(now, link, "reply too large");
+                match ReplyDecoder::new(size_max).decode(&mut l.inbound) {
+                    Ok(Some(payload)) => {
+                        let pending = l.pending.pop_front();
+                        self.on_reply(link, pending, &payload);
+                    }
+                    Ok(None) => return,
+                    Err(_) => return self.protocol_error(now, link, "reply too large"),
                 }
-                if l.inbound.len() < 4 + word {
-                    return;
+                continue;
+            }
+            if word < HEADER_LEN {
+                // Known at once, no need to wait for a whole header.
+                return self.protocol_error(now, link, "frame shorter than its header");
+            }
+            match FrameDecoder::new(size_max).decode(&mut l.inbound) {
+                Ok(Some(frame)) => self.on_frame(link, frame),
+                Ok(None) => return,
+                Err(FrameDecodeError::UnknownCommand { header }) => {
+                    tracing::debug!(
+                        ?link,
+                        cmd = header.cmd,
+                        "unknown command from gateway ignored"
+                    );
                 }
-                l.inbound.advance(4);
-                let payload = l.inbound.split_to(word).freeze();
-                let pending = l.pending.pop_front();
-                self.on_reply(link, pending, &payload);
-            } else {
-                if word < HEADER_LEN {
-                    return self.protocol_error(now, link, "frame shorter than its header");
+                Err(FrameDecodeError::TooLarge { .. }) => {
+                    return self.protocol_error(now, link, "frame too large")
                 }
-                if word > self.config.package_size_max {
-                    return self.protocol_error(now, link, "frame too large");
-                }
-                if l.inbound.len() < word {
-                    return;
-                }
-                let bytes = l.inbound.split_to(word).freeze();
-                match decode_frame(bytes) {
-                    None => return self.protocol_error(now, link, "ext_len beyond the frame"),
-                    Some(None) => tracing::debug!(?link, "unknown command from gateway ignored"),
-                    Some(Some(frame)) => self.on_frame(link, frame),
-                }
+                Err(_) => return self.protocol_error(now, link, "malformed frame header"),
             }
         }
     }
@@ -988,7 +990,10 @@ impl WorkerCore {
         let event = ClientEvent {
             kind,
             client: CurrentClient {
-                client_id: format_client_id(h.local_ip, h.local_port, h.connection_id),
+                client_id: client_id_text(
+                    SocketAddrV4::new(h.local_ip, h.local_port),
+                    h.connection_id,
+                ),
                 gateway: SocketAddrV4::new(h.local_ip, h.local_port),
                 connection_id: h.connection_id,
                 session,
@@ -1047,7 +1052,7 @@ impl WorkerCore {
                             },
                             ..reload
                         };
-                        if self.enqueue(link, encode_frame(&reload)) {
+                        if self.enqueue(link, frame_bytes(&reload)) {
                             self.stats.session_reloads += 1;
                             if let Some(l) = self.links.get_mut(&link) {
                                 l.pending.push_back(Pending::SessionReload);

@@ -7,7 +7,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use quickcheck::{QuickCheck, TestResult};
 
 use super::*;
-use crate::worker::shim::{serialize, unserialize_lenient};
+use crate::protocol::php::serialize::serialize;
+use crate::protocol::php::unserialize::unserialize_lenient;
+use crate::worker::sender::frame_bytes;
 
 const REGISTER: &str = "10.0.0.1:1236";
 
@@ -162,7 +164,7 @@ fn event_frame(
         ext_data: Bytes::copy_from_slice(session),
         body: Bytes::copy_from_slice(body),
     };
-    encode_frame(&f)
+    frame_bytes(&f)
 }
 
 fn reply(value: &PhpValue) -> Bytes {
@@ -966,4 +968,29 @@ fn held_events_are_bounded_and_a_late_reload_reply_is_ignored() {
     let d = done(&h.drain());
     assert_eq!(d[0].id, count);
     assert_eq!(d[0].result, Ok(PhpValue::Int(9)));
+}
+
+#[test]
+fn register_lines_match_the_vectors() {
+    use crate::testing::vectors::{decode_hex, vector};
+    let wire = |name: &str| {
+        let v = vector("register", name);
+        decode_hex(v["expected"]["wire_hex"].as_str().expect("wire_hex")).expect("hex")
+    };
+    let config = WorkerConfig::new("w", 0, vec![REGISTER.into()]);
+    let mut core = WorkerCore::new(config, Duration::ZERO);
+    let Some(Action::Connect { link, .. }) = core.poll_action() else {
+        panic!()
+    };
+    core.handle_connected(Duration::ZERO, link);
+    let Some(Action::Transmit { bytes, .. }) = core.poll_action() else {
+        panic!()
+    };
+    assert_eq!(bytes.as_ref(), wire("message_worker_connect").as_slice());
+    core.handle_written(Duration::ZERO, link, bytes.len());
+    core.handle_timeout(secs(25.0));
+    let Some(Action::Transmit { bytes, .. }) = core.poll_action() else {
+        panic!()
+    };
+    assert_eq!(bytes.as_ref(), wire("message_ping").as_slice());
 }

@@ -17,8 +17,10 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 
+use super::sender::client_id_text;
 use super::sender::GatewayAddr;
-use super::shim::{format_client_id, scalar_to_string, unserialize_lenient};
+use crate::protocol::php::body::scalar_to_string;
+use crate::protocol::php::unserialize::unserialize_lenient;
 use crate::protocol::php::{PhpArray, PhpKey, PhpValue};
 
 /// How the `getAllGroup*` merges treat a client without uid or groups.
@@ -227,7 +229,7 @@ fn php_order(replies: &[(GatewayAddr, PhpValue)]) -> Vec<&(GatewayAddr, PhpValue
 
 fn client_id(addr: &GatewayAddr, cid: i64) -> Bytes {
     // pack('N') keeps the low 32 bits.
-    format_client_id(*addr.ip(), addr.port(), cid as u32)
+    client_id_text(*addr, cid as u32)
 }
 
 fn rows(reply: &PhpValue) -> impl Iterator<Item = (&PhpKey, &PhpValue)> {

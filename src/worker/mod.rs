@@ -7,4 +7,3 @@ pub mod core;
 pub mod gather;
 pub mod merge;
 pub mod sender;
-mod shim;

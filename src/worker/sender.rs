@@ -30,8 +30,11 @@ use bytes::Bytes;
 
 use super::api::{ApiCall, ApiError, ApiResult};
 use super::merge::{GroupScan, Merge};
-use super::shim::{encode_body, json_encode, parse_client_id, scalar_to_string, serialize};
+use crate::protocol::client_id::ClientId;
 use crate::protocol::frame::{Command, Frame, Header, FLAG_NOT_CALL_ENCODE};
+use crate::protocol::php::body::{encode_body, scalar_to_string};
+use crate::protocol::php::json::{self, JsonEncodeOptions};
+use crate::protocol::php::serialize::serialize;
 use crate::protocol::php::{is_empty_bytes, PhpArray, PhpKey, PhpValue};
 
 /// A gateway's internal address (`lanIp:lanPort`), as a client id encodes it.
@@ -175,9 +178,34 @@ pub fn frame(
     }
 }
 
-/// The gateway address and connection id a client id names.
+/// The gateway address and connection id a client id names; `None` when malformed.
+///
+/// *Difference*: the original only checks the length and reads a non-hex character as 0
+/// (with a warning), addressing some other gateway or connection; we treat such an id as
+/// malformed, like one of the wrong length.
 pub fn client_address(client_id: &[u8]) -> Option<(GatewayAddr, u32)> {
-    parse_client_id(client_id).map(|(ip, port, cid)| (SocketAddrV4::new(ip, port), cid))
+    ClientId::parse(client_id)
+        .ok()
+        .map(|id| (id.gateway_address(), id.connection_id))
+}
+
+/// The client id text (20 lowercase hex characters) of connection `cid` on `gateway`.
+pub fn client_id_text(gateway: GatewayAddr, cid: u32) -> Bytes {
+    Bytes::copy_from_slice(&ClientId::new(gateway, cid).to_hex())
+}
+
+/// The bytes of one frame on the wire.
+pub fn frame_bytes(frame: &Frame) -> Bytes {
+    let mut out = bytes::BytesMut::with_capacity(frame.encoded_len());
+    frame.encode(&mut out);
+    out.freeze()
+}
+
+/// PHP `json_encode` without flags; `None` where PHP returns `false`.
+pub(crate) fn json_encode(value: &PhpValue) -> Option<Bytes> {
+    json::json_encode(value, JsonEncodeOptions::default())
+        .ok()
+        .map(Bytes::from)
 }
 
 /// PHP truthiness (`if ($x)`).

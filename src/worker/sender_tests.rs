@@ -14,7 +14,7 @@ fn gw(i: u8) -> GatewayAddr {
 }
 
 fn id(gateway: u8, cid: u32) -> Bytes {
-    super::super::shim::format_client_id(Ipv4Addr::new(10, 0, 0, 5), 2900 + u16::from(gateway), cid)
+    client_id_text(gw(gateway), cid)
 }
 
 fn list(ids: &[Bytes]) -> PhpValue {
@@ -377,7 +377,7 @@ fn send_to_all_lists_partition_by_gateway() {
         got == want
     }
     fn format_id(to: GatewayAddr, cid: u32) -> Bytes {
-        super::super::shim::format_client_id(*to.ip(), to.port(), cid)
+        client_id_text(to, cid)
     }
     QuickCheck::new()
         .tests(1000)
