@@ -4,6 +4,7 @@
 #[allow(missing_docs)] // Variant fields are the original API's parameters, named as there.
 pub mod api;
 pub mod core;
+pub mod driver;
 pub mod gather;
 pub mod merge;
 pub mod sender;
