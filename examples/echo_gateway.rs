@@ -27,7 +27,9 @@ fn main() -> std::io::Result<()> {
         .parse()
         .map_err(|e| std::io::Error::other(format!("bad listen address: {e}")))?;
     let package_size_max: usize = match args.next() {
-        Some(n) => n.parse().map_err(|e| std::io::Error::other(format!("bad size: {e}")))?,
+        Some(n) => n
+            .parse()
+            .map_err(|e| std::io::Error::other(format!("bad size: {e}")))?,
         None => 10_485_760,
     };
     let mut settings = GatewaySettings::new(listen, Ipv4Addr::LOCALHOST, 0, 1);
@@ -37,9 +39,14 @@ fn main() -> std::io::Result<()> {
     settings.core.client_pending_max = settings.core.client_pending_max.max(package_size_max * 4);
     let gateway = shards::start(settings)?;
     let lan = gateway.lan_addrs[0];
-    println!("echo gateway: clients on ws://{}, worker link on {lan}", gateway.public_addr);
+    println!(
+        "echo gateway: clients on ws://{}, worker link on {lan}",
+        gateway.public_addr
+    );
 
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(echo_worker(lan, package_size_max as u32))
 }
 

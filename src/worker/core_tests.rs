@@ -994,3 +994,107 @@ fn register_lines_match_the_vectors() {
     };
     assert_eq!(bytes.as_ref(), wire("message_ping").as_slice());
 }
+
+/// Whatever happens to the links (replies, silence, closes, reconnects) and the clock,
+/// every call finishes exactly once, and never later than its deadline.
+#[test]
+fn every_call_finishes_exactly_once() {
+    #[derive(Debug, Clone)]
+    enum Step {
+        Query,
+        Send,
+        Reply(u8),
+        Close(u8),
+        Advance(u16),
+    }
+    impl quickcheck::Arbitrary for Step {
+        fn arbitrary(g: &mut quickcheck::Gen) -> Step {
+            match u8::arbitrary(g) % 10 {
+                0..=2 => Step::Query,
+                3 => Step::Send,
+                4..=6 => Step::Reply(u8::arbitrary(g) % 3),
+                7 => Step::Close(u8::arbitrary(g) % 3),
+                _ => Step::Advance(u16::arbitrary(g) % 3000),
+            }
+        }
+    }
+    fn prop(steps: Vec<Step>) -> TestResult {
+        let mut h = Harness::with_gateways(3);
+        let mut issued: Vec<(CallId, Duration)> = Vec::new();
+        let mut finished: Vec<CallId> = Vec::new();
+        let observe = |h: &mut Harness, finished: &mut Vec<CallId>| -> Vec<Action> {
+            let actions = h.drain();
+            finished.extend(done(&actions).into_iter().map(|d| d.id));
+            actions
+        };
+        for step in steps {
+            match step {
+                Step::Query => {
+                    issued.push((h.core.call(h.now, &ApiCall::GetAllClientCount, None), h.now))
+                }
+                Step::Send => issued.push((
+                    h.core.call(
+                        h.now,
+                        &ApiCall::SendToAll {
+                            message: PhpValue::str("m"),
+                            client_id_list: None,
+                            exclude: None,
+                            raw: false,
+                        },
+                        None,
+                    ),
+                    h.now,
+                )),
+                Step::Reply(i) => {
+                    if let Some(&(_, link)) =
+                        h.gateway_links.iter().rev().find(|(a, _)| *a == gw(i))
+                    {
+                        h.core.handle_bytes(h.now, link, &reply(&PhpValue::Int(1)));
+                    }
+                }
+                Step::Close(i) => {
+                    if let Some(&(_, link)) =
+                        h.gateway_links.iter().rev().find(|(a, _)| *a == gw(i))
+                    {
+                        h.core.handle_closed(h.now, link);
+                    }
+                }
+                Step::Advance(ms) => {
+                    let to = h.now + Duration::from_millis(u64::from(ms));
+                    h.advance(to);
+                }
+            }
+            for a in observe(&mut h, &mut finished) {
+                // Reconnect at once: the new link is the one replies go to.
+                if let Action::Connect {
+                    link,
+                    peer: Peer::Gateway(addr),
+                } = a
+                {
+                    h.gateway_links.push((addr, link));
+                    h.core.handle_connected(h.now, link);
+                }
+            }
+            observe(&mut h, &mut finished);
+            // No call outlives its deadline.
+            for (id, at) in &issued {
+                if h.now >= *at + secs(5.0) && !finished.contains(id) {
+                    return TestResult::error(format!(
+                        "{id:?} from {at:?} still open at {:?}",
+                        h.now
+                    ));
+                }
+            }
+        }
+        let end = h.now + secs(5.0);
+        h.advance(end);
+        observe(&mut h, &mut finished);
+        let mut ids: Vec<CallId> = issued.iter().map(|(id, _)| *id).collect();
+        ids.sort();
+        finished.sort();
+        TestResult::from_bool(ids == finished)
+    }
+    QuickCheck::new()
+        .tests(1000)
+        .quickcheck(prop as fn(Vec<Step>) -> TestResult);
+}
