@@ -383,3 +383,22 @@ fn send_to_all_lists_partition_by_gateway() {
         .tests(1000)
         .quickcheck(prop as fn(Vec<(u8, u8)>, Vec<(u8, u8)>) -> bool);
 }
+
+#[test]
+fn uid_and_group_lists_are_sent_as_given_without_deduplication() {
+    // Spec 9.4: a uid or group listed twice is delivered twice by the gateway; the sender
+    // passes the list through unchanged.
+    let gws = [gw(0)];
+    let twice = list(&[Bytes::from_static(b"u/1"), Bytes::from_static(b"u/1")]);
+    let plan = worker(&gws)
+        .send_to_uid(&twice, &PhpValue::str("m"), false)
+        .unwrap();
+    assert_eq!(ext(&plan.frames[0]), br#"["u\/1","u\/1"]"#);
+    let plan = worker(&gws)
+        .send_to_group(&twice, &PhpValue::str("m"), &PhpValue::Null, false)
+        .unwrap();
+    assert_eq!(
+        ext(&plan.frames[0]),
+        br#"{"group":["u\/1","u\/1"],"exclude":null}"#
+    );
+}
