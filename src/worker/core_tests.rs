@@ -1098,3 +1098,33 @@ fn every_call_finishes_exactly_once() {
         .tests(1000)
         .quickcheck(prop as fn(Vec<Step>) -> TestResult);
 }
+
+/// Arbitrary bytes from a gateway or the register never panic the core: they become
+/// events, replies, ignored lines or a closed link.
+#[test]
+fn garbage_input_never_panics() {
+    fn prop(chunks: Vec<Vec<u8>>, register_lines: Vec<String>, queries: u8) -> bool {
+        let mut h = Harness::with_gateways(2);
+        for _ in 0..queries % 4 {
+            h.core.call(h.now, &ApiCall::GetAllClientIdList, None);
+        }
+        h.drain();
+        let link = h.link(gw(0));
+        for chunk in &chunks {
+            h.core.handle_bytes(h.now, link, chunk);
+            h.drain();
+        }
+        let register = h.register.unwrap();
+        for line in &register_lines {
+            h.core.handle_bytes(h.now, register, line.as_bytes());
+            h.core.handle_bytes(h.now, register, b"\n");
+            h.drain();
+        }
+        h.advance(secs(60.0));
+        h.drain();
+        true
+    }
+    QuickCheck::new()
+        .tests(1000)
+        .quickcheck(prop as fn(Vec<Vec<u8>>, Vec<String>, u8) -> bool);
+}
