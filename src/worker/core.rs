@@ -27,7 +27,8 @@
 //!   to `reconnect_delay_max` (4 s), back to 1 s once a link stayed up for
 //!   `link_stable_after`. Links to addresses dropped from the list are not closed (as the
 //!   original). *Difference*: frames for a link that is still connecting are queued (the
-//!   original drops them and returns false).
+//!   original drops them and returns false); an attempt not connected within
+//!   `connect_timeout` is abandoned and retried like a close.
 //! * **Queues**: each link has an output queue bounded by `link_queue_max` bytes (queued
 //!   plus written-but-unconfirmed). *Difference*: the original drops silently at its
 //!   buffer limit; we drop the new frame too but count it ([`WorkerStats`]), log it, make a
@@ -49,8 +50,9 @@
 //!   of the last session text seen or written per client and, when an event brings a
 //!   different text (another process changed it while ours may be in flight), reloads it
 //!   with GET_SESSION on the same link before delivering the event (later events of that
-//!   link wait behind it). [`WorkerCore::end_event`] writes a changed session back with
-//!   SET_SESSION (empty text for null).
+//!   link wait behind it, at most `parked_events_max`; beyond, the reload is abandoned and
+//!   they go out with the sessions they carried). [`WorkerCore::end_event`] writes a
+//!   changed session back with SET_SESSION (empty text for null).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddrV4;
