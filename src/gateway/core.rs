@@ -93,6 +93,10 @@ pub struct GatewayCore {
     registers: Vec<RegisterState>,
     heartbeat_at: Option<Duration>,
     worker_ping_at: Option<Duration>,
+    /// Handshake deadlines `(at, connection id, accept seq)` in accept order; with one
+    /// fixed timeout they are also in deadline order. Entries of clients that completed
+    /// their handshake or left are dropped when they come due (the seq tells a reused id).
+    handshake_deadlines: VecDeque<(Duration, u32, u64)>,
     actions: VecDeque<Action>,
     pub(super) stats: GatewayStats,
     /// Scratch space for decoded client events, kept to avoid an allocation per read.
@@ -155,6 +159,7 @@ impl GatewayCore {
             next_link: 0,
             heartbeat_at,
             worker_ping_at,
+            handshake_deadlines: VecDeque::new(),
             actions,
             stats: GatewayStats::default(),
             events: Vec::new(),
@@ -204,7 +209,8 @@ impl GatewayCore {
             RegisterState::Waiting { at } => Some(*at),
             RegisterState::Connecting => None,
         });
-        [self.heartbeat_at, self.worker_ping_at]
+        let handshake = self.handshake_deadlines.front().map(|(at, _, _)| *at);
+        [self.heartbeat_at, self.worker_ping_at, handshake]
             .into_iter()
             .flatten()
             .chain(registers)
@@ -242,7 +248,17 @@ impl GatewayCore {
             .config
             .protocol
             .decoder(self.config.package_size_max as u32);
+        let needs_handshake = !decoder.is_ready();
         self.clients.insert(id, peer, decoder);
+        if needs_handshake && !self.config.handshake_timeout.is_zero() {
+            let seq = self.clients.get_mut(id).map_or(0, |c| c.seq);
+            let at = now + self.config.handshake_timeout;
+            debug_assert!(self
+                .handshake_deadlines
+                .back()
+                .is_none_or(|(last, _, _)| *last <= at));
+            self.handshake_deadlines.push_back((at, id, seq));
+        }
         self.forward_or_destroy(
             now,
             id,
@@ -711,6 +727,7 @@ impl GatewayCore {
     /// workerman's timers: a stalled driver must not destroy every silent client in a
     /// burst of catch-up heartbeat ticks.
     pub fn handle_timeout(&mut self, now: Duration) {
+        self.expire_handshakes(now);
         if let Some(at) = self.heartbeat_at.filter(|at| *at <= now) {
             self.heartbeat_tick();
             self.heartbeat_at = self
@@ -741,6 +758,24 @@ impl GatewayCore {
                 }
                 _ => {}
             }
+        }
+    }
+
+    /// Destroys websocket clients whose handshake deadline passed before they completed it.
+    fn expire_handshakes(&mut self, now: Duration) {
+        while let Some(&(at, id, seq)) = self.handshake_deadlines.front() {
+            if at > now {
+                break;
+            }
+            self.handshake_deadlines.pop_front();
+            let Some(client) = self.clients.get_mut(id) else {
+                continue;
+            };
+            if client.seq != seq || client.decoder.is_ready() {
+                continue;
+            }
+            tracing::info!(connection_id = id, peer = %client.peer, "websocket handshake timed out");
+            self.close_client(id, false, CloseReason::HandshakeTimeout);
         }
     }
 

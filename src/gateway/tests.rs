@@ -1971,3 +1971,69 @@ fn membership_matches_a_model_of_the_php_arrays() {
 fn is_empty_name(name: &[u8]) -> bool {
     name.is_empty() || name == b"0"
 }
+
+/// A websocket client that does not finish its handshake within `handshake_timeout` is
+/// destroyed (ON_CLOSE follows); one that finished in time is not, and the deadline of a
+/// connection id reused by a later client does not touch the newcomer.
+#[test]
+fn unfinished_websocket_handshake_is_destroyed_at_the_timeout() {
+    let mut cfg = config();
+    cfg.handshake_timeout = Duration::from_secs(10);
+    let mut gw = Gw::new(cfg);
+    let w = gw.worker("10.0.0.9:40000", "BW:0");
+    let slow = gw
+        .core
+        .handle_client_connected(gw.now, "203.0.113.7:50000".parse().unwrap())
+        .unwrap();
+    gw.drain();
+    gw.client_sends(slow, b"GET / HTTP/1.1\r\nHost: x\r\n");
+    let done = gw.client("203.0.113.8:50001");
+    assert_eq!(
+        gw.core.poll_timeout(),
+        Some(gw.now + Duration::from_secs(10))
+    );
+
+    assert!(closes(&gw.advance(Duration::from_millis(9_999))).is_empty());
+    let actions = gw.advance(Duration::from_millis(1));
+    assert_eq!(
+        closes(&actions),
+        vec![(slow, false, CloseReason::HandshakeTimeout)]
+    );
+    let close_events: Vec<_> = link_frames(&actions, w)
+        .into_iter()
+        .filter(|f| f.cmd == Command::OnClose as u8)
+        .collect();
+    assert_eq!(close_events.len(), 1);
+    assert_eq!(close_events[0].cid, slow.0);
+    assert!(
+        gw.core.clients.contains(done.0),
+        "a finished handshake is not timed out"
+    );
+    assert!(closes(&gw.advance(Duration::from_secs(60))).is_empty());
+}
+
+/// `handshake_timeout` zero turns the limit off; text and frame clients never have one.
+#[test]
+fn handshake_timeout_zero_or_non_websocket_never_expires() {
+    let mut cfg = config();
+    cfg.handshake_timeout = Duration::ZERO;
+    let mut gw = Gw::new(cfg);
+    gw.worker("10.0.0.9:40000", "BW:0");
+    let id = gw
+        .core
+        .handle_client_connected(gw.now, "203.0.113.7:50000".parse().unwrap())
+        .unwrap();
+    gw.drain();
+    // Only the worker keep-alive (lan IP is not 127.0.0.1) is scheduled.
+    assert_eq!(gw.core.poll_timeout(), Some(gw.now + LINK_PING_INTERVAL));
+    assert!(closes(&gw.advance(Duration::from_secs(3600))).is_empty());
+    assert!(gw.core.clients.contains(id.0));
+
+    let mut cfg = config();
+    cfg.protocol = PublicProtocol::Text;
+    let mut gw = Gw::new(cfg);
+    gw.worker("10.0.0.9:40000", "BW:0");
+    let id = gw.client("203.0.113.7:50000");
+    assert!(closes(&gw.advance(Duration::from_secs(3600))).is_empty());
+    assert!(gw.core.clients.contains(id.0));
+}
