@@ -15,6 +15,10 @@ use std::task::{ready, Context, Poll};
 use gatewayworker::gateway::SplitMix64;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+/// Largest "tiny" chunk: half the chunks are at most this long, so that even a 28-byte
+/// frame header is regularly cut apart while bulk data still moves in large chunks.
+pub const TINY_CHUNK_MAX: usize = 8;
+
 /// Wraps a stream and re-cuts its writes; reads pass through untouched.
 #[derive(Debug)]
 pub struct ChoppyStream<S> {
@@ -30,8 +34,9 @@ pub struct ChoppyStream<S> {
 }
 
 impl<S> ChoppyStream<S> {
-    /// Wraps `inner`: chunks of 1..=`chunk_max` bytes, at most `hold_max` bytes held
-    /// before they are sent without waiting for a flush.
+    /// Wraps `inner`: chunks of 1..=`chunk_max` bytes (half of them at most
+    /// [`TINY_CHUNK_MAX`]), at most `hold_max` bytes held before they are sent without
+    /// waiting for a flush.
     pub fn new(inner: S, seed: u64, chunk_max: usize, hold_max: usize) -> ChoppyStream<S> {
         assert!(chunk_max > 0 && hold_max > 0, "bounds must be positive");
         ChoppyStream {
@@ -59,10 +64,17 @@ impl<S: AsyncWrite + Unpin> ChoppyStream<S> {
     /// Sends every held byte, chunk by chunk.
     fn poll_send_held(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while self.held() > 0 {
-            let limit = self.held().min(self.chunk_max) as u64;
-            let chunk = *self
-                .next_chunk
-                .get_or_insert_with(|| 1 + self.rng.below(limit) as usize);
+            let held = self.held();
+            let chunk_max = self.chunk_max;
+            let rng = &mut self.rng;
+            let chunk = *self.next_chunk.get_or_insert_with(|| {
+                let class_max = if rng.below(2) == 0 {
+                    TINY_CHUNK_MAX.min(chunk_max)
+                } else {
+                    chunk_max
+                };
+                1 + rng.below(held.min(class_max) as u64) as usize
+            });
             let chunk = chunk.min(self.held());
             let start = self.held_start;
             let n =

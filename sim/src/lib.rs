@@ -10,5 +10,5 @@
 pub mod choppy;
 pub mod net;
 
-pub use choppy::ChoppyStream;
+pub use choppy::{ChoppyStream, TINY_CHUNK_MAX};
 pub use net::{TurmoilListener, TurmoilNet, TurmoilStream};

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use bytes::BytesMut;
 use futures_util::{SinkExt, StreamExt};
 use gatewayworker::gateway::{driver, GatewayConfig};
-use gatewayworker::net::Net;
+use gatewayworker::net::{AsyncStreamLimits, Net};
 use gatewayworker::protocol::frame::{
     encode_frame, Command, Frame, FrameDecoder, Header, FLAG_BODY_IS_SCALAR,
 };
@@ -24,10 +24,13 @@ const PUBLIC_PORT: u16 = 7272;
 const LAN_PORT: u16 = 2300;
 /// A fixed simulated start, so nothing depends on the wall clock.
 const EPOCH_SECS: u64 = 1_700_000_000;
-/// Most bytes per simulated segment written by the client and the worker.
-const CHUNK_MAX: usize = 7;
+/// Most bytes per simulated segment written by the client and the worker (an MTU's
+/// payload); half the segments are tiny anyway (see `ChoppyStream`).
+const CHUNK_MAX: usize = 1460;
 /// Messages the client sends in one flush (merged on the wire), and replies likewise.
 const BURST: usize = 4;
+/// Size of the big reply, several times the default write stash (64 KiB).
+const BIG_REPLY_LEN: usize = 200_000;
 
 /// The ordered events seen by the client and the worker.
 type Trace = Rc<RefCell<Vec<String>>>;
@@ -37,8 +40,21 @@ fn record(trace: &Trace, who: &str, what: String) {
     trace.borrow_mut().push(format!("{at:?} {who} {what}"));
 }
 
-/// Runs one simulation and returns its trace.
+/// Runs the story with the default adapter buffers.
 fn run(seed: u64) -> Vec<String> {
+    run_with(seed, AsyncStreamLimits::default())
+}
+
+/// The reply that crosses the adapter's stash and the simulated links in many pieces.
+fn big_reply() -> String {
+    "0123456789".repeat(BIG_REPLY_LEN / 10)
+}
+
+/// Runs one simulation and returns its trace. The story: a worker registers; a client
+/// connects and sends a burst of messages in one flush; the worker answers with a burst
+/// of SEND_TO_ONE, a big one, and a KICK with a last message, all in one flush; the
+/// client reads everything, then the end of its connection; the worker hears ON_CLOSE.
+fn run_with(seed: u64, limits: AsyncStreamLimits) -> Vec<String> {
     let mut sim = turmoil::Builder::new()
         .rng_seed(seed)
         .epoch(SystemTime::UNIX_EPOCH + Duration::from_secs(EPOCH_SECS))
@@ -46,8 +62,8 @@ fn run(seed: u64) -> Vec<String> {
         .build();
     let trace: Trace = Rc::default();
 
-    sim.host("gateway", || async {
-        let net = TurmoilNet::default();
+    sim.host("gateway", move || async move {
+        let net = TurmoilNet { limits };
         let any = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
         let public = net.bind(SocketAddr::new(any, PUBLIC_PORT), true).await?;
         let lan = net.bind(SocketAddr::new(any, LAN_PORT), false).await?;
@@ -104,13 +120,18 @@ fn run(seed: u64) -> Vec<String> {
                 reply.as_bytes(),
             );
         }
+        let big = big_reply();
+        link.push(Command::SendToOne, cid, FLAG_BODY_IS_SCALAR, big.as_bytes());
+        // KICK closes after the flush: "bye" must still reach the client, which needs
+        // the adapter's stash pushed out before the stream is dropped.
+        link.push(Command::Kick, cid, FLAG_BODY_IS_SCALAR, b"bye");
         link.flush().await?;
 
         let close = link.next_frame().await?;
         assert_eq!(
             close.header.cmd,
             Command::OnClose,
-            "the client's close is heard"
+            "the kicked client's close is heard"
         );
         assert_eq!(close.header.connection_id, cid);
         record(&worker_trace, "worker", describe(&close));
@@ -145,7 +166,24 @@ fn run(seed: u64) -> Vec<String> {
             assert_eq!(message, Message::text(format!("world {i}")));
             record(&client_trace, "client", format!("{message:?}"));
         }
-        drop(ws);
+        let big = ws.next().await.expect("stream open")?;
+        assert!(big == Message::text(big_reply()), "the big reply, whole");
+        record(
+            &client_trace,
+            "client",
+            format!("big reply of {}", big.len()),
+        );
+        let bye = ws.next().await.expect("stream open")?;
+        assert_eq!(bye, Message::text("bye"), "KICK's message before the close");
+        record(&client_trace, "client", format!("{bye:?}"));
+        // The gateway closes without a close frame (as the original): the stream ends
+        // with an error or with nothing.
+        let end = ws.next().await;
+        assert!(
+            !matches!(end, Some(Ok(_))),
+            "nothing after the kick: {end:?}"
+        );
+        record(&client_trace, "client", "end".to_string());
         Ok(())
     });
 
@@ -238,7 +276,40 @@ fn messages_cross_the_gateway_under_many_seeds() {
                 .count()
         };
         assert_eq!(count("worker"), 3 + BURST, "seed {seed}: {trace:#?}");
-        assert_eq!(count("client"), BURST, "seed {seed}: {trace:#?}");
+        assert_eq!(count("client"), BURST + 3, "seed {seed}: {trace:#?}");
+    }
+}
+
+/// The events without their times, per observer.
+fn events_of(trace: &[String], who: &str) -> Vec<String> {
+    trace
+        .iter()
+        .filter_map(|line| {
+            let mut parts = line.splitn(3, ' ');
+            let _at = parts.next();
+            (parts.next() == Some(who)).then(|| parts.next().unwrap_or("").to_string())
+        })
+        .collect()
+}
+
+/// Adapter buffers of a few bytes change when things happen, never what happens: every
+/// message crosses the read buffer and the write stash in many small pieces.
+#[test]
+fn tiny_adapter_buffers_change_only_the_timing() {
+    let tiny = AsyncStreamLimits {
+        read_buffer_max: 7,
+        write_stash_max: 13,
+    };
+    for seed in 0..4 {
+        let roomy = run(seed);
+        let cramped = run_with(seed, tiny);
+        for who in ["worker", "client"] {
+            assert_eq!(
+                events_of(&roomy, who),
+                events_of(&cramped, who),
+                "seed {seed}, {who}"
+            );
+        }
     }
 }
 
