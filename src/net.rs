@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 mod async_stream;
 pub mod tls;
 
-pub use async_stream::{AsyncStream, AsyncStreamLimits};
+pub use async_stream::{AsyncStream, AsyncStreamLimits, READ_BUFFER_CEILING};
 
 /// A way to listen and connect: tokio in production, turmoil in the simulation.
 pub trait Net: Clone + 'static {

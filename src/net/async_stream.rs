@@ -16,8 +16,10 @@
 //!   driver itself has nothing more to write. [`NetStream::shutdown`] pushes out the
 //!   rest before a graceful close.
 //!
-//! The stash is allocated on demand and released when it drains, so an idle adapter owns
-//! only its read buffer (plus whatever the inner stream keeps).
+//! Both buffers are allocated only while they hold bytes: `poll_read` reads into a
+//! buffer on the stack of the poll, and only what arrived is copied to the heap; the
+//! stash grows on demand. Both are released when drained, so an idle adapter owns no
+//! buffer (only whatever the inner stream keeps), as an idle tokio socket owns none.
 //!
 //! Single-threaded by design: the state sits in a `RefCell` because `read_ready` and
 //! `write_ready` take `&self` and may both be pending in one `select!`; each poll borrows
@@ -26,6 +28,7 @@
 use std::cell::RefCell;
 use std::future::poll_fn;
 use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -38,13 +41,16 @@ use super::NetStream;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AsyncStreamLimits {
     /// Size of the read buffer: one `read_ready` reads at most this much from the inner
-    /// stream. Default 16 KiB, the largest TLS record.
+    /// stream. Default 16 KiB, the largest TLS record; at most [`READ_BUFFER_CEILING`].
     pub read_buffer_max: usize,
     /// Bytes accepted by `try_write_vectored` that the inner stream has not taken yet.
     /// Default 64 KiB (a socket send buffer's worth); at it, `try_write_vectored`
     /// answers `WouldBlock` until `write_ready`.
     pub write_stash_max: usize,
 }
+
+/// Largest allowed `read_buffer_max`: the size of the stack buffer `poll_read` fills.
+pub const READ_BUFFER_CEILING: usize = 64 * 1024;
 
 impl Default for AsyncStreamLimits {
     fn default() -> AsyncStreamLimits {
@@ -67,10 +73,11 @@ pub struct AsyncStream<S> {
 struct State<S> {
     inner: S,
     write_stash_max: usize,
-    /// Read-ahead bytes; `read_buffer[read_start..read_end]` is not yet taken.
-    read_buffer: Box<[u8]>,
+    read_buffer_max: usize,
+    /// Read-ahead bytes; `read_buffer[read_start..]` is not yet taken. Empty (and
+    /// unallocated) when drained.
+    read_buffer: Vec<u8>,
     read_start: usize,
-    read_end: usize,
     /// The inner stream reported its end (after the buffered bytes).
     read_closed: bool,
     /// A read error, reported by `try_read` once the buffered bytes are taken.
@@ -97,8 +104,8 @@ where
         limits: AsyncStreamLimits,
     ) -> AsyncStream<S> {
         assert!(
-            limits.read_buffer_max > 0,
-            "read_buffer_max must be positive"
+            (1..=READ_BUFFER_CEILING).contains(&limits.read_buffer_max),
+            "read_buffer_max must be in 1..=READ_BUFFER_CEILING"
         );
         assert!(
             limits.write_stash_max > 0,
@@ -108,9 +115,9 @@ where
             state: RefCell::new(State {
                 inner,
                 write_stash_max: limits.write_stash_max,
-                read_buffer: vec![0; limits.read_buffer_max].into_boxed_slice(),
+                read_buffer_max: limits.read_buffer_max,
+                read_buffer: Vec::new(),
                 read_start: 0,
-                read_end: 0,
                 read_closed: false,
                 read_error: None,
                 stash: Vec::new(),
@@ -132,6 +139,13 @@ where
     pub fn stashed(&self) -> usize {
         self.state.borrow().stashed()
     }
+
+    /// Heap bytes the adapter holds now (read buffer and stash capacity): zero when
+    /// idle.
+    pub fn buffered_capacity(&self) -> usize {
+        let state = self.state.borrow();
+        state.read_buffer.capacity() + state.stash.capacity()
+    }
 }
 
 /// `io::Error` is not `Clone`; a remembered error is reported as a copy of kind and text.
@@ -142,6 +156,10 @@ fn copy_error(e: &io::Error) -> io::Error {
 impl<S: AsyncRead + AsyncWrite + Unpin> State<S> {
     fn stashed(&self) -> usize {
         self.stash.len() - self.stash_start
+    }
+
+    fn read_buffered(&self) -> usize {
+        self.read_buffer.len() - self.read_start
     }
 
     /// Writes the stash to the inner stream and flushes it. `Ready(Ok)` once everything
@@ -190,21 +208,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> State<S> {
         if self.write_error.is_none() && (self.stashed() > 0 || self.flush_needed) {
             let _ = self.poll_push(cx);
         }
-        if self.read_start < self.read_end
+        if self.read_buffered() > 0
             || self.read_closed
             || self.read_error.is_some()
             || self.write_error.is_some()
         {
             return Poll::Ready(Ok(()));
         }
+        // Uninitialised stack space: nothing to zero, nothing to keep while idle.
+        let mut space = [MaybeUninit::<u8>::uninit(); READ_BUFFER_CEILING];
         loop {
-            let mut buf = ReadBuf::new(&mut self.read_buffer);
+            let mut buf = ReadBuf::uninit(&mut space[..self.read_buffer_max]);
             match Pin::new(&mut self.inner).poll_read(cx, &mut buf) {
                 Poll::Ready(Ok(())) => {
-                    let filled = buf.filled().len();
+                    let filled = buf.filled();
+                    self.read_closed = filled.is_empty();
+                    self.read_buffer = filled.to_vec();
                     self.read_start = 0;
-                    self.read_end = filled;
-                    self.read_closed = filled == 0;
                     return Poll::Ready(Ok(()));
                 }
                 Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -218,10 +238,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> State<S> {
     }
 
     fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.read_start < self.read_end {
-            let n = buf.len().min(self.read_end - self.read_start);
+        if self.read_buffered() > 0 {
+            let n = buf.len().min(self.read_buffered());
             buf[..n].copy_from_slice(&self.read_buffer[self.read_start..self.read_start + n]);
             self.read_start += n;
+            if self.read_buffered() == 0 {
+                self.read_buffer = Vec::new();
+                self.read_start = 0;
+            }
             return Ok(n);
         }
         if let Some(e) = self.read_error.take() {

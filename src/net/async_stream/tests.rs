@@ -224,3 +224,44 @@ async fn bytes_before_the_end_are_read_before_it() {
     let got = read_to_end(&mut stream, 3).await.unwrap();
     assert_eq!(got, b"abcdefghij");
 }
+
+#[tokio::test]
+async fn an_idle_adapter_holds_no_buffer() {
+    let (mut stream, mut peer) = pair(AsyncStreamLimits::default(), 1024);
+    assert_eq!(stream.buffered_capacity(), 0, "fresh");
+    // Waiting with nothing to read allocates nothing.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(20), stream.read_ready())
+            .await
+            .is_err()
+    );
+    assert_eq!(stream.buffered_capacity(), 0, "waiting");
+
+    peer.write_all(b"ping").await.unwrap();
+    stream.read_ready().await.unwrap();
+    assert!(stream.buffered_capacity() >= 4, "holding what arrived");
+    let mut buf = [0; 16];
+    assert_eq!(stream.try_read(&mut buf).unwrap(), 4);
+    assert_eq!(
+        stream.buffered_capacity(),
+        0,
+        "read buffer released when drained"
+    );
+
+    assert_eq!(
+        stream.try_write_vectored(&[IoSlice::new(b"pong")]).unwrap(),
+        4
+    );
+    assert!(stream.buffered_capacity() >= 4, "stash holds the reply");
+    stream.write_ready().await.unwrap();
+    assert_eq!(stream.buffered_capacity(), 0, "stash released when pushed");
+    let mut got = [0; 4];
+    peer.read_exact(&mut got).await.unwrap();
+    assert_eq!(&got, b"pong");
+}
+
+#[test]
+#[should_panic(expected = "read_buffer_max")]
+fn read_buffer_max_above_the_ceiling_is_refused() {
+    let _ = pair(limits(super::READ_BUFFER_CEILING + 1, 64), 64);
+}
