@@ -246,6 +246,16 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Link<S> {
         self.stream.flush().await
     }
 
+    /// The next frame of command `cmd`, skipping others.
+    async fn next_frame_of(&mut self, cmd: Command) -> std::io::Result<Frame> {
+        loop {
+            let frame = self.next_frame().await?;
+            if frame.header.cmd == cmd {
+                return Ok(frame);
+            }
+        }
+    }
+
     /// The next frame, skipping PINGs.
     async fn next_frame(&mut self) -> std::io::Result<Frame> {
         loop {
@@ -328,4 +338,85 @@ fn the_same_seed_gives_the_same_trace() {
     // The trace must see what the seed changes (latencies, cuts), or this test could
     // not fail.
     assert_ne!(first, run(43), "another seed, another trace");
+}
+
+/// A kicked client that stopped reading cannot take KICK's last bytes: the adapter's
+/// shutdown waits for it at most `SHUTDOWN_TIME_MAX`, then the gateway drops the stream.
+/// Simulated time makes the five seconds free.
+#[test]
+fn a_stalled_kicked_client_is_dropped_after_shutdown_time_max() {
+    /// Segments in flight per simulated connection: the client's window.
+    const TCP_CAPACITY: usize = 8;
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(7)
+        .epoch(SystemTime::UNIX_EPOCH + Duration::from_secs(EPOCH_SECS))
+        .simulation_duration(Duration::from_secs(60))
+        .tcp_capacity(TCP_CAPACITY)
+        .build();
+    sim.host("gateway", || async {
+        let net = TurmoilNet::default();
+        let any = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+        let public = net.bind(SocketAddr::new(any, PUBLIC_PORT), true).await?;
+        let lan = net.bind(SocketAddr::new(any, LAN_PORT), false).await?;
+        let config = GatewayConfig::new(Ipv4Addr::new(192, 168, 0, 1), LAN_PORT, PUBLIC_PORT);
+        driver::serve(net, config, public, lan, std::future::pending()).await?;
+        Ok(())
+    });
+    sim.client("worker", async {
+        let stream = turmoil::net::TcpStream::connect(("gateway", LAN_PORT)).await?;
+        let mut link = Link::new(stream);
+        let hello = br#"{"worker_key":"Sim:0","secret_key":""}"#;
+        link.push(Command::WorkerConnect, 0, FLAG_BODY_IS_SCALAR, hello);
+        link.flush().await?;
+        let cid = link
+            .next_frame_of(Command::OnConnect)
+            .await?
+            .header
+            .connection_id;
+        // One segment per message, until the client's window is full and more wait in
+        // the adapter's stash.
+        for i in 0..TCP_CAPACITY * 2 {
+            let message = format!("message {i}");
+            link.push(
+                Command::SendToOne,
+                cid,
+                FLAG_BODY_IS_SCALAR,
+                message.as_bytes(),
+            );
+            link.flush().await?;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let streams = turmoil::established_tcp_stream_count_on("gateway");
+        link.push(Command::Kick, cid, FLAG_BODY_IS_SCALAR, b"bye");
+        link.flush().await?;
+        let kicked = tokio::time::Instant::now();
+        // The core forgets the client at once (ON_CLOSE now, as the original's
+        // onClose); the driver keeps the stream until its shutdown gives up.
+        let close = link.next_frame_of(Command::OnClose).await?;
+        assert_eq!(close.header.connection_id, cid);
+        while turmoil::established_tcp_stream_count_on("gateway") >= streams {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let waited = kicked.elapsed();
+        assert!(
+            waited >= driver::SHUTDOWN_TIME_MAX,
+            "not before SHUTDOWN_TIME_MAX: {waited:?}"
+        );
+        assert!(
+            waited < driver::SHUTDOWN_TIME_MAX + Duration::from_secs(1),
+            "soon after SHUTDOWN_TIME_MAX: {waited:?}"
+        );
+        Ok(())
+    });
+    sim.client("client", async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let stream = turmoil::net::TcpStream::connect(("gateway", PUBLIC_PORT)).await?;
+        let url = format!("ws://gateway:{PUBLIC_PORT}/");
+        let (ws, _response) = tokio_tungstenite::client_async(url, stream).await?;
+        // Connected, and never reads again.
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(ws);
+        Ok(())
+    });
+    sim.run().expect("the simulation completes");
 }

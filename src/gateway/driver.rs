@@ -37,7 +37,7 @@ const WRITE_SLICES_MAX: usize = 64;
 const REGISTER_LINE_MAX: usize = 1024 * 1024;
 /// Longest wait for a stream's own [`NetStream::shutdown`] after a graceful close (a TLS
 /// stream pushing its last records to a peer that stopped reading); then it is dropped.
-const SHUTDOWN_TIME_MAX: Duration = Duration::from_secs(5);
+pub const SHUTDOWN_TIME_MAX: Duration = Duration::from_secs(5);
 
 /// Which connection of the shard an I/O task serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
