@@ -14,6 +14,7 @@
 pub mod gateway;
 pub mod net;
 pub mod protocol;
+pub mod register;
 #[doc(hidden)]
 pub mod testing;
 pub mod worker;

@@ -11,10 +11,10 @@ use std::collections::BTreeMap;
 use std::hash::BuildHasherDefault;
 use std::net::SocketAddr;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use hashbrown::HashMap;
 
-use super::public_shim::ClientDecoder;
+use crate::protocol::public::PublicDecoder;
 
 /// A hasher with fixed keys: map iteration never decides output, but a fixed hasher
 /// keeps every run of the same input identical even in memory layout.
@@ -52,7 +52,9 @@ pub struct Client {
     /// Bytes handed to the driver and not yet reported flushed.
     pub pending: usize,
     /// The public protocol's decoder.
-    pub decoder: ClientDecoder,
+    pub decoder: PublicDecoder,
+    /// Bytes of an incomplete message (empty, and unallocated, between messages).
+    pub input: BytesMut,
     /// Websocket messages sent before the handshake completed (spec 6.3 step 7).
     pub before_handshake: Vec<Bytes>,
 }
@@ -102,7 +104,7 @@ impl ClientTable {
     }
 
     /// Adds a client at the end of the accept order.
-    pub fn insert(&mut self, id: u32, peer: SocketAddr) {
+    pub fn insert(&mut self, id: u32, peer: SocketAddr, decoder: PublicDecoder) {
         let seq = self.next_seq();
         let client = Client {
             seq,
@@ -113,7 +115,8 @@ impl ClientTable {
             worker_key: None,
             ping_count: -1,
             pending: 0,
-            decoder: ClientDecoder::default(),
+            decoder,
+            input: BytesMut::new(),
             before_handshake: Vec::new(),
         };
         let previous = self.clients.insert(id, client);

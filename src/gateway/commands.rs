@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use super::action::{CloseReason, LinkId};
 use super::core::GatewayCore;
-use super::shim::{self, RawFrame};
+use super::wire::{self, RawFrame};
 use crate::protocol::frame::{Command, FLAG_BINARY, FLAG_BODY_IS_SCALAR, FLAG_NOT_CALL_ENCODE};
 use crate::protocol::php::merge::merge_session;
 use crate::protocol::php::{is_empty_bytes, PhpArray, PhpKey, PhpValue};
@@ -63,9 +63,9 @@ fn body_text(flag: u8, body: &Bytes) -> Option<Bytes> {
     if flag & FLAG_BODY_IS_SCALAR != 0 {
         return Some(body.clone());
     }
-    match shim::unserialize(body) {
+    match wire::unserialize(body) {
         PhpValue::Array(_) => None,
-        v => Some(shim::scalar_to_bytes(&v)),
+        v => Some(wire::scalar_to_bytes(&v)),
     }
 }
 
@@ -79,20 +79,26 @@ pub fn message_payload(flag: u8, body: &Bytes) -> Option<Bytes> {
     if flag & FLAG_BODY_IS_SCALAR != 0 {
         return Some(body.clone());
     }
-    match shim::unserialize(body) {
+    match wire::unserialize(body) {
         PhpValue::Null => Some(Bytes::from_static(b"null")),
-        v @ PhpValue::Array(_) => shim::json_encode(&v).map(Bytes::from),
-        v => Some(shim::scalar_to_bytes(&v)),
+        v @ PhpValue::Array(_) => wire::json_encode(&v).map(Bytes::from),
+        v => Some(wire::scalar_to_bytes(&v)),
     }
 }
 
 /// True when a KICK body is PHP null (`N;` without the scalar flag): close silently.
 fn is_null_body(flag: u8, body: &Bytes) -> bool {
-    flag & FLAG_BODY_IS_SCALAR == 0 && shim::unserialize(body) == PhpValue::Null
+    flag & FLAG_BODY_IS_SCALAR == 0 && wire::unserialize(body) == PhpValue::Null
+}
+
+/// A copy of frame bytes kept beyond the command (session, uid, group name): a slice
+/// would pin the whole read buffer it came from for the client's lifetime.
+pub(super) fn stored(bytes: &Bytes) -> Bytes {
+    Bytes::copy_from_slice(bytes)
 }
 
 fn reply(value: &PhpValue) -> Bytes {
-    shim::encode_reply(&shim::serialize(value))
+    wire::encode_reply(&wire::serialize(value))
 }
 
 fn int_list(ids: impl Iterator<Item = u32>) -> PhpValue {
@@ -151,7 +157,7 @@ impl GatewayCore {
                 if is_empty_bytes(&f.ext_data) {
                     tracing::info!("bindUid: empty uid ignored");
                 } else {
-                    self.clients.bind_uid(f.connection_id, f.ext_data.clone());
+                    self.clients.bind_uid(f.connection_id, stored(&f.ext_data));
                 }
             }
             13 => self.clients.unbind_uid(f.connection_id),
@@ -165,7 +171,8 @@ impl GatewayCore {
                 if is_empty_bytes(&f.ext_data) {
                     tracing::info!("joinGroup: empty group ignored");
                 } else {
-                    self.clients.join_group(f.connection_id, f.ext_data.clone());
+                    self.clients
+                        .join_group(f.connection_id, stored(&f.ext_data));
                 }
             }
             21 => {
@@ -200,7 +207,7 @@ impl GatewayCore {
             203 => self.reply_session(link, &f),
             204 => {
                 if let Some(client) = self.clients.get_mut(f.connection_id) {
-                    client.session = f.ext_data.clone();
+                    client.session = stored(&f.ext_data);
                 }
             }
             _ => {
@@ -214,7 +221,7 @@ impl GatewayCore {
     /// a non-string never matches, not even an empty secret).
     fn secret_matches(&self, f: &RawFrame) -> bool {
         let Some(PhpValue::Array(info)) =
-            body_text(f.flag, &f.body).and_then(|t| shim::json_decode(&t))
+            body_text(f.flag, &f.body).and_then(|t| wire::json_decode(&t))
         else {
             return false;
         };
@@ -232,9 +239,9 @@ impl GatewayCore {
             self.close_link(link, CloseReason::BadSecret);
             return;
         }
-        let info = body_text(f.flag, &f.body).and_then(|t| shim::json_decode(&t));
+        let info = body_text(f.flag, &f.body).and_then(|t| wire::json_decode(&t));
         let worker_key = match info.as_ref() {
-            Some(PhpValue::Array(a)) => a.get_str("worker_key").map(shim::scalar_to_bytes),
+            Some(PhpValue::Array(a)) => a.get_str("worker_key").map(wire::scalar_to_bytes),
             _ => None,
         }
         .unwrap_or_default();
@@ -272,7 +279,11 @@ impl GatewayCore {
         if honour_raw && f.flag & FLAG_NOT_CALL_ENCODE != 0 {
             return Some(payload);
         }
-        Some(self.encode_for_clients(&payload, f.flag & FLAG_BINARY != 0))
+        let encoded = self.encode_for_clients(&payload, f.flag & FLAG_BINARY != 0);
+        if encoded.is_none() {
+            self.stats.client_messages_unencodable += 1;
+        }
+        encoded
     }
 
     fn send_to_one(&mut self, f: &RawFrame) {
@@ -308,7 +319,7 @@ impl GatewayCore {
         let ext = if is_empty_bytes(&f.ext_data) {
             None
         } else {
-            shim::json_decode(&f.ext_data)
+            wire::json_decode(&f.ext_data)
         };
         let ext = match ext {
             Some(PhpValue::Array(a)) => Some(a),
@@ -344,7 +355,7 @@ impl GatewayCore {
         let Some(bytes) = self.prepare(f, true) else {
             return;
         };
-        let uids = shim::json_decode(&f.ext_data);
+        let uids = wire::json_decode(&f.ext_data);
         for uid in values(uids.as_ref()) {
             let Some(key) = array_key(&uid) else { continue };
             let members: Vec<u32> = self.clients.uid_members(&key.to_bytes()).collect();
@@ -359,7 +370,7 @@ impl GatewayCore {
         let Some(bytes) = self.prepare(f, true) else {
             return;
         };
-        let ext = match shim::json_decode(&f.ext_data) {
+        let ext = match wire::json_decode(&f.ext_data) {
             Some(PhpValue::Array(a)) => a,
             _ => return,
         };
@@ -383,8 +394,7 @@ impl GatewayCore {
             return;
         };
         if is_empty_bytes(&client.session) {
-            // Verbatim, sharing the frame's bytes.
-            client.session = f.ext_data.clone();
+            client.session = stored(&f.ext_data);
             return;
         }
         match merge_session(&client.session, &f.ext_data) {
@@ -429,12 +439,12 @@ impl GatewayCore {
             Some(c) if is_empty_bytes(&c.session) => Bytes::from_static(b"a:0:{}"),
             Some(c) => c.session.clone(),
         };
-        self.transmit_link(link, shim::encode_reply(&payload));
+        self.transmit_link(link, wire::encode_reply(&payload));
     }
 
     fn reply_batch_client_ids(&mut self, link: LinkId, f: &RawFrame) {
         let mut map = PhpArray::new();
-        for uid in values(shim::json_decode(&f.ext_data).as_ref()) {
+        for uid in values(wire::json_decode(&f.ext_data).as_ref()) {
             let Some(key) = array_key(&uid) else { continue };
             let ids = int_list(self.clients.uid_members(&key.to_bytes()));
             map.insert(key, ids);
@@ -444,7 +454,7 @@ impl GatewayCore {
 
     fn reply_batch_group_counts(&mut self, link: LinkId, f: &RawFrame) {
         let mut map = PhpArray::new();
-        for group in values(shim::json_decode(&f.ext_data).as_ref()) {
+        for group in values(wire::json_decode(&f.ext_data).as_ref()) {
             let Some(key) = array_key(&group) else {
                 continue;
             };
@@ -456,7 +466,7 @@ impl GatewayCore {
 
     /// SELECT (spec 2.7).
     fn reply_select(&mut self, link: LinkId, f: &RawFrame) {
-        let result = match shim::json_decode(&f.ext_data) {
+        let result = match wire::json_decode(&f.ext_data) {
             Some(PhpValue::Array(query)) if !query.is_empty() => self.select(&query),
             _ => PhpArray::new(),
         };

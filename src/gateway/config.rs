@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-pub use super::public_shim::PublicProtocol;
+pub use crate::protocol::public::PublicProtocol;
 
 /// How a client without a (still registered) worker gets one (spec 5.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

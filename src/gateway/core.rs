@@ -11,10 +11,10 @@ use hashbrown::{HashMap, HashSet};
 use super::action::{Action, CloseReason, ConnectionId, GatewayStats, LinkId, Refused, Target};
 use super::clients::{ClientTable, FixedState, IdAllocator};
 use super::config::GatewayConfig;
-use super::public_shim::{self, ClientEvent, ConnectionInfo, PublicProtocol};
 use super::routing::{RouteEntry, Router};
-use super::shim;
+use super::wire;
 use crate::protocol::frame::{Command, Frame, Header, FLAG_BINARY, FLAG_BODY_IS_SCALAR};
+use crate::protocol::public::PublicEvent;
 
 /// Keep-alive period of internal links and register connections (spec 5.5).
 pub const LINK_PING_INTERVAL: Duration = Duration::from_secs(25);
@@ -93,7 +93,9 @@ pub struct GatewayCore {
     actions: VecDeque<Action>,
     pub(super) stats: GatewayStats,
     /// Scratch space for decoded client events, kept to avoid an allocation per read.
-    events: Vec<ClientEvent>,
+    events: Vec<PublicEvent>,
+    /// Read buffer shared by every connection that holds no partial unit.
+    scratch: BytesMut,
 }
 
 /// A plain-data view of the core's state, in the original's orders (for tests, the
@@ -153,6 +155,7 @@ impl GatewayCore {
             actions,
             stats: GatewayStats::default(),
             events: Vec::new(),
+            scratch: BytesMut::new(),
         }
     }
 
@@ -223,7 +226,11 @@ impl GatewayCore {
             .ids
             .allocate(|id| clients.contains(id) || closing.contains(&id))
             .ok_or(Refused::NoConnectionId)?;
-        self.clients.insert(id, peer);
+        let decoder = self
+            .config
+            .protocol
+            .decoder(self.config.package_size_max as u32);
+        self.clients.insert(id, peer, decoder);
         self.forward_or_destroy(
             now,
             id,
@@ -236,21 +243,20 @@ impl GatewayCore {
 
     /// Bytes read from a client.
     pub fn handle_client_bytes(&mut self, now: Duration, id: ConnectionId, bytes: &[u8]) {
+        let mut events = std::mem::take(&mut self.events);
         let Some(client) = self.clients.get_mut(id.0) else {
             return;
         };
-        let info = ConnectionInfo {
-            remote: client.peer,
-            local_port: self.config.gateway_port,
-        };
-        let mut events = std::mem::take(&mut self.events);
-        client.decoder.decode(
-            self.config.protocol,
-            bytes,
-            &info,
-            self.config.package_size_max,
-            &mut events,
-        );
+        let mut input = std::mem::take(&mut client.input);
+        let (mut buf, from_scratch) = Self::read_buffer(&mut self.scratch, &mut input);
+        buf.extend_from_slice(bytes);
+        if let Some(client) = self.clients.get_mut(id.0) {
+            client.decoder.decode(&mut buf, &mut |e| events.push(e));
+        }
+        Self::keep_leftover(&mut self.scratch, buf, from_scratch, &mut input);
+        if let Some(client) = self.clients.get_mut(id.0) {
+            client.input = input;
+        }
         for event in events.drain(..) {
             if !self.clients.contains(id.0) {
                 break;
@@ -260,10 +266,14 @@ impl GatewayCore {
         self.events = events;
     }
 
-    fn on_client_event(&mut self, now: Duration, id: u32, event: ClientEvent) {
+    fn on_client_event(&mut self, now: Duration, id: u32, event: PublicEvent) {
         match event {
-            ClientEvent::Handshake { request, response } => {
-                let body = Bytes::from(shim::serialize(&request));
+            PublicEvent::Handshake { request, response } => {
+                let Some(peer) = self.clients.get(id).map(|c| c.peer) else {
+                    return;
+                };
+                let data = request.connect_data(peer, self.config.gateway_port);
+                let body = Bytes::from(wire::serialize(&data));
                 if !self.forward_or_destroy(now, id, Command::OnWebsocketConnect, body, 0) {
                     return;
                 }
@@ -277,15 +287,23 @@ impl GatewayCore {
                     self.write_client(id, bytes);
                 }
             }
-            ClientEvent::Message { payload, binary } => {
+            PublicEvent::Message { data, binary } => {
                 if let Some(client) = self.clients.get_mut(id) {
                     client.ping_count = -1;
                 }
                 let flag = FLAG_BODY_IS_SCALAR | if binary { FLAG_BINARY } else { 0 };
-                self.forward_or_destroy(now, id, Command::OnMessage, payload, flag);
+                self.forward_or_destroy(now, id, Command::OnMessage, data, flag);
             }
-            ClientEvent::Write(bytes) => self.write_client(id, bytes),
-            ClientEvent::Close => self.close_client(now, id, true, CloseReason::ProtocolClose),
+            PublicEvent::Write(bytes) => self.write_client(id, bytes),
+            PublicEvent::Close(reason) => {
+                let reason = if reason.is_clean() {
+                    CloseReason::ProtocolClose
+                } else {
+                    tracing::info!(connection_id = id, %reason, "client protocol error");
+                    CloseReason::ProtocolError
+                };
+                self.close_client(now, id, true, reason);
+            }
         }
     }
 
@@ -422,7 +440,7 @@ impl GatewayCore {
             ext_data: session,
             body,
         };
-        self.transmit_link(link, shim::encode_frame(&frame));
+        self.transmit_link(link, wire::encode_frame(&frame));
     }
 
     /// Writes protocol-level bytes (handshake response, pong, close reply) to a client.
@@ -442,7 +460,7 @@ impl GatewayCore {
         let Some(client) = self.clients.get_mut(id) else {
             return;
         };
-        if self.config.protocol == PublicProtocol::Websocket && !client.decoder.handshake_done() {
+        if !client.decoder.is_ready() {
             let queued: usize = client.before_handshake.iter().map(Bytes::len).sum();
             if queued >= self.config.pending_before_handshake_max {
                 self.stats.client_messages_dropped += 1;
@@ -471,9 +489,15 @@ impl GatewayCore {
         });
     }
 
-    /// Encodes `payload` with the public protocol.
-    pub(super) fn encode_for_clients(&self, payload: &[u8], binary: bool) -> Bytes {
-        public_shim::encode_message(self.config.protocol, payload, binary)
+    /// Encodes `payload` with the public protocol; `None` when the frame protocol's
+    /// length cannot hold it.
+    pub(super) fn encode_for_clients(&self, payload: &[u8], binary: bool) -> Option<Bytes> {
+        let mut out = BytesMut::with_capacity(payload.len() + 10);
+        self.config
+            .protocol
+            .encode(payload, binary, &mut out)
+            .ok()?;
+        Some(out.freeze())
     }
 
     // ---------------------------------------------------------------- links
@@ -511,28 +535,56 @@ impl GatewayCore {
         if link.closing {
             return;
         }
-        link.input.extend_from_slice(bytes);
+        let (mut buf, from_scratch) = Self::read_buffer(&mut self.scratch, &mut link.input);
+        buf.extend_from_slice(bytes);
         loop {
-            let Some(link) = self.links.get_mut(&id.0) else {
-                return;
-            };
-            if link.closing {
-                return;
-            }
-            match shim::decode_frame(&mut link.input, self.config.package_size_max as u32) {
+            match wire::decode_frame(&mut buf, self.config.package_size_max as u32) {
                 Ok(Some(frame)) => self.handle_frame(now, id, frame),
                 Ok(None) => break,
                 Err(error) => {
                     tracing::warn!(link = id.0, %error, "malformed frame: link closed");
                     self.close_link(id, CloseReason::BadFrame);
-                    return;
+                    break;
                 }
             }
-        }
-        if let Some(link) = self.links.get_mut(&id.0) {
-            if link.input.is_empty() {
-                link.input = BytesMut::new();
+            if self.links.get(&id.0).is_none_or(|l| l.closing) {
+                break;
             }
+        }
+        let mut unused = BytesMut::new();
+        let leftover = match self.links.get_mut(&id.0) {
+            Some(link) if !link.closing => &mut link.input,
+            _ => &mut unused,
+        };
+        Self::keep_leftover(&mut self.scratch, buf, from_scratch, leftover);
+    }
+
+    /// The buffer to decode a read in: the connection's own when it holds a partial
+    /// unit, else the shared scratch buffer (idle connections keep no buffer).
+    fn read_buffer(scratch: &mut BytesMut, own: &mut BytesMut) -> (BytesMut, bool) {
+        if own.is_empty() {
+            (std::mem::take(scratch), true)
+        } else {
+            (std::mem::take(own), false)
+        }
+    }
+
+    /// Puts what is left of a read back: a partial unit in scratch is copied out (right
+    /// sized) so the scratch buffer stays shared.
+    fn keep_leftover(
+        scratch: &mut BytesMut,
+        mut buf: BytesMut,
+        from_scratch: bool,
+        own: &mut BytesMut,
+    ) {
+        if from_scratch {
+            if !buf.is_empty() {
+                *own = BytesMut::from(&buf[..]);
+            }
+            buf.clear();
+            *scratch = buf;
+        } else {
+            *own = buf;
         }
     }
 
@@ -553,8 +605,9 @@ impl GatewayCore {
     }
 
     /// Closes a link gracefully. Like workerman, a link with no unflushed output closes
-    /// at once (it leaves routing now); one with output left keeps its place until the
-    /// driver reports the close (spec 5.1, `routing/reregister_*`).
+    /// at once (it leaves routing now); one with output left is closed when the driver
+    /// reports it, which decides the tie position of a re-registered worker key (spec
+    /// 5.1, `routing/reregister_*`).
     pub(super) fn close_link(&mut self, id: LinkId, reason: CloseReason) {
         let Some(link) = self.links.get_mut(&id.0) else {
             return;
@@ -564,13 +617,19 @@ impl GatewayCore {
         }
         link.closing = true;
         link.input = BytesMut::new();
+        let (pending, key) = (link.pending, link.key.clone());
         self.actions.push_back(Action::CloseLink {
             id,
             after_flush: true,
             reason,
         });
-        if link.pending == 0 {
+        if pending == 0 {
             self.handle_link_closed(Duration::ZERO, id);
+        } else if let Some(key) = key.filter(|_| reason != CloseReason::WorkerReplaced) {
+            // A worker closed for its own fault leaves routing now, so its clients move on
+            // at their next event instead of losing events while it flushes. (A replaced
+            // worker's key already belongs to the new link, in the old one's place.)
+            self.router.unregister(&key, id);
         }
     }
 
@@ -580,6 +639,7 @@ impl GatewayCore {
             return;
         };
         if link.closing {
+            self.stats.link_frames_dropped += 1;
             return;
         }
         if link.pending >= self.config.link_pending_max {
@@ -674,8 +734,11 @@ impl GatewayCore {
     /// One tick of the client heartbeat (spec 5.4), clients in accept order.
     fn heartbeat_tick(&mut self, now: Duration) {
         let limit = self.config.ping_not_response_limit as i64;
-        let ping = (!self.config.ping_data.is_empty())
-            .then(|| self.encode_for_clients(&self.config.ping_data.clone(), false));
+        let ping = if self.config.ping_data.is_empty() {
+            None
+        } else {
+            self.encode_for_clients(&self.config.ping_data, false)
+        };
         let ids: Vec<u32> = self.clients.ids().collect();
         for id in ids {
             let Some(client) = self.clients.get_mut(id) else {
@@ -698,9 +761,9 @@ impl GatewayCore {
 
     /// CMD_PING to every registered worker (spec 2.1), one shared buffer.
     fn ping_workers(&mut self) {
-        let mut header = shim::empty_header(Command::Ping);
+        let mut header = wire::empty_header(Command::Ping);
         header.flag = FLAG_BODY_IS_SCALAR;
-        let ping = shim::encode_frame(&Frame {
+        let ping = wire::encode_frame(&Frame {
             header,
             ext_data: Bytes::new(),
             body: Bytes::new(),

@@ -19,9 +19,8 @@ mod clients;
 mod commands;
 mod config;
 mod core;
-mod public_shim;
 mod routing;
-mod shim;
+mod wire;
 
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,7 @@
 //! Running a gateway on real sockets: `count` independent shards, the way the original
 //! runs `count` processes.
 //!
-//! Each shard is a thread with a current-thread tokio runtime, its own [`GatewayCore`],
+//! Each shard is a thread with a current-thread tokio runtime, its own [`GatewayCore`](super::GatewayCore),
 //! its own lan port (`start_port + i`) and a public listener bound with `SO_REUSEPORT`
 //! on the shared public port, so the kernel spreads clients over shards. Shards share
 //! nothing: client ids carry the lan port, so a worker addresses the right shard.
