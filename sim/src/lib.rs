@@ -12,3 +12,18 @@ pub mod net;
 
 pub use choppy::{ChoppyStream, TINY_CHUNK_MAX};
 pub use net::{TurmoilListener, TurmoilNet, TurmoilStream};
+
+use std::time::{Duration, SystemTime};
+
+/// The simulated wall clock's start (2023-11-14T22:13:20Z): fixed, because turmoil's
+/// default epoch is the real `SystemTime::now()`.
+pub const EPOCH: Duration = Duration::from_secs(1_700_000_000);
+
+/// A turmoil builder with the determinism settings every simulation needs: an explicit
+/// RNG seed (turmoil's default is OS-random) and a fixed epoch. Inside hosts, use
+/// `tokio::time` (simulated), never `std::time` (real), and make every `select!` `biased;`.
+pub fn builder(seed: u64) -> turmoil::Builder {
+    let mut builder = turmoil::Builder::new();
+    builder.rng_seed(seed).epoch(SystemTime::UNIX_EPOCH + EPOCH);
+    builder
+}

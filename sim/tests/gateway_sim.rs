@@ -6,7 +6,7 @@
 use std::cell::RefCell;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::rc::Rc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use futures_util::{SinkExt, StreamExt};
@@ -22,8 +22,6 @@ use tokio_tungstenite::tungstenite::Message;
 
 const PUBLIC_PORT: u16 = 7272;
 const LAN_PORT: u16 = 2300;
-/// A fixed simulated start, so nothing depends on the wall clock.
-const EPOCH_SECS: u64 = 1_700_000_000;
 /// Most bytes per simulated segment written by the client and the worker (an MTU's
 /// payload); half the segments are tiny anyway (see `ChoppyStream`).
 const CHUNK_MAX: usize = 1460;
@@ -55,9 +53,7 @@ fn big_reply() -> String {
 /// of SEND_TO_ONE, a big one, and a KICK with a last message, all in one flush; the
 /// client reads everything, then the end of its connection; the worker hears ON_CLOSE.
 fn run_with(seed: u64, limits: AsyncStreamLimits) -> Vec<String> {
-    let mut sim = turmoil::Builder::new()
-        .rng_seed(seed)
-        .epoch(SystemTime::UNIX_EPOCH + Duration::from_secs(EPOCH_SECS))
+    let mut sim = sim::builder(seed)
         .simulation_duration(Duration::from_secs(60))
         .build();
     let trace: Trace = Rc::default();
@@ -347,9 +343,7 @@ fn the_same_seed_gives_the_same_trace() {
 fn a_stalled_kicked_client_is_dropped_after_shutdown_time_max() {
     /// Segments in flight per simulated connection: the client's window.
     const TCP_CAPACITY: usize = 8;
-    let mut sim = turmoil::Builder::new()
-        .rng_seed(7)
-        .epoch(SystemTime::UNIX_EPOCH + Duration::from_secs(EPOCH_SECS))
+    let mut sim = sim::builder(7)
         .simulation_duration(Duration::from_secs(60))
         .tcp_capacity(TCP_CAPACITY)
         .build();
