@@ -265,3 +265,75 @@ async fn an_idle_adapter_holds_no_buffer() {
 fn read_buffer_max_above_the_ceiling_is_refused() {
     let _ = pair(limits(super::READ_BUFFER_CEILING + 1, 64), 64);
 }
+
+/// Random bounds, pipe sizes, write cuts and read sizes: whatever crosses the adapter in
+/// either direction arrives intact and in order, then the end of the stream.
+#[test]
+fn any_bytes_cross_intact_under_any_bounds() {
+    fn property(
+        data_out: Vec<u8>,
+        data_in: Vec<u8>,
+        cuts: Vec<u8>,
+        read_buffer_max: u8,
+        write_stash_max: u8,
+        pipe: u8,
+        scratch: u8,
+    ) -> bool {
+        let limits = limits(
+            usize::from(read_buffer_max % 32) + 1,
+            usize::from(write_stash_max % 32) + 1,
+        );
+        let pipe = usize::from(pipe % 32) + 1;
+        let scratch = usize::from(scratch % 32) + 1;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (mut stream, peer) = pair(limits, pipe);
+            let (mut peer_read, mut peer_write) = tokio::io::split(peer);
+            let outgoing = async {
+                // The driver's way: offer two slices at a time, wait when refused.
+                let mut at = 0;
+                let mut cut = cuts.iter().cycle();
+                while at < data_out.len() {
+                    let first =
+                        (at + usize::from(*cut.next().unwrap_or(&7)) + 1).min(data_out.len());
+                    let slices = [
+                        IoSlice::new(&data_out[at..first]),
+                        IoSlice::new(&data_out[first..]),
+                    ];
+                    match stream.try_write_vectored(&slices) {
+                        Ok(n) => at += n,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            stream.write_ready().await.unwrap()
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                stream.shutdown().await.unwrap();
+                read_to_end(&mut stream, scratch).await.unwrap()
+            };
+            let peer_side = async {
+                let writer = async {
+                    peer_write.write_all(&data_in).await.unwrap();
+                    peer_write.shutdown().await.unwrap();
+                };
+                let reader = async {
+                    let mut got = Vec::new();
+                    peer_read.read_to_end(&mut got).await.unwrap();
+                    got
+                };
+                tokio::join!(writer, reader).1
+            };
+            let (got_in, got_out) =
+                tokio::time::timeout(WAIT, async { tokio::join!(outgoing, peer_side) })
+                    .await
+                    .expect("no deadlock");
+            got_in == data_in && got_out == data_out
+        })
+    }
+    quickcheck::QuickCheck::new()
+        .tests(1000)
+        .quickcheck(property as fn(Vec<u8>, Vec<u8>, Vec<u8>, u8, u8, u8, u8) -> bool);
+}
