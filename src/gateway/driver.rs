@@ -35,6 +35,9 @@ const READS_PER_TURN_MAX: usize = 4;
 const WRITE_SLICES_MAX: usize = 64;
 /// Longest register line kept while waiting for its `\n` (the register sends short JSON).
 const REGISTER_LINE_MAX: usize = 1024 * 1024;
+/// Longest wait for a stream's own [`NetStream::shutdown`] after a graceful close (a TLS
+/// stream pushing its last records to a peer that stopped reading); then it is dropped.
+pub const SHUTDOWN_TIME_MAX: Duration = Duration::from_secs(5);
 
 /// Which connection of the shard an I/O task serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -217,12 +220,16 @@ fn trim_line(line: &[u8]) -> &[u8] {
 /// Serves one gateway shard until `shutdown` completes: clients on `public`, worker and
 /// API links on `lan`, the register connections the core asks for, and its timers.
 ///
+/// The public listener is a type of its own so that clients may arrive through a
+/// different stream type than links (TLS for `wss://`, see [`crate::net::tls`]); pass
+/// `N::Listener` when they do not.
+///
 /// Runs its tasks on a `LocalSet` of its own, so it can be awaited from any
 /// single-threaded runtime (a plain current-thread tokio runtime or a turmoil host).
-pub async fn serve<N: Net>(
+pub async fn serve<N: Net, P: NetListener>(
     net: N,
     config: GatewayConfig,
-    public: N::Listener,
+    public: P,
     lan: N::Listener,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
@@ -250,10 +257,10 @@ impl std::fmt::Debug for Observer {
 }
 
 /// [`serve`] with an optional [`Observer`].
-pub async fn serve_observed<N: Net>(
+pub async fn serve_observed<N: Net, P: NetListener>(
     net: N,
     config: GatewayConfig,
-    public: N::Listener,
+    public: P,
     lan: N::Listener,
     shutdown: impl Future<Output = ()>,
     observer: Option<Observer>,
@@ -264,10 +271,10 @@ pub async fn serve_observed<N: Net>(
         .await
 }
 
-async fn serve_local<N: Net>(
+async fn serve_local<N: Net, P: NetListener>(
     net: N,
     config: GatewayConfig,
-    mut public: N::Listener,
+    mut public: P,
     mut lan: N::Listener,
     shutdown: impl Future<Output = ()>,
     mut observer: Option<Observer>,
@@ -335,7 +342,7 @@ async fn next_tick(interval: &mut Option<tokio::time::Interval>) {
     }
 }
 
-fn accept_client<N: Net>(shard: &SharedShard<N>, stream: N::Stream, peer: SocketAddr) {
+fn accept_client<N: Net, S: NetStream>(shard: &SharedShard<N>, stream: S, peer: SocketAddr) {
     let mut s = shard.borrow_mut();
     let now = s.now();
     let id = match s.core.handle_client_connected(now, peer) {
@@ -364,11 +371,11 @@ fn accept_link<N: Net>(shard: &SharedShard<N>, stream: N::Stream, peer: SocketAd
 
 /// Registers the connection's output side, runs the core's reaction to the connect, and
 /// spawns the connection's I/O task.
-fn start_conn<N: Net>(
+fn start_conn<N: Net, S: NetStream>(
     s: &mut Shard<N>,
     shard: &SharedShard<N>,
     endpoint: Endpoint,
-    stream: N::Stream,
+    stream: S,
 ) {
     let io = Rc::new(ConnIo::default());
     s.conns.insert(endpoint, io.clone());
@@ -438,16 +445,16 @@ async fn run_timer<N: Net>(shard: SharedShard<N>, wake: Rc<Notify>) {
 #[derive(Debug)]
 enum ConnEnd {
     PeerClosed,
-    Closed,
+    Closed(Closing),
     Error(io::Error),
 }
 
 /// One connection's I/O: reads into the shard's scratch buffer and feeds the core;
 /// writes what the core queued; ends when the peer goes or the core closes it.
-async fn run_conn<N: Net>(
+async fn run_conn<N: Net, S: NetStream>(
     shard: SharedShard<N>,
     endpoint: Endpoint,
-    mut stream: N::Stream,
+    mut stream: S,
     io: Rc<ConnIo>,
 ) {
     let end = conn_loop(&shard, endpoint, &mut stream, &io).await;
@@ -455,22 +462,31 @@ async fn run_conn<N: Net>(
         ConnEnd::Error(e) => tracing::debug!(?endpoint, error = %e, "connection error"),
         other => tracing::trace!(?endpoint, ?other, "connection ended"),
     }
+    if let ConnEnd::Closed(Closing::AfterFlush) = end {
+        // The driver's queue is written; a stream with buffers of its own (TLS, the
+        // async adapter) still has to push them out and say goodbye.
+        match tokio::time::timeout(SHUTDOWN_TIME_MAX, stream.shutdown()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!(?endpoint, error = %e, "shutdown failed"),
+            Err(_) => tracing::debug!(?endpoint, "shutdown timed out"),
+        }
+    }
     drop(stream);
     let mut s = shard.borrow_mut();
     s.closed(endpoint);
     s.dispatch(&shard);
 }
 
-async fn conn_loop<N: Net>(
+async fn conn_loop<N: Net, S: NetStream>(
     shard: &SharedShard<N>,
     endpoint: Endpoint,
-    stream: &mut N::Stream,
+    stream: &mut S,
     io: &ConnIo,
 ) -> ConnEnd {
     loop {
         let closing = io.outbox.borrow().closing;
         if closing == Some(Closing::Now) {
-            return ConnEnd::Closed;
+            return ConnEnd::Closed(Closing::Now);
         }
         match write_some(shard, endpoint, stream, io) {
             Ok(()) => {}
@@ -478,7 +494,7 @@ async fn conn_loop<N: Net>(
         }
         let has_output = !io.outbox.borrow().chunks.is_empty();
         if closing == Some(Closing::AfterFlush) && !has_output {
-            return ConnEnd::Closed;
+            return ConnEnd::Closed(Closing::AfterFlush);
         }
         tokio::select! {
             biased;
@@ -504,10 +520,10 @@ async fn conn_loop<N: Net>(
 
 /// Reads what the socket has (bounded per turn) and feeds it to the core. `Ok(false)` at
 /// the end of the stream.
-fn read_some<N: Net>(
+fn read_some<N: Net, S: NetStream>(
     shard: &SharedShard<N>,
     endpoint: Endpoint,
-    stream: &mut N::Stream,
+    stream: &mut S,
 ) -> io::Result<bool> {
     let scratch = shard.borrow().scratch.clone();
     let mut buf = scratch.borrow_mut();
@@ -532,10 +548,10 @@ fn read_some<N: Net>(
 
 /// Writes as much queued output as the socket takes now, in one vectored call per
 /// round, and reports the written bytes to the core.
-fn write_some<N: Net>(
+fn write_some<N: Net, S: NetStream>(
     shard: &SharedShard<N>,
     endpoint: Endpoint,
-    stream: &mut N::Stream,
+    stream: &mut S,
     io: &ConnIo,
 ) -> io::Result<()> {
     loop {

@@ -13,6 +13,7 @@ use std::thread::JoinHandle;
 use tokio::sync::watch;
 
 use super::{driver, GatewayConfig};
+use crate::net::tls::{TlsListener, TlsSettings};
 use crate::net::{bind_std, TokioListener, TokioNet};
 
 /// Where and how many shards to run.
@@ -28,6 +29,9 @@ pub struct GatewaySettings {
     pub count: usize,
     /// The core's settings; `lan_port` and `gateway_port` are filled in per shard.
     pub core: GatewayConfig,
+    /// `Some` serves the public port as `wss://` (TLS, then the same protocol); `None`
+    /// serves plain TCP. Links on the lan ports are never TLS.
+    pub tls: Option<TlsSettings>,
 }
 
 impl GatewaySettings {
@@ -44,6 +48,7 @@ impl GatewaySettings {
             start_port,
             count,
             core: GatewayConfig::new(lan_ip, start_port, listen.port()),
+            tls: None,
         }
     }
 }
@@ -85,8 +90,8 @@ impl RunningGateway {
     }
 }
 
-/// Binds every listener (errors such as "address in use" come back here, before anything
-/// runs) and starts the shards.
+/// Binds every listener and loads the TLS certificate (errors such as "address in use"
+/// or a bad PEM file come back here, before anything runs) and starts the shards.
 pub fn start(settings: GatewaySettings) -> io::Result<RunningGateway> {
     start_observed(settings, |_| None)
 }
@@ -98,6 +103,10 @@ pub fn start_observed(
     mut observer_for: impl FnMut(usize) -> Option<driver::Observer>,
 ) -> io::Result<RunningGateway> {
     assert!(settings.count >= 1, "a gateway needs at least one shard");
+    let tls = match &settings.tls {
+        Some(tls) => Some((tls.acceptor()?, tls.clone())),
+        None => None,
+    };
     let mut public_addr = settings.listen;
     let mut bound = Vec::with_capacity(settings.count);
     for i in 0..settings.count {
@@ -123,6 +132,7 @@ pub fn start_observed(
         lan_addrs.push(SocketAddr::new(IpAddr::V4(config.lan_ip), lan_port));
         let mut stopped = stopped.clone();
         let observer = observer_for(i);
+        let tls = tls.clone();
         let thread = std::thread::Builder::new()
             .name(format!("gateway-{i}"))
             .spawn(move || -> io::Result<()> {
@@ -135,7 +145,21 @@ pub fn start_observed(
                     let shutdown = async move {
                         let _ = stopped.wait_for(|stop| *stop).await;
                     };
-                    driver::serve_observed(TokioNet, config, public, lan, shutdown, observer).await
+                    match tls {
+                        Some((acceptor, tls)) => {
+                            let public = TlsListener::new(public, acceptor, tls);
+                            driver::serve_observed(
+                                TokioNet, config, public, lan, shutdown, observer,
+                            )
+                            .await
+                        }
+                        None => {
+                            driver::serve_observed(
+                                TokioNet, config, public, lan, shutdown, observer,
+                            )
+                            .await
+                        }
+                    }
                 })
             })?;
         threads.push(thread);
