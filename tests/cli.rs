@@ -523,3 +523,76 @@ fn json_logs_are_one_object_per_line() {
     assert_eq!(value["fields"]["message"], "register ready");
     assert_eq!(register.terminate().code(), Some(0));
 }
+
+#[test]
+fn tls_flags_serve_the_public_port_over_tls() {
+    use tokio_rustls::rustls::{self, pki_types::ServerName, ClientConfig, RootCertStore};
+
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert = write_file("cert.pem", &certified.cert.pem());
+    let key = write_file("key.pem", &certified.signing_key.serialize_pem());
+    let (public, lan, register) = (free_port(), free_port(), free_port());
+    let mut gateway = Server::start(
+        bin()
+            .args(["gateway", "--listen"])
+            .arg(format!("websocket://127.0.0.1:{public}"))
+            .args(["--start-port", &lan.to_string()])
+            .args(["--register", &format!("127.0.0.1:{register}")])
+            .arg("--tls-cert")
+            .arg(&cert)
+            .arg("--tls-key")
+            .arg(&key),
+    );
+    let ready = gateway.wait_for("gateway ready");
+    assert!(ready.contains("tls=true"), "{ready}");
+
+    let mut roots = RootCertStore::empty();
+    roots.add(certified.cert.der().clone()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", public))
+            .await
+            .unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        tokio::time::timeout(WAIT, connector.connect(name, tcp))
+            .await
+            .expect("TLS handshake within WAIT")
+            .expect("TLS handshake with the flag's certificate");
+    });
+    assert_eq!(gateway.terminate().code(), Some(0));
+}
+
+#[test]
+fn tls_flag_errors_name_the_flag() {
+    let output = run(bin().args(["gateway", "--tls-cert", "/nonexistent/cert.pem"]));
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stderr_lines(&output),
+        vec!["gatewayworker: --tls-cert: needs --tls-key too".to_owned()]
+    );
+    let output = run(bin().args([
+        "gateway",
+        "--tls-cert",
+        "/nonexistent/cert.pem",
+        "--tls-key",
+        "/nonexistent/key.pem",
+    ]));
+    assert_eq!(output.status.code(), Some(1));
+    let lines = stderr_lines(&output);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with("gatewayworker: --tls-cert/--tls-key: "),
+        "{lines:?}"
+    );
+    assert!(lines[0].contains("/nonexistent/cert.pem"), "{lines:?}");
+}

@@ -171,6 +171,24 @@ pub struct GatewayArgs {
     /// Seed of the random router [default: from the clock].
     #[arg(long, value_name = "N")]
     pub router_seed: Option<u64>,
+    /// Seconds a websocket client has to complete its handshake, 0 = no limit
+    /// [default: 10].
+    #[arg(long, value_name = "SECONDS")]
+    pub handshake_timeout: Option<u64>,
+    /// PEM certificate chain: serve the public port over TLS (wss://), with --tls-key
+    /// [default: off].
+    #[arg(long, value_name = "PATH")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert [default: off].
+    #[arg(long, value_name = "PATH")]
+    pub tls_key: Option<PathBuf>,
+    /// Seconds a client has to complete its TLS handshake [default: 10].
+    #[arg(long, value_name = "SECONDS")]
+    pub tls_handshake_timeout: Option<u64>,
+    /// TLS handshakes in progress at once per shard; more wait in the backlog
+    /// [default: 1024].
+    #[arg(long, value_name = "N")]
+    pub tls_handshakes_max: Option<usize>,
     /// Unsent bytes per client before messages to it are dropped [default: 1024000].
     #[arg(long, value_name = "BYTES")]
     pub client_pending_max: Option<usize>,
@@ -233,6 +251,7 @@ impl GatewayArgs {
     pub fn merge(mut self, file: GatewayArgs) -> GatewayArgs {
         merge_fields!(self, file: GatewayArgs; listen, lan_ip, start_port, count, register, secret,
             ping_interval, ping_not_response_limit, ping_data, router, router_seed,
+            handshake_timeout, tls_cert, tls_key, tls_handshake_timeout, tls_handshakes_max,
             client_pending_max, pending_before_handshake_max, link_pending_max,
             package_size_max, clients_max, links_max, metrics);
         self

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use gatewayworker::gateway::shards::{self, GatewaySettings};
 use gatewayworker::gateway::RoutingMode;
 use gatewayworker::net::bind_std;
+use gatewayworker::net::tls::TlsSettings;
 
 use super::address::public_listen;
 use super::args::{GatewayArgs, Router};
@@ -100,6 +101,11 @@ pub fn settings(args: &GatewayArgs) -> Result<GatewaySettings, CliError> {
             *field = positive(setting, n)?;
         }
     }
+    if let Some(seconds) = args.handshake_timeout {
+        core.handshake_timeout = Duration::from_secs(seconds);
+    }
+    settings.tls = tls_settings(args)?;
+    let core = &mut settings.core;
     if core.package_size_max > u32::MAX as usize {
         return Err(CliError::BadSetting {
             setting: "--package-size-max",
@@ -107,6 +113,55 @@ pub fn settings(args: &GatewayArgs) -> Result<GatewaySettings, CliError> {
         });
     }
     Ok(settings)
+}
+
+/// `--tls-cert` and `--tls-key` (both or neither), checked by loading them now so a bad
+/// file is reported against its flag.
+fn tls_settings(args: &GatewayArgs) -> Result<Option<TlsSettings>, CliError> {
+    let (cert, key) = match (&args.tls_cert, &args.tls_key) {
+        (None, None) => {
+            for (value, setting) in [
+                (
+                    args.tls_handshake_timeout.is_some(),
+                    "--tls-handshake-timeout",
+                ),
+                (args.tls_handshakes_max.is_some(), "--tls-handshakes-max"),
+            ] {
+                if value {
+                    return Err(CliError::BadSetting {
+                        setting,
+                        message: "needs --tls-cert and --tls-key".to_owned(),
+                    });
+                }
+            }
+            return Ok(None);
+        }
+        (Some(cert), Some(key)) => (cert, key),
+        (Some(_), None) => {
+            return Err(CliError::BadSetting {
+                setting: "--tls-cert",
+                message: "needs --tls-key too".to_owned(),
+            })
+        }
+        (None, Some(_)) => {
+            return Err(CliError::BadSetting {
+                setting: "--tls-key",
+                message: "needs --tls-cert too".to_owned(),
+            })
+        }
+    };
+    let mut tls = TlsSettings::new(cert, key);
+    if let Some(seconds) = args.tls_handshake_timeout {
+        tls.handshake_time_max = Duration::from_secs(seconds);
+    }
+    if let Some(n) = args.tls_handshakes_max {
+        tls.handshakes_max = positive("--tls-handshakes-max", n)?;
+    }
+    tls.acceptor().map_err(|e| CliError::BadSetting {
+        setting: "--tls-cert/--tls-key",
+        message: e.to_string(),
+    })?;
+    Ok(Some(tls))
 }
 
 /// A seed for the random router when none is given: the clock and the process id, so
@@ -170,6 +225,7 @@ pub fn run(args: GatewayArgs) -> Result<(), CliError> {
     tracing::info!(
         public = %running.public_addr,
         protocol = ?settings.core.protocol,
+        tls = settings.tls.is_some(),
         lan = ?running.lan_addrs,
         register = ?settings.core.register_addresses,
         metrics = ?metrics.as_ref().map(|m| m.addr),
