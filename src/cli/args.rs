@@ -48,6 +48,7 @@ pub struct Cli {
 }
 
 /// The subcommands.
+#[allow(clippy::large_enum_variant)] // One value per process, parsed once.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a register: the directory where gateways announce themselves and workers look
