@@ -596,3 +596,38 @@ fn tls_flag_errors_name_the_flag() {
     );
     assert!(lines[0].contains("/nonexistent/cert.pem"), "{lines:?}");
 }
+
+#[test]
+fn status_marks_a_gateway_that_does_not_answer() {
+    let register_port = free_port();
+    let mut register = start_register(register_port, &[]);
+    // Announce a gateway nobody listens for, the way a gateway announces itself.
+    let dead = free_port();
+    let mut announcer = TcpStream::connect(("127.0.0.1", register_port)).unwrap();
+    writeln!(
+        announcer,
+        "{{\"event\":\"gateway_connect\", \"address\":\"127.0.0.1:{dead}\", \"secret_key\":\"\"}}"
+    )
+    .unwrap();
+    let output = eventually("status sees the announced gateway", || {
+        let output = run(bin()
+            .args(["status", "--timeout", "2", "--register"])
+            .arg(format!("127.0.0.1:{register_port}")));
+        String::from_utf8_lossy(&output.stdout)
+            .contains("1 gateway(s)")
+            .then_some(output)
+    });
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("127.0.0.1:{dead}")))
+        .unwrap_or_else(|| panic!("no row for the dead gateway:\n{stdout}"));
+    assert!(row.contains("? (cannot connect"), "{row}");
+    assert_eq!(
+        stderr_lines(&output),
+        vec!["gatewayworker: 1 gateway(s) did not answer".to_owned()]
+    );
+    drop(announcer);
+    assert_eq!(register.terminate().code(), Some(0));
+}

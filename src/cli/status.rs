@@ -49,11 +49,24 @@ pub fn run(args: StatusArgs) -> Result<(), CliError> {
         .map_err(|e| CliError::io("starting the runtime", e))?;
     let rows = runtime.block_on(async {
         let gateways = ask_register(&register, &secret, timeout).await?;
-        let mut rows = Vec::with_capacity(gateways.len());
-        for gateway in gateways {
-            let clients = ask_count(&gateway, &secret, timeout).await;
-            rows.push(Row { gateway, clients });
+        // All gateways at once, so one dead gateway costs one timeout, not one each.
+        let mut queries = tokio::task::JoinSet::new();
+        for (index, gateway) in gateways.iter().enumerate() {
+            let (gateway, secret) = (gateway.clone(), secret.clone());
+            queries.spawn(async move { (index, ask_count(&gateway, &secret, timeout).await) });
         }
+        let mut counts: Vec<Result<i64, String>> =
+            vec![Err("no answer".to_owned()); gateways.len()];
+        while let Some(done) = queries.join_next().await {
+            if let Ok((index, clients)) = done {
+                counts[index] = clients;
+            }
+        }
+        let rows = gateways
+            .into_iter()
+            .zip(counts)
+            .map(|(gateway, clients)| Row { gateway, clients })
+            .collect::<Vec<_>>();
         Ok::<_, CliError>(rows)
     })?;
     print_table(&register, &rows);
