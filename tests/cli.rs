@@ -522,6 +522,51 @@ fn json_logs_are_one_object_per_line() {
     assert_eq!(value["level"], "INFO");
     assert_eq!(value["fields"]["message"], "register ready");
     assert_eq!(register.terminate().code(), Some(0));
+
+    // From the config file; a flag still wins over it.
+    let path = write_file("logs.toml", "log-format = \"json\"\n");
+    let mut register = Server::start(
+        bin()
+            .arg("--config")
+            .arg(&path)
+            .args(["register", "--listen"])
+            .arg(format!("127.0.0.1:{}", free_port())),
+    );
+    let line = register.wait_for("register ready");
+    assert!(
+        serde_json::from_str::<serde_json::Value>(&line).is_ok(),
+        "{line}"
+    );
+    assert_eq!(register.terminate().code(), Some(0));
+    let mut register = Server::start(
+        bin()
+            .arg("--config")
+            .arg(&path)
+            .args(["register", "--log-format", "text", "--listen"])
+            .arg(format!("127.0.0.1:{}", free_port())),
+    );
+    let line = register.wait_for("register ready");
+    assert!(line.contains(" INFO "), "{line}");
+    assert!(
+        serde_json::from_str::<serde_json::Value>(&line).is_err(),
+        "{line}"
+    );
+    assert_eq!(register.terminate().code(), Some(0));
+}
+
+#[test]
+fn a_malformed_rust_log_is_one_line() {
+    let output =
+        run(bin()
+            .env("RUST_LOG", "foo=bar=baz")
+            .args(["status", "--register", "127.0.0.1:1"]));
+    assert_eq!(output.status.code(), Some(1));
+    let lines = stderr_lines(&output);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with("gatewayworker: RUST_LOG: `foo=bar=baz`"),
+        "{lines:?}"
+    );
 }
 
 #[test]

@@ -23,7 +23,8 @@ pub fn settings(args: &RegisterArgs) -> Result<RegisterSettings, CliError> {
     let mut settings = RegisterSettings::new(addr, args.secret.clone().unwrap_or_default());
     let core = &mut settings.core;
     if let Some(seconds) = args.first_line_timeout {
-        core.first_line_timeout = Duration::from_secs(seconds);
+        let seconds = positive("--first-line-timeout", seconds as usize)?;
+        core.first_line_timeout = Duration::from_secs(seconds as u64);
     }
     if let Some(n) = args.line_length_max {
         core.line_length_max = positive("--line-length-max", n)?;
