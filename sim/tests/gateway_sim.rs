@@ -341,6 +341,18 @@ fn the_same_seed_gives_the_same_trace() {
 /// Simulated time makes the five seconds free.
 #[test]
 fn a_stalled_kicked_client_is_dropped_after_shutdown_time_max() {
+    stalled_kick(0);
+}
+
+/// The same with far more output than the stream's own buffers hold: what is still in the
+/// driver's queue is given up after `SHUTDOWN_TIME_MAX` too (no connection is held forever
+/// by a peer that stopped reading).
+#[test]
+fn a_stalled_kicked_client_with_a_full_queue_is_dropped_after_shutdown_time_max() {
+    stalled_kick(50_000);
+}
+
+fn stalled_kick(padding: usize) {
     /// Segments in flight per simulated connection: the client's window.
     const TCP_CAPACITY: usize = 8;
     let mut sim = sim::builder(7)
@@ -356,7 +368,7 @@ fn a_stalled_kicked_client_is_dropped_after_shutdown_time_max() {
         driver::serve(net, config, public, lan, std::future::pending()).await?;
         Ok(())
     });
-    sim.client("worker", async {
+    sim.client("worker", async move {
         let stream = turmoil::net::TcpStream::connect(("gateway", LAN_PORT)).await?;
         let mut link = Link::new(stream);
         let hello = br#"{"worker_key":"Sim:0","secret_key":""}"#;
@@ -370,7 +382,7 @@ fn a_stalled_kicked_client_is_dropped_after_shutdown_time_max() {
         // One segment per message, until the client's window is full and more wait in
         // the adapter's stash.
         for i in 0..TCP_CAPACITY * 2 {
-            let message = format!("message {i}");
+            let message = format!("message {i}{}", "x".repeat(padding));
             link.push(
                 Command::SendToOne,
                 cid,

@@ -21,6 +21,10 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use hashbrown::HashMap;
+
+/// A fixed (not randomly seeded) hasher: the connection maps are iterated at shutdown, and
+/// nothing observable may depend on a per-process random seed (simulation determinism).
+type FixedState = std::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher>;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -35,8 +39,10 @@ const READS_PER_TURN_MAX: usize = 4;
 const WRITE_SLICES_MAX: usize = 64;
 /// Longest register line kept while waiting for its `\n` (the register sends short JSON).
 const REGISTER_LINE_MAX: usize = 1024 * 1024;
-/// Longest wait for a stream's own [`NetStream::shutdown`] after a graceful close (a TLS
-/// stream pushing its last records to a peer that stopped reading); then it is dropped.
+/// Longest wait without progress, after a graceful close (KICK, websocket close), first
+/// for the driver's queued output to be written and then for the stream's own
+/// [`NetStream::shutdown`] (a TLS stream pushing its last records): a peer that stopped
+/// reading is dropped then.
 pub const SHUTDOWN_TIME_MAX: Duration = Duration::from_secs(5);
 
 /// Which connection of the shard an I/O task serves.
@@ -103,8 +109,8 @@ struct Shard<N: Net> {
     net: N,
     core: GatewayCore,
     origin: Instant,
-    conns: HashMap<Endpoint, Rc<ConnIo>>,
-    register_input: HashMap<usize, BytesMut>,
+    conns: HashMap<Endpoint, Rc<ConnIo>, FixedState>,
+    register_input: HashMap<usize, BytesMut, FixedState>,
     timer_armed: Option<Duration>,
     timer_wake: Rc<Notify>,
     scratch: Rc<RefCell<Vec<u8>>>,
@@ -285,8 +291,8 @@ async fn serve_local<N: Net, P: NetListener>(
         net,
         core: GatewayCore::new(config, Duration::ZERO),
         origin,
-        conns: HashMap::new(),
-        register_input: HashMap::new(),
+        conns: HashMap::default(),
+        register_input: HashMap::default(),
         timer_armed: None,
         timer_wake: timer_wake.clone(),
         scratch: Rc::new(RefCell::new(vec![0; SCRATCH_SIZE])),
@@ -483,14 +489,21 @@ async fn conn_loop<N: Net, S: NetStream>(
     stream: &mut S,
     io: &ConnIo,
 ) -> ConnEnd {
+    // A graceful close waits at most SHUTDOWN_TIME_MAX without progress for the queued
+    // output: a peer that stops reading after a KICK must not hold its connection forever.
+    let mut flush_deadline: Option<Instant> = None;
     loop {
         let closing = io.outbox.borrow().closing;
         if closing == Some(Closing::Now) {
             return ConnEnd::Closed(Closing::Now);
         }
-        match write_some(shard, endpoint, stream, io) {
-            Ok(()) => {}
+        let written = match write_some(shard, endpoint, stream, io) {
+            Ok(written) => written,
             Err(e) => return ConnEnd::Error(e),
+        };
+        // The deadline counts from the last progress: a slow reader still gets everything.
+        if closing == Some(Closing::AfterFlush) && (flush_deadline.is_none() || written > 0) {
+            flush_deadline = Some(Instant::now() + SHUTDOWN_TIME_MAX);
         }
         let has_output = !io.outbox.borrow().chunks.is_empty();
         if closing == Some(Closing::AfterFlush) && !has_output {
@@ -504,6 +517,10 @@ async fn conn_loop<N: Net, S: NetStream>(
                     return ConnEnd::Error(e);
                 }
             }
+            () = sleep_until_deadline(flush_deadline), if flush_deadline.is_some() => {
+                tracing::debug!(?endpoint, "graceful close timed out; dropping queued output");
+                return ConnEnd::Closed(Closing::Now);
+            }
             ready = stream.read_ready(), if closing.is_none() => {
                 if let Err(e) = ready {
                     return ConnEnd::Error(e);
@@ -515,6 +532,13 @@ async fn conn_loop<N: Net, S: NetStream>(
                 }
             }
         }
+    }
+}
+
+async fn sleep_until_deadline(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -553,12 +577,13 @@ fn write_some<N: Net, S: NetStream>(
     endpoint: Endpoint,
     stream: &mut S,
     io: &ConnIo,
-) -> io::Result<()> {
+) -> io::Result<usize> {
+    let mut total = 0;
     loop {
         let written = {
             let outbox = io.outbox.borrow();
             if outbox.chunks.is_empty() {
-                return Ok(());
+                return Ok(total);
             }
             // A fixed array, not a Vec: no allocation per write on the hot path.
             let mut slices = [IoSlice::new(&[]); WRITE_SLICES_MAX];
@@ -570,11 +595,12 @@ fn write_some<N: Net, S: NetStream>(
             match stream.try_write_vectored(&slices[..count]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(total),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
         };
+        total += written;
         consume(&mut io.outbox.borrow_mut().chunks, written);
         let mut s = shard.borrow_mut();
         s.flushed(endpoint, written);
