@@ -14,4 +14,5 @@
 pub mod protocol;
 #[doc(hidden)]
 pub mod testing;
+pub mod wasm;
 pub mod worker;

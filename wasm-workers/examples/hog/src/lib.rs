@@ -1,0 +1,23 @@
+//! Test guest: the message "hog" allocates 1 MiB blocks and keeps them until memory runs
+//! out (to hit the host's memory limit); anything else is echoed back.
+
+use gw_sdk::{gateway, Events, Message};
+
+#[derive(Default)]
+struct Hog {
+    kept: Vec<Vec<u8>>,
+}
+
+impl Events for Hog {
+    fn on_message(&mut self, _client_id: &str, message: Message<'_>) {
+        if message.data == b"hog" {
+            loop {
+                let block = vec![1u8; 1 << 20];
+                self.kept.push(block);
+            }
+        }
+        let _ = gateway::send_to_current_client(message.data, message.binary);
+    }
+}
+
+gw_sdk::export_worker!(Hog);
