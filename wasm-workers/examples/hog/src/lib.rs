@@ -12,7 +12,10 @@ impl Events for Hog {
     fn on_message(&mut self, _client_id: &str, message: Message<'_>) {
         if message.data == b"hog" {
             loop {
-                let block = vec![1u8; 1 << 20];
+                // Reserve without filling: the memory limit, not the fuel spent on memset
+                // (a loop on toolchains without bulk memory), must be what stops this.
+                let mut block = Vec::with_capacity(1 << 20);
+                block.push(1u8);
                 self.kept.push(block);
             }
         }
