@@ -759,3 +759,41 @@ async fn epoch_deadline_is_the_wall_clock_backstop() {
     w.handle(&message("ok")).await.unwrap();
     assert_eq!(rec.reply_texts(), vec!["ok#1"]);
 }
+
+/// Rough numbers for the report (run with `--ignored --nocapture`): compile, instantiate
+/// (on-demand and pooling), and one echo event host → guest → host.
+#[tokio::test]
+#[ignore = "measurement, not a check"]
+async fn measure_instantiation_and_per_event_overhead() {
+    for pooling in [None, Some(16)] {
+        let config = HostConfig {
+            pooling_instances_max: pooling,
+            ..test_config()
+        };
+        let host = WasmHost::<Recorder>::new(config).unwrap();
+        let t = std::time::Instant::now();
+        let plugin = host.load_file(&dist("echo")).unwrap();
+        let compile = t.elapsed();
+        let slot = PluginSlot::new(&host, plugin);
+        let rounds = 200u32;
+        let t = std::time::Instant::now();
+        for _ in 0..rounds {
+            let mut w = WasmWorker::new(&host, &slot, Recorder::default());
+            w.start(0).await.unwrap();
+        }
+        let instantiate = t.elapsed() / rounds;
+        let mut w = WasmWorker::new(&host, &slot, Recorder::default());
+        w.start(0).await.unwrap();
+        let e = message("0123456789abcdef0123456789abcdef");
+        let events = 20_000u32;
+        let t = std::time::Instant::now();
+        for _ in 0..events {
+            w.handle(&e).await.unwrap();
+        }
+        let per_event = t.elapsed() / events;
+        eprintln!(
+            "pooling={pooling:?}: compile echo {compile:?}, instantiate+start {instantiate:?}, \
+             echo event {per_event:?}"
+        );
+    }
+}

@@ -309,3 +309,134 @@ pub fn decode_call(
     };
     plain(call)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::php::PhpArray;
+
+    fn list(items: Vec<PhpValue>) -> PhpValue {
+        let mut a = PhpArray::new();
+        for v in items {
+            a.push(v);
+        }
+        PhpValue::Array(a)
+    }
+
+    fn s(t: &str) -> PhpValue {
+        PhpValue::str(t)
+    }
+
+    fn b(t: &str) -> Bytes {
+        Bytes::copy_from_slice(t.as_bytes())
+    }
+
+    #[test]
+    fn every_op_of_the_table_decodes_and_the_next_is_unknown() {
+        // Generous arguments: every op takes at most five, of these shapes.
+        let args = list(vec![
+            s("7f0000010fa000000001"),
+            s("a"),
+            PhpValue::Null,
+            PhpValue::Bool(false),
+            PhpValue::Bool(false),
+        ]);
+        let session_args = list(vec![s("7f0000010fa000000001"), list(vec![s("x")])]);
+        for op in 1..=39 {
+            let a = if op == 11 || op == 12 {
+                session_args.clone()
+            } else {
+                args.clone()
+            };
+            assert!(decode_call(op, a, true).is_ok(), "op {op}");
+        }
+        assert!(matches!(
+            decode_call(40, args, true),
+            Err(RequestError::BadRequest(_))
+        ));
+    }
+
+    #[test]
+    fn names_accept_ints_and_lists_like_php() {
+        let d = decode_call(4, list(vec![PhpValue::Int(1002), s("m")]), false).unwrap();
+        assert_eq!(
+            d.call,
+            ApiCall::SendToUid {
+                uids: vec![b("1002")],
+                message: s("m"),
+                raw: false
+            }
+        );
+        let d = decode_call(
+            5,
+            list(vec![
+                list(vec![s("g1"), PhpValue::Int(2)]),
+                s("m"),
+                s("7f0000010fa000000003"),
+                PhpValue::Bool(true),
+                PhpValue::Bool(true),
+            ]),
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            d.call,
+            ApiCall::SendToGroup {
+                groups: vec![b("g1"), b("2")],
+                message: s("m"),
+                exclude: Some(vec![b("7f0000010fa000000003")]),
+                raw: true
+            }
+        );
+        assert!(d.binary);
+        let bad = decode_call(6, list(vec![s("c"), PhpValue::Float(1.5)]), false);
+        assert!(matches!(
+            bad,
+            Err(RequestError::Api(ApiError::BadArgument(_)))
+        ));
+    }
+
+    #[test]
+    fn optional_arguments_default_like_php() {
+        let d = decode_call(24, list(vec![]), false).unwrap();
+        assert_eq!(d.call, ApiCall::GetClientCountByGroup { group: b("") });
+        let d = decode_call(14, list(vec![s("c")]), false).unwrap();
+        assert_eq!(
+            d.call,
+            ApiCall::CloseClient {
+                client_id: b("c"),
+                message: None
+            }
+        );
+        assert!(matches!(
+            decode_call(1, list(vec![s("c")]), false),
+            Err(RequestError::Api(ApiError::BadArgument(_)))
+        ));
+    }
+
+    #[test]
+    fn current_client_calls_need_an_event_and_arguments_a_list() {
+        for op in [2, 16, 17] {
+            assert_eq!(
+                decode_call(op, list(vec![s("m")]), false),
+                Err(RequestError::Api(ApiError::NoCurrentClient)),
+                "op {op}"
+            );
+        }
+        let mut not_list = PhpArray::new();
+        not_list.insert(PhpKey::Int(1), s("x"));
+        assert!(matches!(
+            decode_call(10, PhpValue::Array(not_list), true),
+            Err(RequestError::BadRequest(_))
+        ));
+        assert!(matches!(
+            decode_call(10, s("x"), true),
+            Err(RequestError::BadRequest(_))
+        ));
+        let needs_array = decode_call(11, list(vec![s("c"), s("not array")]), true);
+        assert!(matches!(
+            needs_array,
+            Err(RequestError::Api(ApiError::BadArgument(_)))
+        ));
+    }
+}

@@ -56,3 +56,50 @@ pub(crate) fn replace_recursive(base: &mut PhpArray, patch: &PhpArray) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::vectors::{php, section};
+
+    #[test]
+    fn replace_recursive_matches_php_vectors() {
+        for v in section("array_replace_recursive") {
+            let (PhpValue::Array(mut base), PhpValue::Array(patch)) =
+                (php(&v["input"]["base"]), php(&v["input"]["patch"]))
+            else {
+                panic!("{}: arrays expected", v["name"]);
+            };
+            replace_recursive(&mut base, &patch);
+            assert_eq!(
+                PhpValue::Array(base),
+                php(&v["expected"]["result"]),
+                "{}",
+                v["name"]
+            );
+        }
+    }
+
+    #[test]
+    fn write_back_only_on_change() {
+        let s = |n: i64| {
+            PhpValue::Array(
+                [(crate::protocol::php::PhpKey::Int(0), PhpValue::Int(n))]
+                    .into_iter()
+                    .collect(),
+            )
+        };
+        assert_eq!(SessionState::new(s(1)).write_back(), None);
+        let mut st = SessionState::new(s(1));
+        st.current = s(2);
+        assert_eq!(st.write_back(), Some(s(2)));
+        let mut st = SessionState::new(s(1));
+        st.current = PhpValue::Null;
+        assert_eq!(st.write_back(), Some(PhpValue::Null));
+        // updateSession on a null session starts from an empty array and counts as known.
+        let mut st = SessionState::new(PhpValue::Null);
+        st.api_update(&s(5));
+        assert_eq!(st.current, s(5));
+        assert_eq!(st.write_back(), None);
+    }
+}

@@ -169,3 +169,124 @@ impl<'a> Reader<'a> {
         Ok(array)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use quickcheck::{Arbitrary, Gen, QuickCheck};
+
+    use super::*;
+
+    /// A random PHP value, nested at most three arrays deep.
+    #[derive(Debug, Clone)]
+    struct AnyValue(PhpValue);
+
+    fn gen_value(g: &mut Gen, depth: usize) -> PhpValue {
+        let kinds = if depth == 0 { 6 } else { 7 };
+        match u8::arbitrary(g) % kinds {
+            0 => PhpValue::Null,
+            1 => PhpValue::Bool(bool::arbitrary(g)),
+            2 => PhpValue::Int(i64::arbitrary(g)),
+            3 => PhpValue::Float(f64::arbitrary(g)),
+            4 | 5 => PhpValue::Str(Bytes::from(Vec::<u8>::arbitrary(g))),
+            _ => {
+                let mut a = PhpArray::new();
+                for _ in 0..usize::arbitrary(g) % 6 {
+                    let key = if bool::arbitrary(g) {
+                        PhpKey::Int(i64::arbitrary(g))
+                    } else {
+                        PhpKey::from_bytes(&Vec::<u8>::arbitrary(g))
+                    };
+                    a.insert(key, gen_value(g, depth - 1));
+                }
+                PhpValue::Array(a)
+            }
+        }
+    }
+
+    impl Arbitrary for AnyValue {
+        fn arbitrary(g: &mut Gen) -> AnyValue {
+            AnyValue(gen_value(g, 3))
+        }
+    }
+
+    /// Equality that treats NaN as equal to itself (a round trip keeps the bits).
+    fn same(a: &PhpValue, b: &PhpValue) -> bool {
+        match (a, b) {
+            (PhpValue::Float(x), PhpValue::Float(y)) => x.to_bits() == y.to_bits(),
+            (PhpValue::Array(x), PhpValue::Array(y)) => {
+                x.len() == y.len()
+                    && x.iter()
+                        .zip(y.iter())
+                        .all(|((k1, v1), (k2, v2))| k1 == k2 && same(v1, v2))
+            }
+            _ => a == b,
+        }
+    }
+
+    #[test]
+    fn gwv_round_trips_every_value() {
+        fn prop(v: AnyValue) -> bool {
+            same(&decode(&encode(&v.0)).unwrap(), &v.0)
+        }
+        QuickCheck::new()
+            .tests(1000)
+            .quickcheck(prop as fn(AnyValue) -> bool);
+    }
+
+    #[test]
+    fn gwv_refuses_every_strict_prefix_and_trailing_bytes() {
+        fn prop(v: AnyValue) -> bool {
+            let bytes = encode(&v.0);
+            let mut longer = bytes.clone();
+            longer.push(0);
+            (0..bytes.len()).all(|n| decode(&bytes[..n]).is_err())
+                && decode(&longer) == Err(GwvError::Trailing)
+        }
+        QuickCheck::new()
+            .tests(1000)
+            .quickcheck(prop as fn(AnyValue) -> bool);
+    }
+
+    #[test]
+    fn gwv_bounds_depth_and_counts() {
+        let mut deep = Vec::new();
+        for _ in 0..=GWV_DEPTH_MAX {
+            deep.extend_from_slice(&[TAG_ARRAY, 1, 0, 0, 0, TAG_INT, 0, 0, 0, 0, 0, 0, 0, 0]);
+        }
+        deep.push(TAG_NULL);
+        assert_eq!(decode(&deep), Err(GwvError::TooDeep));
+        // GWV_DEPTH_MAX levels are fine.
+        assert!(decode(&deep[14..]).is_ok());
+        assert_eq!(
+            decode(&[TAG_ARRAY, 0xff, 0xff, 0xff, 0xff]),
+            Err(GwvError::BadCount)
+        );
+        assert_eq!(decode(&[0x07]), Err(GwvError::BadTag(7)));
+        // A key must be an int or a string.
+        assert_eq!(
+            decode(&[TAG_ARRAY, 1, 0, 0, 0, TAG_NULL, TAG_NULL]),
+            Err(GwvError::BadTag(0))
+        );
+    }
+
+    #[test]
+    fn gwv_keys_follow_php_rules() {
+        // {"7": 1, "07": 2, "7": 3}: "7" becomes int 7, the duplicate overwrites in place.
+        let mut bytes = vec![TAG_ARRAY, 3, 0, 0, 0];
+        for (key, value) in [("7", 1i64), ("07", 2), ("7", 3)] {
+            encode_str(key.as_bytes(), &mut bytes);
+            encode_into(&PhpValue::Int(value), &mut bytes);
+        }
+        let PhpValue::Array(a) = decode(&bytes).unwrap() else {
+            panic!("array expected");
+        };
+        let entries: Vec<_> = a.into_entries();
+        assert_eq!(
+            entries,
+            vec![
+                (PhpKey::Int(7), PhpValue::Int(3)),
+                (PhpKey::Str(Bytes::from_static(b"07")), PhpValue::Int(2)),
+            ]
+        );
+    }
+}
