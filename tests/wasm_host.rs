@@ -27,6 +27,8 @@ struct Recorder {
     logs: Arc<Mutex<Vec<LogLine>>>,
     /// When set, `getAllClientCount` waits for this before answering (async query test).
     gate: Option<Arc<tokio::sync::Notify>>,
+    /// When set, `getAllClientCount` takes this long (a slow gateway).
+    delay: Option<Duration>,
 }
 
 fn s(text: &str) -> PhpValue {
@@ -117,6 +119,9 @@ impl ApiHandler for Recorder {
         self.calls.lock().unwrap().push(request);
         if let (true, Some(gate)) = (wait, &self.gate) {
             gate.notified().await;
+        }
+        if let (true, Some(delay)) = (wait, self.delay) {
+            tokio::time::sleep(delay).await;
         }
         answer
     }
@@ -758,6 +763,16 @@ async fn epoch_deadline_is_the_wall_clock_backstop() {
     assert!(started.elapsed() < Duration::from_secs(20));
     w.handle(&message("ok")).await.unwrap();
     assert_eq!(rec.reply_texts(), vec!["ok#1"]);
+
+    // Waiting for a slow query is not guest time: the deadline is re-armed after each call.
+    let slow = Recorder {
+        delay: Some(Duration::from_millis(600)),
+        ..Recorder::default()
+    };
+    let plugin = host.load_file(&dist("apitour")).unwrap();
+    let mut w = WasmWorker::new(&host, &PluginSlot::new(&host, plugin), slow.clone());
+    w.handle(&message("tour")).await.unwrap();
+    assert_eq!(slow.reply_texts().last().unwrap(), "done");
 }
 
 /// Rough numbers for the report (run with `--ignored --nocapture`): compile, instantiate

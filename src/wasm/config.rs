@@ -8,9 +8,10 @@ pub struct HostConfig {
     /// Fuel (≈ wasm instructions) one event may use, including the buffer copies in and
     /// out. Deterministic: the simulation's CPU budget. 100 M ≈ tens of ms of guest code.
     pub fuel_per_event: u64,
-    /// Wall-clock backstop per event (epoch interruption): catches what fuel cannot (time
-    /// spent in a slow instance for any reason). `None` turns epochs off, as the
-    /// simulation requires (epochs tick on a real thread).
+    /// Wall-clock backstop per event (epoch interruption): catches what fuel cannot (a
+    /// slow machine, a fuel budget set too high). Counted from the start of the event and
+    /// re-armed whenever an API call returns, so waiting for gateways does not use it up.
+    /// `None` turns epochs off, as the simulation requires (epochs tick on a real thread).
     pub epoch_deadline: Option<Duration>,
     /// Period of the epoch ticker thread; the deadline is rounded up to whole ticks.
     pub epoch_tick: Duration,

@@ -2,7 +2,7 @@
 //! is checked against its memory; a bad one traps the event ([`AbiViolation`]), never the host.
 
 use bytes::Bytes;
-use wasmtime::{Caller, Linker};
+use wasmtime::{AsContextMut, Caller, Linker};
 
 use super::abi::{self, RequestError, FLAG_BINARY, SEND_FLAG_RAW};
 use super::handler::{ApiHandler, ApiRequest, LogLevel};
@@ -94,6 +94,11 @@ async fn run_call<H: ApiHandler>(
         current_client,
     };
     let result = data.handler.call(request).await;
+    // The deadline bounds time spent in guest code: a query that legitimately waits for
+    // slow gateways (bounded by the worker's own query timeout) must not use it up.
+    if let Some(ticks) = caller.data().epoch_ticks {
+        caller.as_context_mut().set_epoch_deadline(ticks);
+    }
     finish(caller.data_mut(), result)
 }
 

@@ -68,6 +68,8 @@ pub struct StoreData<H: ApiHandler> {
     /// The result slot: the last result (GWV) or error text.
     pub(crate) result: Vec<u8>,
     pub(crate) request_size_max: usize,
+    /// The epoch deadline in ticks, re-armed after every API call (see `imports::run_call`).
+    pub(crate) epoch_ticks: Option<u64>,
 }
 
 impl<H: ApiHandler> StoreData<H> {
@@ -84,6 +86,7 @@ impl<H: ApiHandler> StoreData<H> {
             now_ms: 0,
             result: Vec::new(),
             request_size_max: config.request_size_max,
+            epoch_ticks: config.epoch_deadline_ticks(),
         }
     }
 
