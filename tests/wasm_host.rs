@@ -812,3 +812,103 @@ async fn measure_instantiation_and_per_event_overhead() {
         );
     }
 }
+
+/// The probe worker (spec/ops.md): request/reply shapes, normalisation, reply-first ops.
+#[tokio::test]
+async fn probe_speaks_the_op_language() {
+    let (mut w, rec) = worker("probe");
+    w.handle(&event(EventKind::Connect)).await.unwrap();
+    w.handle(&message("just text")).await.unwrap();
+    let raw = event(EventKind::Message {
+        body: Bytes::from_static(&[0xff, 0xfe, 0x00]),
+        binary: true,
+    });
+    w.handle(&raw).await.unwrap();
+    w.handle(&message(
+        r#"{"op":"echo","args":{"data":{"a":[1,"x/é"]}},"id":7}"#,
+    ))
+    .await
+    .unwrap();
+    w.handle(&message(r#"{"op":"nope","id":"q"}"#))
+        .await
+        .unwrap();
+    w.handle(&message(
+        r#"{"op":"getClientIdListByGroup","args":{"group":"g"}}"#,
+    ))
+    .await
+    .unwrap();
+    w.handle(&message(
+        r#"{"op":"getClientSessionsByGroup","args":{"group":"g"},"id":1}"#,
+    ))
+    .await
+    .unwrap();
+    w.handle(&message(
+        r#"{"op":"sendToGroup","args":{"group":"","message":"m"},"id":2}"#,
+    ))
+    .await
+    .unwrap();
+    w.handle(&message(
+        r#"{"op":"multi","args":{"ops":[{"op":"echo","args":{"data":1}},{"op":"isUidOnline","args":{"uid":"bob"}},{"op":"x"}]},"id":3}"#,
+    ))
+    .await
+    .unwrap();
+    let md5 = "266e75fcf28db213599bf0f3f46976a8"; // md5(ff fe 00), from Python's hashlib
+    let got = rec.reply_texts();
+    let expected = [
+        format!(r#"{{"event":"connect","client_id":"{CID}"}}"#),
+        "just text".to_string(),
+        format!(r#"{{"event":"raw_binary","len":3,"md5":"{md5}"}}"#),
+        r#"{"id":7,"ok":true,"result":{"a":[1,"x/é"]}}"#.to_string(),
+        r#"{"id":"q","ok":false,"error":"unknown op nope"}"#.to_string(),
+        r#"{"id":null,"ok":true,"result":["7f0000010fa000000001","7f0000010fa000000002"]}"#
+            .to_string(),
+        format!(
+            r#"{{"id":1,"ok":true,"result":{{"7f0000010fa000000001":{{"name":"zed"}},"{CID}":{{"name":"ann"}}}}}}"#
+        ),
+        r#"{"id":2,"ok":true,"result":false}"#.to_string(),
+        r#"{"id":3,"ok":true,"result":[{"ok":true,"result":1},{"ok":true,"result":1},{"ok":false,"error":"unknown op x"}]}"#
+            .to_string(),
+    ];
+    assert_eq!(got.len(), expected.len(), "{got:#?}");
+    for (g, e) in got.iter().zip(&expected) {
+        assert_eq!(g, e);
+    }
+    // Nothing was sent for the empty group.
+    assert!(!rec
+        .calls()
+        .iter()
+        .any(|r| matches!(r.call, ApiCall::SendToGroup { .. })));
+
+    // $_SESSION ops write back; closeCurrentClient replies before closing.
+    rec.clear();
+    let out = w
+        .handle(&message(
+            r#"{"op":"sessionSet","args":{"key":"k","value":[1,2]},"id":4}"#,
+        ))
+        .await
+        .unwrap();
+    let mut want = PhpArray::new();
+    want.insert(
+        PhpKey::from_bytes(b"k"),
+        list(vec![PhpValue::Int(1), PhpValue::Int(2)]),
+    );
+    assert_eq!(out.session_write, Some(PhpValue::Array(want)));
+    w.handle(&message(
+        r#"{"op":"closeCurrentClient","args":{"message":"bye"},"id":5}"#,
+    ))
+    .await
+    .unwrap();
+    let calls: Vec<ApiCall> = rec.calls().into_iter().map(|r| r.call).collect();
+    assert_eq!(
+        &calls[1..],
+        &[
+            ApiCall::SendToCurrentClient {
+                message: s(r#"{"id":5,"ok":true,"result":null}"#),
+                raw: false
+            },
+            ApiCall::CloseCurrentClient {
+                message: Some(s("bye"))
+            }
+        ]
+    );
+}

@@ -148,6 +148,7 @@ pub mod rt {
 
     impl<T> Slot<T> {
         /// An empty slot.
+        #[allow(clippy::new_without_default)] // const fn for a static; Default is not const
         pub const fn new() -> Slot<T> {
             Slot(UnsafeCell::new(None))
         }
