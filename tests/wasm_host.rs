@@ -29,6 +29,8 @@ struct Recorder {
     gate: Option<Arc<tokio::sync::Notify>>,
     /// When set, `getAllClientCount` takes this long (a slow gateway).
     delay: Option<Duration>,
+    /// Sleeps asked for through `gw.sleep_ms`.
+    slept: Arc<Mutex<Vec<Duration>>>,
 }
 
 fn s(text: &str) -> PhpValue {
@@ -124,6 +126,12 @@ impl ApiHandler for Recorder {
             tokio::time::sleep(delay).await;
         }
         answer
+    }
+
+    async fn sleep(&mut self, duration: Duration) -> bool {
+        self.slept.lock().unwrap().push(duration);
+        tokio::time::sleep(duration).await;
+        true
     }
 
     fn log(&mut self, level: LogLevel, client: Option<&Bytes>, text: &str) {
@@ -879,6 +887,26 @@ async fn probe_speaks_the_op_language() {
         .iter()
         .any(|r| matches!(r.call, ApiCall::SendToGroup { .. })));
 
+    // sleep goes to the handler's clock, clamped to 2 s.
+    rec.clear();
+    w.handle(&message(r#"{"op":"sleep","args":{"ms":20},"id":8}"#))
+        .await
+        .unwrap();
+    w.handle(&message(r#"{"op":"sleep","args":{"ms":-5},"id":9}"#))
+        .await
+        .unwrap();
+    assert_eq!(
+        rec.reply_texts(),
+        vec![
+            r#"{"id":8,"ok":true,"result":null}"#,
+            r#"{"id":9,"ok":true,"result":null}"#
+        ]
+    );
+    assert_eq!(
+        *rec.slept.lock().unwrap(),
+        vec![Duration::from_millis(20), Duration::ZERO]
+    );
+
     // $_SESSION ops write back; closeCurrentClient replies before closing.
     rec.clear();
     let out = w
@@ -911,4 +939,86 @@ async fn probe_speaks_the_op_language() {
             }
         ]
     );
+}
+
+/// A handler that only records sends: everything else keeps the trait's defaults.
+#[derive(Default)]
+struct Bare {
+    sent: Arc<Mutex<Vec<PhpValue>>>,
+}
+
+impl ApiHandler for Bare {
+    async fn call(&mut self, request: ApiRequest) -> ApiResult {
+        if let ApiCall::SendToCurrentClient { message, .. } = request.call {
+            self.sent.lock().unwrap().push(message);
+        }
+        Ok(PhpValue::Null)
+    }
+}
+
+/// Pooling allocator, a handler without a clock, and more instantiations than pool slots.
+#[tokio::test]
+async fn pooled_host_with_a_default_handler() {
+    let config = HostConfig {
+        pooling_instances_max: Some(2),
+        ..test_config()
+    };
+    let host = WasmHost::<Bare>::new(config).unwrap();
+    let probe = host.load_file(&dist("probe")).unwrap();
+    let slot = PluginSlot::new(&host, probe);
+    let bare = Bare::default();
+    let sent = bare.sent.clone();
+    let mut w = WasmWorker::new(&host, &slot, bare);
+    w.handle(&message(r#"{"op":"sleep","args":{"ms":5},"id":1}"#))
+        .await
+        .unwrap();
+    assert_eq!(
+        *sent.lock().unwrap(),
+        vec![s(
+            r#"{"id":1,"ok":false,"error":"sleep is not offered by this host"}"#
+        )]
+    );
+    // Each crash frees its pool slot: ten recreations through a pool of two.
+    let crash = host.load_file(&dist("crash")).unwrap();
+    let mut w = WasmWorker::new(&host, &PluginSlot::new(&host, crash), Bare::default());
+    for _ in 0..10 {
+        w.handle(&message("x")).await.unwrap();
+        assert!(w.handle(&message("panic")).await.is_err());
+    }
+    assert_eq!(w.stats().instantiations, 10);
+}
+
+/// A replacement that does not compile leaves the running module in place; the file
+/// watcher picks up the next good one.
+#[tokio::test]
+async fn broken_replacement_keeps_the_old_module_and_the_watcher_reloads() {
+    let dir = std::env::temp_dir().join(format!("gw-wasm-watch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let live = dir.join("worker.wasm");
+    std::fs::copy(dist("echo"), &live).unwrap();
+    let slot = PluginSlot::from_file(host(), &live).unwrap();
+    let rec = Recorder::default();
+    let mut w = WasmWorker::new(host(), &slot, rec.clone());
+    w.handle(&message("a")).await.unwrap();
+
+    std::fs::write(&live, b"\0asm garbage").unwrap();
+    assert!(matches!(slot.reload().wait(), Err(LoadError::Compile(_))));
+    assert_eq!(slot.generation(), 1);
+    w.handle(&message("b")).await.unwrap();
+
+    let _watcher = slot.watch(Duration::from_millis(10));
+    let staged = dir.join("next.wasm");
+    std::fs::copy(dist("crash"), &staged).unwrap();
+    std::fs::rename(&staged, &live).unwrap();
+    let waited = std::time::Instant::now();
+    while slot.generation() == 1 {
+        assert!(
+            waited.elapsed() < Duration::from_secs(30),
+            "watcher never reloaded"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    w.handle(&message("c")).await.unwrap();
+    assert_eq!(rec.reply_texts(), vec!["a", "b", "ok:c#1"]);
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -3,6 +3,7 @@
 //! gateways and awaiting their replies.
 
 use std::future::Future;
+use std::time::Duration;
 
 use crate::worker::api::{ApiCall, ApiResult, ClientIdText};
 
@@ -50,6 +51,14 @@ pub trait ApiHandler: Send + 'static {
     /// Performs `request` and returns what the original library returns (sends return
     /// `true` or null; queries their PHP values).
     fn call(&mut self, request: ApiRequest) -> impl Future<Output = ApiResult> + Send + '_;
+
+    /// `gw.sleep_ms`: waits `duration` (the driver's clock: simulated under simulation) and
+    /// returns true, or returns false at once when sleeping is not offered. The default
+    /// offers no sleep: the host has no clock of its own.
+    fn sleep(&mut self, duration: Duration) -> impl Future<Output = bool> + Send + '_ {
+        let _ = duration;
+        std::future::ready(false)
+    }
 
     /// A log line from the guest (`gw.log`, guest panics). By default it goes to `tracing`.
     fn log(&mut self, level: LogLevel, client: Option<&ClientIdText>, text: &str) {

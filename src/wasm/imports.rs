@@ -11,6 +11,9 @@ use super::value;
 use crate::protocol::php::{PhpKey, PhpValue};
 use crate::worker::api::{ApiCall, ApiResult};
 
+/// Longest single `gw.sleep_ms`, in milliseconds (the op language clamps to 2 s as well).
+pub const SLEEP_MS_MAX: i32 = 2_000;
+
 /// A guest broke the ABI; the event traps with this error.
 #[derive(Debug, thiserror::Error)]
 #[error("ABI violation: {0}")]
@@ -241,6 +244,25 @@ pub(crate) fn define<H: ApiHandler>(linker: &mut Linker<StoreData<H>>) -> wasmti
             data.handler
                 .log(LogLevel::from_abi(level), client.as_ref(), &text);
             Ok(())
+        },
+    )?;
+    linker.func_wrap_async(
+        m,
+        "sleep_ms",
+        |mut caller: Caller<'_, StoreData<H>>, (ms,): (i32,)| {
+            Box::new(async move {
+                let duration = std::time::Duration::from_millis(ms.clamp(0, SLEEP_MS_MAX) as u64);
+                let slept = caller.data_mut().handler.sleep(duration).await;
+                if let Some(ticks) = caller.data().epoch_ticks {
+                    caller.as_context_mut().set_epoch_deadline(ticks);
+                }
+                if slept {
+                    0
+                } else {
+                    let text = "sleep is not offered by this host".to_string();
+                    fail(caller.data_mut(), abi::STATUS_NOT_AVAILABLE, text)
+                }
+            })
         },
     )?;
     linker.func_wrap(m, "now_ms", |caller: Caller<'_, StoreData<H>>| {

@@ -29,7 +29,7 @@ pub use config::HostConfig;
 pub use event::{ClientInfo, EventFailure, EventKind, EventOutcome, FailureKind, WorkerEvent};
 pub use handler::{ApiHandler, ApiRequest, LogLevel};
 pub use host::{HostError, LoadError, Plugin, WasmHost};
-pub use imports::AbiViolation;
+pub use imports::{AbiViolation, SLEEP_MS_MAX};
 pub use reload::{FileWatcher, PluginSlot, ReloadHandle};
 pub use store::StoreData;
 pub use worker::{WasmWorker, WorkerStats};

@@ -134,6 +134,15 @@ pub fn now_ms() -> i64 {
     unsafe { sys::now_ms() }
 }
 
+/// Suspends this instance for `ms` milliseconds (at most 2000) on the worker's clock
+/// (simulated under simulation); other instances keep running.
+pub fn sleep_ms(ms: u32) -> gateway::Result<()> {
+    let ms = ms.min(i32::MAX as u32) as i32;
+    // SAFETY: no pointers involved.
+    let status = unsafe { sys::sleep_ms(ms) };
+    gateway::status_to_result(status).map(|_| ())
+}
+
 /// Support for [`export_worker!`]; not for direct use.
 #[doc(hidden)]
 pub mod rt {

@@ -22,6 +22,8 @@ extern "C" {
     pub fn log(level: i32, ptr: *const u8, len: usize);
     /// The event's time, Unix milliseconds, as the host gave it.
     pub fn now_ms() -> i64;
+    /// Waits `ms` milliseconds (clamped to 0..=2000); 0, or -2 when the host offers no sleep.
+    pub fn sleep_ms(ms: i32) -> i32;
 }
 
 // Off wasm (e.g. `cargo test` of the SDK on the build machine) the imports do not exist:
@@ -53,6 +55,9 @@ mod stand_ins {
     pub unsafe fn log(_: i32, _: *const u8, _: usize) {}
     pub unsafe fn now_ms() -> i64 {
         0
+    }
+    pub unsafe fn sleep_ms(_: i32) -> i32 {
+        -2
     }
 }
 #[cfg(not(target_arch = "wasm32"))]

@@ -3,7 +3,7 @@
 //! `{"id":..,"ok":..,"result"|"error":..}`), so a test client cannot tell it from the PHP
 //! reference worker.
 //!
-//! Not implemented yet: `sleep` (ABI v1 has no timer import) answers `ok:false`.
+//! `sleep` needs a host whose API handler offers `gw.sleep_ms` (else it answers `ok:false`).
 
 mod md5;
 
@@ -216,7 +216,11 @@ impl Probe {
     ) -> OpResult {
         match name {
             "echo" => Ok(Out::V(r.or_null("data"))),
-            "sleep" => Err("sleep is not available in this host".into()),
+            "sleep" => {
+                let ms = r.get("ms").and_then(Value::as_int).unwrap_or(0).clamp(0, 2000);
+                gw_sdk::sleep_ms(ms as u32).map_err(err_text)?;
+                Ok(Out::V(Value::Null))
+            }
             "multi" => {
                 let ops = r.required("ops")?;
                 let mut results = Vec::new();
