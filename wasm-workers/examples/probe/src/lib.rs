@@ -217,7 +217,11 @@ impl Probe {
         match name {
             "echo" => Ok(Out::V(r.or_null("data"))),
             "sleep" => {
-                let ms = r.get("ms").and_then(Value::as_int).unwrap_or(0).clamp(0, 2000);
+                let ms = r
+                    .get("ms")
+                    .and_then(Value::as_int)
+                    .unwrap_or(0)
+                    .clamp(0, 2000);
                 gw_sdk::sleep_ms(ms as u32).map_err(err_text)?;
                 Ok(Out::V(Value::Null))
             }
