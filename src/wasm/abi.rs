@@ -37,6 +37,7 @@ pub fn status_of(error: &ApiError) -> i32 {
         ApiError::MalformedClientId => STATUS_MALFORMED_CLIENT_ID,
         ApiError::BadArgument(_) => STATUS_BAD_ARGUMENT,
         ApiError::Timeout { .. } => STATUS_TIMEOUT,
+        ApiError::NoGateway => STATUS_NOT_AVAILABLE,
     }
 }
 

@@ -1,0 +1,257 @@
+//! End to end over real sockets on 127.0.0.1: our register, our gateway (2 shards) and our
+//! BusinessWorker running the example and test guests of `wasm-workers/dist/`, driven by
+//! real WebSocket clients. Echo, chat, isolation of failing events, hot reload.
+
+mod common;
+mod system;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use futures_util::SinkExt;
+use system::{guest, next_text, System};
+use tokio_tungstenite::tungstenite::Message;
+
+/// Sends `text` and returns the next text the client receives.
+async fn ask(ws: &mut WsClient, text: &str) -> String {
+    ws_send_text(ws, text).await;
+    next_text(ws).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_keeps_bytes_and_message_type() {
+    let sys = System::start(guest("echo"), 2, 2, |_| {}).await;
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        clients.push(sys.client().await);
+    }
+    for (i, ws) in clients.iter_mut().enumerate() {
+        let text = format!("héllo ✓ {i} \u{0}\u{1F600}");
+        assert_eq!(ask(ws, &text).await, text);
+        // Every byte value, and a message larger than one read chunk of any link.
+        let binary: Vec<u8> = (0..=255u8).cycle().take(200_000 + i).collect();
+        ws.send(Message::binary(binary.clone())).await.unwrap();
+        assert_eq!(ws_next(ws).await, Message::binary(binary));
+        // Bytes that are not UTF-8 stay binary; text that looks binary stays text.
+        ws.send(Message::binary(vec![0xff, 0, 0x80])).await.unwrap();
+        assert_eq!(ws_next(ws).await, Message::binary(vec![0xff, 0, 0x80]));
+        assert_eq!(ask(ws, "0").await, "0");
+    }
+    let stats = sys.worker().stats();
+    assert_eq!(stats.iter().map(|s| s.events_failed).sum::<u64>(), 0);
+    sys.stop();
+}
+
+/// Event round trip through gateway, worker link, wasm guest and back, one at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_round_trip_time() {
+    let sys = System::start(guest("echo"), 1, 1, |_| {}).await;
+    let mut ws = sys.client().await;
+    assert_eq!(ask(&mut ws, "warm up").await, "warm up");
+    let rounds = 500;
+    let started = Instant::now();
+    for i in 0..rounds {
+        let text = format!("m{i}");
+        assert_eq!(ask(&mut ws, &text).await, text);
+    }
+    let per = started.elapsed() / rounds;
+    eprintln!("echo round trip (client → gateway → worker → wasm → gateway → client): {per:?}");
+    assert!(per < Duration::from_millis(50), "round trip {per:?}");
+    sys.stop();
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{text}: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_join_talk_whisper_leave() {
+    let sys = System::start(guest("chat"), 2, 2, |_| {}).await;
+    let mut ann = sys.client().await;
+    let mut bob = sys.client().await;
+
+    let welcome = ask(&mut ann, r#"{"type":"login","room":"lobby","name":"ann"}"#).await;
+    // The newcomer's own `$_SESSION` is written back after the event, so the members
+    // query made inside the login event does not see it yet (as with the original).
+    assert_eq!(
+        welcome,
+        r#"{"type":"welcome","room":"lobby","name":"ann","members":[]}"#
+    );
+    ws_send_text(&mut bob, r#"{"type":"login","room":"lobby","name":"bob"}"#).await;
+    let join = json(&next_text(&mut ann).await);
+    assert_eq!(join["type"], "join");
+    assert_eq!(join["name"], "bob");
+    assert_eq!(join["room"], "lobby");
+    let bob_id = join["client_id"].as_str().unwrap().to_owned();
+    assert_eq!(bob_id.len(), 20);
+    assert_eq!(
+        next_text(&mut bob).await,
+        r#"{"type":"welcome","room":"lobby","name":"bob","members":["ann"]}"#
+    );
+
+    ws_send_text(&mut ann, r#"{"type":"say","text":"hi bob"}"#).await;
+    for ws in [&mut ann, &mut bob] {
+        let say = json(&next_text(ws).await);
+        assert_eq!(say["type"], "say");
+        assert_eq!(say["from"], "ann");
+        assert_eq!(say["text"], "hi bob");
+        assert!(say["time"].as_i64().unwrap() > 1_700_000_000_000);
+    }
+    assert_eq!(
+        ask(&mut bob, r#"{"type":"list"}"#).await,
+        r#"{"type":"members","room":"lobby","members":["ann","bob"]}"#
+    );
+    assert_eq!(
+        ask(&mut bob, r#"{"type":"whisper","to":"ann","text":"psst"}"#).await,
+        r#"{"type":"whispered","to":"ann"}"#
+    );
+    assert_eq!(
+        next_text(&mut ann).await,
+        r#"{"type":"whisper","from":"bob","text":"psst"}"#
+    );
+    assert_eq!(
+        ask(&mut bob, r#"{"type":"whisper","to":"cid","text":"?"}"#).await,
+        r#"{"type":"error","reason":"cid is not online"}"#
+    );
+
+    // Bob leaves: ann is told, and the room is hers alone.
+    bob.close(None).await.unwrap();
+    assert_eq!(
+        next_text(&mut ann).await,
+        r#"{"type":"leave","room":"lobby","name":"bob"}"#
+    );
+    assert_eq!(
+        ask(&mut ann, r#"{"type":"list"}"#).await,
+        r#"{"type":"members","room":"lobby","members":["ann"]}"#
+    );
+    assert_eq!(
+        ask(&mut ann, "not json").await,
+        r#"{"type":"error","reason":"messages are JSON objects"}"#
+    );
+    sys.stop();
+}
+
+/// A message that loops forever costs only its event: fuel stops it, the instance is
+/// recreated, and every other client (on both instances) keeps being served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endless_loop_costs_only_its_event() {
+    let sys = System::start(guest("spin"), 2, 2, |_| {}).await;
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        clients.push(sys.client().await);
+    }
+    ws_send_text(&mut clients[0], "spin").await;
+    for round in 0..3 {
+        for (i, ws) in clients.iter_mut().enumerate() {
+            let text = format!("c{i}r{round}");
+            let reply = ask(ws, &text).await;
+            assert!(reply.starts_with(&format!("{text}#")), "{reply}");
+        }
+    }
+    let stats = sys.worker().stats();
+    assert_eq!(stats.iter().map(|s| s.events_failed).sum::<u64>(), 1);
+    sys.stop();
+}
+
+/// Panics, out-of-bounds reads and aborts lose their event only; the next event of the
+/// same instance runs on a fresh instance (its state starts over).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashing_guest_loses_only_the_event() {
+    let sys = System::start(guest("crash"), 1, 1, |_| {}).await;
+    let mut a = sys.client().await;
+    let mut b = sys.client().await;
+    assert_eq!(ask(&mut a, "one").await, "ok:one#1");
+    assert_eq!(ask(&mut b, "two").await, "ok:two#2");
+    for (n, poison) in ["panic", "oob", "abort"].into_iter().enumerate() {
+        ws_send_text(&mut b, poison).await;
+        // Fresh instance: the count starts over.
+        assert_eq!(ask(&mut a, "after").await, "ok:after#1");
+        assert_eq!(ask(&mut b, "again").await, "ok:again#2");
+        assert!(ws_silent(&mut b, Duration::from_millis(50)).await);
+        let stats = sys.worker().stats();
+        assert_eq!(stats[0].events_failed, n as u64 + 1);
+    }
+    sys.stop();
+}
+
+/// Replaces echo with spin (an echo that numbers its replies) while clients stay connected
+/// and keep sending numbered messages: every message is answered exactly once, in order,
+/// by the old module up to the swap and by the new one after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_reload_loses_no_event_and_runs_none_twice() {
+    let dir = std::env::temp_dir().join(format!(
+        "gw-e2e-reload-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let module = dir.join("worker.wasm");
+    std::fs::copy(guest("echo"), &module).unwrap();
+    let sys = System::start(module.clone(), 2, 2, |_| {}).await;
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        clients.push(sys.client().await);
+    }
+    let (before, after) = (40, 40);
+    for n in 0..before {
+        for ws in clients.iter_mut() {
+            ws_send_text(ws, &n.to_string()).await;
+        }
+    }
+    // Atomic replace, then reload; events keep flowing meanwhile.
+    let staged = dir.join("worker.wasm.new");
+    std::fs::copy(guest("spin"), &staged).unwrap();
+    std::fs::rename(&staged, &module).unwrap();
+    assert_eq!(
+        sys.worker().reload().wait().expect("new module compiles"),
+        2
+    );
+    for n in before..before + after {
+        for ws in clients.iter_mut() {
+            ws_send_text(ws, &n.to_string()).await;
+        }
+    }
+    let mut swapped_at = Vec::new();
+    for ws in clients.iter_mut() {
+        let mut first_new = None;
+        for n in 0..before + after {
+            let reply = next_text(ws).await;
+            let (number, new) = match reply.split_once('#') {
+                Some((number, count)) => {
+                    assert!(count.parse::<u64>().is_ok(), "{reply}");
+                    (number, true)
+                }
+                None => (reply.as_str(), false),
+            };
+            assert_eq!(
+                number,
+                n.to_string(),
+                "replies in order, none lost or doubled"
+            );
+            match (first_new, new) {
+                (None, true) => first_new = Some(n),
+                (Some(_), false) => panic!("old module answered {n} after the swap"),
+                _ => {}
+            }
+        }
+        let first_new = first_new.expect("the new module answered");
+        assert!(
+            first_new <= before,
+            "sent after the reload, answered by the old module"
+        );
+        assert!(
+            ws_silent(ws, Duration::from_millis(50)).await,
+            "nothing extra"
+        );
+        swapped_at.push(first_new);
+    }
+    eprintln!("first message answered by the new module, per client: {swapped_at:?}");
+    let stats = sys.worker().stats();
+    assert_eq!(stats.iter().map(|s| s.events_failed).sum::<u64>(), 0);
+    assert!(stats.iter().all(|s| s.reloads == 1), "{stats:?}");
+    sys.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
