@@ -71,11 +71,12 @@ async fn chat_join_talk_whisper_leave() {
     let mut bob = sys.client().await;
 
     let welcome = ask(&mut ann, r#"{"type":"login","room":"lobby","name":"ann"}"#).await;
-    // The newcomer's own `$_SESSION` is written back after the event, so the members
-    // query made inside the login event does not see it yet (as with the original).
+    // The newcomer's `$_SESSION` reaches the gateway only after the event, but the members
+    // query inside it reports the caller's entry from `$_SESSION` (the original's
+    // getClientSessionsByGroup goes through getAllClientSessions, which does that).
     assert_eq!(
         welcome,
-        r#"{"type":"welcome","room":"lobby","name":"ann","members":[]}"#
+        r#"{"type":"welcome","room":"lobby","name":"ann","members":["ann"]}"#
     );
     ws_send_text(&mut bob, r#"{"type":"login","room":"lobby","name":"bob"}"#).await;
     let join = json(&next_text(&mut ann).await);
@@ -86,7 +87,7 @@ async fn chat_join_talk_whisper_leave() {
     assert_eq!(bob_id.len(), 20);
     assert_eq!(
         next_text(&mut bob).await,
-        r#"{"type":"welcome","room":"lobby","name":"bob","members":["ann"]}"#
+        r#"{"type":"welcome","room":"lobby","name":"bob","members":["ann","bob"]}"#
     );
 
     ws_send_text(&mut ann, r#"{"type":"say","text":"hi bob"}"#).await;

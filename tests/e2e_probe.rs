@@ -212,6 +212,26 @@ async fn probe_ops_through_the_whole_system() {
     assert_eq!(a.op("getSession", &get_c).await, ok(r#"{"k":"v"}"#));
     assert_eq!(d.op("getSession", &get_c).await, ok(r#"{"k":"v"}"#));
 
+    // Inside an event the caller's own entry of getAllClientSessions is its `$_SESSION`
+    // as changed so far in the event; the others come from the gateways.
+    let request = r#"{"ops":[{"op":"sessionSet","args":{"key":"m","value":1}},{"op":"getAllClientSessions"}]}"#;
+    let mut sessions = [
+        (ai.clone(), "{}"),
+        (bi.clone(), b_session),
+        (ci.clone(), r#"{"k":"v","m":1}"#),
+        (di.clone(), "{}"),
+    ];
+    sessions.sort();
+    let map: Vec<String> = sessions
+        .iter()
+        .map(|(id, s)| format!(r#""{id}":{s}"#))
+        .collect();
+    let expected = format!(
+        r#"[{{"ok":true,"result":{{"k":"v","m":1}}}},{{"ok":true,"result":{{{}}}}}]"#,
+        map.join(",")
+    );
+    assert_eq!(c.op("multi", request).await, ok(&expected));
+
     // isOnline: live 1, ghost 0, malformed 0.
     assert_eq!(a.op("isOnline", &get_b).await, ok("1"));
     assert_eq!(a.op("isOnline", &ghost_arg).await, ok("0"));

@@ -116,8 +116,12 @@ impl DriverApi {
     async fn run(&mut self, request: ApiRequest) -> ApiResult {
         // The host names the current client by id; the driver needs its gateway and
         // connection id, which the event brought.
+        // `getAllClientSessions` reports the guest's `$_SESSION` as it is now.
         let current = match (&request.current_client, &self.current) {
-            (Some(id), Some(c)) if *id == c.client_id => Some(c.clone()),
+            (Some(id), Some(c)) if *id == c.client_id => Some(CurrentClient {
+                session: request.current_session,
+                ..c.clone()
+            }),
             _ => None,
         };
         let (reply, done) = oneshot::channel();
@@ -366,7 +370,9 @@ impl Business {
         self.worker.handler_mut().current = None;
         match outcome {
             Ok(outcome) => {
-                let (old, new) = write_back(event.client.session.clone(), outcome.session_write);
+                // The host tracks the original's `Context::$old_session` (the event's
+                // session, updated by the guest's own session calls on its client).
+                let (old, new) = (outcome.known_session, outcome.session);
                 let end = ToWorker::EndEvent {
                     client: event.client.clone(),
                     kind: event.kind,
@@ -390,25 +396,6 @@ impl Business {
     fn publish_stats(&self) {
         let mut all = self.stats.lock().unwrap_or_else(|e| e.into_inner());
         all[self.index as usize] = self.worker.stats();
-    }
-}
-
-/// The `old`/`new` pair for [`ToWorker::EndEvent`]. The host already decided whether
-/// `$_SESSION` must be written back (it tracks the original's `Context::$old_session`
-/// through the guest's own session calls); the core writes when `old != new`, so a session
-/// put back to the value the event brought (after a setSession on the current client)
-/// gets an `old` that stands for "not what the gateway holds".
-fn write_back(arrived: PhpValue, write: Option<PhpValue>) -> (PhpValue, PhpValue) {
-    match write {
-        None => (arrived.clone(), arrived),
-        Some(new) if new == arrived => {
-            let other = match new {
-                PhpValue::Bool(false) => PhpValue::Bool(true),
-                _ => PhpValue::Bool(false),
-            };
-            (other, new)
-        }
-        Some(new) => (arrived, new),
     }
 }
 
