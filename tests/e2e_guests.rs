@@ -163,10 +163,18 @@ async fn crashing_guest_loses_only_the_event() {
     let mut b = sys.client().await;
     assert_eq!(ask(&mut a, "one").await, "ok:one#1");
     assert_eq!(ask(&mut b, "two").await, "ok:two#2");
+    let plain = Instant::now();
+    assert_eq!(ask(&mut a, "three").await, "ok:three#3");
+    let plain = plain.elapsed();
     for (n, poison) in ["panic", "oob", "abort"].into_iter().enumerate() {
         ws_send_text(&mut b, poison).await;
         // Fresh instance: the count starts over.
+        let fresh = Instant::now();
         assert_eq!(ask(&mut a, "after").await, "ok:after#1");
+        eprintln!(
+            "round trip after a {poison} (failed event + new instance + event): {:?}, plain: {plain:?}",
+            fresh.elapsed()
+        );
         assert_eq!(ask(&mut b, "again").await, "ok:again#2");
         assert!(ws_silent(&mut b, Duration::from_millis(50)).await);
         let stats = sys.worker().stats();
@@ -253,6 +261,117 @@ async fn hot_reload_loses_no_event_and_runs_none_twice() {
     let stats = sys.worker().stats();
     assert_eq!(stats.iter().map(|s| s.events_failed).sum::<u64>(), 0);
     assert!(stats.iter().all(|s| s.reloads == 1), "{stats:?}");
+    sys.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// While one instance is stuck in an endless event (until its 3 s wall-clock deadline),
+/// the other instance keeps answering its clients at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_instance_blocks_only_its_own_clients() {
+    let deadline = Duration::from_secs(3);
+    let sys = System::start(guest("spin"), 2, 2, |s| {
+        s.host.fuel_per_event = u64::MAX / 4;
+        s.host.epoch_deadline = Some(deadline);
+    })
+    .await;
+    let mut stuck = sys.client().await;
+    // With 4 clients over 2 shards some shard has 2, and each shard spreads its clients
+    // over both instances: at least one of these is on the other instance.
+    let mut others = Vec::new();
+    for _ in 0..3 {
+        others.push(sys.client().await);
+    }
+    let started = Instant::now();
+    ws_send_text(&mut stuck, "spin").await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (done_tx, mut done) = tokio::sync::mpsc::unbounded_channel();
+    for (i, mut ws) in others.into_iter().enumerate() {
+        let done_tx = done_tx.clone();
+        tokio::spawn(async move {
+            ws_send_text(&mut ws, "x").await;
+            let reply = next_text_within(&mut ws, deadline * 2).await;
+            let _ = done_tx.send((i, reply, started.elapsed()));
+        });
+    }
+    let (_, reply, first) = done.recv().await.unwrap();
+    assert!(reply.starts_with("x#"), "{reply}");
+    assert!(
+        first < deadline / 2,
+        "first answer after {first:?}, the stuck event lasts {deadline:?}"
+    );
+    for _ in 0..2 {
+        let (_, reply, _) = done.recv().await.unwrap();
+        assert!(reply.starts_with("x#"), "{reply}");
+    }
+    // The stuck client's own instance serves again after the deadline.
+    let reply = ask(&mut stuck, "back").await;
+    assert!(reply.starts_with("back#"), "{reply}");
+    assert!(
+        started.elapsed() >= deadline,
+        "the spin ran to its deadline"
+    );
+    let stats = sys.worker().stats();
+    assert_eq!(stats.iter().map(|s| s.events_failed).sum::<u64>(), 1);
+    eprintln!("first answer from the other instance after {first:?}");
+    sys.stop();
+}
+
+async fn next_text_within(ws: &mut WsClient, wait: Duration) -> String {
+    use futures_util::StreamExt;
+    loop {
+        match tokio::time::timeout(wait, ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => return t.to_string(),
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+            other => panic!("text expected, got {other:?}"),
+        }
+    }
+}
+
+/// A guest that allocates without end hits the per-instance memory limit: that event is
+/// lost, the instance is recreated, the next message is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_hog_costs_only_its_event() {
+    let sys = System::start(guest("hog"), 1, 1, |s| s.host.memory_size_max = 16 << 20).await;
+    let mut a = sys.client().await;
+    let mut b = sys.client().await;
+    ws_send_text(&mut a, "hog").await;
+    assert_eq!(ask(&mut b, "still here").await, "still here");
+    assert_eq!(ask(&mut a, "me too").await, "me too");
+    assert_eq!(sys.worker().stats()[0].events_failed, 1);
+    sys.stop();
+}
+
+/// The file watcher picks up a replaced module by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_watch_reloads_a_replaced_module() {
+    let dir = std::env::temp_dir().join(format!(
+        "gw-e2e-watch-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let module = dir.join("worker.wasm");
+    std::fs::copy(guest("echo"), &module).unwrap();
+    let sys = System::start(module.clone(), 1, 1, |s| {
+        s.reload_poll = Some(Duration::from_millis(20));
+    })
+    .await;
+    let mut ws = sys.client().await;
+    assert_eq!(ask(&mut ws, "a").await, "a");
+    let staged = dir.join("worker.wasm.new");
+    std::fs::copy(guest("spin"), &staged).unwrap();
+    std::fs::rename(&staged, &module).unwrap();
+    let waited = Instant::now();
+    while sys.worker().generation() < 2 {
+        assert!(waited.elapsed() < WAIT, "the watcher reloads the module");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    eprintln!("replaced module live after {:?}", waited.elapsed());
+    assert_eq!(ask(&mut ws, "b").await, "b#1");
     sys.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }
