@@ -57,13 +57,21 @@ pub struct BusinessSettings {
     pub driver: DriverConfig,
     /// The wasm host's limits (fuel, deadline, memory) per instance.
     pub host: HostConfig,
-    /// Commands (API calls, write-backs) queued from the guest to the driver at most.
-    pub commands_max: usize,
 }
+
+/// Commands queued from an instance's business side to its driver at most. The guest
+/// awaits every call, so one call and one write-back are the most ever in flight.
+const COMMANDS_MAX: usize = 4;
+
+/// Fuel between two yields of a long event: the instance's links keep being read and
+/// written (by the driver on the same thread) while its guest computes.
+const FUEL_YIELD_INTERVAL: u64 = 10_000_000;
 
 impl BusinessSettings {
     /// `count` instances of worker `name` running `wasm_path`, registering with
-    /// `register_addresses`, with the original's defaults otherwise (no secret).
+    /// `register_addresses`, with the original's defaults otherwise (no secret), and the
+    /// host's defaults except that long events yield to the links every
+    /// `FUEL_YIELD_INTERVAL` fuel.
     pub fn new(
         name: &str,
         count: u32,
@@ -76,8 +84,10 @@ impl BusinessSettings {
             reload_poll: None,
             core: WorkerConfig::new(name, 0, register_addresses),
             driver: DriverConfig::default(),
-            host: HostConfig::default(),
-            commands_max: 64,
+            host: HostConfig {
+                fuel_yield_interval: Some(FUEL_YIELD_INTERVAL),
+                ..HostConfig::default()
+            },
         }
     }
 }
@@ -302,7 +312,7 @@ impl Instance {
         // The driver hands events out one by one; it holds the rest (bounded by
         // `events_pending_max`), so a channel of one keeps them in its queue.
         let (events_tx, events) = mpsc::channel(1);
-        let (commands, commands_rx) = mpsc::channel(self.settings.commands_max.max(1));
+        let (commands, commands_rx) = mpsc::channel(COMMANDS_MAX);
         let links = driver::run_watched(
             TokioNet,
             config,
@@ -438,4 +448,81 @@ fn unix_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, SocketAddrV4};
+
+    use super::*;
+    use crate::protocol::frame::{Command, Header};
+    use crate::protocol::php::{PhpArray, PhpKey};
+
+    fn event(kind: EventKind, body: PhpValue, binary: bool) -> ClientEvent {
+        let mut header = Header::new(Command::OnMessage);
+        header.local_ip = Ipv4Addr::new(10, 0, 0, 7);
+        header.local_port = 2900;
+        header.client_ip = Ipv4Addr::new(192, 168, 1, 20);
+        header.client_port = 53124;
+        header.connection_id = 3;
+        header.gateway_port = 8282;
+        let mut session = PhpArray::new();
+        session.insert(PhpKey::Str(Bytes::from_static(b"k")), PhpValue::Int(1));
+        ClientEvent {
+            kind,
+            client: CurrentClient {
+                client_id: Bytes::from_static(b"0a0000070b5400000003"),
+                gateway: SocketAddrV4::new(header.local_ip, header.local_port),
+                connection_id: 3,
+                session: PhpValue::Array(session),
+            },
+            header,
+            session_text: Bytes::from_static(b"a:1:{s:1:\"k\";i:1;}"),
+            body,
+            binary,
+        }
+    }
+
+    #[test]
+    fn a_message_event_carries_bytes_flag_addresses_and_session() {
+        let e = event(EventKind::Message, PhpValue::str("hi"), true);
+        let w = to_wasm_event(&e);
+        assert_eq!(
+            w.kind,
+            WasmEventKind::Message {
+                body: Bytes::from_static(b"hi"),
+                binary: true
+            }
+        );
+        assert_eq!(w.client.client_id, e.client.client_id);
+        assert_eq!(w.client.remote_addr, "192.168.1.20");
+        assert_eq!(w.client.remote_port, 53124);
+        assert_eq!(w.client.gateway_addr, "10.0.0.7");
+        assert_eq!(w.client.gateway_port, 8282);
+        assert_eq!(w.session, e.client.session);
+        assert!(w.now_ms > 1_600_000_000_000);
+    }
+
+    #[test]
+    fn other_events_map_one_to_one() {
+        let e = event(EventKind::Connect, PhpValue::str(""), false);
+        assert_eq!(to_wasm_event(&e).kind, WasmEventKind::Connect);
+        let e = event(EventKind::Close, PhpValue::str(""), false);
+        assert_eq!(to_wasm_event(&e).kind, WasmEventKind::Close);
+        let data = PhpValue::Array(PhpArray::new());
+        let e = event(EventKind::WebSocketConnect, data.clone(), false);
+        assert_eq!(
+            to_wasm_event(&e).kind,
+            WasmEventKind::WebSocketConnect { data }
+        );
+        // A message body that is not a string cannot come from a client: empty bytes.
+        let e = event(EventKind::Message, PhpValue::Int(5), false);
+        assert_eq!(
+            to_wasm_event(&e).kind,
+            WasmEventKind::Message {
+                body: Bytes::new(),
+                binary: false
+            }
+        );
+    }
 }
