@@ -204,24 +204,28 @@ async fn hot_reload_loses_no_event_and_runs_none_twice() {
     for _ in 0..4 {
         clients.push(sys.client().await);
     }
-    let (before, after) = (40, 40);
-    for n in 0..before {
-        for ws in clients.iter_mut() {
-            ws_send_text(ws, &n.to_string()).await;
-        }
+    // Numbered messages flow while the new module compiles and swaps in: some before the
+    // reload, the rest while it runs, then `after` more once the slot holds the new module.
+    let mut sent = 0;
+    for _ in 0..10 {
+        send_round(&mut clients, &mut sent).await;
     }
-    // Atomic replace, then reload; events keep flowing meanwhile.
+    // Atomic replace, then reload.
     let staged = dir.join("worker.wasm.new");
     std::fs::copy(guest("spin"), &staged).unwrap();
     std::fs::rename(&staged, &module).unwrap();
-    assert_eq!(
-        sys.worker().reload().wait().expect("new module compiles"),
-        2
-    );
-    for n in before..before + after {
-        for ws in clients.iter_mut() {
-            ws_send_text(ws, &n.to_string()).await;
+    let reload = sys.worker().reload();
+    while !reload.is_finished() {
+        if sent < 1000 {
+            send_round(&mut clients, &mut sent).await;
         }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(reload.wait().expect("new module compiles"), 2);
+    let before = sent;
+    let after = 20;
+    for _ in 0..after {
+        send_round(&mut clients, &mut sent).await;
     }
     let mut swapped_at = Vec::new();
     for ws in clients.iter_mut() {
@@ -257,7 +261,10 @@ async fn hot_reload_loses_no_event_and_runs_none_twice() {
         );
         swapped_at.push(first_new);
     }
-    eprintln!("first message answered by the new module, per client: {swapped_at:?}");
+    eprintln!(
+        "first message answered by the new module, per client: {swapped_at:?} (of {}; {before} sent before the reload returned)",
+        before + after
+    );
     let stats = sys.worker().stats();
     assert_eq!(stats.iter().map(|s| s.events_failed).sum::<u64>(), 0);
     assert!(stats.iter().all(|s| s.reloads == 1), "{stats:?}");
@@ -372,6 +379,72 @@ async fn file_watch_reloads_a_replaced_module() {
     }
     eprintln!("replaced module live after {:?}", waited.elapsed());
     assert_eq!(ask(&mut ws, "b").await, "b#1");
+    sys.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Sends the next number to every client.
+async fn send_round(clients: &mut [WsClient], sent: &mut usize) {
+    for ws in clients.iter_mut() {
+        ws_send_text(ws, &sent.to_string()).await;
+    }
+    *sent += 1;
+}
+
+/// Events queued while the module is swapped: the instance is stuck in a long event of the
+/// old module (spin, until its deadline) while numbered messages pile up behind it and the
+/// new module (echo) is swapped in; every queued message is then answered once, in order,
+/// by the new module.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_reload_with_events_queued_behind_a_long_event() {
+    let dir = std::env::temp_dir().join(format!(
+        "gw-e2e-queued-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let module = dir.join("worker.wasm");
+    std::fs::copy(guest("spin"), &module).unwrap();
+    let sys = System::start(module.clone(), 1, 1, |s| {
+        s.host.fuel_per_event = u64::MAX / 4;
+        s.host.epoch_deadline = Some(Duration::from_millis(1500));
+    })
+    .await;
+    let mut clients = vec![sys.client().await, sys.client().await];
+    assert_eq!(ask(&mut clients[0], "old").await, "old#1");
+    ws_send_text(&mut clients[0], "spin").await;
+    let mut sent = 0;
+    for _ in 0..50 {
+        send_round(&mut clients, &mut sent).await;
+    }
+    let staged = dir.join("worker.wasm.new");
+    std::fs::copy(guest("echo"), &staged).unwrap();
+    std::fs::rename(&staged, &module).unwrap();
+    assert_eq!(sys.worker().reload().wait().expect("compiles"), 2);
+    for _ in 0..20 {
+        send_round(&mut clients, &mut sent).await;
+    }
+    for ws in clients.iter_mut() {
+        for n in 0..sent {
+            assert_eq!(
+                next_text(ws).await,
+                n.to_string(),
+                "once, in order, by echo"
+            );
+        }
+        assert!(
+            ws_silent(ws, Duration::from_millis(50)).await,
+            "nothing extra"
+        );
+    }
+    let stats = sys.worker().stats();
+    assert_eq!(stats[0].events_failed, 1, "the spin");
+    // Start, then the new module after the failed event (the failure discarded the old
+    // instance, so the host counts no reload).
+    assert_eq!(stats[0].instantiations, 2);
     sys.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }
