@@ -11,6 +11,11 @@ use std::future::Future;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 
+mod async_stream;
+pub mod tls;
+
+pub use async_stream::{AsyncStream, AsyncStreamLimits, READ_BUFFER_CEILING};
+
 /// A way to listen and connect: tokio in production, turmoil in the simulation.
 pub trait Net: Clone + 'static {
     /// A connected stream.
@@ -57,6 +62,13 @@ pub trait NetStream: 'static {
 
     /// Writes as much of `bufs` as the socket takes now (`WouldBlock` when none).
     fn try_write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
+
+    /// Finishes a graceful close: pushes out whatever the stream still buffers itself
+    /// and signals the end of the stream where the transport needs a message for it (a
+    /// TLS `close_notify`). The driver awaits it, bounded by a timeout, before dropping a
+    /// stream it closes after flushing. A no-op for a kernel socket, which sends its
+    /// queued bytes and the FIN on its own after the drop.
+    fn shutdown(&mut self) -> impl Future<Output = io::Result<()>>;
 
     /// The local address of the stream.
     fn local_addr(&self) -> io::Result<SocketAddr>;
@@ -129,6 +141,10 @@ impl NetStream for TokioStream {
 
     fn try_write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         self.0.try_write_vectored(bufs)
+    }
+
+    async fn shutdown(&mut self) -> io::Result<()> {
+        Ok(())
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {

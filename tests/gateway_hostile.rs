@@ -203,3 +203,38 @@ async fn garbage_instead_of_a_handshake_gets_400() {
     good_client_still_served(&mut worker, &mut ws, cid).await;
     gateway.shutdown().unwrap();
 }
+
+/// Slowloris: a client trickling its request head a few bytes at a time is cut off at the
+/// handshake timeout, and the other clients are served meanwhile.
+#[tokio::test]
+async fn trickling_handshake_is_cut_off_at_the_timeout() {
+    let gateway = start_gateway(1, |s| s.core.handshake_timeout = Duration::from_millis(300));
+    let mut worker = TestLink::worker(gateway.lan_addrs[0], "Test:0").await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut ws = ws_connect(gateway.public_addr, "/").await;
+    let cid = worker
+        .next_frame_of(Command::OnConnect)
+        .await
+        .header
+        .connection_id;
+
+    let mut slow = TcpStream::connect(gateway.public_addr).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut cut_off = false;
+    for chunk in b"GET / HTTP/1.1\r\nHost: example.com\r\nX-Slow: ".chunks(3) {
+        if slow.write_all(chunk).await.is_err() {
+            cut_off = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if !cut_off {
+        let _ = read_to_close(&mut slow).await;
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "closed near the timeout"
+    );
+    good_client_still_served(&mut worker, &mut ws, cid).await;
+    gateway.shutdown().unwrap();
+}

@@ -32,6 +32,8 @@ pub enum CloseReason {
     Destroyed,
     /// Silent for 2L+2 heartbeat ticks.
     HeartbeatTimeout,
+    /// A websocket client did not complete its handshake within `handshake_timeout`.
+    HandshakeTimeout,
     /// No worker registered when an event had to be forwarded (spec 5.2).
     NoWorker,
     /// The client's protocol asked to close (websocket close frame, bad handshake).

@@ -55,8 +55,9 @@ pub struct Client {
     pub decoder: PublicDecoder,
     /// Bytes of an incomplete message (empty, and unallocated, between messages).
     pub input: BytesMut,
-    /// Websocket messages sent before the handshake completed (spec 6.3 step 7).
-    pub before_handshake: Vec<Bytes>,
+    /// Encoded websocket messages sent before the handshake completed, concatenated
+    /// (spec 6.3 step 7).
+    pub before_handshake: BytesMut,
 }
 
 /// A group: its creation order and its members in join order.
@@ -117,7 +118,7 @@ impl ClientTable {
             pending: 0,
             decoder,
             input: BytesMut::new(),
-            before_handshake: Vec::new(),
+            before_handshake: BytesMut::new(),
         };
         let previous = self.clients.insert(id, client);
         debug_assert!(previous.is_none(), "connection id {id} allocated twice");

@@ -120,7 +120,7 @@ fn key_value(name: &Bytes) -> PhpValue {
 
 impl GatewayCore {
     /// Executes one frame received on `link`.
-    pub(super) fn handle_frame(&mut self, now: Duration, link: LinkId, f: RawFrame) {
+    pub(super) fn handle_frame(&mut self, _now: Duration, link: LinkId, f: RawFrame) {
         let Some(authorised) = self.links.get(&link.0).map(|l| l.authorised) else {
             return;
         };
@@ -132,9 +132,10 @@ impl GatewayCore {
             self.close_link(link, CloseReason::Unauthorised);
             return;
         }
-        match cmd {
-            200 => self.worker_connect(link, &f),
-            202 => {
+        use Command::*;
+        match Command::from_u8(cmd) {
+            Some(WorkerConnect) => self.worker_connect(link, &f),
+            Some(GatewayClientConnect) => {
                 if self.secret_matches(&f) {
                     if let Some(l) = self.links.get_mut(&link.0) {
                         l.authorised = true;
@@ -143,31 +144,31 @@ impl GatewayCore {
                     self.close_link(link, CloseReason::BadSecret);
                 }
             }
-            5 => self.send_to_one(&f),
-            6 => self.send_to_all(&f),
-            7 => self.kick(now, &f),
-            8 => self.close_client(now, f.connection_id, false, CloseReason::Destroyed),
-            9 => self.update_session(&f),
-            10 => self.reply_all_sessions(link),
-            11 => {
+            Some(SendToOne) => self.send_to_one(&f),
+            Some(SendToAll) => self.send_to_all(&f),
+            Some(Kick) => self.kick(&f),
+            Some(Destroy) => self.close_client(f.connection_id, false, CloseReason::Destroyed),
+            Some(UpdateSession) => self.update_session(&f),
+            Some(GetAllClientSessions) => self.reply_all_sessions(link),
+            Some(IsOnline) => {
                 let online = self.clients.contains(f.connection_id);
                 self.transmit_link(link, reply(&PhpValue::Int(i64::from(online))));
             }
-            12 => {
+            Some(BindUid) => {
                 if is_empty_bytes(&f.ext_data) {
                     tracing::info!("bindUid: empty uid ignored");
                 } else {
                     self.clients.bind_uid(f.connection_id, stored(&f.ext_data));
                 }
             }
-            13 => self.clients.unbind_uid(f.connection_id),
-            14 => self.send_to_uid(&f),
-            15 => {
+            Some(UnbindUid) => self.clients.unbind_uid(f.connection_id),
+            Some(SendToUid) => self.send_to_uid(&f),
+            Some(GetClientIdByUid) => {
                 let ids = int_list(self.clients.uid_members(&f.ext_data));
                 self.transmit_link(link, reply(&ids));
             }
-            16 => self.reply_batch_client_ids(link, &f),
-            20 => {
+            Some(BatchGetClientIdByUid) => self.reply_batch_client_ids(link, &f),
+            Some(JoinGroup) => {
                 if is_empty_bytes(&f.ext_data) {
                     tracing::info!("joinGroup: empty group ignored");
                 } else {
@@ -175,14 +176,14 @@ impl GatewayCore {
                         .join_group(f.connection_id, stored(&f.ext_data));
                 }
             }
-            21 => {
+            Some(LeaveGroup) => {
                 if !is_empty_bytes(&f.ext_data) {
                     self.clients.leave_group(f.connection_id, &f.ext_data);
                 }
             }
-            22 => self.send_to_group(&f),
-            23 => self.reply_group_sessions(link, &f),
-            24 => {
+            Some(SendToGroup) => self.send_to_group(&f),
+            Some(GetClientSessionsByGroup) => self.reply_group_sessions(link, &f),
+            Some(GetClientCountByGroup) => {
                 let count = if f.ext_data.is_empty() {
                     self.clients.len()
                 } else {
@@ -190,27 +191,28 @@ impl GatewayCore {
                 };
                 self.transmit_link(link, reply(&PhpValue::Int(count as i64)));
             }
-            25 => self.reply_select(link, &f),
-            26 => {
+            Some(Select) => self.reply_select(link, &f),
+            Some(GetGroupIdList) => {
                 let mut list = PhpArray::new();
                 for (i, name) in self.clients.group_names().enumerate() {
                     list.push_unique(PhpKey::Int(i as i64), key_value(name));
                 }
                 self.transmit_link(link, reply(&PhpValue::Array(list)));
             }
-            27 => {
+            Some(Ungroup) => {
                 if !is_empty_bytes(&f.ext_data) {
                     self.clients.ungroup(&f.ext_data);
                 }
             }
-            28 => self.reply_batch_group_counts(link, &f),
-            203 => self.reply_session(link, &f),
-            204 => {
+            Some(BatchGetClientCountByGroup) => self.reply_batch_group_counts(link, &f),
+            Some(GetSessionByClientId) => self.reply_session(link, &f),
+            Some(SetSession) => {
                 if let Some(client) = self.clients.get_mut(f.connection_id) {
                     client.session = stored(&f.ext_data);
                 }
             }
-            _ => {
+            // Events (1, 3, 4, 205) and PING (201) are gateway-to-worker only.
+            None | Some(OnConnect | OnMessage | OnClose | Ping | OnWebsocketConnect) => {
                 self.stats.unknown_commands += 1;
                 tracing::warn!(link = link.0, cmd, "unknown command ignored");
             }
@@ -297,7 +299,7 @@ impl GatewayCore {
 
     /// KICK: the final message (protocol-encoded even with flag 0x02, quirk 13) unless
     /// the body is null, then a close after flush (quirk 12).
-    fn kick(&mut self, now: Duration, f: &RawFrame) {
+    fn kick(&mut self, f: &RawFrame) {
         if !self.clients.contains(f.connection_id) {
             return;
         }
@@ -306,7 +308,7 @@ impl GatewayCore {
                 self.deliver(f.connection_id, &bytes);
             }
         }
-        self.close_client(now, f.connection_id, true, CloseReason::Kicked);
+        self.close_client(f.connection_id, true, CloseReason::Kicked);
     }
 
     /// SEND_TO_ALL (spec 2.5).

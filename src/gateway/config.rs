@@ -59,6 +59,11 @@ pub struct GatewayConfig {
     /// Largest internal frame and largest client message, default 10 485 760 bytes
     /// (workerman's `maxPackageSize`). A larger one closes that connection.
     pub package_size_max: usize,
+    /// Time a websocket client has to complete its handshake, default 10 s; zero turns the
+    /// limit off. At the bound the client is destroyed (ON_CLOSE follows). The original has
+    /// no such limit: a client that trickles a request head (slowloris) or sends nothing
+    /// would hold its connection, and its worker's count, forever.
+    pub handshake_timeout: Duration,
     /// Most clients at once, default 1 000 000. At the bound a new client is refused at
     /// accept (the driver drops the socket; no event reaches a worker).
     pub clients_max: usize,
@@ -86,6 +91,7 @@ impl GatewayConfig {
             pending_before_handshake_max: 1_024_000,
             link_pending_max: 10_240_000,
             package_size_max: crate::protocol::frame::PACKAGE_SIZE_MAX_DEFAULT as usize,
+            handshake_timeout: Duration::from_secs(10),
             clients_max: 1_000_000,
             links_max: 10_000,
         }
@@ -96,11 +102,12 @@ impl GatewayConfig {
         if self.ping_interval.is_zero() {
             return None;
         }
-        Some(if self.ping_not_response_limit > 0 {
+        let period = if self.ping_not_response_limit > 0 {
             self.ping_interval / 2
         } else {
             self.ping_interval
-        })
+        };
+        (!period.is_zero()).then_some(period)
     }
 
     /// `lanIp:lanPort`, the address announced to the register.

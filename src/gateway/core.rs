@@ -15,6 +15,7 @@ use super::routing::{RouteEntry, Router};
 use super::wire;
 use crate::protocol::frame::{Command, Frame, Header, FLAG_BINARY, FLAG_BODY_IS_SCALAR};
 use crate::protocol::public::PublicEvent;
+use crate::protocol::register::ToRegister;
 
 /// Keep-alive period of internal links and register connections (spec 5.5).
 pub const LINK_PING_INTERVAL: Duration = Duration::from_secs(25);
@@ -68,7 +69,9 @@ enum RegisterState {
 ///   messages at will), `handle_client_flushed` with the number of bytes written to the
 ///   socket, `handle_client_closed` when the socket is gone — for any reason, including
 ///   after a `CloseClient` action (the id stays reserved until then).
-/// * Links: the same four calls with `link` in the name; the core allocates link ids.
+/// * Links: the same four calls with `link` in the name; the core allocates link ids
+///   (never reused). `handle_link_closed` after a `CloseLink` is always safe (the core
+///   may already have dropped a link that had nothing left to flush).
 /// * Registers: `handle_register_connected/closed/line` for register `index`
 ///   (`ConnectRegister` actions ask for a connection; a failed attempt is reported as
 ///   closed).
@@ -90,6 +93,10 @@ pub struct GatewayCore {
     registers: Vec<RegisterState>,
     heartbeat_at: Option<Duration>,
     worker_ping_at: Option<Duration>,
+    /// Handshake deadlines `(at, connection id, accept seq)` in accept order; with one
+    /// fixed timeout they are also in deadline order. Entries of clients that completed
+    /// their handshake or left are dropped when they come due (the seq tells a reused id).
+    handshake_deadlines: VecDeque<(Duration, u32, u64)>,
     actions: VecDeque<Action>,
     pub(super) stats: GatewayStats,
     /// Scratch space for decoded client events, kept to avoid an allocation per read.
@@ -152,6 +159,7 @@ impl GatewayCore {
             next_link: 0,
             heartbeat_at,
             worker_ping_at,
+            handshake_deadlines: VecDeque::new(),
             actions,
             stats: GatewayStats::default(),
             events: Vec::new(),
@@ -201,7 +209,8 @@ impl GatewayCore {
             RegisterState::Waiting { at } => Some(*at),
             RegisterState::Connecting => None,
         });
-        [self.heartbeat_at, self.worker_ping_at]
+        let handshake = self.handshake_deadlines.front().map(|(at, _, _)| *at);
+        [self.heartbeat_at, self.worker_ping_at, handshake]
             .into_iter()
             .flatten()
             .chain(registers)
@@ -218,6 +227,15 @@ impl GatewayCore {
         now: Duration,
         peer: SocketAddr,
     ) -> Result<ConnectionId, Refused> {
+        // A dual-stack listener reports IPv4 clients as `::ffff:a.b.c.d`; they are IPv4
+        // clients (client_ip, REMOTE_ADDR), not IPv6 ones with client_ip 0.
+        let peer = match peer {
+            SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+                Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
+                None => peer,
+            },
+            SocketAddr::V4(_) => peer,
+        };
         if self.clients.len() + self.closing_clients.len() >= self.config.clients_max {
             return Err(Refused::ClientsMax);
         }
@@ -230,7 +248,17 @@ impl GatewayCore {
             .config
             .protocol
             .decoder(self.config.package_size_max as u32);
+        let needs_handshake = !decoder.is_ready();
         self.clients.insert(id, peer, decoder);
+        if needs_handshake && !self.config.handshake_timeout.is_zero() {
+            let seq = self.clients.get_mut(id).map_or(0, |c| c.seq);
+            let at = now + self.config.handshake_timeout;
+            debug_assert!(self
+                .handshake_deadlines
+                .back()
+                .is_none_or(|(last, _, _)| *last <= at));
+            self.handshake_deadlines.push_back((at, id, seq));
+        }
         self.forward_or_destroy(
             now,
             id,
@@ -243,11 +271,11 @@ impl GatewayCore {
 
     /// Bytes read from a client.
     pub fn handle_client_bytes(&mut self, now: Duration, id: ConnectionId, bytes: &[u8]) {
-        let mut events = std::mem::take(&mut self.events);
         let Some(client) = self.clients.get_mut(id.0) else {
             return;
         };
         let mut input = std::mem::take(&mut client.input);
+        let mut events = std::mem::take(&mut self.events);
         let (mut buf, from_scratch) = Self::read_buffer(&mut self.scratch, &mut input);
         buf.extend_from_slice(bytes);
         if let Some(client) = self.clients.get_mut(id.0) {
@@ -278,13 +306,14 @@ impl GatewayCore {
                     return;
                 }
                 self.write_client(id, response);
+                // Queued messages go out in one write, as workerman's `tmpWsData`.
                 let queued = self
                     .clients
                     .get_mut(id)
                     .map(|c| std::mem::take(&mut c.before_handshake))
                     .unwrap_or_default();
-                for bytes in queued {
-                    self.write_client(id, bytes);
+                if !queued.is_empty() {
+                    self.write_client(id, queued.freeze());
                 }
             }
             PublicEvent::Message { data, binary } => {
@@ -302,7 +331,7 @@ impl GatewayCore {
                     tracing::info!(connection_id = id, %reason, "client protocol error");
                     CloseReason::ProtocolError
                 };
-                self.close_client(now, id, true, reason);
+                self.close_client(id, true, reason);
             }
         }
     }
@@ -315,21 +344,15 @@ impl GatewayCore {
     }
 
     /// A client's socket is gone (peer hang-up, error, or the end of a `CloseClient`).
-    pub fn handle_client_closed(&mut self, now: Duration, id: ConnectionId) {
+    pub fn handle_client_closed(&mut self, _now: Duration, id: ConnectionId) {
         if self.closing_clients.remove(&id.0) {
             return;
         }
-        self.forget_client(now, id.0);
+        self.forget_client(id.0);
     }
 
     /// Closes a client: tells the driver, then forgets it (ON_CLOSE included).
-    pub(super) fn close_client(
-        &mut self,
-        now: Duration,
-        id: u32,
-        after_flush: bool,
-        reason: CloseReason,
-    ) {
+    pub(super) fn close_client(&mut self, id: u32, after_flush: bool, reason: CloseReason) {
         if !self.clients.contains(id) {
             return;
         }
@@ -339,17 +362,16 @@ impl GatewayCore {
             after_flush,
             reason,
         });
-        self.forget_client(now, id);
+        self.forget_client(id);
     }
 
     /// The original's `onClientClose`: ON_CLOSE to the (possibly re-chosen) worker,
     /// then the least-connections count of the client's key, then the indexes.
-    fn forget_client(&mut self, now: Duration, id: u32) {
+    fn forget_client(&mut self, id: u32) {
         let Some(mut client) = self.clients.remove(id) else {
             return;
         };
         let session = client.session.clone();
-        let _ = now;
         self.send_event(
             id,
             client.peer,
@@ -382,7 +404,7 @@ impl GatewayCore {
                     "no business worker connected: client destroyed"
                 );
             }
-            self.close_client(now, id, false, CloseReason::NoWorker);
+            self.close_client(id, false, CloseReason::NoWorker);
             return false;
         }
         let Some(client) = self.clients.get_mut(id) else {
@@ -461,8 +483,9 @@ impl GatewayCore {
             return;
         };
         if !client.decoder.is_ready() {
-            let queued: usize = client.before_handshake.iter().map(Bytes::len).sum();
-            if queued >= self.config.pending_before_handshake_max {
+            // Raw (flag 0x02) messages wait too: written before the 101 they would break
+            // the client's handshake (the original writes them at once).
+            if client.before_handshake.len() >= self.config.pending_before_handshake_max {
                 self.stats.client_messages_dropped += 1;
                 tracing::warn!(
                     connection_id = id,
@@ -470,7 +493,7 @@ impl GatewayCore {
                 );
                 return;
             }
-            client.before_handshake.push(bytes.clone());
+            client.before_handshake.extend_from_slice(bytes);
             return;
         }
         if client.pending >= self.config.client_pending_max {
@@ -666,17 +689,18 @@ impl GatewayCore {
             return;
         };
         let ping_at = (!address.starts_with("127.0.0.1")).then(|| now + LINK_PING_INTERVAL);
-        // Hand-concatenated like the original (spaces after the commas, key unescaped).
-        let mut line = Vec::new();
-        line.extend_from_slice(b"{\"event\":\"gateway_connect\", \"address\":\"");
-        line.extend_from_slice(self.config.lan_address().as_bytes());
-        line.extend_from_slice(b"\", \"secret_key\":\"");
-        line.extend_from_slice(&self.config.secret_key);
-        line.extend_from_slice(b"\"}\n");
+        // Hand-concatenated like the original (spaces after the commas), quirk 16.
+        let mut line = BytesMut::new();
+        ToRegister::GatewayConnect {
+            address: self.config.lan_address(),
+            secret_key: String::from_utf8_lossy(&self.config.secret_key).into_owned(),
+        }
+        .encode(&mut line);
+        let line = line.freeze();
         self.registers[index] = RegisterState::Connected { ping_at };
         self.actions.push_back(Action::Transmit {
             to: Target::Register(index),
-            bytes: Bytes::from(line),
+            bytes: line,
         });
     }
 
@@ -698,28 +722,34 @@ impl GatewayCore {
     // ---------------------------------------------------------------- timers
 
     /// Runs every timer due at `now`; spurious calls do nothing.
+    ///
+    /// A late call runs each periodic timer once and skips the ticks it missed, like
+    /// workerman's timers: a stalled driver must not destroy every silent client in a
+    /// burst of catch-up heartbeat ticks.
     pub fn handle_timeout(&mut self, now: Duration) {
-        while let Some(at) = self.heartbeat_at.filter(|at| *at <= now) {
-            self.heartbeat_tick(now);
-            self.heartbeat_at = self.config.heartbeat_period().map(|p| at + p);
+        self.expire_handshakes(now);
+        if let Some(at) = self.heartbeat_at.filter(|at| *at <= now) {
+            self.heartbeat_tick();
+            self.heartbeat_at = self
+                .config
+                .heartbeat_period()
+                .map(|p| next_tick(at, p, now));
         }
-        while let Some(at) = self.worker_ping_at.filter(|at| *at <= now) {
+        if let Some(at) = self.worker_ping_at.filter(|at| *at <= now) {
             self.ping_workers();
-            self.worker_ping_at = Some(at + LINK_PING_INTERVAL);
+            self.worker_ping_at = Some(next_tick(at, LINK_PING_INTERVAL, now));
         }
         for index in 0..self.registers.len() {
             match self.registers[index] {
                 RegisterState::Connected { ping_at: Some(at) } if at <= now => {
-                    let mut next = at;
-                    while next <= now {
-                        next += LINK_PING_INTERVAL;
-                    }
                     self.registers[index] = RegisterState::Connected {
-                        ping_at: Some(next),
+                        ping_at: Some(next_tick(at, LINK_PING_INTERVAL, now)),
                     };
+                    let mut line = BytesMut::new();
+                    ToRegister::Ping.encode(&mut line);
                     self.actions.push_back(Action::Transmit {
                         to: Target::Register(index),
-                        bytes: Bytes::from_static(b"{\"event\":\"ping\"}\n"),
+                        bytes: line.freeze(),
                     });
                 }
                 RegisterState::Waiting { at } if at <= now => {
@@ -731,8 +761,26 @@ impl GatewayCore {
         }
     }
 
+    /// Destroys websocket clients whose handshake deadline passed before they completed it.
+    fn expire_handshakes(&mut self, now: Duration) {
+        while let Some(&(at, id, seq)) = self.handshake_deadlines.front() {
+            if at > now {
+                break;
+            }
+            self.handshake_deadlines.pop_front();
+            let Some(client) = self.clients.get_mut(id) else {
+                continue;
+            };
+            if client.seq != seq || client.decoder.is_ready() {
+                continue;
+            }
+            tracing::info!(connection_id = id, peer = %client.peer, "websocket handshake timed out");
+            self.close_client(id, false, CloseReason::HandshakeTimeout);
+        }
+    }
+
     /// One tick of the client heartbeat (spec 5.4), clients in accept order.
-    fn heartbeat_tick(&mut self, now: Duration) {
+    fn heartbeat_tick(&mut self) {
         let limit = self.config.ping_not_response_limit as i64;
         let ping = if self.config.ping_data.is_empty() {
             None
@@ -745,7 +793,7 @@ impl GatewayCore {
                 continue;
             };
             if limit > 0 && i64::from(client.ping_count) >= limit * 2 {
-                self.close_client(now, id, false, CloseReason::HeartbeatTimeout);
+                self.close_client(id, false, CloseReason::HeartbeatTimeout);
                 continue;
             }
             client.ping_count = client.ping_count.saturating_add(1);
@@ -856,4 +904,17 @@ impl GatewayCore {
     pub(super) fn link_ip(&self, id: LinkId) -> Option<IpAddr> {
         self.links.get(&id.0).map(|l| l.peer.ip())
     }
+}
+
+/// The tick after `at` on the `period` grid that is still ahead of `now`.
+fn next_tick(at: Duration, period: Duration, now: Duration) -> Duration {
+    let next = at + period;
+    if next > now || period.is_zero() {
+        return next;
+    }
+    let missed = (now - at).as_nanos() / period.as_nanos();
+    u32::try_from(missed + 1)
+        .ok()
+        .and_then(|n| period.checked_mul(n))
+        .map_or(now + period, |d| at + d)
 }

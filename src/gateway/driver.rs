@@ -21,6 +21,10 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use hashbrown::HashMap;
+
+/// A fixed (not randomly seeded) hasher: the connection maps are iterated at shutdown, and
+/// nothing observable may depend on a per-process random seed (simulation determinism).
+type FixedState = std::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher>;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -35,6 +39,11 @@ const READS_PER_TURN_MAX: usize = 4;
 const WRITE_SLICES_MAX: usize = 64;
 /// Longest register line kept while waiting for its `\n` (the register sends short JSON).
 const REGISTER_LINE_MAX: usize = 1024 * 1024;
+/// Longest wait without progress, after a graceful close (KICK, websocket close), first
+/// for the driver's queued output to be written and then for the stream's own
+/// [`NetStream::shutdown`] (a TLS stream pushing its last records): a peer that stopped
+/// reading is dropped then.
+pub const SHUTDOWN_TIME_MAX: Duration = Duration::from_secs(5);
 
 /// Which connection of the shard an I/O task serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -100,8 +109,8 @@ struct Shard<N: Net> {
     net: N,
     core: GatewayCore,
     origin: Instant,
-    conns: HashMap<Endpoint, Rc<ConnIo>>,
-    register_input: HashMap<usize, BytesMut>,
+    conns: HashMap<Endpoint, Rc<ConnIo>, FixedState>,
+    register_input: HashMap<usize, BytesMut, FixedState>,
     timer_armed: Option<Duration>,
     timer_wake: Rc<Notify>,
     scratch: Rc<RefCell<Vec<u8>>>,
@@ -217,12 +226,16 @@ fn trim_line(line: &[u8]) -> &[u8] {
 /// Serves one gateway shard until `shutdown` completes: clients on `public`, worker and
 /// API links on `lan`, the register connections the core asks for, and its timers.
 ///
+/// The public listener is a type of its own so that clients may arrive through a
+/// different stream type than links (TLS for `wss://`, see [`crate::net::tls`]); pass
+/// `N::Listener` when they do not.
+///
 /// Runs its tasks on a `LocalSet` of its own, so it can be awaited from any
 /// single-threaded runtime (a plain current-thread tokio runtime or a turmoil host).
-pub async fn serve<N: Net>(
+pub async fn serve<N: Net, P: NetListener>(
     net: N,
     config: GatewayConfig,
-    public: N::Listener,
+    public: P,
     lan: N::Listener,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
@@ -232,10 +245,10 @@ pub async fn serve<N: Net>(
         .await
 }
 
-async fn serve_local<N: Net>(
+async fn serve_local<N: Net, P: NetListener>(
     net: N,
     config: GatewayConfig,
-    mut public: N::Listener,
+    mut public: P,
     mut lan: N::Listener,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
@@ -245,8 +258,8 @@ async fn serve_local<N: Net>(
         net,
         core: GatewayCore::new(config, Duration::ZERO),
         origin,
-        conns: HashMap::new(),
-        register_input: HashMap::new(),
+        conns: HashMap::default(),
+        register_input: HashMap::default(),
         timer_armed: None,
         timer_wake: timer_wake.clone(),
         scratch: Rc::new(RefCell::new(vec![0; SCRATCH_SIZE])),
@@ -281,7 +294,7 @@ async fn serve_local<N: Net>(
     result
 }
 
-fn accept_client<N: Net>(shard: &SharedShard<N>, stream: N::Stream, peer: SocketAddr) {
+fn accept_client<N: Net, S: NetStream>(shard: &SharedShard<N>, stream: S, peer: SocketAddr) {
     let mut s = shard.borrow_mut();
     let now = s.now();
     let id = match s.core.handle_client_connected(now, peer) {
@@ -310,11 +323,11 @@ fn accept_link<N: Net>(shard: &SharedShard<N>, stream: N::Stream, peer: SocketAd
 
 /// Registers the connection's output side, runs the core's reaction to the connect, and
 /// spawns the connection's I/O task.
-fn start_conn<N: Net>(
+fn start_conn<N: Net, S: NetStream>(
     s: &mut Shard<N>,
     shard: &SharedShard<N>,
     endpoint: Endpoint,
-    stream: N::Stream,
+    stream: S,
 ) {
     let io = Rc::new(ConnIo::default());
     s.conns.insert(endpoint, io.clone());
@@ -384,16 +397,16 @@ async fn run_timer<N: Net>(shard: SharedShard<N>, wake: Rc<Notify>) {
 #[derive(Debug)]
 enum ConnEnd {
     PeerClosed,
-    Closed,
+    Closed(Closing),
     Error(io::Error),
 }
 
 /// One connection's I/O: reads into the shard's scratch buffer and feeds the core;
 /// writes what the core queued; ends when the peer goes or the core closes it.
-async fn run_conn<N: Net>(
+async fn run_conn<N: Net, S: NetStream>(
     shard: SharedShard<N>,
     endpoint: Endpoint,
-    mut stream: N::Stream,
+    mut stream: S,
     io: Rc<ConnIo>,
 ) {
     let end = conn_loop(&shard, endpoint, &mut stream, &io).await;
@@ -401,30 +414,46 @@ async fn run_conn<N: Net>(
         ConnEnd::Error(e) => tracing::debug!(?endpoint, error = %e, "connection error"),
         other => tracing::trace!(?endpoint, ?other, "connection ended"),
     }
+    if let ConnEnd::Closed(Closing::AfterFlush) = end {
+        // The driver's queue is written; a stream with buffers of its own (TLS, the
+        // async adapter) still has to push them out and say goodbye.
+        match tokio::time::timeout(SHUTDOWN_TIME_MAX, stream.shutdown()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!(?endpoint, error = %e, "shutdown failed"),
+            Err(_) => tracing::debug!(?endpoint, "shutdown timed out"),
+        }
+    }
     drop(stream);
     let mut s = shard.borrow_mut();
     s.closed(endpoint);
     s.dispatch(&shard);
 }
 
-async fn conn_loop<N: Net>(
+async fn conn_loop<N: Net, S: NetStream>(
     shard: &SharedShard<N>,
     endpoint: Endpoint,
-    stream: &mut N::Stream,
+    stream: &mut S,
     io: &ConnIo,
 ) -> ConnEnd {
+    // A graceful close waits at most SHUTDOWN_TIME_MAX without progress for the queued
+    // output: a peer that stops reading after a KICK must not hold its connection forever.
+    let mut flush_deadline: Option<Instant> = None;
     loop {
         let closing = io.outbox.borrow().closing;
         if closing == Some(Closing::Now) {
-            return ConnEnd::Closed;
+            return ConnEnd::Closed(Closing::Now);
         }
-        match write_some(shard, endpoint, stream, io) {
-            Ok(()) => {}
+        let written = match write_some(shard, endpoint, stream, io) {
+            Ok(written) => written,
             Err(e) => return ConnEnd::Error(e),
+        };
+        // The deadline counts from the last progress: a slow reader still gets everything.
+        if closing == Some(Closing::AfterFlush) && (flush_deadline.is_none() || written > 0) {
+            flush_deadline = Some(Instant::now() + SHUTDOWN_TIME_MAX);
         }
         let has_output = !io.outbox.borrow().chunks.is_empty();
         if closing == Some(Closing::AfterFlush) && !has_output {
-            return ConnEnd::Closed;
+            return ConnEnd::Closed(Closing::AfterFlush);
         }
         tokio::select! {
             biased;
@@ -433,6 +462,10 @@ async fn conn_loop<N: Net>(
                 if let Err(e) = ready {
                     return ConnEnd::Error(e);
                 }
+            }
+            () = sleep_until_deadline(flush_deadline), if flush_deadline.is_some() => {
+                tracing::debug!(?endpoint, "graceful close timed out; dropping queued output");
+                return ConnEnd::Closed(Closing::Now);
             }
             ready = stream.read_ready(), if closing.is_none() => {
                 if let Err(e) = ready {
@@ -448,12 +481,19 @@ async fn conn_loop<N: Net>(
     }
 }
 
+async fn sleep_until_deadline(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Reads what the socket has (bounded per turn) and feeds it to the core. `Ok(false)` at
 /// the end of the stream.
-fn read_some<N: Net>(
+fn read_some<N: Net, S: NetStream>(
     shard: &SharedShard<N>,
     endpoint: Endpoint,
-    stream: &mut N::Stream,
+    stream: &mut S,
 ) -> io::Result<bool> {
     let scratch = shard.borrow().scratch.clone();
     let mut buf = scratch.borrow_mut();
@@ -478,17 +518,18 @@ fn read_some<N: Net>(
 
 /// Writes as much queued output as the socket takes now, in one vectored call per
 /// round, and reports the written bytes to the core.
-fn write_some<N: Net>(
+fn write_some<N: Net, S: NetStream>(
     shard: &SharedShard<N>,
     endpoint: Endpoint,
-    stream: &mut N::Stream,
+    stream: &mut S,
     io: &ConnIo,
-) -> io::Result<()> {
+) -> io::Result<usize> {
+    let mut total = 0;
     loop {
         let written = {
             let outbox = io.outbox.borrow();
             if outbox.chunks.is_empty() {
-                return Ok(());
+                return Ok(total);
             }
             // A fixed array, not a Vec: no allocation per write on the hot path.
             let mut slices = [IoSlice::new(&[]); WRITE_SLICES_MAX];
@@ -500,11 +541,12 @@ fn write_some<N: Net>(
             match stream.try_write_vectored(&slices[..count]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(total),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
         };
+        total += written;
         consume(&mut io.outbox.borrow_mut().chunks, written);
         let mut s = shard.borrow_mut();
         s.flushed(endpoint, written);

@@ -13,6 +13,7 @@ use std::thread::JoinHandle;
 use tokio::sync::watch;
 
 use super::{driver, GatewayConfig};
+use crate::net::tls::{TlsListener, TlsSettings};
 use crate::net::{bind_std, TokioListener, TokioNet};
 
 /// Where and how many shards to run.
@@ -28,6 +29,9 @@ pub struct GatewaySettings {
     pub count: usize,
     /// The core's settings; `lan_port` and `gateway_port` are filled in per shard.
     pub core: GatewayConfig,
+    /// `Some` serves the public port as `wss://` (TLS, then the same protocol); `None`
+    /// serves plain TCP. Links on the lan ports are never TLS.
+    pub tls: Option<TlsSettings>,
 }
 
 impl GatewaySettings {
@@ -44,6 +48,7 @@ impl GatewaySettings {
             start_port,
             count,
             core: GatewayConfig::new(lan_ip, start_port, listen.port()),
+            tls: None,
         }
     }
 }
@@ -80,10 +85,14 @@ impl RunningGateway {
     }
 }
 
-/// Binds every listener (errors such as "address in use" come back here, before anything
-/// runs) and starts the shards.
+/// Binds every listener and loads the TLS certificate (errors such as "address in use"
+/// or a bad PEM file come back here, before anything runs) and starts the shards.
 pub fn start(settings: GatewaySettings) -> io::Result<RunningGateway> {
     assert!(settings.count >= 1, "a gateway needs at least one shard");
+    let tls = match &settings.tls {
+        Some(tls) => Some((tls.acceptor()?, tls.clone())),
+        None => None,
+    };
     let mut public_addr = settings.listen;
     let mut bound = Vec::with_capacity(settings.count);
     for i in 0..settings.count {
@@ -108,6 +117,7 @@ pub fn start(settings: GatewaySettings) -> io::Result<RunningGateway> {
         config.gateway_port = public_addr.port();
         lan_addrs.push(SocketAddr::new(IpAddr::V4(config.lan_ip), lan_port));
         let mut stopped = stopped.clone();
+        let tls = tls.clone();
         let thread = std::thread::Builder::new()
             .name(format!("gateway-{i}"))
             .spawn(move || -> io::Result<()> {
@@ -120,7 +130,13 @@ pub fn start(settings: GatewaySettings) -> io::Result<RunningGateway> {
                     let shutdown = async move {
                         let _ = stopped.wait_for(|stop| *stop).await;
                     };
-                    driver::serve(TokioNet, config, public, lan, shutdown).await
+                    match tls {
+                        Some((acceptor, tls)) => {
+                            let public = TlsListener::new(public, acceptor, tls);
+                            driver::serve(TokioNet, config, public, lan, shutdown).await
+                        }
+                        None => driver::serve(TokioNet, config, public, lan, shutdown).await,
+                    }
                 })
             })?;
         threads.push(thread);

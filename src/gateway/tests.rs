@@ -300,6 +300,7 @@ fn on_connect_is_sent_at_accept_before_the_websocket_handshake_quirk_26() {
     let writes = client_bytes(&actions, id);
     assert!(writes[0].starts_with(b"HTTP/1.1 101 Switching Protocol"));
     assert_eq!(writes[1].to_vec(), ws_text(b"early"));
+    assert_eq!(writes.len(), 2);
     // ON_WEBSOCKET_CONNECT is queued for the worker before the 101 is written.
     let pos_ws = actions.iter().position(|a| {
         matches!(
@@ -372,6 +373,12 @@ fn ipv6_client_gets_client_ip_zero_quirk_19() {
         .unwrap();
     let frames = link_frames(&gw.drain(), w);
     assert_eq!(frames[0].client_ip, [0, 0, 0, 0]);
+    // Decision: an IPv4-mapped address from a dual-stack listener is an IPv4 client.
+    gw.core
+        .handle_client_connected(gw.now, "[::ffff:198.51.100.4]:5000".parse().unwrap())
+        .unwrap();
+    let frames = link_frames(&gw.drain(), w);
+    assert_eq!(frames[0].client_ip, [198, 51, 100, 4]);
 }
 
 #[test]
@@ -1103,6 +1110,25 @@ fn websocket_pings_do_not_reset_the_heartbeat_quirk_15() {
 }
 
 #[test]
+fn a_late_timeout_runs_one_heartbeat_tick_and_skips_the_missed_ones() {
+    let mut c = config();
+    c.ping_interval = Duration::from_secs(10);
+    c.ping_not_response_limit = 1;
+    let mut gw = Gw::new(c);
+    gw.worker("10.0.0.9:40000", "BW:0");
+    let start = gw.now;
+    gw.client("203.0.113.7:5000");
+    let actions = gw.advance(Duration::from_secs(100));
+    assert!(closes(&actions).is_empty(), "one tick, not twenty");
+    assert_eq!(gw.core.snapshot().clients[0].ping_count, 0);
+    // The grid is kept: the next tick is at start + 105 s.
+    assert_eq!(
+        gw.core.poll_timeout(),
+        Some(start + Duration::from_secs(105))
+    );
+}
+
+#[test]
 fn spurious_timeouts_do_nothing() {
     let mut c = config();
     c.ping_interval = Duration::from_secs(10);
@@ -1251,7 +1277,15 @@ fn pending_before_handshake_max_bounds_the_queue() {
         "12 bytes queued: the third is dropped"
     );
     let writes = client_bytes(&gw.client_sends(id, HANDSHAKE), id);
-    assert_eq!(writes.len(), 3, "101 + two queued messages");
+    assert_eq!(
+        writes.len(),
+        2,
+        "101, then the two queued messages in one write"
+    );
+    assert_eq!(
+        writes[1].to_vec(),
+        [ws_text(b"1234"), ws_text(b"1234")].concat()
+    );
 }
 
 #[test]
@@ -1617,4 +1651,389 @@ fn long_lived_strings_do_not_share_the_read_buffer() {
     );
     assert!(kept.try_into_mut().is_ok(), "a stored copy owns its bytes");
     drop(read);
+}
+
+/// Splits `wire` at the (sorted, deduplicated) cut points.
+fn chunks(wire: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
+    let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (wire.len() + 1)).collect();
+    cuts.sort_unstable();
+    cuts.dedup();
+    let mut out = Vec::new();
+    let mut start = 0;
+    for c in cuts.into_iter().chain([wire.len()]) {
+        out.push(wire[start..c].to_vec());
+        start = c;
+    }
+    out
+}
+
+/// However a client's bytes are split into reads, the worker sees the same ON_MESSAGE
+/// frames: one per message, in order, with FLAG_BINARY exactly on binary messages.
+#[test]
+fn client_reads_split_anywhere_give_the_same_messages() {
+    fn prop(messages: Vec<(Vec<u8>, bool)>, cuts: Vec<usize>) -> bool {
+        let (mut gw, w) = Gw::with_worker();
+        let id = gw
+            .core
+            .handle_client_connected(gw.now, "203.0.113.7:5000".parse().unwrap())
+            .unwrap();
+        gw.drain();
+        let mut wire = HANDSHAKE.to_vec();
+        for (payload, binary) in &messages {
+            let payload = if *binary {
+                payload.clone()
+            } else {
+                String::from_utf8_lossy(payload).into_owned().into_bytes()
+            };
+            wire.extend(ws_client_frame(if *binary { 2 } else { 1 }, &payload));
+        }
+        let mut frames = Vec::new();
+        for chunk in chunks(&wire, &cuts) {
+            frames.extend(link_frames(&gw.client_sends(id, &chunk), w));
+        }
+        let messages: Vec<(Vec<u8>, u8)> = messages
+            .iter()
+            .map(|(p, binary)| {
+                if *binary {
+                    (p.clone(), S | FLAG_BINARY)
+                } else {
+                    (String::from_utf8_lossy(p).into_owned().into_bytes(), S)
+                }
+            })
+            .collect();
+        let seen: Vec<(Vec<u8>, u8)> = frames[1..]
+            .iter()
+            .map(|f| (f.body.to_vec(), f.flag))
+            .collect();
+        frames[0].cmd == Command::OnWebsocketConnect as u8 && seen == messages
+    }
+    QuickCheck::new()
+        .tests(1000)
+        .quickcheck(prop as fn(Vec<(Vec<u8>, bool)>, Vec<usize>) -> bool);
+}
+
+/// However a link's bytes are split into reads, the replies are the same bytes as for
+/// one read of everything.
+#[test]
+fn link_reads_split_anywhere_give_the_same_replies() {
+    fn prop(queries: Vec<(u8, u8)>, cuts: Vec<usize>) -> bool {
+        let run = |split: bool| {
+            let (mut gw, _) = Gw::with_worker();
+            let ids: Vec<u32> = (0..3)
+                .map(|i| gw.client(&format!("203.0.113.{i}:5000")).0)
+                .collect();
+            let api = gw.link("10.0.0.50:1");
+            let mut wire = Vec::new();
+            for (kind, target) in &queries {
+                let cid = ids[*target as usize % 3] + u32::from(*target % 2);
+                let f = match kind % 5 {
+                    0 => frame(11, cid, S, b"", b""),
+                    1 => frame(12, cid, S, b"u", b""),
+                    2 => frame(15, 0, S, b"u", b""),
+                    3 => frame(20, cid, S, b"g", b""),
+                    _ => frame(25, 0, S, br#"{"fields":["uid","groups"],"where":[]}"#, b""),
+                };
+                wire.extend(f);
+            }
+            let reads = if split {
+                chunks(&wire, &cuts)
+            } else {
+                vec![wire]
+            };
+            let mut replies = Vec::new();
+            for r in reads {
+                for b in link_bytes(&gw.send(api, &r), api) {
+                    replies.extend_from_slice(&b);
+                }
+            }
+            replies
+        };
+        run(true) == run(false)
+    }
+    QuickCheck::new()
+        .tests(1000)
+        .quickcheck(prop as fn(Vec<(u8, u8)>, Vec<usize>) -> bool);
+}
+
+/// Garbage from links and clients never panics the core; the indexes stay consistent
+/// (checked in `drain`) and a link or client either survives or is closed cleanly.
+#[test]
+fn garbage_input_never_panics() {
+    fn prop(link_reads: Vec<Vec<u8>>, client_reads: Vec<Vec<u8>>, valid_prefix: bool) -> bool {
+        let mut c = config();
+        c.package_size_max = 4096;
+        let mut gw = Gw::new(c);
+        gw.worker("10.0.0.9:40000", "BW:0");
+        let a = gw.client("203.0.113.7:5000");
+        let api = gw.link("10.0.0.50:1");
+        if valid_prefix {
+            // Start each garbage read with a plausible header so commands get parsed.
+            for (i, read) in link_reads.iter().enumerate() {
+                let cmd = [5u8, 6, 9, 12, 14, 16, 22, 25, 28, 204][i % 10];
+                let mut f = frame(
+                    cmd,
+                    a.0,
+                    (i % 4) as u8,
+                    &read[..read.len() / 2],
+                    &read[read.len() / 2..],
+                );
+                f.truncate(f.len().min(4096));
+                gw.send(api, &f);
+            }
+        }
+        for read in &link_reads {
+            gw.send(api, read);
+        }
+        for read in &client_reads {
+            gw.client_sends(a, read);
+        }
+        gw.core.check_invariants();
+        true
+    }
+    QuickCheck::new()
+        .tests(1000)
+        .quickcheck(prop as fn(Vec<Vec<u8>>, Vec<Vec<u8>>, bool) -> bool);
+}
+
+/// One membership operation of the model-based property.
+#[derive(Debug, Clone)]
+enum MemberOp {
+    Connect,
+    Close(u8),
+    Bind(u8, u8),
+    Unbind(u8),
+    Join(u8, u8),
+    Leave(u8, u8),
+    Ungroup(u8),
+}
+
+impl Arbitrary for MemberOp {
+    fn arbitrary(g: &mut Gen) -> MemberOp {
+        let (i, n) = (u8::arbitrary(g), u8::arbitrary(g));
+        match u8::arbitrary(g) % 8 {
+            0 | 1 => MemberOp::Connect,
+            2 => MemberOp::Close(i),
+            3 => MemberOp::Bind(i, n),
+            4 => MemberOp::Unbind(i),
+            5 => MemberOp::Join(i, n),
+            6 => MemberOp::Leave(i, n),
+            _ => MemberOp::Ungroup(n),
+        }
+    }
+}
+
+/// uid and group bookkeeping against a plain model of the original's PHP arrays:
+/// clients in connect order, groups in creation order, members in join/bind order,
+/// `groups` null until the first join.
+#[test]
+fn membership_matches_a_model_of_the_php_arrays() {
+    type ModelClient = (u32, Option<Vec<u8>>, Option<Vec<Vec<u8>>>);
+    type Model = (
+        Vec<ModelClient>,
+        Vec<(Vec<u8>, Vec<u32>)>,
+        Vec<(Vec<u8>, Vec<u32>)>,
+    );
+    fn prop(ops: Vec<MemberOp>) -> bool {
+        let names: [&[u8]; 5] = [b"a", b"b", b"7", b"0", b""];
+        let (mut gw, w) = Gw::with_worker();
+        let (mut clients, mut groups, mut uids): Model = (Vec::new(), Vec::new(), Vec::new());
+        let remove = |list: &mut Vec<(Vec<u8>, Vec<u32>)>, name: &[u8], cid: u32| {
+            if let Some(pos) = list.iter().position(|(n, _)| n == name) {
+                list[pos].1.retain(|c| *c != cid);
+                if list[pos].1.is_empty() {
+                    list.remove(pos);
+                }
+            }
+        };
+        for op in ops {
+            let pick = |i: u8, clients: &Vec<(u32, _, _)>| {
+                (!clients.is_empty()).then(|| i as usize % clients.len())
+            };
+            match op {
+                MemberOp::Connect => {
+                    let id = gw.client("203.0.113.1:1");
+                    clients.push((id.0, None, None));
+                }
+                MemberOp::Close(i) => {
+                    let Some(k) = pick(i, &clients) else { continue };
+                    let (cid, uid, gs) = clients.remove(k);
+                    gw.core.handle_client_closed(gw.now, ConnectionId(cid));
+                    gw.drain();
+                    if let Some(uid) = uid {
+                        remove(&mut uids, &uid, cid);
+                    }
+                    for g in gs.into_iter().flatten() {
+                        remove(&mut groups, &g, cid);
+                    }
+                }
+                MemberOp::Bind(i, n) | MemberOp::Join(i, n) | MemberOp::Leave(i, n) => {
+                    let Some(k) = pick(i, &clients) else { continue };
+                    let name = names[n as usize % names.len()].to_vec();
+                    let cid = clients[k].0;
+                    let cmd = match op {
+                        MemberOp::Bind(..) => Command::BindUid,
+                        MemberOp::Join(..) => Command::JoinGroup,
+                        _ => Command::LeaveGroup,
+                    };
+                    gw.cmd(w, cmd, cid, S, &name, b"");
+                    if is_empty_name(&name) {
+                        continue;
+                    }
+                    match op {
+                        MemberOp::Bind(..) => {
+                            if let Some(old) = clients[k].1.take() {
+                                remove(&mut uids, &old, cid);
+                            }
+                            match uids.iter_mut().find(|(n, _)| *n == name) {
+                                Some((_, m)) => m.push(cid),
+                                None => uids.push((name.clone(), vec![cid])),
+                            }
+                            clients[k].1 = Some(name);
+                        }
+                        MemberOp::Join(..) => {
+                            let gs = clients[k].2.get_or_insert_with(Vec::new);
+                            if !gs.contains(&name) {
+                                gs.push(name.clone());
+                                match groups.iter_mut().find(|(n, _)| *n == name) {
+                                    Some((_, m)) => m.push(cid),
+                                    None => groups.push((name, vec![cid])),
+                                }
+                            }
+                        }
+                        _ => {
+                            if let Some(gs) = clients[k].2.as_mut() {
+                                if gs.contains(&name) {
+                                    gs.retain(|g| *g != name);
+                                    remove(&mut groups, &name, cid);
+                                }
+                            }
+                        }
+                    }
+                }
+                MemberOp::Unbind(i) => {
+                    let Some(k) = pick(i, &clients) else { continue };
+                    let cid = clients[k].0;
+                    gw.cmd(w, Command::UnbindUid, cid, S, b"x", b"");
+                    if let Some(old) = clients[k].1.take() {
+                        remove(&mut uids, &old, cid);
+                    }
+                }
+                MemberOp::Ungroup(n) => {
+                    let name = names[n as usize % names.len()].to_vec();
+                    gw.cmd(w, Command::Ungroup, 0, S, &name, b"");
+                    if let Some(pos) = groups.iter().position(|(g, _)| *g == name) {
+                        let (_, members) = groups.remove(pos);
+                        for c in clients.iter_mut().filter(|c| members.contains(&c.0)) {
+                            if let Some(gs) = c.2.as_mut() {
+                                gs.retain(|g| *g != name);
+                            }
+                        }
+                    }
+                }
+            }
+            let snap = gw.core.snapshot();
+            let ours_clients: Vec<ModelClient> = snap
+                .clients
+                .iter()
+                .map(|c| {
+                    (
+                        c.connection_id,
+                        c.uid.as_ref().map(|u| u.to_vec()),
+                        c.groups
+                            .as_ref()
+                            .map(|g| g.iter().map(|n| n.to_vec()).collect()),
+                    )
+                })
+                .collect();
+            let ours_groups: Vec<(Vec<u8>, Vec<u32>)> = snap
+                .group_index
+                .iter()
+                .map(|(g, m)| (g.to_vec(), m.clone()))
+                .collect();
+            let ours_uids: Vec<(Vec<u8>, Vec<u32>)> = snap
+                .uid_index
+                .iter()
+                .map(|(u, m)| (u.to_vec(), m.clone()))
+                .collect();
+            let mut model_uids = uids.clone();
+            model_uids.sort();
+            if ours_clients != clients || ours_groups != groups || ours_uids != model_uids {
+                return false;
+            }
+        }
+        true
+    }
+    QuickCheck::new()
+        .tests(1000)
+        .quickcheck(prop as fn(Vec<MemberOp>) -> bool);
+}
+
+fn is_empty_name(name: &[u8]) -> bool {
+    name.is_empty() || name == b"0"
+}
+
+/// A websocket client that does not finish its handshake within `handshake_timeout` is
+/// destroyed (ON_CLOSE follows); one that finished in time is not, and the deadline of a
+/// connection id reused by a later client does not touch the newcomer.
+#[test]
+fn unfinished_websocket_handshake_is_destroyed_at_the_timeout() {
+    let mut cfg = config();
+    cfg.handshake_timeout = Duration::from_secs(10);
+    let mut gw = Gw::new(cfg);
+    let w = gw.worker("10.0.0.9:40000", "BW:0");
+    let slow = gw
+        .core
+        .handle_client_connected(gw.now, "203.0.113.7:50000".parse().unwrap())
+        .unwrap();
+    gw.drain();
+    gw.client_sends(slow, b"GET / HTTP/1.1\r\nHost: x\r\n");
+    let done = gw.client("203.0.113.8:50001");
+    assert_eq!(
+        gw.core.poll_timeout(),
+        Some(gw.now + Duration::from_secs(10))
+    );
+
+    assert!(closes(&gw.advance(Duration::from_millis(9_999))).is_empty());
+    let actions = gw.advance(Duration::from_millis(1));
+    assert_eq!(
+        closes(&actions),
+        vec![(slow, false, CloseReason::HandshakeTimeout)]
+    );
+    let close_events: Vec<_> = link_frames(&actions, w)
+        .into_iter()
+        .filter(|f| f.cmd == Command::OnClose as u8)
+        .collect();
+    assert_eq!(close_events.len(), 1);
+    assert_eq!(close_events[0].cid, slow.0);
+    assert!(
+        gw.core.clients.contains(done.0),
+        "a finished handshake is not timed out"
+    );
+    assert!(closes(&gw.advance(Duration::from_secs(60))).is_empty());
+}
+
+/// `handshake_timeout` zero turns the limit off; text and frame clients never have one.
+#[test]
+fn handshake_timeout_zero_or_non_websocket_never_expires() {
+    let mut cfg = config();
+    cfg.handshake_timeout = Duration::ZERO;
+    let mut gw = Gw::new(cfg);
+    gw.worker("10.0.0.9:40000", "BW:0");
+    let id = gw
+        .core
+        .handle_client_connected(gw.now, "203.0.113.7:50000".parse().unwrap())
+        .unwrap();
+    gw.drain();
+    // Only the worker keep-alive (lan IP is not 127.0.0.1) is scheduled.
+    assert_eq!(gw.core.poll_timeout(), Some(gw.now + LINK_PING_INTERVAL));
+    assert!(closes(&gw.advance(Duration::from_secs(3600))).is_empty());
+    assert!(gw.core.clients.contains(id.0));
+
+    let mut cfg = config();
+    cfg.protocol = PublicProtocol::Text;
+    let mut gw = Gw::new(cfg);
+    gw.worker("10.0.0.9:40000", "BW:0");
+    let id = gw.client("203.0.113.7:50000");
+    assert!(closes(&gw.advance(Duration::from_secs(3600))).is_empty());
+    assert!(gw.core.clients.contains(id.0));
 }
