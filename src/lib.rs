@@ -17,4 +17,5 @@ pub mod protocol;
 pub mod register;
 #[doc(hidden)]
 pub mod testing;
+pub mod wasm;
 pub mod worker;

@@ -385,6 +385,14 @@ impl WorkerCore {
         &self.listed
     }
 
+    /// Gateway links whose connection is established (their WORKER_CONNECT is on its way).
+    pub fn connected_gateway_count(&self) -> usize {
+        self.links
+            .values()
+            .filter(|l| matches!(l.peer, LinkPeer::Gateway(_)) && l.opened_at.is_some())
+            .count()
+    }
+
     /// Gateways with a link (open or connecting): listed ones in list order, then the
     /// others (dropped from the list but still linked) in address order.
     pub fn linked_gateways(&self) -> Vec<GatewayAddr> {
@@ -584,9 +592,24 @@ impl WorkerCore {
         call: &ApiCall,
         current: Option<&CurrentClient>,
     ) -> CallId {
+        self.call_as(now, call, current, false)
+    }
+
+    /// [`WorkerCore::call`], and with `binary` a send reaches websocket clients as a binary
+    /// frame: our [`FLAG_BINARY`] extension bit on the send frames (a PHP gateway ignores it).
+    pub fn call_as(
+        &mut self,
+        now: Duration,
+        call: &ApiCall,
+        current: Option<&CurrentClient>,
+        binary: bool,
+    ) -> CallId {
         let targets = self.linked_gateways();
-        let plan =
+        let mut plan =
             Sender::new(Caller::Worker { current }, &targets, self.config.group_scan).plan(call);
+        if let (true, Ok(plan)) = (binary, plan.as_mut()) {
+            mark_binary(plan);
+        }
         let id = self.new_call_id();
         match plan {
             Ok(plan) => self.execute(now, id, plan, &targets),
@@ -1116,3 +1139,19 @@ pub fn crc32(data: &[u8]) -> u32 {
 #[cfg(test)]
 #[path = "core_tests.rs"]
 mod tests;
+
+/// Sets [`FLAG_BINARY`] on the frames of `plan` that carry a message for clients.
+fn mark_binary(plan: &mut Plan) {
+    for o in &mut plan.frames {
+        let cmd = o.frame.header.cmd;
+        let sends = [
+            Command::SendToOne,
+            Command::SendToAll,
+            Command::SendToUid,
+            Command::SendToGroup,
+        ];
+        if sends.contains(&cmd) {
+            o.frame.header.flag |= FLAG_BINARY;
+        }
+    }
+}

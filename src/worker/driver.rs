@@ -18,7 +18,7 @@ use std::io::{self, IoSlice};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::api::{ApiCall, ApiError};
@@ -34,6 +34,16 @@ use crate::protocol::php::PhpValue;
 pub enum ToWorker {
     /// Run an API call; its result is sent on `reply`.
     Call {
+        /// The call.
+        call: ApiCall,
+        /// The client of the event being handled, if any.
+        current: Option<CurrentClient>,
+        /// Where the result goes.
+        reply: oneshot::Sender<CallDone>,
+    },
+    /// Like `Call`, but a send reaches websocket clients as a binary frame
+    /// ([`WorkerCore::call_as`]); other calls run as with `Call`.
+    CallBinary {
         /// The call.
         call: ApiCall,
         /// The client of the event being handled, if any.
@@ -95,9 +105,23 @@ pub async fn run<N: Net>(
     events: mpsc::Sender<ClientEvent>,
     commands: mpsc::Receiver<ToWorker>,
 ) {
+    let (connected, _) = watch::channel(0);
+    run_watched(net, config, driver, events, commands, connected).await;
+}
+
+/// [`run`], publishing the number of established gateway links on `connected` whenever it
+/// changes (a process can tell when its worker is reachable from every gateway).
+pub async fn run_watched<N: Net>(
+    net: N,
+    config: WorkerConfig,
+    driver: DriverConfig,
+    events: mpsc::Sender<ClientEvent>,
+    commands: mpsc::Receiver<ToWorker>,
+    connected: watch::Sender<usize>,
+) {
     let local = tokio::task::LocalSet::new();
     local
-        .run_until(run_local(net, config, driver, events, commands))
+        .run_until(run_local(net, config, driver, events, commands, connected))
         .await;
 }
 
@@ -118,6 +142,7 @@ async fn run_local<N: Net>(
     driver_config: DriverConfig,
     events: mpsc::Sender<ClientEvent>,
     mut commands: mpsc::Receiver<ToWorker>,
+    connected: watch::Sender<usize>,
 ) {
     let origin = Instant::now();
     let (inbox, mut from_links) = mpsc::channel(driver_config.link_inbox_max.max(1));
@@ -143,7 +168,11 @@ async fn run_local<N: Net>(
                     permit.send(event);
                 }
             }
-            Some(message) = from_links.recv(), if take_input => d.on_link(message),
+            Some(message) = from_links.recv(), if take_input => {
+                d.on_link(message);
+                let now = d.core.connected_gateway_count();
+                connected.send_if_modified(|n| std::mem::replace(n, now) != now);
+            }
             command = commands.recv() => match command {
                 Some(command) => d.on_command(command),
                 None => return,
@@ -190,6 +219,14 @@ impl<N: Net> Driver<N> {
                 reply,
             } => {
                 let id = self.core.call(now, &call, current.as_ref());
+                self.calls.insert(id, reply);
+            }
+            ToWorker::CallBinary {
+                call,
+                current,
+                reply,
+            } => {
+                let id = self.core.call_as(now, &call, current.as_ref(), true);
                 self.calls.insert(id, reply);
             }
             ToWorker::EndEvent {

@@ -8,9 +8,12 @@
 //! * [`core`]: [`core::WorkerCore`], the sans-IO engine (register and gateway links,
 //!   events, calls, session write-back).
 //! * [`driver`]: the tokio loop around the core, generic over [`crate::net::Net`].
+//! * [`business`]: the BusinessWorker process: `count` instances, each a driver and a wasm
+//!   instance of the same module on a thread of its own.
 
 #[allow(missing_docs)] // Variant fields are the original API's parameters, named as there.
 pub mod api;
+pub mod business;
 pub mod core;
 pub mod driver;
 pub mod gather;

@@ -1,0 +1,64 @@
+//! Limits and knobs of the wasm host, each with the reason for its default.
+
+use std::time::Duration;
+
+/// How the host runs guests. Every limit applies per instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostConfig {
+    /// Fuel (≈ wasm instructions) one event may use, including the buffer copies in and
+    /// out. Deterministic: the simulation's CPU budget. 100 M ≈ tens of ms of guest code.
+    pub fuel_per_event: u64,
+    /// Wall-clock backstop per event (epoch interruption): catches what fuel cannot (a
+    /// slow machine, a fuel budget set too high). Counted from the start of the event and
+    /// re-armed whenever an API call returns, so waiting for gateways does not use it up.
+    /// `None` turns epochs off, as the simulation requires (epochs tick on a real thread).
+    pub epoch_deadline: Option<Duration>,
+    /// Period of the epoch ticker thread; the deadline is rounded up to whole ticks.
+    pub epoch_tick: Duration,
+    /// Bytes of linear memory one instance may hold; growing beyond fails (`memory.grow`
+    /// returns -1, which Rust guests turn into a trap).
+    pub memory_size_max: usize,
+    /// Elements of tables one instance may hold.
+    pub table_elements_max: usize,
+    /// Largest buffer a guest may hand to one host call (messages, arguments, logs): the
+    /// internal frame limit, 10 MiB.
+    pub request_size_max: usize,
+    /// Pooling allocator with room for this many instances (`None`: on-demand
+    /// allocation). Pooling reserves virtual memory up front for faster instantiation.
+    pub pooling_instances_max: Option<u32>,
+    /// Let other tasks on the thread run every this much fuel during a long event
+    /// (`None`: an event runs to completion or to its fuel limit without yielding).
+    pub fuel_yield_interval: Option<u64>,
+}
+
+impl Default for HostConfig {
+    fn default() -> HostConfig {
+        HostConfig {
+            fuel_per_event: 100_000_000,
+            epoch_deadline: Some(Duration::from_secs(5)),
+            epoch_tick: Duration::from_millis(10),
+            memory_size_max: 64 << 20,
+            table_elements_max: 100_000,
+            request_size_max: 10 << 20,
+            pooling_instances_max: None,
+            fuel_yield_interval: None,
+        }
+    }
+}
+
+impl HostConfig {
+    /// The configuration for deterministic simulation: no wall-clock epoch deadline.
+    pub fn deterministic() -> HostConfig {
+        HostConfig {
+            epoch_deadline: None,
+            ..HostConfig::default()
+        }
+    }
+
+    /// Epoch ticks that make up the deadline (at least one).
+    pub(crate) fn epoch_deadline_ticks(&self) -> Option<u64> {
+        let deadline = self.epoch_deadline?;
+        let tick = self.epoch_tick.as_nanos().max(1);
+        Some((deadline.as_nanos().div_ceil(tick)).max(1) as u64)
+    }
+}
