@@ -17,7 +17,7 @@ mod md5;
 use std::collections::BTreeMap;
 
 use gw_sdk::gateway::{self, op};
-use gw_sdk::{json, session, Events, Message, Value};
+use gw_sdk::{json, session, Events, Key, Message, Value};
 
 /// A reply tree: plain values are JSON-encoded as PHP's `json_encode` would, `Map` is
 /// always an object (even empty: `{}`), `List` always a list.
@@ -138,6 +138,23 @@ fn plain(v: Value) -> Out {
 
 fn bool_send(v: Value) -> Out {
     Out::V(Value::Bool(v != Value::Bool(false)))
+}
+
+/// A sessions query: client id ⇒ session, where the caller's own entry is its current
+/// `$_SESSION` (`(array)$_SESSION`), as `Lib\Gateway::getAllClientSessions` builds it
+/// in-process: the gateway's copy may predate changes made in this event.
+fn sessions(code: i32, group: Value, client_id: &str) -> OpResult {
+    let mut v = gateway::call(code, vec![group]).map_err(err_text)?;
+    let own = Key::from_str_like(client_id.as_bytes());
+    if let Value::Array(entries) = &mut v {
+        if let Some(entry) = entries.iter_mut().find(|(k, _)| *k == own) {
+            entry.1 = match session::get() {
+                Ok(a @ Value::Array(_)) => a,
+                _ => Value::array(),
+            };
+        }
+    }
+    Ok(norm_map(v, norm_session))
 }
 
 /// `sendToGroup`/`ungroup`: `false` stays, anything else is void.
@@ -417,9 +434,7 @@ impl Probe {
             },
             "getClientSessionsByGroup" => match group_guard(r)? {
                 None => Ok(Out::Map(Vec::new())),
-                Some(g) => api(op::GET_CLIENT_SESSIONS_BY_GROUP, vec![g], |v| {
-                    norm_map(v, norm_session)
-                }),
+                Some(g) => sessions(op::GET_CLIENT_SESSIONS_BY_GROUP, g, client_id),
             },
             "getClientCountByGroup" | "getClientIdCountByGroup" => api(
                 op::GET_CLIENT_COUNT_BY_GROUP,
@@ -427,11 +442,9 @@ impl Probe {
                 norm_int,
             ),
             "getAllClientIdList" => api(op::GET_ALL_CLIENT_ID_LIST, vec![], norm_list),
-            "getAllClientSessions" => api(
-                op::GET_ALL_CLIENT_SESSIONS,
-                vec![r.or_empty("group")],
-                |v| norm_map(v, norm_session),
-            ),
+            "getAllClientSessions" => {
+                sessions(op::GET_ALL_CLIENT_SESSIONS, r.or_empty("group"), client_id)
+            }
             "getAllClientIdCount" | "getAllClientCount" => {
                 api(op::GET_ALL_CLIENT_COUNT, vec![], norm_int)
             }
