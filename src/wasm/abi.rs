@@ -134,6 +134,52 @@ fn names_of(v: &PhpValue, what: &str) -> Result<Vec<Name>, RequestError> {
     }
 }
 
+/// The op number of `call` (the inverse of [`decode_call`]). The match is exhaustive, so a
+/// new [`ApiCall`] variant does not compile until it has an op number.
+pub fn op_of(call: &ApiCall) -> i32 {
+    match call {
+        ApiCall::SendToClient { .. } => 1,
+        ApiCall::SendToCurrentClient { .. } => 2,
+        ApiCall::SendToAll { .. } => 3,
+        ApiCall::SendToUid { .. } => 4,
+        ApiCall::SendToGroup { .. } => 5,
+        ApiCall::BindUid { .. } => 6,
+        ApiCall::UnbindUid { .. } => 7,
+        ApiCall::JoinGroup { .. } => 8,
+        ApiCall::LeaveGroup { .. } => 9,
+        ApiCall::Ungroup { .. } => 10,
+        ApiCall::SetSession { .. } => 11,
+        ApiCall::UpdateSession { .. } => 12,
+        ApiCall::GetSession { .. } => 13,
+        ApiCall::CloseClient { .. } => 14,
+        ApiCall::DestroyClient { .. } => 15,
+        ApiCall::CloseCurrentClient { .. } => 16,
+        ApiCall::DestroyCurrentClient => 17,
+        ApiCall::IsOnline { .. } => 18,
+        ApiCall::IsUidOnline { .. } => 19,
+        ApiCall::GetClientIdByUid { .. } => 20,
+        ApiCall::GetUidByClientId { .. } => 21,
+        ApiCall::GetClientIdListByGroup { .. } => 22,
+        ApiCall::GetClientSessionsByGroup { .. } => 23,
+        ApiCall::GetClientCountByGroup { .. } => 24,
+        ApiCall::GetAllClientIdList => 25,
+        ApiCall::GetAllClientSessions { .. } => 26,
+        ApiCall::GetAllClientCount => 27,
+        ApiCall::GetAllUidList => 28,
+        ApiCall::GetAllUidCount => 29,
+        ApiCall::GetUidListByGroup { .. } => 30,
+        ApiCall::GetUidCountByGroup { .. } => 31,
+        ApiCall::GetAllGroupIdList => 32,
+        ApiCall::GetAllGroupUidList => 33,
+        ApiCall::GetAllGroupUidCount => 34,
+        ApiCall::GetAllGroupClientIdList => 35,
+        ApiCall::GetAllGroupClientIdCount => 36,
+        ApiCall::BatchGetClientIdByUid { .. } => 37,
+        ApiCall::BatchGetClientIdCountByGroup { .. } => 38,
+        ApiCall::IsUidsOnline { .. } => 39,
+    }
+}
+
 /// Turns op `op` with its GWV-decoded `args` into a call. `has_current_client` is false
 /// outside client events, where the `*CurrentClient` calls fail as in the original.
 pub fn decode_call(
@@ -348,7 +394,9 @@ mod tests {
             } else {
                 args.clone()
             };
-            assert!(decode_call(op, a, true).is_ok(), "op {op}");
+            let decoded = decode_call(op, a, true).unwrap_or_else(|e| panic!("op {op}: {e:?}"));
+            // op_of is exhaustive over ApiCall: together these make the table a bijection.
+            assert_eq!(op_of(&decoded.call), op);
         }
         assert!(matches!(
             decode_call(40, args, true),
