@@ -1105,9 +1105,11 @@ async fn list_sort_is_bytewise_on_php_string_forms() {
         ])),
         other => library_default(other),
     });
+    let (calls, texts) = p.op(r#"{"op":"getAllGroupIdList","id":1}"#).await;
+    assert_eq!(calls, [ApiCall::GetAllGroupIdList]);
     assert_eq!(
-        p.reply(r#"{"op":"getAllGroupIdList","id":1}"#).await,
-        r#"{"id":1,"ok":true,"result":["",-1,0.30000000000000004,"0.3",100,20,"B","b","é"]}"#
+        texts,
+        [r#"{"id":1,"ok":true,"result":["",-1,0.30000000000000004,"0.3",100,20,"B","b","é"]}"#]
     );
 }
 
@@ -1474,11 +1476,18 @@ async fn php_floats_from_the_gateway_encode_like_json_encode() {
             ApiCall::GetSession { .. } => Ok(map(&[("f", answer.clone())])),
             other => library_default(other),
         });
-        let text = p
-            .reply(&format!(
+        let (calls, mut texts) = p
+            .op(&format!(
                 r#"{{"op":"getSession","args":{{"client_id":"{OTHER}"}}}}"#
             ))
             .await;
+        assert_eq!(
+            calls,
+            [ApiCall::GetSession {
+                client_id: b(OTHER)
+            }]
+        );
+        let text = texts.remove(0);
         match want {
             Some(json) => assert_eq!(
                 text,
