@@ -11,7 +11,10 @@
 
 #![warn(missing_docs)]
 
+pub mod gateway;
+pub mod net;
 pub mod protocol;
+pub mod register;
 #[doc(hidden)]
 pub mod testing;
 pub mod wasm;

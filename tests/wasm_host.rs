@@ -439,7 +439,13 @@ async fn connect_close_and_websocket_events_reach_their_handlers() {
     rec.clear();
     let mut close = event(EventKind::Close);
     close.session = map(&[("name", s("ann"))]);
-    w.handle(&close).await.unwrap();
+    let out = w.handle(&close).await.unwrap();
+    // apitour's on_close marks the session; a close event still writes nothing back.
+    assert_eq!(
+        out.session,
+        map(&[("name", s("ann")), ("closed", PhpValue::Bool(true))])
+    );
+    assert_eq!(out.session_write, None);
     let calls = rec.calls();
     let ApiCall::SendToGroup {
         groups,

@@ -6,8 +6,10 @@
 //! * [`php`]: the PHP value model (serialize/unserialize, float formatting, array keys,
 //!   `array_replace_recursive`, PHP-flavoured JSON).
 //! * [`register`]: the JSON text lines of the register protocol.
+//! * [`public`]: the client-facing protocols of the gateway public port (websocket, text, frame).
 
 pub mod client_id;
 pub mod frame;
 pub mod php;
+pub mod public;
 pub mod register;

@@ -26,6 +26,8 @@ pub const STATUS_MALFORMED_CLIENT_ID: i32 = -3;
 pub const STATUS_BAD_ARGUMENT: i32 = -4;
 /// Status: some gateways did not answer a query in time.
 pub const STATUS_TIMEOUT: i32 = -5;
+/// Status: no gateway is known, so a cluster-wide query cannot be made.
+pub const STATUS_NO_GATEWAY: i32 = -7;
 /// Status: the request itself is malformed (unknown op, undecodable arguments).
 pub const STATUS_BAD_REQUEST: i32 = -6;
 
@@ -37,6 +39,7 @@ pub fn status_of(error: &ApiError) -> i32 {
         ApiError::MalformedClientId => STATUS_MALFORMED_CLIENT_ID,
         ApiError::BadArgument(_) => STATUS_BAD_ARGUMENT,
         ApiError::Timeout { .. } => STATUS_TIMEOUT,
+        ApiError::NoGateway => STATUS_NO_GATEWAY,
     }
 }
 

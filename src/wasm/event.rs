@@ -74,7 +74,14 @@ pub struct WorkerEvent {
 pub struct EventOutcome {
     /// The session to write back to the gateway (cmd 204) because the handler changed
     /// `$_SESSION`: `Some(Null)` clears it; `None` means unchanged (nothing to send).
+    /// Always `None` after a Close event: the original writes nothing back for a gone client.
     pub session_write: Option<PhpValue>,
+    /// `$_SESSION` when the handler returned.
+    pub session: PhpValue,
+    /// What the gateway is known to hold: the event's session, updated by the handler's own
+    /// setSession/updateSession on its client (`Context::$old_session`); the pair
+    /// (`known_session`, `session`) is what `WorkerCore::end_event` takes.
+    pub known_session: PhpValue,
     /// Fuel the event consumed (deterministic CPU cost).
     pub fuel_used: u64,
 }

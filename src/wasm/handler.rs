@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use crate::protocol::php::PhpValue;
 use crate::worker::api::{ApiCall, ApiResult, ClientIdText};
 
 /// One API call from a guest, with the context the call was made in.
@@ -18,6 +19,9 @@ pub struct ApiRequest {
     /// The client of the event being handled (`Context::$client_id`), if any. Calls on
     /// the "current client" resolve to it.
     pub current_client: Option<ClientIdText>,
+    /// The guest's `$_SESSION` at the time of the call (null outside client events or
+    /// when the client has none): `getAllClientSessions` reports it for the current client.
+    pub current_session: PhpValue,
 }
 
 /// Severity of a guest log line (`gw.log` levels).

@@ -91,10 +91,15 @@ async fn run_call<H: ApiHandler>(
     let data = caller.data_mut();
     mirror_session(data, &call);
     let current_client = data.event.as_ref().map(|e| e.client.client_id.clone());
+    let current_session = data
+        .event
+        .as_ref()
+        .map_or(PhpValue::Null, |e| e.session.current.clone());
     let request = ApiRequest {
         call,
         binary,
         current_client,
+        current_session,
     };
     let result = data.handler.call(request).await;
     // The deadline bounds time spent in guest code: a query that legitimately waits for

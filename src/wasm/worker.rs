@@ -12,6 +12,7 @@ use super::reload::PluginSlot;
 use super::session::SessionState;
 use super::store::{EventContext, StoreData};
 use super::{abi, value};
+use crate::protocol::php::PhpValue;
 
 /// `on_message(id_ptr, id_len, body_ptr, body_len, flags)`.
 type OnMessage = TypedFunc<(i32, i32, i32, i32, i32), ()>;
@@ -189,9 +190,19 @@ impl<H: ApiHandler> WasmWorker<H> {
         match result {
             Ok(()) => {
                 self.stats.events_ok += 1;
-                let session_write = context.and_then(|c| c.session.write_back());
+                let state = context.map(|c| c.session).unwrap_or_else(|| {
+                    debug_assert!(false, "a client event always has a context");
+                    SessionState::new(PhpValue::Null)
+                });
+                let (session, known_session) = (state.current.clone(), state.known.clone());
+                let session_write = match event.kind {
+                    EventKind::Close => None,
+                    _ => state.write_back(),
+                };
                 Ok(EventOutcome {
                     session_write,
+                    session,
+                    known_session,
                     fuel_used,
                 })
             }

@@ -150,6 +150,10 @@ pub enum ApiError {
     /// An argument has the wrong shape (e.g. a session that is not an array).
     #[error("bad argument: {0}")]
     BadArgument(String),
+    /// No gateway is known, so a cluster-wide query cannot be made (the original throws
+    /// `getAllGatewayAddresses return empty`).
+    #[error("no gateway known")]
+    NoGateway,
     /// Some gateways did not answer a query in time.
     #[error("query timed out on {missing} gateway(s)")]
     Timeout {

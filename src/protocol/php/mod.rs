@@ -3,8 +3,25 @@
 //! PHP arrays are ordered maps whose keys are ints or byte strings; a string key that is
 //! the canonical decimal form of an `i64` is stored as an int key (spec 7.3). Strings are
 //! byte strings, not UTF-8.
+//!
+//! * [`serialize`] / [`unserialize`]: PHP's `serialize()` format (spec 7.1), with a
+//!   strict decoder (typed errors, bounded) and the lenient one GatewayWorker relies on.
+//! * [`float`]: PHP's float-to-text conversions (14 digits for strings, shortest for
+//!   serialize and JSON).
+//! * [`body`]: frame bodies (spec 1.2).
+//! * [`merge`]: `array_replace_recursive` and the session update of cmd 9 (spec 7.4).
+//! * [`json`]: `json_encode`/`json_decode` as PHP does them, and a checked mapping to
+//!   `serde_json::Value`.
 
 pub mod body;
+pub mod float;
+pub mod json;
+pub mod merge;
+pub mod serialize;
+pub mod unserialize;
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::BuildHasherDefault;
 
 use bytes::Bytes;
 
@@ -37,9 +54,36 @@ pub enum PhpKey {
 
 /// An ordered PHP array: insertion order is iteration order; assigning to an existing
 /// key keeps its position.
-#[derive(Debug, Clone, Default, PartialEq)]
+///
+/// Small arrays are searched linearly; from [`PhpArray::INDEX_FROM_LEN`] entries on a hash
+/// index maps keys to positions so lookups stay O(1) however hostile the keys' order.
+/// The index uses SipHash with fixed keys (`DefaultHasher::new()`): nothing about the
+/// array depends on a random seed, and the index never decides iteration order.
+#[derive(Clone, Default)]
 pub struct PhpArray {
     entries: Vec<(PhpKey, PhpValue)>,
+    /// Key → position in `entries`; present once the array reached `INDEX_FROM_LEN`.
+    index: Option<KeyIndex>,
+    /// PHP's `nNextFreeElement`: one past the largest int key ever inserted (at least 0);
+    /// wider than `i64` so that "`i64::MAX` is taken" is representable.
+    next_free: i128,
+}
+
+type KeyIndex = hashbrown::HashMap<PhpKey, usize, BuildHasherDefault<DefaultHasher>>;
+
+impl PartialEq for PhpArray {
+    /// Same entries in the same order (the index and the next free key are bookkeeping).
+    fn eq(&self, other: &PhpArray) -> bool {
+        self.entries == other.entries
+    }
+}
+
+impl std::fmt::Debug for PhpArray {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.entries.iter().map(|(k, v)| (k, v)))
+            .finish()
+    }
 }
 
 impl PhpKey {
@@ -86,17 +130,19 @@ fn canonical_i64(bytes: &[u8]) -> Option<i64> {
 }
 
 impl PhpArray {
+    /// Length from which lookups go through the hash index instead of a linear scan.
+    pub const INDEX_FROM_LEN: usize = 16;
+
     /// An empty array.
     pub fn new() -> PhpArray {
-        PhpArray {
-            entries: Vec::new(),
-        }
+        PhpArray::default()
     }
 
     /// An empty array with room for `capacity` entries.
     pub fn with_capacity(capacity: usize) -> PhpArray {
         PhpArray {
             entries: Vec::with_capacity(capacity),
+            ..PhpArray::default()
         }
     }
 
@@ -111,7 +157,10 @@ impl PhpArray {
     }
 
     fn position(&self, key: &PhpKey) -> Option<usize> {
-        self.entries.iter().position(|(k, _)| k == key)
+        match &self.index {
+            Some(index) => index.get(key).copied(),
+            None => self.entries.iter().position(|(k, _)| k == key),
+        }
     }
 
     /// The value stored under `key`.
@@ -129,11 +178,16 @@ impl PhpArray {
         self.get(&PhpKey::from_bytes(key.as_bytes()))
     }
 
+    /// True when `key` is present (PHP's `array_key_exists`).
+    pub fn contains_key(&self, key: &PhpKey) -> bool {
+        self.position(key).is_some()
+    }
+
     /// `$array[key] = value`: overwrites in place when `key` exists, else appends.
     pub fn insert(&mut self, key: PhpKey, value: PhpValue) {
         match self.position(&key) {
             Some(i) => self.entries[i].1 = value,
-            None => self.entries.push((key, value)),
+            None => self.append(key, value),
         }
     }
 
@@ -144,28 +198,32 @@ impl PhpArray {
             self.position(&key).is_none(),
             "push_unique with an existing key"
         );
-        self.entries.push((key, value));
+        self.append(key, value);
     }
 
     /// `$array[] = value`: appends under the next int key (one past the largest int key
-    /// ever used, or 0).
+    /// ever used, or 0). Once `i64::MAX` has been used nothing is added, as in PHP (which
+    /// warns "next element is already occupied").
     pub fn push(&mut self, value: PhpValue) {
-        let next = self
-            .entries
-            .iter()
-            .filter_map(|(k, _)| match k {
-                PhpKey::Int(n) => Some(n.saturating_add(1)),
-                PhpKey::Str(_) => None,
-            })
-            .max()
-            .unwrap_or(0)
-            .max(0);
-        self.entries.push((PhpKey::Int(next), value));
+        let Ok(next) = i64::try_from(self.next_free) else {
+            return;
+        };
+        self.append(PhpKey::Int(next), value);
     }
 
-    /// Removes `key`, returning its value.
+    /// Removes `key`, returning its value (O(n): later entries move up).
     pub fn remove(&mut self, key: &PhpKey) -> Option<PhpValue> {
-        self.position(key).map(|i| self.entries.remove(i).1)
+        let i = self.position(key)?;
+        let (_, value) = self.entries.remove(i);
+        if let Some(index) = &mut self.index {
+            index.remove(key);
+            for position in index.values_mut() {
+                if *position > i {
+                    *position -= 1;
+                }
+            }
+        }
+        Some(value)
     }
 
     /// Entries in PHP iteration order.
@@ -176,6 +234,36 @@ impl PhpArray {
     /// Consumes the array into its entries, in order.
     pub fn into_entries(self) -> Vec<(PhpKey, PhpValue)> {
         self.entries
+    }
+
+    /// True when the keys are exactly 0, 1, …, n−1 in this order (PHP's
+    /// `array_is_list`, which decides between a JSON list and a JSON object).
+    pub fn is_list(&self) -> bool {
+        self.entries
+            .iter()
+            .enumerate()
+            .all(|(i, (k, _))| *k == PhpKey::Int(i as i64))
+    }
+
+    fn append(&mut self, key: PhpKey, value: PhpValue) {
+        if let PhpKey::Int(n) = key {
+            self.next_free = self.next_free.max(i128::from(n) + 1);
+        }
+        if let Some(index) = &mut self.index {
+            index.insert(key.clone(), self.entries.len());
+        }
+        self.entries.push((key, value));
+        if self.index.is_none() && self.entries.len() >= PhpArray::INDEX_FROM_LEN {
+            self.build_index();
+        }
+    }
+
+    fn build_index(&mut self) {
+        let mut index = KeyIndex::with_capacity_and_hasher(self.entries.len(), Default::default());
+        for (i, (k, _)) in self.entries.iter().enumerate() {
+            index.insert(k.clone(), i);
+        }
+        self.index = Some(index);
     }
 }
 
@@ -211,4 +299,68 @@ impl PhpValue {
 /// PHP's `empty()` on a string: `""` and `"0"` are empty.
 pub fn is_empty_bytes(bytes: &[u8]) -> bool {
     bytes.is_empty() || bytes == b"0"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_arrays_keep_order_and_find_keys_through_the_index() {
+        let n = 1000;
+        let mut array = PhpArray::new();
+        for i in (0..n).rev() {
+            array.insert(PhpKey::Int(i), PhpValue::Int(i));
+        }
+        array.insert(PhpKey::from_bytes(b"x"), PhpValue::Null);
+        assert!(array.index.is_some());
+        assert_eq!(array.get(&PhpKey::Int(3)), Some(&PhpValue::Int(3)));
+        // Overwrite keeps position; removal shifts later positions.
+        array.insert(PhpKey::Int(n - 1), PhpValue::Bool(true));
+        assert_eq!(array.iter().next().unwrap().1, &PhpValue::Bool(true));
+        assert_eq!(array.remove(&PhpKey::Int(500)), Some(PhpValue::Int(500)));
+        assert_eq!(array.get(&PhpKey::Int(500)), None);
+        assert_eq!(array.get(&PhpKey::Int(499)), Some(&PhpValue::Int(499)));
+        assert_eq!(array.get_str("x"), Some(&PhpValue::Null));
+        assert_eq!(array.len(), n as usize);
+        let linear: PhpArray = array.clone().into_entries().into_iter().take(3).collect();
+        assert!(linear.index.is_none());
+        assert_eq!(linear.get(&PhpKey::Int(n - 2)), Some(&PhpValue::Int(n - 2)));
+    }
+
+    #[test]
+    fn push_uses_the_next_free_int_key_like_php_8_2() {
+        let mut array = PhpArray::new();
+        array.insert(PhpKey::Int(-5), PhpValue::Null);
+        array.push(PhpValue::Int(1));
+        assert_eq!(array.get(&PhpKey::Int(0)), Some(&PhpValue::Int(1)));
+        array.insert(PhpKey::Int(10), PhpValue::Null);
+        array.remove(&PhpKey::Int(10));
+        array.push(PhpValue::Int(2));
+        // The removed 10 still counts: PHP's nNextFreeElement never goes back.
+        assert_eq!(array.get(&PhpKey::Int(11)), Some(&PhpValue::Int(2)));
+        array.insert(PhpKey::Int(i64::MAX), PhpValue::Null);
+        array.push(PhpValue::Int(3));
+        assert_eq!(array.len(), 4);
+        assert_eq!(array.get(&PhpKey::Int(i64::MAX)), Some(&PhpValue::Null));
+    }
+
+    #[test]
+    fn empty_follows_php_so_the_string_zero_is_empty() {
+        // Spec 9 item 1: uid "0" and group "0" count as empty.
+        assert!(PhpValue::str("0").is_empty());
+        assert!(!PhpValue::str("00").is_empty());
+        assert!(!PhpValue::str(" ").is_empty());
+        assert!(PhpValue::Float(-0.0).is_empty());
+        assert!(PhpValue::Array(PhpArray::new()).is_empty());
+        assert!(!PhpValue::Float(f64::NAN).is_empty());
+    }
+
+    #[test]
+    fn equality_ignores_bookkeeping() {
+        let mut a = PhpArray::new();
+        a.insert(PhpKey::Int(7), PhpValue::Null);
+        a.remove(&PhpKey::Int(7));
+        assert_eq!(a, PhpArray::new());
+    }
 }

@@ -61,7 +61,7 @@ pub const FLAG_BINARY: i32 = 0x04;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Error {
     /// -1 no current client, -2 not available, -3 malformed client id, -4 bad argument,
-    /// -5 timeout, -6 bad request.
+    /// -5 timeout, -6 bad request, -7 no gateway known.
     pub code: i32,
     /// The host's text.
     pub message: String,

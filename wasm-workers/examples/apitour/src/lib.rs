@@ -34,6 +34,8 @@ impl Events for Tour {
         let s = session::get().unwrap_or(Value::Null);
         let msg = map(vec![("bye", Value::str(client_id)), ("session", s)]);
         let _ = gateway::send_to_group("watch", json::encode(&msg), None);
+        // A change the host must not write back (the client is gone).
+        let _ = session::update(|s| s.set("closed", Value::Bool(true)));
     }
 
     fn on_websocket_connect(&mut self, _client_id: &str, data: Value) {

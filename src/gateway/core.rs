@@ -1,0 +1,920 @@
+//! [`GatewayCore`]: connection lifecycle, event forwarding, delivery and timers.
+//! Commands arriving on links are in `commands.rs`.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use hashbrown::{HashMap, HashSet};
+
+use super::action::{Action, CloseReason, ConnectionId, GatewayStats, LinkId, Refused, Target};
+use super::clients::{ClientTable, FixedState, IdAllocator};
+use super::config::GatewayConfig;
+use super::routing::{RouteEntry, Router};
+use super::wire;
+use crate::protocol::frame::{Command, Frame, Header, FLAG_BINARY, FLAG_BODY_IS_SCALAR};
+use crate::protocol::public::PublicEvent;
+use crate::protocol::register::ToRegister;
+
+/// Keep-alive period of internal links and register connections (spec 5.5).
+pub const LINK_PING_INTERVAL: Duration = Duration::from_secs(25);
+/// Delay before reconnecting to a register (spec 8).
+pub const REGISTER_RECONNECT_DELAY: Duration = Duration::from_secs(1);
+/// Uptime before "no worker" is worth a log line (spec 5.2).
+const NO_WORKER_QUIET_PERIOD: Duration = Duration::from_secs(2);
+
+/// One internal connection (worker or API caller).
+#[derive(Debug)]
+pub(super) struct Link {
+    pub(super) peer: SocketAddr,
+    /// Bytes of an incomplete frame (empty, and unallocated, between frames).
+    pub(super) input: BytesMut,
+    /// Commands other than 200/202 are accepted (spec 4).
+    pub(super) authorised: bool,
+    /// Routing key once WORKER_CONNECT succeeded.
+    pub(super) key: Option<Bytes>,
+    /// Bytes handed to the driver and not yet reported flushed.
+    pub(super) pending: usize,
+    /// A graceful close was requested; input is ignored until the driver reports it.
+    pub(super) closing: bool,
+}
+
+/// A register connection's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RegisterState {
+    /// `ConnectRegister` issued, waiting for the driver.
+    Connecting,
+    /// Connected; next keep-alive due at `ping_at` (none for 127.0.0.1 registers).
+    Connected { ping_at: Option<Duration> },
+    /// Closed; reconnect at `at`.
+    Waiting { at: Duration },
+}
+
+/// The gateway's state machine: no sockets, no clock, no randomness.
+///
+/// # Driving it
+///
+/// Every input is a `handle_*` call carrying `now`, a monotonic time (for example the
+/// time since the driver started); calls must never go back in time. After **each**
+/// input the driver drains [`poll_action`](Self::poll_action) until it returns `None`,
+/// carrying the actions out in order (transmits to the same target keep their order),
+/// then asks [`poll_timeout`](Self::poll_timeout) for the next deadline and calls
+/// [`handle_timeout`](Self::handle_timeout) when it passes (early or repeated calls are
+/// harmless no-ops).
+///
+/// * Clients: `handle_client_connected` at accept (the core allocates the connection id
+///   of spec 3, or refuses at `clients_max`), `handle_client_bytes` with whatever was
+///   read (the public protocol runs inside the core, so reads may split or merge
+///   messages at will), `handle_client_flushed` with the number of bytes written to the
+///   socket, `handle_client_closed` when the socket is gone — for any reason, including
+///   after a `CloseClient` action (the id stays reserved until then).
+/// * Links: the same four calls with `link` in the name; the core allocates link ids
+///   (never reused). `handle_link_closed` after a `CloseLink` is always safe (the core
+///   may already have dropped a link that had nothing left to flush).
+/// * Registers: `handle_register_connected/closed/line` for register `index`
+///   (`ConnectRegister` actions ask for a connection; a failed attempt is reported as
+///   closed).
+///
+/// Closing is logical and immediate: when the core decides to close a client (KICK,
+/// DESTROY, heartbeat, no worker, protocol close) it emits `CloseClient`, sends
+/// ON_CLOSE to the worker and forgets the client at once; queries stop seeing it.
+#[derive(Debug)]
+pub struct GatewayCore {
+    pub(super) config: GatewayConfig,
+    started: Duration,
+    pub(super) clients: ClientTable,
+    /// Ids the core closed and the driver has not yet reported closed.
+    closing_clients: HashSet<u32, FixedState>,
+    ids: IdAllocator,
+    pub(super) links: HashMap<u64, Link, FixedState>,
+    next_link: u64,
+    pub(super) router: Router,
+    registers: Vec<RegisterState>,
+    heartbeat_at: Option<Duration>,
+    worker_ping_at: Option<Duration>,
+    /// Handshake deadlines `(at, connection id, accept seq)` in accept order; with one
+    /// fixed timeout they are also in deadline order. Entries of clients that completed
+    /// their handshake or left are dropped when they come due (the seq tells a reused id).
+    handshake_deadlines: VecDeque<(Duration, u32, u64)>,
+    actions: VecDeque<Action>,
+    pub(super) stats: GatewayStats,
+    /// Scratch space for decoded client events, kept to avoid an allocation per read.
+    events: Vec<PublicEvent>,
+    /// Read buffer shared by every connection that holds no partial unit.
+    scratch: BytesMut,
+}
+
+/// A plain-data view of the core's state, in the original's orders (for tests, the
+/// simulation and metrics).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewaySnapshot {
+    /// Clients in accept order.
+    pub clients: Vec<ClientSnapshot>,
+    /// uid → connection ids in bind order, uids sorted by bytes (no output depends on
+    /// the order of uids).
+    pub uid_index: Vec<(Bytes, Vec<u32>)>,
+    /// group → connection ids in join order, groups in creation order.
+    pub group_index: Vec<(Bytes, Vec<u32>)>,
+    /// Registered workers in tie order with their counts.
+    pub workers: Vec<RouteEntry>,
+}
+
+/// One client in a [`GatewaySnapshot`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientSnapshot {
+    /// Connection id.
+    pub connection_id: u32,
+    /// Session string.
+    pub session: Bytes,
+    /// Bound uid.
+    pub uid: Option<Bytes>,
+    /// Groups in join order (`None` = never joined).
+    pub groups: Option<Vec<Bytes>>,
+    /// Routing key of its worker.
+    pub worker_key: Option<Bytes>,
+    /// Heartbeat counter.
+    pub ping_count: i32,
+}
+
+impl GatewayCore {
+    /// A gateway started at `now`; asks for its register connections at once.
+    pub fn new(config: GatewayConfig, now: Duration) -> GatewayCore {
+        let heartbeat_at = config.heartbeat_period().map(|p| now + p);
+        let worker_ping_at =
+            (config.lan_ip != Ipv4Addr::LOCALHOST).then(|| now + LINK_PING_INTERVAL);
+        let mut actions = VecDeque::new();
+        for index in 0..config.register_addresses.len() {
+            actions.push_back(Action::ConnectRegister { index });
+        }
+        GatewayCore {
+            registers: vec![RegisterState::Connecting; config.register_addresses.len()],
+            router: Router::new(config.routing),
+            config,
+            started: now,
+            clients: ClientTable::default(),
+            closing_clients: HashSet::default(),
+            ids: IdAllocator::default(),
+            links: HashMap::default(),
+            next_link: 0,
+            heartbeat_at,
+            worker_ping_at,
+            handshake_deadlines: VecDeque::new(),
+            actions,
+            stats: GatewayStats::default(),
+            events: Vec::new(),
+            scratch: BytesMut::new(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &GatewayConfig {
+        &self.config
+    }
+
+    /// Drop and error counters.
+    pub fn stats(&self) -> GatewayStats {
+        self.stats
+    }
+
+    /// Number of connected clients.
+    pub fn client_count(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// Number of open links.
+    pub fn link_count(&self) -> usize {
+        self.links.len()
+    }
+
+    /// Sets the connection id counter (the original's `_connectionIdRecorder`), for
+    /// tests of the allocator's wrap-around.
+    pub fn set_connection_id_recorder(&mut self, recorder: u32) {
+        self.ids.recorder = recorder;
+    }
+
+    // ---------------------------------------------------------------- outputs
+
+    /// The next action for the driver; drain until `None` after every input.
+    #[must_use]
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// The next time [`handle_timeout`](Self::handle_timeout) has work to do.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        let registers = self.registers.iter().filter_map(|r| match r {
+            RegisterState::Connected { ping_at } => *ping_at,
+            RegisterState::Waiting { at } => Some(*at),
+            RegisterState::Connecting => None,
+        });
+        let handshake = self.handshake_deadlines.front().map(|(at, _, _)| *at);
+        [self.heartbeat_at, self.worker_ping_at, handshake]
+            .into_iter()
+            .flatten()
+            .chain(registers)
+            .min()
+    }
+
+    // ---------------------------------------------------------------- clients
+
+    /// A client connected from `peer`: allocates its connection id and sends ON_CONNECT
+    /// (before any websocket handshake, spec 2.1). With no worker registered the client
+    /// is destroyed at once (a `CloseClient` follows, spec 5.2).
+    pub fn handle_client_connected(
+        &mut self,
+        now: Duration,
+        peer: SocketAddr,
+    ) -> Result<ConnectionId, Refused> {
+        // A dual-stack listener reports IPv4 clients as `::ffff:a.b.c.d`; they are IPv4
+        // clients (client_ip, REMOTE_ADDR), not IPv6 ones with client_ip 0.
+        let peer = match peer {
+            SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+                Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
+                None => peer,
+            },
+            SocketAddr::V4(_) => peer,
+        };
+        if self.clients.len() + self.closing_clients.len() >= self.config.clients_max {
+            return Err(Refused::ClientsMax);
+        }
+        let (clients, closing) = (&self.clients, &self.closing_clients);
+        let id = self
+            .ids
+            .allocate(|id| clients.contains(id) || closing.contains(&id))
+            .ok_or(Refused::NoConnectionId)?;
+        let decoder = self
+            .config
+            .protocol
+            .decoder(self.config.package_size_max as u32);
+        let needs_handshake = !decoder.is_ready();
+        self.clients.insert(id, peer, decoder);
+        if needs_handshake && !self.config.handshake_timeout.is_zero() {
+            let seq = self.clients.get_mut(id).map_or(0, |c| c.seq);
+            let at = now + self.config.handshake_timeout;
+            debug_assert!(self
+                .handshake_deadlines
+                .back()
+                .is_none_or(|(last, _, _)| *last <= at));
+            self.handshake_deadlines.push_back((at, id, seq));
+        }
+        self.forward_or_destroy(
+            now,
+            id,
+            Command::OnConnect,
+            Bytes::new(),
+            FLAG_BODY_IS_SCALAR,
+        );
+        Ok(ConnectionId(id))
+    }
+
+    /// Bytes read from a client.
+    pub fn handle_client_bytes(&mut self, now: Duration, id: ConnectionId, bytes: &[u8]) {
+        let Some(client) = self.clients.get_mut(id.0) else {
+            return;
+        };
+        let mut input = std::mem::take(&mut client.input);
+        let mut events = std::mem::take(&mut self.events);
+        let (mut buf, from_scratch) = Self::read_buffer(&mut self.scratch, &mut input);
+        buf.extend_from_slice(bytes);
+        if let Some(client) = self.clients.get_mut(id.0) {
+            client.decoder.decode(&mut buf, &mut |e| events.push(e));
+        }
+        Self::keep_leftover(&mut self.scratch, buf, from_scratch, &mut input);
+        if let Some(client) = self.clients.get_mut(id.0) {
+            client.input = input;
+        }
+        for event in events.drain(..) {
+            if !self.clients.contains(id.0) {
+                break;
+            }
+            self.on_client_event(now, id.0, event);
+        }
+        self.events = events;
+    }
+
+    fn on_client_event(&mut self, now: Duration, id: u32, event: PublicEvent) {
+        match event {
+            PublicEvent::Handshake { request, response } => {
+                let Some(peer) = self.clients.get(id).map(|c| c.peer) else {
+                    return;
+                };
+                let data = request.connect_data(peer, self.config.gateway_port);
+                let body = Bytes::from(wire::serialize(&data));
+                if !self.forward_or_destroy(now, id, Command::OnWebsocketConnect, body, 0) {
+                    return;
+                }
+                self.write_client(id, response);
+                // Queued messages go out in one write, as workerman's `tmpWsData`.
+                let queued = self
+                    .clients
+                    .get_mut(id)
+                    .map(|c| std::mem::take(&mut c.before_handshake))
+                    .unwrap_or_default();
+                if !queued.is_empty() {
+                    self.write_client(id, queued.freeze());
+                }
+            }
+            PublicEvent::Message { data, binary } => {
+                if let Some(client) = self.clients.get_mut(id) {
+                    client.ping_count = -1;
+                }
+                let flag = FLAG_BODY_IS_SCALAR | if binary { FLAG_BINARY } else { 0 };
+                self.forward_or_destroy(now, id, Command::OnMessage, data, flag);
+            }
+            PublicEvent::Write(bytes) => self.write_client(id, bytes),
+            PublicEvent::Close(reason) => {
+                let reason = if reason.is_clean() {
+                    CloseReason::ProtocolClose
+                } else {
+                    tracing::info!(connection_id = id, %reason, "client protocol error");
+                    CloseReason::ProtocolError
+                };
+                self.close_client(id, true, reason);
+            }
+        }
+    }
+
+    /// The driver wrote `bytes` of a client's output to its socket.
+    pub fn handle_client_flushed(&mut self, _now: Duration, id: ConnectionId, bytes: usize) {
+        if let Some(client) = self.clients.get_mut(id.0) {
+            client.pending = client.pending.saturating_sub(bytes);
+        }
+    }
+
+    /// A client's socket is gone (peer hang-up, error, or the end of a `CloseClient`).
+    pub fn handle_client_closed(&mut self, _now: Duration, id: ConnectionId) {
+        if self.closing_clients.remove(&id.0) {
+            return;
+        }
+        self.forget_client(id.0);
+    }
+
+    /// Closes a client: tells the driver, then forgets it (ON_CLOSE included).
+    pub(super) fn close_client(&mut self, id: u32, after_flush: bool, reason: CloseReason) {
+        if !self.clients.contains(id) {
+            return;
+        }
+        self.closing_clients.insert(id);
+        self.actions.push_back(Action::CloseClient {
+            id: ConnectionId(id),
+            after_flush,
+            reason,
+        });
+        self.forget_client(id);
+    }
+
+    /// The original's `onClientClose`: ON_CLOSE to the (possibly re-chosen) worker,
+    /// then the least-connections count of the client's key, then the indexes.
+    fn forget_client(&mut self, id: u32) {
+        let Some(mut client) = self.clients.remove(id) else {
+            return;
+        };
+        let session = client.session.clone();
+        self.send_event(
+            id,
+            client.peer,
+            session,
+            &mut client.worker_key,
+            Command::OnClose,
+            Bytes::new(),
+            FLAG_BODY_IS_SCALAR,
+        );
+        if let Some(key) = &client.worker_key {
+            self.router.release(key);
+        }
+    }
+
+    /// Forwards an event of a connected client; with no worker, destroys the client
+    /// (spec 5.2). Returns whether the client is still connected.
+    fn forward_or_destroy(
+        &mut self,
+        now: Duration,
+        id: u32,
+        cmd: Command,
+        body: Bytes,
+        flag: u8,
+    ) -> bool {
+        if self.router.is_empty() {
+            self.stats.clients_without_worker += 1;
+            if now.saturating_sub(self.started) >= NO_WORKER_QUIET_PERIOD {
+                tracing::error!(
+                    connection_id = id,
+                    "no business worker connected: client destroyed"
+                );
+            }
+            self.close_client(id, false, CloseReason::NoWorker);
+            return false;
+        }
+        let Some(client) = self.clients.get_mut(id) else {
+            return false;
+        };
+        let (peer, session) = (client.peer, client.session.clone());
+        let mut key = client.worker_key.take();
+        self.send_event(id, peer, session, &mut key, cmd, body, flag);
+        if let Some(client) = self.clients.get_mut(id) {
+            client.worker_key = key;
+        }
+        true
+    }
+
+    /// Sends one event frame for `client` to its sticky worker, choosing one when it
+    /// has none or its key is no longer registered. Does nothing without workers.
+    #[allow(clippy::too_many_arguments)]
+    fn send_event(
+        &mut self,
+        id: u32,
+        peer: SocketAddr,
+        session: Bytes,
+        worker_key: &mut Option<Bytes>,
+        cmd: Command,
+        body: Bytes,
+        flag: u8,
+    ) {
+        if self.router.is_empty() {
+            return;
+        }
+        let registered = worker_key
+            .as_ref()
+            .is_some_and(|k| self.router.link_for(k).is_some());
+        if !registered {
+            *worker_key = self.router.choose();
+        }
+        let Some(link) = worker_key.as_ref().and_then(|k| self.router.link_for(k)) else {
+            return;
+        };
+        let (client_ip, client_port) = match peer {
+            SocketAddr::V4(v4) => (*v4.ip(), v4.port()),
+            SocketAddr::V6(v6) => (Ipv4Addr::UNSPECIFIED, v6.port()),
+        };
+        let frame = Frame {
+            header: Header {
+                cmd,
+                local_ip: self.config.lan_ip,
+                local_port: self.config.lan_port,
+                client_ip,
+                client_port,
+                connection_id: id,
+                flag,
+                gateway_port: self.config.gateway_port,
+            },
+            ext_data: session,
+            body,
+        };
+        self.transmit_link(link, wire::encode_frame(&frame));
+    }
+
+    /// Writes protocol-level bytes (handshake response, pong, close reply) to a client.
+    fn write_client(&mut self, id: u32, bytes: Bytes) {
+        if let Some(client) = self.clients.get_mut(id) {
+            client.pending += bytes.len();
+            self.actions.push_back(Action::Transmit {
+                to: Target::Client(ConnectionId(id)),
+                bytes,
+            });
+        }
+    }
+
+    /// Delivers one encoded message to a client, queueing it before a websocket
+    /// handshake and dropping it at the client's bound.
+    pub(super) fn deliver(&mut self, id: u32, bytes: &Bytes) {
+        let Some(client) = self.clients.get_mut(id) else {
+            return;
+        };
+        if !client.decoder.is_ready() {
+            // Raw (flag 0x02) messages wait too: written before the 101 they would break
+            // the client's handshake (the original writes them at once).
+            if client.before_handshake.len() >= self.config.pending_before_handshake_max {
+                self.stats.client_messages_dropped += 1;
+                tracing::warn!(
+                    connection_id = id,
+                    "message dropped: queue before handshake full"
+                );
+                return;
+            }
+            client.before_handshake.extend_from_slice(bytes);
+            return;
+        }
+        if client.pending >= self.config.client_pending_max {
+            self.stats.client_messages_dropped += 1;
+            tracing::warn!(
+                connection_id = id,
+                pending = client.pending,
+                "message dropped: client send buffer full"
+            );
+            return;
+        }
+        client.pending += bytes.len();
+        self.actions.push_back(Action::Transmit {
+            to: Target::Client(ConnectionId(id)),
+            bytes: bytes.clone(),
+        });
+    }
+
+    /// Encodes `payload` with the public protocol; `None` when the frame protocol's
+    /// length cannot hold it.
+    pub(super) fn encode_for_clients(&self, payload: &[u8], binary: bool) -> Option<Bytes> {
+        let mut out = BytesMut::with_capacity(payload.len() + 10);
+        self.config
+            .protocol
+            .encode(payload, binary, &mut out)
+            .ok()?;
+        Some(out.freeze())
+    }
+
+    // ---------------------------------------------------------------- links
+
+    /// A worker or API caller connected to the internal port.
+    pub fn handle_link_connected(
+        &mut self,
+        _now: Duration,
+        peer: SocketAddr,
+    ) -> Result<LinkId, Refused> {
+        if self.links.len() >= self.config.links_max {
+            return Err(Refused::LinksMax);
+        }
+        self.next_link += 1;
+        let id = self.next_link;
+        self.links.insert(
+            id,
+            Link {
+                peer,
+                input: BytesMut::new(),
+                authorised: self.config.secret_key.is_empty(),
+                key: None,
+                pending: 0,
+                closing: false,
+            },
+        );
+        Ok(LinkId(id))
+    }
+
+    /// Bytes read from a link: every complete frame is executed in order.
+    pub fn handle_link_bytes(&mut self, now: Duration, id: LinkId, bytes: &[u8]) {
+        let Some(link) = self.links.get_mut(&id.0) else {
+            return;
+        };
+        if link.closing {
+            return;
+        }
+        let (mut buf, from_scratch) = Self::read_buffer(&mut self.scratch, &mut link.input);
+        buf.extend_from_slice(bytes);
+        loop {
+            match wire::decode_frame(&mut buf, self.config.package_size_max as u32) {
+                Ok(Some(frame)) => self.handle_frame(now, id, frame),
+                Ok(None) => break,
+                Err(error) => {
+                    tracing::warn!(link = id.0, %error, "malformed frame: link closed");
+                    self.close_link(id, CloseReason::BadFrame);
+                    break;
+                }
+            }
+            if self.links.get(&id.0).is_none_or(|l| l.closing) {
+                break;
+            }
+        }
+        let mut unused = BytesMut::new();
+        let leftover = match self.links.get_mut(&id.0) {
+            Some(link) if !link.closing => &mut link.input,
+            _ => &mut unused,
+        };
+        Self::keep_leftover(&mut self.scratch, buf, from_scratch, leftover);
+    }
+
+    /// The buffer to decode a read in: the connection's own when it holds a partial
+    /// unit, else the shared scratch buffer (idle connections keep no buffer).
+    fn read_buffer(scratch: &mut BytesMut, own: &mut BytesMut) -> (BytesMut, bool) {
+        if own.is_empty() {
+            (std::mem::take(scratch), true)
+        } else {
+            (std::mem::take(own), false)
+        }
+    }
+
+    /// Puts what is left of a read back: a partial unit in scratch is copied out (right
+    /// sized) so the scratch buffer stays shared.
+    fn keep_leftover(
+        scratch: &mut BytesMut,
+        mut buf: BytesMut,
+        from_scratch: bool,
+        own: &mut BytesMut,
+    ) {
+        if from_scratch {
+            if !buf.is_empty() {
+                *own = BytesMut::from(&buf[..]);
+            }
+            buf.clear();
+            *scratch = buf;
+        } else {
+            *own = buf;
+        }
+    }
+
+    /// The driver wrote `bytes` of a link's output to its socket.
+    pub fn handle_link_flushed(&mut self, _now: Duration, id: LinkId, bytes: usize) {
+        if let Some(link) = self.links.get_mut(&id.0) {
+            link.pending = link.pending.saturating_sub(bytes);
+        }
+    }
+
+    /// A link's socket is gone: its worker key leaves routing if it still maps to it.
+    pub fn handle_link_closed(&mut self, _now: Duration, id: LinkId) {
+        if let Some(link) = self.links.remove(&id.0) {
+            if let Some(key) = &link.key {
+                self.router.unregister(key, id);
+            }
+        }
+    }
+
+    /// Closes a link gracefully. Like workerman, a link with no unflushed output closes
+    /// at once (it leaves routing now); one with output left is closed when the driver
+    /// reports it, which decides the tie position of a re-registered worker key (spec
+    /// 5.1, `routing/reregister_*`).
+    pub(super) fn close_link(&mut self, id: LinkId, reason: CloseReason) {
+        let Some(link) = self.links.get_mut(&id.0) else {
+            return;
+        };
+        if link.closing {
+            return;
+        }
+        link.closing = true;
+        link.input = BytesMut::new();
+        let (pending, key) = (link.pending, link.key.clone());
+        self.actions.push_back(Action::CloseLink {
+            id,
+            after_flush: true,
+            reason,
+        });
+        if pending == 0 {
+            self.handle_link_closed(Duration::ZERO, id);
+        } else if let Some(key) = key.filter(|_| reason != CloseReason::WorkerReplaced) {
+            // A worker closed for its own fault leaves routing now, so its clients move on
+            // at their next event instead of losing events while it flushes. (A replaced
+            // worker's key already belongs to the new link, in the old one's place.)
+            self.router.unregister(&key, id);
+        }
+    }
+
+    /// Queues bytes for a link, dropping them at `link_pending_max`.
+    pub(super) fn transmit_link(&mut self, id: LinkId, bytes: Bytes) {
+        let Some(link) = self.links.get_mut(&id.0) else {
+            return;
+        };
+        if link.closing {
+            self.stats.link_frames_dropped += 1;
+            return;
+        }
+        if link.pending >= self.config.link_pending_max {
+            self.stats.link_frames_dropped += 1;
+            tracing::error!(
+                link = id.0,
+                pending = link.pending,
+                "frame dropped: link send buffer full"
+            );
+            return;
+        }
+        link.pending += bytes.len();
+        self.actions.push_back(Action::Transmit {
+            to: Target::Link(id),
+            bytes,
+        });
+    }
+
+    // ---------------------------------------------------------------- register
+
+    /// The connection to register `index` is up: announce this gateway (spec 8).
+    pub fn handle_register_connected(&mut self, now: Duration, index: usize) {
+        let Some(address) = self.config.register_addresses.get(index) else {
+            return;
+        };
+        let ping_at = (!address.starts_with("127.0.0.1")).then(|| now + LINK_PING_INTERVAL);
+        // Hand-concatenated like the original (spaces after the commas), quirk 16.
+        let mut line = BytesMut::new();
+        ToRegister::GatewayConnect {
+            address: self.config.lan_address(),
+            secret_key: String::from_utf8_lossy(&self.config.secret_key).into_owned(),
+        }
+        .encode(&mut line);
+        let line = line.freeze();
+        self.registers[index] = RegisterState::Connected { ping_at };
+        self.actions.push_back(Action::Transmit {
+            to: Target::Register(index),
+            bytes: line,
+        });
+    }
+
+    /// The connection to register `index` closed (or could not be made): retry in 1 s.
+    pub fn handle_register_closed(&mut self, now: Duration, index: usize) {
+        if let Some(state) = self.registers.get_mut(index) {
+            *state = RegisterState::Waiting {
+                at: now + REGISTER_RECONNECT_DELAY,
+            };
+        }
+    }
+
+    /// A line from register `index`. Registers send gateways nothing meaningful; the
+    /// line is ignored.
+    pub fn handle_register_line(&mut self, _now: Duration, index: usize, line: &[u8]) {
+        tracing::debug!(register = index, len = line.len(), "register line ignored");
+    }
+
+    // ---------------------------------------------------------------- timers
+
+    /// Runs every timer due at `now`; spurious calls do nothing.
+    ///
+    /// A late call runs each periodic timer once and skips the ticks it missed, like
+    /// workerman's timers: a stalled driver must not destroy every silent client in a
+    /// burst of catch-up heartbeat ticks.
+    pub fn handle_timeout(&mut self, now: Duration) {
+        self.expire_handshakes(now);
+        if let Some(at) = self.heartbeat_at.filter(|at| *at <= now) {
+            self.heartbeat_tick();
+            self.heartbeat_at = self
+                .config
+                .heartbeat_period()
+                .map(|p| next_tick(at, p, now));
+        }
+        if let Some(at) = self.worker_ping_at.filter(|at| *at <= now) {
+            self.ping_workers();
+            self.worker_ping_at = Some(next_tick(at, LINK_PING_INTERVAL, now));
+        }
+        for index in 0..self.registers.len() {
+            match self.registers[index] {
+                RegisterState::Connected { ping_at: Some(at) } if at <= now => {
+                    self.registers[index] = RegisterState::Connected {
+                        ping_at: Some(next_tick(at, LINK_PING_INTERVAL, now)),
+                    };
+                    let mut line = BytesMut::new();
+                    ToRegister::Ping.encode(&mut line);
+                    self.actions.push_back(Action::Transmit {
+                        to: Target::Register(index),
+                        bytes: line.freeze(),
+                    });
+                }
+                RegisterState::Waiting { at } if at <= now => {
+                    self.registers[index] = RegisterState::Connecting;
+                    self.actions.push_back(Action::ConnectRegister { index });
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Destroys websocket clients whose handshake deadline passed before they completed it.
+    fn expire_handshakes(&mut self, now: Duration) {
+        while let Some(&(at, id, seq)) = self.handshake_deadlines.front() {
+            if at > now {
+                break;
+            }
+            self.handshake_deadlines.pop_front();
+            let Some(client) = self.clients.get_mut(id) else {
+                continue;
+            };
+            if client.seq != seq || client.decoder.is_ready() {
+                continue;
+            }
+            tracing::info!(connection_id = id, peer = %client.peer, "websocket handshake timed out");
+            self.close_client(id, false, CloseReason::HandshakeTimeout);
+        }
+    }
+
+    /// One tick of the client heartbeat (spec 5.4), clients in accept order.
+    fn heartbeat_tick(&mut self) {
+        let limit = self.config.ping_not_response_limit as i64;
+        let ping = if self.config.ping_data.is_empty() {
+            None
+        } else {
+            self.encode_for_clients(&self.config.ping_data, false)
+        };
+        let ids: Vec<u32> = self.clients.ids().collect();
+        for id in ids {
+            let Some(client) = self.clients.get_mut(id) else {
+                continue;
+            };
+            if limit > 0 && i64::from(client.ping_count) >= limit * 2 {
+                self.close_client(id, false, CloseReason::HeartbeatTimeout);
+                continue;
+            }
+            client.ping_count = client.ping_count.saturating_add(1);
+            let count = client.ping_count;
+            if let Some(ping) = &ping {
+                if count == 0 || (limit > 0 && count % 2 == 1) {
+                    continue;
+                }
+                self.deliver(id, ping);
+            }
+        }
+    }
+
+    /// CMD_PING to every registered worker (spec 2.1), one shared buffer.
+    fn ping_workers(&mut self) {
+        let mut header = wire::empty_header(Command::Ping);
+        header.flag = FLAG_BODY_IS_SCALAR;
+        let ping = wire::encode_frame(&Frame {
+            header,
+            ext_data: Bytes::new(),
+            body: Bytes::new(),
+        });
+        let links: Vec<LinkId> = self.router.entries().iter().map(|e| e.link).collect();
+        for link in links {
+            self.transmit_link(link, ping.clone());
+        }
+    }
+
+    // ---------------------------------------------------------------- views
+
+    /// The state in the original's orders.
+    pub fn snapshot(&self) -> GatewaySnapshot {
+        let clients = self
+            .clients
+            .ids()
+            .map(|id| {
+                let c = self.clients.get(id).expect("listed client exists");
+                ClientSnapshot {
+                    connection_id: id,
+                    session: c.session.clone(),
+                    uid: c.uid.as_ref().map(|u| u.name.clone()),
+                    groups: c
+                        .groups
+                        .as_ref()
+                        .map(|g| g.iter().map(|m| m.name.clone()).collect()),
+                    worker_key: c.worker_key.clone(),
+                    ping_count: c.ping_count,
+                }
+            })
+            .collect();
+        let mut uids: Vec<Bytes> = self.clients.uid_names().cloned().collect();
+        uids.sort();
+        let uid_index = uids
+            .into_iter()
+            .map(|u| {
+                let members = self.clients.uid_members(&u).collect();
+                (u, members)
+            })
+            .collect();
+        let group_index = self
+            .clients
+            .group_names()
+            .map(|g| (g.clone(), self.clients.group_members(g).collect()))
+            .collect();
+        GatewaySnapshot {
+            clients,
+            uid_index,
+            group_index,
+            workers: self.router.entries().to_vec(),
+        }
+    }
+
+    /// Panics when internal structures disagree (tests and simulation call it after
+    /// every input).
+    pub fn check_invariants(&self) {
+        self.clients.check_invariants();
+        for id in &self.closing_clients {
+            assert!(
+                !self.clients.contains(*id),
+                "closing client {id} still listed"
+            );
+        }
+        for entry in self.router.entries() {
+            let link = self
+                .links
+                .get(&entry.link.0)
+                .unwrap_or_else(|| panic!("routed link {:?} missing", entry.link));
+            assert_eq!(link.key.as_ref(), Some(&entry.key), "routed link's key");
+        }
+        let mut keys = self
+            .router
+            .entries()
+            .iter()
+            .map(|e| &e.key)
+            .collect::<Vec<_>>();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(
+            keys.len(),
+            self.router.entries().len(),
+            "duplicate worker key"
+        );
+        assert!(self.clients.len() + self.closing_clients.len() <= self.config.clients_max);
+        assert!(self.links.len() <= self.config.links_max);
+    }
+
+    /// The peer ip text of a link, as the original's `getRemoteIp()`.
+    pub(super) fn link_ip(&self, id: LinkId) -> Option<IpAddr> {
+        self.links.get(&id.0).map(|l| l.peer.ip())
+    }
+}
+
+/// The tick after `at` on the `period` grid that is still ahead of `now`.
+fn next_tick(at: Duration, period: Duration, now: Duration) -> Duration {
+    let next = at + period;
+    if next > now || period.is_zero() {
+        return next;
+    }
+    let missed = (now - at).as_nanos() / period.as_nanos();
+    u32::try_from(missed + 1)
+        .ok()
+        .and_then(|n| period.checked_mul(n))
+        .map_or(now + period, |d| at + d)
+}

@@ -1,0 +1,179 @@
+//! The network as drivers see it: a tiny trait over listeners and streams, implemented
+//! for real tokio sockets here and for turmoil's simulated ones in `sim/`.
+//!
+//! Drivers are generic over [`Net`] so that the very same driver code runs in
+//! production and in the deterministic simulation. The stream trait is readiness-based
+//! (`read_ready` then `try_read`) rather than `AsyncRead`-based, because that lets a
+//! tokio driver read every socket into one per-shard scratch buffer: an idle connection
+//! then owns no read buffer at all.
+
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+
+mod async_stream;
+pub mod tls;
+
+pub use async_stream::{AsyncStream, AsyncStreamLimits, READ_BUFFER_CEILING};
+
+/// A way to listen and connect: tokio in production, turmoil in the simulation.
+pub trait Net: Clone + 'static {
+    /// A connected stream.
+    type Stream: NetStream;
+    /// A bound listener.
+    type Listener: NetListener<Stream = Self::Stream>;
+
+    /// Binds a listener. `reuse_port` asks for `SO_REUSEPORT` so that several shards can
+    /// share one public port (ignored where the network has no such thing).
+    fn bind(
+        &self,
+        addr: SocketAddr,
+        reuse_port: bool,
+    ) -> impl Future<Output = io::Result<Self::Listener>>;
+
+    /// Connects to `addr` (`host:port`).
+    fn connect(&self, addr: &str) -> impl Future<Output = io::Result<Self::Stream>>;
+}
+
+/// A bound listener.
+pub trait NetListener: 'static {
+    /// The streams it accepts.
+    type Stream: NetStream;
+
+    /// Waits for the next connection.
+    fn accept(&mut self) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>>;
+
+    /// The address it is bound to.
+    fn local_addr(&self) -> io::Result<SocketAddr>;
+}
+
+/// A connected byte stream with readiness-based reads and writes.
+pub trait NetStream: 'static {
+    /// Waits until a `try_read` may make progress (data, end of stream or an error).
+    /// Cancel-safe.
+    fn read_ready(&self) -> impl Future<Output = io::Result<()>>;
+
+    /// Reads what is available; `Ok(0)` is the end of the stream, `WouldBlock` means
+    /// wait for `read_ready` again.
+    fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+
+    /// Waits until a `try_write_vectored` may make progress. Cancel-safe.
+    fn write_ready(&self) -> impl Future<Output = io::Result<()>>;
+
+    /// Writes as much of `bufs` as the socket takes now (`WouldBlock` when none).
+    fn try_write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
+
+    /// Finishes a graceful close: pushes out whatever the stream still buffers itself
+    /// and signals the end of the stream where the transport needs a message for it (a
+    /// TLS `close_notify`). The driver awaits it, bounded by a timeout, before dropping a
+    /// stream it closes after flushing. A no-op for a kernel socket, which sends its
+    /// queued bytes and the FIN on its own after the drop.
+    fn shutdown(&mut self) -> impl Future<Output = io::Result<()>>;
+
+    /// The local address of the stream.
+    fn local_addr(&self) -> io::Result<SocketAddr>;
+
+    /// The remote address of the stream.
+    fn peer_addr(&self) -> io::Result<SocketAddr>;
+}
+
+/// Real sockets through tokio.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokioNet;
+
+/// A tokio listener.
+#[derive(Debug)]
+pub struct TokioListener(tokio::net::TcpListener);
+
+/// A tokio stream.
+#[derive(Debug)]
+pub struct TokioStream(tokio::net::TcpStream);
+
+impl TokioStream {
+    /// Wraps a connected tokio stream (with `TCP_NODELAY` set: every frame we write is a
+    /// complete message, and Nagle would add latency to each).
+    pub fn new(stream: tokio::net::TcpStream) -> TokioStream {
+        let _ = stream.set_nodelay(true);
+        TokioStream(stream)
+    }
+}
+
+impl Net for TokioNet {
+    type Stream = TokioStream;
+    type Listener = TokioListener;
+
+    async fn bind(&self, addr: SocketAddr, reuse_port: bool) -> io::Result<TokioListener> {
+        TokioListener::from_std(bind_std(addr, reuse_port)?)
+    }
+
+    async fn connect(&self, addr: &str) -> io::Result<TokioStream> {
+        Ok(TokioStream::new(
+            tokio::net::TcpStream::connect(addr).await?,
+        ))
+    }
+}
+
+impl NetListener for TokioListener {
+    type Stream = TokioStream;
+
+    async fn accept(&mut self) -> io::Result<(TokioStream, SocketAddr)> {
+        let (stream, peer) = self.0.accept().await?;
+        Ok((TokioStream::new(stream), peer))
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+}
+
+impl NetStream for TokioStream {
+    async fn read_ready(&self) -> io::Result<()> {
+        self.0.readable().await
+    }
+
+    fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.try_read(buf)
+    }
+
+    async fn write_ready(&self) -> io::Result<()> {
+        self.0.writable().await
+    }
+
+    fn try_write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.0.try_write_vectored(bufs)
+    }
+
+    async fn shutdown(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+
+    fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.0.peer_addr()
+    }
+}
+
+/// Binds a listening socket synchronously (so that "address in use" is reported before
+/// any runtime starts), optionally with `SO_REUSEPORT` so that shards share a port.
+pub fn bind_std(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpListener> {
+    let domain = socket2::Domain::for_address(addr);
+    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+impl TokioListener {
+    /// Adopts a listener bound with [`bind_std`]; must be called inside a runtime.
+    pub fn from_std(listener: std::net::TcpListener) -> io::Result<TokioListener> {
+        Ok(TokioListener(tokio::net::TcpListener::from_std(listener)?))
+    }
+}

@@ -1,0 +1,46 @@
+//! Register settings: the cluster secret, the first-line timeout and every bound.
+
+use std::time::Duration;
+
+use crate::protocol::register::LINE_LENGTH_MAX_DEFAULT;
+
+/// Everything a [`RegisterCore`](super::RegisterCore) needs to know, fixed at creation.
+#[derive(Debug, Clone)]
+pub struct RegisterConfig {
+    /// `secretKey`: compared strictly with the `secret_key` of `gateway_connect` and
+    /// `worker_connect` (a missing key counts as `""`); empty = none.
+    pub secret_key: String,
+    /// A new connection must send its first line within this time, else it is closed;
+    /// the original's 10 s.
+    pub first_line_timeout: Duration,
+    /// Longest line, `\n` included, default 10 485 760 bytes (workerman's
+    /// `maxPackageSize`). A connection that sends a longer one is closed without a message.
+    pub line_length_max: usize,
+    /// Per-connection output not yet reported flushed, default 1 048 576 bytes
+    /// (workerman's `maxSendBufferSize`). A line for a connection whose unflushed output
+    /// has reached it is dropped (counted in `lines_dropped`); the connection stays open.
+    pub pending_max: usize,
+    /// Most connections at once (gateways, workers and not yet identified ones), default
+    /// 10 000. At the bound a new connection is refused at accept (the driver drops the
+    /// socket). The original has no bound besides the process's file limit.
+    pub connections_max: usize,
+}
+
+impl Default for RegisterConfig {
+    fn default() -> RegisterConfig {
+        RegisterConfig::new("")
+    }
+}
+
+impl RegisterConfig {
+    /// The original's defaults with the given secret key (`""` = none).
+    pub fn new(secret_key: impl Into<String>) -> RegisterConfig {
+        RegisterConfig {
+            secret_key: secret_key.into(),
+            first_line_timeout: Duration::from_secs(10),
+            line_length_max: LINE_LENGTH_MAX_DEFAULT,
+            pending_max: 1_048_576,
+            connections_max: 10_000,
+        }
+    }
+}

@@ -1,0 +1,1118 @@
+//! The business worker's sans-IO core: register links, one link per gateway, client
+//! events in, Gateway API calls out, query replies gathered.
+//!
+//! Shape (quinn-proto / str0m): inputs are `handle_*` methods taking `now` (a monotonic
+//! [`Duration`] chosen by the driver), application commands are plain verbs
+//! ([`WorkerCore::call`], [`WorkerCore::end_event`]), outputs are drained with
+//! [`WorkerCore::poll_action`] after every input, and [`WorkerCore::poll_timeout`] says when
+//! to call [`WorkerCore::handle_timeout`]. No sockets, no clock, no tokio.
+//!
+//! Links are named by [`LinkId`]s the core allocates when it asks for a connection
+//! ([`Action::Connect`]); the driver reports `handle_connected`, `handle_bytes`,
+//! `handle_written` and `handle_closed` for them.
+//!
+//! Behaviour, with the original's choices and where we differ:
+//!
+//! * **Register**: connect to every register address, send `worker_connect` with the
+//!   secret on each (re)connection, ping every 25 s unless the address starts with
+//!   `127.0.0.1`, reconnect after a close. Each `broadcast_addresses` (a list or an
+//!   object) replaces the list; new addresses are linked at once. *Difference*: an address
+//!   missing from a broadcast is only forgotten after `address_removal_grace` while the
+//!   register stays connected, so a register that shuts down (and broadcasts a shrinking
+//!   list while its gateway links close) does not empty our list; while the register is
+//!   away the last good list is kept.
+//! * **Gateway links**: WORKER_CONNECT `{"worker_key":"<name>:<index>","secret_key":..}` is
+//!   queued before the connection completes. After a close, an address still listed is
+//!   retried after `reconnect_delay` (1 s like the original), doubling per failed attempt up
+//!   to `reconnect_delay_max` (4 s), back to 1 s once a link stayed up for
+//!   `link_stable_after`. Links to addresses dropped from the list are not closed (as the
+//!   original). *Difference*: frames for a link that is still connecting are queued (the
+//!   original drops them and returns false); an attempt not connected within
+//!   `connect_timeout` is abandoned and retried like a close.
+//! * **Queues**: each link has an output queue bounded by `link_queue_max` bytes (queued
+//!   plus written-but-unconfirmed). *Difference*: the original drops silently at its
+//!   buffer limit; we drop the new frame too but count it ([`WorkerStats`]), log it, make a
+//!   bool-send return `false` and fail that gateway's part of a query at once.
+//!   At most `link_window_max` bytes are handed to the driver before it confirms them with
+//!   `handle_written`, so the bound holds end to end.
+//! * **Queries** travel on the worker links (the original opens separate blocking
+//!   connections): replies are matched in order per link and gathered. A query completes
+//!   when every gateway answered, or failed (link closed, queue full, no link), or after
+//!   `query_timeout`; it never blocks events or other calls. With missing gateways the
+//!   result follows [`TimeoutPolicy`] (default: [`ApiError::Timeout`]) and
+//!   [`CallDone::unanswered`] names them.
+//! * **Events and replies share a link**: a reply record is told from a frame only while
+//!   a query is outstanding on that link, by its first word (< 28 cannot be a frame) or its
+//!   fifth byte (a serialized value never starts with an event command byte). The one
+//!   ambiguous case, a GET_SESSION reply of a raw session text (set verbatim by some
+//!   GatewayClient) starting with byte 1, 3, 4, 201 or 205, cannot come from PHP senders.
+//! * **Sessions** (spec 7.2): each event carries the session; the core remembers a CRC32
+//!   of the last session text seen or written per client and, when an event brings a
+//!   different text (another process changed it while ours may be in flight), reloads it
+//!   with GET_SESSION on the same link before delivering the event (later events of that
+//!   link wait behind it, at most `parked_events_max`; beyond, the reload is abandoned and
+//!   they go out with the sessions they carried). [`WorkerCore::end_event`] writes a
+//!   changed session back with SET_SESSION (empty text for null).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddrV4;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+
+use super::api::{ApiCall, ApiError, ApiResult};
+use super::gather::Gather;
+pub use super::gather::TimeoutPolicy;
+use super::merge::GroupScan;
+use super::sender::{client_id_text, frame_bytes, json_encode};
+use super::sender::{frame, Caller, Completion, CurrentClient, GatewayAddr, Plan, Sender};
+use crate::protocol::frame::{Command, Frame, Header, FLAG_BINARY, HEADER_LEN};
+use crate::protocol::frame::{FrameDecodeError, FrameDecoder, ReplyDecoder};
+use crate::protocol::php::body::decode_body;
+use crate::protocol::php::serialize::serialize;
+use crate::protocol::php::unserialize::unserialize_lenient;
+use crate::protocol::php::{PhpArray, PhpKey, PhpValue};
+use crate::protocol::register::{decode_from_register, FromRegister, ToRegister};
+
+/// A link (TCP connection) handle, allocated by the core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LinkId(pub u64);
+
+/// A call handle, allocated by [`WorkerCore::call`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallId(pub u64);
+
+/// What a link connects to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Peer {
+    /// A register, by its configured address text.
+    Register(String),
+    /// A gateway's internal address.
+    Gateway(GatewayAddr),
+}
+
+/// Why the core closes a link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The peer sent bytes that are not the protocol (frame too short or too long, a
+    /// register line over its bound).
+    Protocol(&'static str),
+    /// The connection attempt took longer than `connect_timeout`.
+    ConnectTimeout,
+}
+
+/// The four client events a gateway forwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// CMD 1: the client connected.
+    Connect,
+    /// CMD 3: a client message.
+    Message,
+    /// CMD 4: the client closed.
+    Close,
+    /// CMD 205: websocket handshake data.
+    WebSocketConnect,
+}
+
+/// One client event for the business code.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientEvent {
+    /// Which event.
+    pub kind: EventKind,
+    /// The client: id, gateway, connection id and session (null when none).
+    pub client: CurrentClient,
+    /// The frame header (client ip/port, gateway public port, flags).
+    pub header: Header,
+    /// The session text as received (empty when none).
+    pub session_text: Bytes,
+    /// The body: the message bytes, or the handshake array for WebSocketConnect.
+    pub body: PhpValue,
+    /// The client sent a binary websocket message ([`FLAG_BINARY`] extension).
+    pub binary: bool,
+}
+
+/// A finished call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallDone {
+    /// The call.
+    pub id: CallId,
+    /// Its result.
+    pub result: ApiResult,
+    /// Gateways whose reply is missing from the result (queries only).
+    pub unanswered: Vec<GatewayAddr>,
+}
+
+/// An output of the core.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Open a TCP connection to `peer` and report it as `link`.
+    Connect {
+        /// The new link.
+        link: LinkId,
+        /// Where to.
+        peer: Peer,
+    },
+    /// Write `bytes` on `link`; report with `handle_written` once written.
+    Transmit {
+        /// The link.
+        link: LinkId,
+        /// The bytes, whole frames or lines.
+        bytes: Bytes,
+    },
+    /// Close `link`; the core already treats it as closed (its `handle_closed` is ignored).
+    Close {
+        /// The link.
+        link: LinkId,
+        /// Why.
+        reason: CloseReason,
+    },
+    /// A client event to run through the business code, then [`WorkerCore::end_event`].
+    Event(ClientEvent),
+    /// A call finished.
+    CallDone(CallDone),
+}
+
+/// Settings of a worker core.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Worker name (first half of the worker key).
+    pub name: String,
+    /// Process index (second half of the worker key).
+    pub index: u32,
+    /// Secret shared with the register and the gateways (may be empty).
+    pub secret_key: String,
+    /// Register addresses (`ip:port` text).
+    pub register_addresses: Vec<String>,
+    /// Register keep-alive period (25 s).
+    pub register_ping_interval: Duration,
+    /// First reconnect delay after a close (1 s).
+    pub reconnect_delay: Duration,
+    /// A connection attempt not completed by then is abandoned (and retried as a close).
+    pub connect_timeout: Duration,
+    /// Largest reconnect delay after repeated failures.
+    pub reconnect_delay_max: Duration,
+    /// A link open this long resets the reconnect backoff.
+    pub link_stable_after: Duration,
+    /// How long an address missing from broadcasts is kept while the register is up.
+    pub address_removal_grace: Duration,
+    /// Query deadline (the original's 5 s).
+    pub query_timeout: Duration,
+    /// Result of a query with missing replies.
+    pub timeout_policy: TimeoutPolicy,
+    /// How `getAllGroup*` merges treat clients without uid/groups.
+    pub group_scan: GroupScan,
+    /// Bound of a link's output: queued plus unconfirmed bytes.
+    pub link_queue_max: usize,
+    /// Bytes handed to the driver per link before it confirms them.
+    pub link_window_max: usize,
+    /// Largest frame or reply accepted from a gateway (10 MiB like workerman).
+    pub package_size_max: usize,
+    /// Longest register line accepted.
+    pub register_line_max: usize,
+    /// Clients whose session version is remembered at most (beyond, no reload check).
+    pub session_versions_max: usize,
+    /// Events held per link behind a session reload; beyond, the reload is abandoned and
+    /// the held events are delivered with the sessions they carried.
+    pub parked_events_max: usize,
+}
+
+impl WorkerConfig {
+    /// Defaults of the original for a worker `name`, process `index`.
+    pub fn new(name: &str, index: u32, register_addresses: Vec<String>) -> WorkerConfig {
+        WorkerConfig {
+            name: name.to_string(),
+            index,
+            secret_key: String::new(),
+            register_addresses,
+            register_ping_interval: Duration::from_secs(25),
+            reconnect_delay: Duration::from_secs(1),
+            reconnect_delay_max: Duration::from_secs(4),
+            connect_timeout: Duration::from_secs(5),
+            link_stable_after: Duration::from_secs(5),
+            address_removal_grace: Duration::from_secs(3),
+            query_timeout: Duration::from_secs(5),
+            timeout_policy: TimeoutPolicy::Fail,
+            group_scan: GroupScan::Complete,
+            link_queue_max: 10_240_000,
+            link_window_max: 1 << 20,
+            package_size_max: 10_485_760,
+            register_line_max: 1 << 20,
+            session_versions_max: 1 << 20,
+            parked_events_max: 4096,
+        }
+    }
+}
+
+/// Counters for what the core dropped or gave up on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkerStats {
+    /// Frames refused because their link's queue was full.
+    pub frames_dropped: u64,
+    /// Bytes of those frames.
+    pub bytes_dropped: u64,
+    /// Queries finished with missing replies.
+    pub queries_incomplete: u64,
+    /// Links closed for protocol errors.
+    pub protocol_errors: u64,
+    /// Session reloads (GET_SESSION before an event).
+    pub session_reloads: u64,
+}
+
+/// What a reply expected on a link is for.
+#[derive(Debug, Clone, Copy)]
+enum Pending {
+    /// Slot `slot` of call `call`.
+    Call { call: CallId, slot: usize },
+    /// The session of the first parked event.
+    SessionReload,
+}
+
+#[derive(Debug)]
+enum LinkPeer {
+    Register(usize),
+    Gateway(GatewayAddr),
+}
+
+#[derive(Debug)]
+struct Link {
+    peer: LinkPeer,
+    opened_at: Option<Duration>,
+    /// While connecting: when to give up.
+    connect_deadline: Option<Duration>,
+    queue: VecDeque<Bytes>,
+    queued_bytes: usize,
+    in_flight: usize,
+    inbound: BytesMut,
+    pending: VecDeque<Pending>,
+    /// Events waiting for a session reload (the first one is being reloaded).
+    parked: VecDeque<ClientEvent>,
+    /// A GET_SESSION for the first parked event is outstanding.
+    reloading: bool,
+}
+
+impl Link {
+    fn new(peer: LinkPeer, connect_deadline: Duration) -> Link {
+        Link {
+            peer,
+            opened_at: None,
+            connect_deadline: Some(connect_deadline),
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            in_flight: 0,
+            inbound: BytesMut::new(),
+            pending: VecDeque::new(),
+            parked: VecDeque::new(),
+            reloading: false,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct RegisterEntry {
+    address: String,
+    link: Option<LinkId>,
+    retry_at: Option<Duration>,
+    ping_at: Option<Duration>,
+    failures: u32,
+}
+
+#[derive(Debug, Default)]
+struct GatewayEntry {
+    link: Option<LinkId>,
+    retry_at: Option<Duration>,
+    failures: u32,
+}
+
+/// The worker core; see the module documentation.
+#[derive(Debug)]
+pub struct WorkerCore {
+    config: WorkerConfig,
+    next_link: u64,
+    next_call: u64,
+    links: BTreeMap<LinkId, Link>,
+    registers: Vec<RegisterEntry>,
+    /// Effective gateway list, register order.
+    listed: Vec<GatewayAddr>,
+    /// The latest broadcast.
+    announced: Vec<GatewayAddr>,
+    removal_at: Option<Duration>,
+    gateways: BTreeMap<GatewayAddr, GatewayEntry>,
+    calls: BTreeMap<CallId, Gather>,
+    session_versions: HashMap<Bytes, u32>,
+    actions: VecDeque<Action>,
+    stats: WorkerStats,
+}
+
+impl WorkerCore {
+    /// A core that starts by connecting to every register.
+    pub fn new(config: WorkerConfig, now: Duration) -> WorkerCore {
+        let mut core = WorkerCore {
+            registers: config
+                .register_addresses
+                .iter()
+                .map(|a| RegisterEntry {
+                    address: a.clone(),
+                    link: None,
+                    retry_at: Some(now),
+                    ping_at: None,
+                    failures: 0,
+                })
+                .collect(),
+            config,
+            next_link: 1,
+            next_call: 1,
+            links: BTreeMap::new(),
+            listed: Vec::new(),
+            announced: Vec::new(),
+            removal_at: None,
+            gateways: BTreeMap::new(),
+            calls: BTreeMap::new(),
+            session_versions: HashMap::new(),
+            actions: VecDeque::new(),
+            stats: WorkerStats::default(),
+        };
+        core.handle_timeout(now);
+        core
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &WorkerStats {
+        &self.stats
+    }
+
+    /// The gateway list in use (register order).
+    pub fn gateway_addresses(&self) -> &[GatewayAddr] {
+        &self.listed
+    }
+
+    /// Gateways with a link (open or connecting): listed ones in list order, then the
+    /// others (dropped from the list but still linked) in address order.
+    pub fn linked_gateways(&self) -> Vec<GatewayAddr> {
+        let linked = |a: &GatewayAddr| self.gateways.get(a).is_some_and(|g| g.link.is_some());
+        let mut out: Vec<GatewayAddr> = self.listed.iter().copied().filter(|a| linked(a)).collect();
+        for a in self.gateways.keys() {
+            if linked(a) && !self.listed.contains(a) {
+                out.push(*a);
+            }
+        }
+        out
+    }
+
+    /// The next output, if any.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// The next deadline at which [`WorkerCore::handle_timeout`] must be called.
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        let registers = self.registers.iter().flat_map(|r| [r.retry_at, r.ping_at]);
+        let gateways = self.gateways.values().map(|g| g.retry_at);
+        let calls = self.calls.values().map(|c| Some(c.deadline()));
+        let connects = self.links.values().map(|l| l.connect_deadline);
+        registers
+            .chain(gateways)
+            .chain(calls)
+            .chain(connects)
+            .chain([self.removal_at])
+            .flatten()
+            .min()
+    }
+
+    // ---- inputs --------------------------------------------------------------------
+
+    /// Timers: reconnects, register pings, query deadlines, list removals.
+    pub fn handle_timeout(&mut self, now: Duration) {
+        let stuck: Vec<LinkId> = self
+            .links
+            .iter()
+            .filter(|(_, l)| l.connect_deadline.is_some_and(|t| t <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for link in stuck {
+            tracing::warn!(?link, "connection attempt timed out");
+            self.actions.push_back(Action::Close {
+                link,
+                reason: CloseReason::ConnectTimeout,
+            });
+            self.handle_closed(now, link);
+        }
+        for i in 0..self.registers.len() {
+            if self.registers[i].retry_at.is_some_and(|t| t <= now) {
+                self.registers[i].retry_at = None;
+                let link = self.open_link(now, LinkPeer::Register(i));
+                let peer = Peer::Register(self.registers[i].address.clone());
+                self.registers[i].link = Some(link);
+                self.actions.push_back(Action::Connect { link, peer });
+            }
+            if self.registers[i].ping_at.is_some_and(|t| t <= now) {
+                self.registers[i].ping_at = Some(now + self.config.register_ping_interval);
+                if let Some(link) = self.registers[i].link {
+                    let mut line = BytesMut::new();
+                    ToRegister::Ping.encode(&mut line);
+                    self.enqueue(link, line.freeze());
+                }
+            }
+        }
+        let due: Vec<GatewayAddr> = self
+            .gateways
+            .iter()
+            .filter(|(_, g)| g.retry_at.is_some_and(|t| t <= now))
+            .map(|(a, _)| *a)
+            .collect();
+        for addr in due {
+            if let Some(g) = self.gateways.get_mut(&addr) {
+                g.retry_at = None;
+            }
+            if self.listed.contains(&addr) {
+                self.connect_gateway(now, addr);
+            }
+        }
+        if self.removal_at.is_some_and(|t| t <= now) {
+            self.removal_at = None;
+            self.listed = self.announced.clone();
+        }
+        let expired: Vec<CallId> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.deadline() <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            if let Some(call) = self.calls.get_mut(&id) {
+                call.expire();
+            }
+            self.try_finish(id);
+        }
+    }
+
+    /// The connection of `link` is established.
+    pub fn handle_connected(&mut self, now: Duration, link: LinkId) {
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
+        l.opened_at = Some(now);
+        l.connect_deadline = None;
+        if let LinkPeer::Register(i) = l.peer {
+            let mut line = BytesMut::new();
+            ToRegister::WorkerConnect {
+                secret_key: self.config.secret_key.clone(),
+            }
+            .encode(&mut line);
+            self.enqueue(link, line.freeze());
+            let register = &mut self.registers[i];
+            if !register.address.starts_with("127.0.0.1") {
+                register.ping_at = Some(now + self.config.register_ping_interval);
+            }
+        }
+        self.pump(link);
+    }
+
+    /// The driver wrote `n` bytes of this link's transmits.
+    pub fn handle_written(&mut self, _now: Duration, link: LinkId, n: usize) {
+        if let Some(l) = self.links.get_mut(&link) {
+            l.in_flight = l.in_flight.saturating_sub(n);
+            self.pump(link);
+        }
+    }
+
+    /// The link closed (or its connection attempt failed).
+    pub fn handle_closed(&mut self, now: Duration, link: LinkId) {
+        let Some(l) = self.links.remove(&link) else {
+            return;
+        };
+        let stable = l
+            .opened_at
+            .is_some_and(|t| now.saturating_sub(t) >= self.config.link_stable_after);
+        match l.peer {
+            LinkPeer::Register(i) => {
+                // Keep the last good list while the register is away.
+                self.removal_at = None;
+                let register = &mut self.registers[i];
+                register.link = None;
+                register.ping_at = None;
+                if stable {
+                    register.failures = 0;
+                }
+                let delay = backoff(&self.config, register.failures);
+                register.failures = register.failures.saturating_add(1);
+                register.retry_at = Some(now + delay);
+            }
+            LinkPeer::Gateway(addr) => {
+                for pending in &l.pending {
+                    if let Pending::Call { call, slot } = *pending {
+                        self.fail_slot(call, slot);
+                    }
+                }
+                // Events waiting for a reload are delivered with the session they carried.
+                for event in l.parked {
+                    self.actions.push_back(Action::Event(event));
+                }
+                let listed = self.listed.contains(&addr);
+                let config = &self.config;
+                let g = self.gateways.entry(addr).or_default();
+                g.link = None;
+                if stable {
+                    g.failures = 0;
+                }
+                if listed && g.retry_at.is_none() {
+                    g.retry_at = Some(now + backoff(config, g.failures));
+                    g.failures = g.failures.saturating_add(1);
+                }
+            }
+        }
+    }
+
+    /// Bytes received on `link`.
+    pub fn handle_bytes(&mut self, now: Duration, link: LinkId, data: &[u8]) {
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
+        l.inbound.extend_from_slice(data);
+        match l.peer {
+            LinkPeer::Register(_) => self.read_register(now, link),
+            LinkPeer::Gateway(_) => self.read_gateway(now, link),
+        }
+    }
+
+    // ---- application commands ------------------------------------------------------
+
+    /// Runs one API call; its [`CallDone`] follows through [`WorkerCore::poll_action`]
+    /// (at once for sends and for calls that need no gateway).
+    pub fn call(
+        &mut self,
+        now: Duration,
+        call: &ApiCall,
+        current: Option<&CurrentClient>,
+    ) -> CallId {
+        let targets = self.linked_gateways();
+        let plan =
+            Sender::new(Caller::Worker { current }, &targets, self.config.group_scan).plan(call);
+        let id = self.new_call_id();
+        match plan {
+            Ok(plan) => self.execute(now, id, plan, &targets),
+            Err(e) => self.done(id, Err(e), Vec::new()),
+        }
+        id
+    }
+
+    /// After the business code handled `kind` for `client`: writes the session back with
+    /// SET_SESSION when it changed (`old` is the session the code started from, updated by
+    /// its own setSession/updateSession calls on that client, as the original's
+    /// `Context::$old_session`). A non-array, non-null session is an error (the original
+    /// throws) and nothing is written.
+    pub fn end_event(
+        &mut self,
+        _now: Duration,
+        client: &CurrentClient,
+        kind: EventKind,
+        old: &PhpValue,
+        new: &PhpValue,
+    ) -> Result<(), ApiError> {
+        if kind == EventKind::Close || old == new {
+            return Ok(());
+        }
+        let text = match new {
+            PhpValue::Null => Bytes::new(),
+            PhpValue::Array(_) => Bytes::from(serialize(new)),
+            _ => return Err(ApiError::BadArgument("$_SESSION must be an array".into())),
+        };
+        let targets = self.linked_gateways();
+        let sender = Sender::new(
+            Caller::Worker {
+                current: Some(client),
+            },
+            &targets,
+            self.config.group_scan,
+        );
+        let plan = sender.set_socket_session(&client.client_id, &text)?;
+        for o in &plan.frames {
+            self.send_frame(o.to, &o.frame);
+        }
+        self.remember_session(&client.client_id, crc32(&text));
+        Ok(())
+    }
+
+    // ---- calls ---------------------------------------------------------------------
+
+    fn new_call_id(&mut self) -> CallId {
+        let id = CallId(self.next_call);
+        self.next_call += 1;
+        id
+    }
+
+    fn execute(&mut self, now: Duration, id: CallId, plan: Plan, targets: &[GatewayAddr]) {
+        match plan.completion {
+            Completion::Ready(result) => {
+                for o in &plan.frames {
+                    self.send_frame(o.to, &o.frame);
+                }
+                self.done(id, result, Vec::new());
+            }
+            Completion::SendOutcome => {
+                let mut all = true;
+                for o in &plan.frames {
+                    all &= self.send_frame(o.to, &o.frame);
+                }
+                self.done(id, Ok(PhpValue::Bool(all)), Vec::new());
+            }
+            Completion::Replies(merge) => {
+                let asked: Vec<GatewayAddr> = plan.frames.iter().map(|o| o.to).collect();
+                // A fan-out also answers for listed gateways we have no link to.
+                let fan_out = !targets.is_empty() && targets.iter().all(|t| asked.contains(t));
+                let missing = if fan_out {
+                    self.listed
+                        .iter()
+                        .copied()
+                        .filter(|a| !asked.contains(a))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                let deadline = now + self.config.query_timeout;
+                self.calls
+                    .insert(id, Gather::new(merge, asked, missing, deadline));
+                for (slot, o) in plan.frames.iter().enumerate() {
+                    let link = self.gateways.get(&o.to).and_then(|g| g.link);
+                    let queued = link.is_some_and(|link| {
+                        let ok = self.enqueue(link, frame_bytes(&o.frame));
+                        if ok {
+                            if let Some(l) = self.links.get_mut(&link) {
+                                l.pending.push_back(Pending::Call { call: id, slot });
+                            }
+                        }
+                        ok
+                    });
+                    if !queued {
+                        self.fail_slot(id, slot);
+                    }
+                }
+                self.try_finish(id);
+            }
+        }
+    }
+
+    fn done(&mut self, id: CallId, result: ApiResult, unanswered: Vec<GatewayAddr>) {
+        self.actions.push_back(Action::CallDone(CallDone {
+            id,
+            result,
+            unanswered,
+        }));
+    }
+
+    fn fail_slot(&mut self, call: CallId, slot: usize) {
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.fail(slot);
+        }
+        self.try_finish(call);
+    }
+
+    fn try_finish(&mut self, id: CallId) {
+        if !self.calls.get(&id).is_some_and(Gather::is_complete) {
+            return;
+        }
+        let Some(call) = self.calls.remove(&id) else {
+            return;
+        };
+        let (result, unanswered) = call.finish(self.config.timeout_policy);
+        if !unanswered.is_empty() {
+            self.stats.queries_incomplete += 1;
+            tracing::warn!(?unanswered, "query finished without every gateway's reply");
+        }
+        self.done(id, result, unanswered);
+    }
+
+    // ---- links ---------------------------------------------------------------------
+
+    fn open_link(&mut self, now: Duration, peer: LinkPeer) -> LinkId {
+        let id = LinkId(self.next_link);
+        self.next_link += 1;
+        self.links
+            .insert(id, Link::new(peer, now + self.config.connect_timeout));
+        id
+    }
+
+    fn connect_gateway(&mut self, now: Duration, addr: GatewayAddr) {
+        if self
+            .gateways
+            .get(&addr)
+            .is_some_and(|g| g.link.is_some() || g.retry_at.is_some())
+        {
+            return;
+        }
+        let link = self.open_link(now, LinkPeer::Gateway(addr));
+        self.gateways.entry(addr).or_default().link = Some(link);
+        self.actions.push_back(Action::Connect {
+            link,
+            peer: Peer::Gateway(addr),
+        });
+        let mut body = PhpArray::new();
+        let worker_key = format!("{}:{}", self.config.name, self.config.index);
+        body.insert(
+            PhpKey::from_bytes(b"worker_key"),
+            PhpValue::str(&worker_key),
+        );
+        body.insert(
+            PhpKey::from_bytes(b"secret_key"),
+            PhpValue::str(&self.config.secret_key),
+        );
+        let json = json_encode(&PhpValue::Array(body)).unwrap_or_default();
+        let hello = frame(
+            Command::WorkerConnect,
+            0,
+            Bytes::new(),
+            &PhpValue::Str(json),
+            0,
+        );
+        self.enqueue(link, frame_bytes(&hello));
+    }
+
+    /// Queues `frame` on the link of gateway `to`; false when there is none or it is full.
+    fn send_frame(&mut self, to: GatewayAddr, frame: &Frame) -> bool {
+        match self.gateways.get(&to).and_then(|g| g.link) {
+            Some(link) => self.enqueue(link, frame_bytes(frame)),
+            None => false,
+        }
+    }
+
+    /// Appends to the link's output queue within `link_queue_max`; false when dropped.
+    fn enqueue(&mut self, link: LinkId, bytes: Bytes) -> bool {
+        let Some(l) = self.links.get_mut(&link) else {
+            return false;
+        };
+        if l.queued_bytes + l.in_flight + bytes.len() > self.config.link_queue_max {
+            self.stats.frames_dropped += 1;
+            self.stats.bytes_dropped += bytes.len() as u64;
+            tracing::warn!(
+                ?link,
+                len = bytes.len(),
+                "link output queue full: frame dropped"
+            );
+            return false;
+        }
+        l.queued_bytes += bytes.len();
+        l.queue.push_back(bytes);
+        self.pump(link);
+        true
+    }
+
+    /// Hands queued bytes of an open link to the driver, within the window.
+    fn pump(&mut self, link: LinkId) {
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
+        if l.opened_at.is_none() {
+            return;
+        }
+        while l.in_flight < self.config.link_window_max {
+            let Some(bytes) = l.queue.pop_front() else {
+                break;
+            };
+            l.queued_bytes -= bytes.len();
+            l.in_flight += bytes.len();
+            self.actions.push_back(Action::Transmit { link, bytes });
+        }
+    }
+
+    fn protocol_error(&mut self, now: Duration, link: LinkId, what: &'static str) {
+        self.stats.protocol_errors += 1;
+        tracing::warn!(?link, what, "closing link");
+        self.actions.push_back(Action::Close {
+            link,
+            reason: CloseReason::Protocol(what),
+        });
+        // The driver does not report a close it was asked for: clean up now.
+        self.handle_closed(now, link);
+    }
+
+    // ---- register ------------------------------------------------------------------
+
+    fn read_register(&mut self, now: Duration, link: LinkId) {
+        loop {
+            let Some(l) = self.links.get_mut(&link) else {
+                return;
+            };
+            let Some(end) = l.inbound.iter().position(|&b| b == b'\n') else {
+                if l.inbound.len() > self.config.register_line_max {
+                    self.protocol_error(now, link, "register line too long");
+                }
+                return;
+            };
+            let line = l.inbound.split_to(end + 1).freeze();
+            let text = line.trim_ascii_end();
+            self.on_register_line(now, text);
+        }
+    }
+
+    fn on_register_line(&mut self, now: Duration, line: &[u8]) {
+        let addresses = match decode_from_register(line) {
+            Ok(FromRegister::BroadcastAddresses(addresses)) => addresses,
+            Ok(FromRegister::Other { event }) => {
+                tracing::warn!(%event, "unexpected register event");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "bad data from register");
+                return;
+            }
+        };
+        let mut announced = Vec::new();
+        for a in addresses {
+            match a.parse::<SocketAddrV4>() {
+                Ok(addr) if !announced.contains(&addr) => announced.push(addr),
+                Ok(_) => {}
+                Err(_) => tracing::warn!(address = %a, "gateway address is not ipv4:port, skipped"),
+            }
+        }
+        self.apply_broadcast(now, announced);
+    }
+
+    fn apply_broadcast(&mut self, now: Duration, announced: Vec<GatewayAddr>) {
+        let kept: Vec<GatewayAddr> = self
+            .listed
+            .iter()
+            .copied()
+            .filter(|a| !announced.contains(a))
+            .collect();
+        self.listed = announced.clone();
+        if kept.is_empty() {
+            self.removal_at = None;
+        } else {
+            self.listed.extend(kept);
+            self.removal_at = Some(now + self.config.address_removal_grace);
+        }
+        self.announced = announced;
+        for addr in self.listed.clone() {
+            self.connect_gateway(now, addr);
+        }
+    }
+
+    // ---- gateway input -------------------------------------------------------------
+
+    fn read_gateway(&mut self, now: Duration, link: LinkId) {
+        let size_max = u32::try_from(self.config.package_size_max).unwrap_or(u32::MAX);
+        loop {
+            let Some(l) = self.links.get_mut(&link) else {
+                return;
+            };
+            let Some(word) = l.inbound.first_chunk::<4>().map(|w| u32::from_be_bytes(*w)) else {
+                return;
+            };
+            let word = word as usize;
+            let reply = if l.pending.is_empty() {
+                false
+            } else if word < HEADER_LEN {
+                true
+            } else if let Some(&cmd) = l.inbound.get(4) {
+                !is_event_command(cmd)
+            } else {
+                return;
+            };
+            if reply {
+                match ReplyDecoder::new(size_max).decode(&mut l.inbound) {
+                    Ok(Some(payload)) => {
+                        let pending = l.pending.pop_front();
+                        self.on_reply(link, pending, &payload);
+                    }
+                    Ok(None) => return,
+                    Err(_) => return self.protocol_error(now, link, "reply too large"),
+                }
+                continue;
+            }
+            if word < HEADER_LEN {
+                // Known at once, no need to wait for a whole header.
+                return self.protocol_error(now, link, "frame shorter than its header");
+            }
+            match FrameDecoder::new(size_max).decode(&mut l.inbound) {
+                Ok(Some(frame)) => self.on_frame(link, frame),
+                Ok(None) => return,
+                Err(FrameDecodeError::UnknownCommand { header }) => {
+                    tracing::debug!(
+                        ?link,
+                        cmd = header.cmd,
+                        "unknown command from gateway ignored"
+                    );
+                }
+                Err(FrameDecodeError::TooLarge { .. }) => {
+                    return self.protocol_error(now, link, "frame too large")
+                }
+                Err(_) => return self.protocol_error(now, link, "malformed frame header"),
+            }
+        }
+    }
+
+    fn on_reply(&mut self, link: LinkId, pending: Option<Pending>, payload: &[u8]) {
+        let value = unserialize_lenient(payload);
+        match pending {
+            Some(Pending::Call { call, slot }) => {
+                if let Some(c) = self.calls.get_mut(&call) {
+                    c.answer(slot, value);
+                }
+                self.try_finish(call);
+            }
+            Some(Pending::SessionReload) => {
+                let Some(l) = self.links.get_mut(&link) else {
+                    return;
+                };
+                if !l.reloading {
+                    // Abandoned (too many events held): already delivered.
+                    return;
+                }
+                l.reloading = false;
+                let Some(mut event) = l.parked.pop_front() else {
+                    return;
+                };
+                event.client.session = value;
+                let crc = crc32(&event.session_text);
+                self.remember_session(&event.client.client_id, crc);
+                self.actions.push_back(Action::Event(event));
+                self.release_parked(link);
+            }
+            None => {}
+        }
+    }
+
+    fn on_frame(&mut self, link: LinkId, frame: Frame) {
+        let kind = match frame.header.cmd {
+            Command::OnConnect => EventKind::Connect,
+            Command::OnMessage => EventKind::Message,
+            Command::OnClose => EventKind::Close,
+            Command::OnWebsocketConnect => EventKind::WebSocketConnect,
+            Command::Ping => return,
+            other => {
+                tracing::debug!(?other, "unexpected command from gateway ignored");
+                return;
+            }
+        };
+        let h = frame.header;
+        let session = if frame.ext_data.is_empty() {
+            PhpValue::Null
+        } else {
+            unserialize_lenient(&frame.ext_data)
+        };
+        let event = ClientEvent {
+            kind,
+            client: CurrentClient {
+                client_id: client_id_text(
+                    SocketAddrV4::new(h.local_ip, h.local_port),
+                    h.connection_id,
+                ),
+                gateway: SocketAddrV4::new(h.local_ip, h.local_port),
+                connection_id: h.connection_id,
+                session,
+            },
+            header: h,
+            session_text: frame.ext_data.clone(),
+            body: decode_body(&frame.body, h.flag),
+            binary: h.flag & FLAG_BINARY != 0,
+        };
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
+        l.parked.push_back(event);
+        if l.reloading && l.parked.len() > self.config.parked_events_max {
+            tracing::warn!(?link, "session reload abandoned: too many events held");
+            l.reloading = false;
+            if let Some(head) = l.parked.pop_front() {
+                let crc = crc32(&head.session_text);
+                self.remember_session(&head.client.client_id, crc);
+                self.actions.push_back(Action::Event(head));
+            }
+        }
+        if !self.links.get(&link).is_some_and(|l| l.reloading) {
+            self.release_parked(link);
+        }
+    }
+
+    /// Delivers parked events in order until one needs a session reload.
+    fn release_parked(&mut self, link: LinkId) {
+        loop {
+            let Some(l) = self.links.get_mut(&link) else {
+                return;
+            };
+            let Some(event) = l.parked.front() else {
+                return;
+            };
+            let id = event.client.client_id.clone();
+            let crc = crc32(&event.session_text);
+            if event.kind == EventKind::Close {
+                self.session_versions.remove(&id);
+            } else {
+                match self.session_versions.get(&id) {
+                    Some(&known) if known != crc => {
+                        let cid = event.client.connection_id;
+                        let reload = frame(
+                            Command::GetSessionByClientId,
+                            0,
+                            Bytes::new(),
+                            &PhpValue::str(""),
+                            0,
+                        );
+                        let reload = Frame {
+                            header: Header {
+                                connection_id: cid,
+                                ..reload.header
+                            },
+                            ..reload
+                        };
+                        if self.enqueue(link, frame_bytes(&reload)) {
+                            self.stats.session_reloads += 1;
+                            if let Some(l) = self.links.get_mut(&link) {
+                                l.pending.push_back(Pending::SessionReload);
+                                l.reloading = true;
+                            }
+                            return;
+                        }
+                        // Queue full: deliver with the session the event carried.
+                        self.remember_session(&id, crc);
+                    }
+                    Some(_) => {}
+                    None => self.remember_session(&id, crc),
+                }
+            }
+            let Some(l) = self.links.get_mut(&link) else {
+                return;
+            };
+            if let Some(event) = l.parked.pop_front() {
+                self.actions.push_back(Action::Event(event));
+            }
+        }
+    }
+
+    fn remember_session(&mut self, client_id: &Bytes, crc: u32) {
+        if self.session_versions.len() < self.config.session_versions_max
+            || self.session_versions.contains_key(client_id)
+        {
+            self.session_versions.insert(client_id.clone(), crc);
+        }
+    }
+}
+
+fn backoff(config: &WorkerConfig, failures: u32) -> Duration {
+    let factor = 1u32 << failures.min(16);
+    config
+        .reconnect_delay
+        .saturating_mul(factor)
+        .min(config.reconnect_delay_max.max(config.reconnect_delay))
+}
+
+/// Commands a gateway sends on a worker link; no serialized reply starts with these bytes.
+fn is_event_command(byte: u8) -> bool {
+    matches!(byte, 1 | 3 | 4 | 201 | 205)
+}
+
+/// CRC-32 (IEEE), PHP's `crc32()`.
+pub fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xffff_ffffu32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            let mask = (crc & 1).wrapping_neg();
+            crc = (crc >> 1) ^ (0xedb8_8320 & mask);
+        }
+    }
+    !crc
+}
+
+#[cfg(test)]
+#[path = "core_tests.rs"]
+mod tests;

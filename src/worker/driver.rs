@@ -1,0 +1,357 @@
+//! The worker's tokio driver: owns the sockets the [`WorkerCore`] asks for, feeds it bytes
+//! and time, hands client events to the business code and runs its API calls.
+//!
+//! Shape: one main loop owns the core; each link (register or gateway) is a local task
+//! that connects, writes what the core transmits and reads into fresh chunks sent back to
+//! the main loop. Generic over [`Net`], so the same code runs on tokio sockets and under
+//! turmoil. Everything runs on a `LocalSet` of its own (the `Net` futures need not be
+//! `Send`), so [`run`] can be awaited from a current-thread runtime or a turmoil host.
+//!
+//! Bounds: link chunks travel through a channel of `link_inbox_max` messages; events
+//! wait in a queue of at most `events_pending_max` for the business code, and while it is
+//! full the loop stops taking link input, so gateways see TCP backpressure instead of the
+//! worker growing. Bytes towards a link are bounded by the core's window.
+//! `tokio::select!` is always `biased;` (deterministic under simulation).
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, IoSlice};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::api::{ApiCall, ApiError};
+use super::core::{
+    Action, CallDone, CallId, ClientEvent, EventKind, LinkId, Peer, WorkerConfig, WorkerCore,
+};
+use super::sender::CurrentClient;
+use crate::net::{Net, NetStream};
+use crate::protocol::php::PhpValue;
+
+/// A request from the business code to the worker.
+#[derive(Debug)]
+pub enum ToWorker {
+    /// Run an API call; its result is sent on `reply`.
+    Call {
+        /// The call.
+        call: ApiCall,
+        /// The client of the event being handled, if any.
+        current: Option<CurrentClient>,
+        /// Where the result goes.
+        reply: oneshot::Sender<CallDone>,
+    },
+    /// An event was handled: write its session back if it changed
+    /// ([`WorkerCore::end_event`]).
+    EndEvent {
+        /// The event's client.
+        client: CurrentClient,
+        /// The event's kind.
+        kind: EventKind,
+        /// The session the handler started from (as updated by its own session calls).
+        old: PhpValue,
+        /// The session after the handler.
+        new: PhpValue,
+        /// Where the outcome goes, if anyone wants it.
+        reply: Option<oneshot::Sender<Result<(), ApiError>>>,
+    },
+}
+
+/// Settings of the driver itself (the core has [`WorkerConfig`]).
+#[derive(Debug, Clone)]
+pub struct DriverConfig {
+    /// Events waiting for the business code at most; beyond, link input pauses.
+    pub events_pending_max: usize,
+    /// Messages from link tasks waiting for the main loop at most.
+    pub link_inbox_max: usize,
+    /// Bytes read per `try_read`.
+    pub read_chunk_len: usize,
+}
+
+impl Default for DriverConfig {
+    fn default() -> DriverConfig {
+        DriverConfig {
+            events_pending_max: 1024,
+            link_inbox_max: 256,
+            read_chunk_len: 64 * 1024,
+        }
+    }
+}
+
+/// What a link task tells the main loop.
+#[derive(Debug)]
+enum FromLink {
+    Connected(LinkId),
+    Bytes(LinkId, Bytes),
+    Written(LinkId, usize),
+    Closed(LinkId),
+}
+
+/// Runs a worker until the business code drops its command sender or the event receiver.
+pub async fn run<N: Net>(
+    net: N,
+    config: WorkerConfig,
+    driver: DriverConfig,
+    events: mpsc::Sender<ClientEvent>,
+    commands: mpsc::Receiver<ToWorker>,
+) {
+    let local = tokio::task::LocalSet::new();
+    local
+        .run_until(run_local(net, config, driver, events, commands))
+        .await;
+}
+
+struct Driver<N: Net> {
+    net: N,
+    config: DriverConfig,
+    core: WorkerCore,
+    origin: Instant,
+    links: HashMap<LinkId, mpsc::UnboundedSender<Bytes>>,
+    inbox: mpsc::Sender<FromLink>,
+    calls: HashMap<CallId, oneshot::Sender<CallDone>>,
+    pending_events: VecDeque<ClientEvent>,
+}
+
+async fn run_local<N: Net>(
+    net: N,
+    config: WorkerConfig,
+    driver_config: DriverConfig,
+    events: mpsc::Sender<ClientEvent>,
+    mut commands: mpsc::Receiver<ToWorker>,
+) {
+    let origin = Instant::now();
+    let (inbox, mut from_links) = mpsc::channel(driver_config.link_inbox_max.max(1));
+    let mut d = Driver {
+        net,
+        core: WorkerCore::new(config, Duration::ZERO),
+        config: driver_config,
+        origin,
+        links: HashMap::new(),
+        inbox,
+        calls: HashMap::new(),
+        pending_events: VecDeque::new(),
+    };
+    loop {
+        d.dispatch();
+        let deadline = d.core.poll_timeout().map(|at| d.origin + at);
+        let take_input = d.pending_events.len() < d.config.events_pending_max;
+        tokio::select! {
+            biased;
+            permit = events.reserve(), if !d.pending_events.is_empty() => {
+                let Ok(permit) = permit else { return };
+                if let Some(event) = d.pending_events.pop_front() {
+                    permit.send(event);
+                }
+            }
+            Some(message) = from_links.recv(), if take_input => d.on_link(message),
+            command = commands.recv() => match command {
+                Some(command) => d.on_command(command),
+                None => return,
+            },
+            () = sleep_until(deadline), if deadline.is_some() => {
+                let now = d.now();
+                d.core.handle_timeout(now);
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl<N: Net> Driver<N> {
+    fn now(&self) -> Duration {
+        Instant::now().saturating_duration_since(self.origin)
+    }
+
+    fn on_link(&mut self, message: FromLink) {
+        let now = self.now();
+        match message {
+            FromLink::Connected(link) => self.core.handle_connected(now, link),
+            FromLink::Bytes(link, bytes) => self.core.handle_bytes(now, link, &bytes),
+            FromLink::Written(link, n) => self.core.handle_written(now, link, n),
+            FromLink::Closed(link) => {
+                self.links.remove(&link);
+                self.core.handle_closed(now, link);
+            }
+        }
+    }
+
+    fn on_command(&mut self, command: ToWorker) {
+        let now = self.now();
+        match command {
+            ToWorker::Call {
+                call,
+                current,
+                reply,
+            } => {
+                let id = self.core.call(now, &call, current.as_ref());
+                self.calls.insert(id, reply);
+            }
+            ToWorker::EndEvent {
+                client,
+                kind,
+                old,
+                new,
+                reply,
+            } => {
+                let outcome = self.core.end_event(now, &client, kind, &old, &new);
+                if let Some(reply) = reply {
+                    let _ = reply.send(outcome);
+                }
+            }
+        }
+    }
+
+    /// Carries out everything the core asked for.
+    fn dispatch(&mut self) {
+        while let Some(action) = self.core.poll_action() {
+            match action {
+                Action::Connect { link, peer } => {
+                    let address = match peer {
+                        Peer::Register(a) => a,
+                        Peer::Gateway(a) => a.to_string(),
+                    };
+                    let (outbox, rx) = mpsc::unbounded_channel();
+                    self.links.insert(link, outbox);
+                    let task = link_task(
+                        self.net.clone(),
+                        link,
+                        address,
+                        rx,
+                        self.inbox.clone(),
+                        self.config.read_chunk_len,
+                    );
+                    tokio::task::spawn_local(task);
+                }
+                Action::Transmit { link, bytes } => {
+                    if let Some(outbox) = self.links.get(&link) {
+                        // Bounded by the core's window: it hands out no more until
+                        // `handle_written` confirms.
+                        let _ = outbox.send(bytes);
+                    }
+                }
+                Action::Close { link, reason } => {
+                    tracing::info!(?link, ?reason, "closing link");
+                    // Dropping the sender ends the task, which drops the stream.
+                    self.links.remove(&link);
+                }
+                Action::Event(event) => self.pending_events.push_back(event),
+                Action::CallDone(done) => {
+                    if let Some(reply) = self.calls.remove(&done.id) {
+                        let _ = reply.send(done);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Why a link task ended.
+enum LinkEnd {
+    /// The core closed it (its sender was dropped): nothing to report.
+    ClosedByCore,
+    /// The peer closed or an error happened: report it.
+    Lost(Option<io::Error>),
+}
+
+async fn link_task<N: Net>(
+    net: N,
+    link: LinkId,
+    address: String,
+    mut outbox: mpsc::UnboundedReceiver<Bytes>,
+    inbox: mpsc::Sender<FromLink>,
+    read_chunk_len: usize,
+) {
+    let end = match net.connect(&address).await {
+        Ok(mut stream) => {
+            if inbox.send(FromLink::Connected(link)).await.is_err() {
+                return;
+            }
+            link_loop(link, &mut stream, &mut outbox, &inbox, read_chunk_len).await
+        }
+        Err(e) => LinkEnd::Lost(Some(e)),
+    };
+    if let LinkEnd::Lost(error) = end {
+        tracing::debug!(?link, %address, ?error, "link lost");
+        let _ = inbox.send(FromLink::Closed(link)).await;
+    }
+}
+
+async fn link_loop<S: NetStream>(
+    link: LinkId,
+    stream: &mut S,
+    outbox: &mut mpsc::UnboundedReceiver<Bytes>,
+    inbox: &mpsc::Sender<FromLink>,
+    read_chunk_len: usize,
+) -> LinkEnd {
+    let mut queue: VecDeque<Bytes> = VecDeque::new();
+    loop {
+        tokio::select! {
+            biased;
+            bytes = outbox.recv() => match bytes {
+                Some(bytes) => queue.push_back(bytes),
+                None => return LinkEnd::ClosedByCore,
+            },
+            ready = stream.write_ready(), if !queue.is_empty() => {
+                if let Err(e) = ready {
+                    return LinkEnd::Lost(Some(e));
+                }
+                match write_some(stream, &mut queue) {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        if inbox.send(FromLink::Written(link, n)).await.is_err() {
+                            return LinkEnd::ClosedByCore;
+                        }
+                    }
+                    Err(e) => return LinkEnd::Lost(Some(e)),
+                }
+            }
+            ready = stream.read_ready() => {
+                if let Err(e) = ready {
+                    return LinkEnd::Lost(Some(e));
+                }
+                let mut chunk = vec![0u8; read_chunk_len];
+                match stream.try_read(&mut chunk) {
+                    Ok(0) => return LinkEnd::Lost(None),
+                    Ok(n) => {
+                        chunk.truncate(n);
+                        if inbox.send(FromLink::Bytes(link, Bytes::from(chunk))).await.is_err() {
+                            return LinkEnd::ClosedByCore;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return LinkEnd::Lost(Some(e)),
+                }
+            }
+        }
+    }
+}
+
+/// Writes what the socket takes now from the front of `queue`; the count written.
+fn write_some<S: NetStream>(stream: &mut S, queue: &mut VecDeque<Bytes>) -> io::Result<usize> {
+    let slices: Vec<IoSlice<'_>> = queue.iter().take(64).map(|b| IoSlice::new(b)).collect();
+    let n = match stream.try_write_vectored(&slices) {
+        Ok(n) => n,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut left = n;
+    while left > 0 {
+        let Some(front) = queue.front_mut() else {
+            break;
+        };
+        if front.len() <= left {
+            left -= front.len();
+            queue.pop_front();
+        } else {
+            let _ = front.split_to(left);
+            left = 0;
+        }
+    }
+    Ok(n)
+}
