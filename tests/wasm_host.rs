@@ -877,7 +877,8 @@ async fn probe_speaks_the_op_language() {
         r#"{"id":null,"ok":true,"result":["7f0000010fa000000001","7f0000010fa000000002"]}"#
             .to_string(),
         format!(
-            r#"{{"id":1,"ok":true,"result":{{"7f0000010fa000000001":{{"name":"zed"}},"{CID}":{{"name":"ann"}}}}}}"#
+            // The caller's own entry is its $_SESSION (null here), not the gateway's copy.
+            r#"{{"id":1,"ok":true,"result":{{"7f0000010fa000000001":{{"name":"zed"}},"{CID}":{{}}}}}}"#
         ),
         r#"{"id":2,"ok":true,"result":false}"#.to_string(),
         r#"{"id":3,"ok":true,"result":[{"ok":true,"result":1},{"ok":true,"result":1},{"ok":false,"error":"unknown op x"}]}"#

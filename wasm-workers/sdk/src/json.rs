@@ -10,7 +10,17 @@ pub const DEPTH_MAX: usize = 64;
 
 /// Parses one JSON document; `None` when the text is not JSON.
 pub fn parse(text: &[u8]) -> Option<Value> {
-    let mut p = Parser { s: text, at: 0 };
+    parse_with_depth(text, DEPTH_MAX)
+}
+
+/// [`parse`] allowing arrays and objects to nest `depth_max` deep (PHP's `json_decode`
+/// allows [`PHP_DEPTH_MAX`]).
+pub fn parse_with_depth(text: &[u8], depth_max: usize) -> Option<Value> {
+    let mut p = Parser {
+        s: text,
+        at: 0,
+        depth_max,
+    };
     p.ws();
     let v = p.value(0)?;
     p.ws();
@@ -21,22 +31,60 @@ pub fn parse(text: &[u8]) -> Option<Value> {
     }
 }
 
-/// The JSON text of `value` (non-UTF-8 bytes in strings become U+FFFD; NaN and infinities
-/// become `null`, where PHP would fail).
+/// PHP's default nesting limit of `json_encode` and `json_decode` (`$depth = 512`).
+pub const PHP_DEPTH_MAX: usize = 512;
+
+/// Why PHP's `json_encode` would return `false` for a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EncodeError {
+    /// A float is NaN or infinite ("Inf and NaN cannot be JSON encoded").
+    NonFinite,
+    /// Arrays nest deeper than [`PHP_DEPTH_MAX`] ("Maximum stack depth exceeded").
+    Depth,
+}
+
+/// The JSON text of `value`, lenient: NaN and infinities become `null` (where PHP would
+/// fail), no depth limit. Otherwise byte for byte [`encode_php`].
 pub fn encode(value: &Value) -> String {
     let mut out = String::new();
-    encode_into(value, &mut out);
+    let _ = write_value(value, 0, true, &mut out);
     out
 }
 
-fn encode_into(value: &Value, out: &mut String) {
+/// Exactly `json_encode($value, JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE |
+/// JSON_INVALID_UTF8_SUBSTITUTE)`, or the reason PHP would return `false`.
+pub fn encode_php(value: &Value) -> Result<String, EncodeError> {
+    let mut out = String::new();
+    encode_value_into(value, 0, &mut out)?;
+    Ok(out)
+}
+
+/// Appends the JSON text of `value` found inside `depth` enclosing arrays (for callers that
+/// build their own outer objects and must keep PHP's depth limit).
+pub fn encode_value_into(value: &Value, depth: usize, out: &mut String) -> Result<(), EncodeError> {
+    write_value(value, depth, false, out)
+}
+
+fn write_value(
+    value: &Value,
+    depth: usize,
+    lenient: bool,
+    out: &mut String,
+) -> Result<(), EncodeError> {
     match value {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
         Value::Int(n) => out.push_str(&n.to_string()),
-        Value::Float(f) => encode_float(*f, out),
-        Value::Str(s) => encode_str(s, out),
+        Value::Float(f) => match crate::float::json_repr(*f) {
+            Some(text) => out.push_str(&text),
+            None if lenient => out.push_str("null"),
+            None => return Err(EncodeError::NonFinite),
+        },
+        Value::Str(s) => encode_str_into(s, out),
         Value::Array(entries) => {
+            if depth >= PHP_DEPTH_MAX && !lenient {
+                return Err(EncodeError::Depth);
+            }
             let is_list = entries
                 .iter()
                 .enumerate()
@@ -47,47 +95,95 @@ fn encode_into(value: &Value, out: &mut String) {
                     out.push(',');
                 }
                 if !is_list {
-                    encode_str(&k.to_bytes(), out);
+                    encode_str_into(&k.to_bytes(), out);
                     out.push(':');
                 }
-                encode_into(v, out);
+                write_value(v, depth + 1, lenient, out)?;
             }
             out.push(if is_list { ']' } else { '}' });
         }
     }
+    Ok(())
 }
 
-fn encode_float(f: f64, out: &mut String) {
-    if !f.is_finite() {
-        out.push_str("null");
-    } else if f == f.trunc() && f.abs() < 1e15 {
-        // PHP prints integral floats with ".0" under serialize_precision -1.
-        out.push_str(&format!("{:.1}", f));
-    } else {
-        out.push_str(&format!("{}", f));
-    }
-}
-
-fn encode_str(s: &[u8], out: &mut String) {
-    let text = String::from_utf8_lossy(s);
+/// Appends `s` as a JSON string the way PHP escapes it with `JSON_UNESCAPED_SLASHES |
+/// JSON_UNESCAPED_UNICODE | JSON_INVALID_UTF8_SUBSTITUTE`: `"` `\\` and control characters
+/// escaped (`\b \f \n \r \t`, else `\u00xx`), U+2028/U+2029 escaped, every invalid UTF-8
+/// sequence replaced by one U+FFFD using PHP's decoder's notion of a sequence.
+pub fn encode_str_into(s: &[u8], out: &mut String) {
     out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
+    let mut pos = 0;
+    while pos < s.len() {
+        let c = s[pos];
+        if c < 0x80 {
+            match c {
+                b'"' => out.push_str("\\\""),
+                b'\\' => out.push_str("\\\\"),
+                0x08 => out.push_str("\\b"),
+                0x0c => out.push_str("\\f"),
+                b'\n' => out.push_str("\\n"),
+                b'\r' => out.push_str("\\r"),
+                b'\t' => out.push_str("\\t"),
+                c if c < 0x20 => out.push_str(&format!("\\u{:04x}", c)),
+                c => out.push(c as char),
+            }
+            pos += 1;
+            continue;
+        }
+        match next_utf8(s, pos) {
+            Ok((ch, len)) => {
+                if ch == '\u{2028}' || ch == '\u{2029}' {
+                    out.push_str(&format!("\\u{:04x}", ch as u32));
+                } else {
+                    out.push(ch);
+                }
+                pos += len;
+            }
+            Err(skip) => {
+                out.push('\u{fffd}');
+                pos += skip;
+            }
         }
     }
     out.push('"');
+}
+
+/// PHP's `php_next_utf8_char` at `pos` (a non-ASCII byte): the character and its length,
+/// or how many bytes the invalid sequence covers (UTR #36 strategy 2: a following byte
+/// that could start a valid sequence is not swallowed).
+fn next_utf8(s: &[u8], pos: usize) -> Result<(char, usize), usize> {
+    let lead = |b: u8| b < 0x80 || (0xc2..=0xf4).contains(&b);
+    let trail = |b: u8| (0x80..=0xbf).contains(&b);
+    let avail = s.len() - pos;
+    let at = |i: usize| s[pos + i];
+    let c = at(0);
+    let (need, init) = match c {
+        0xc2..=0xdf => (2, (c & 0x1f) as u32),
+        0xe0..=0xef => (3, (c & 0x0f) as u32),
+        0xf0..=0xf4 => (4, (c & 0x07) as u32),
+        _ => return Err(1),
+    };
+    if (1..need).any(|i| i >= avail || !trail(at(i))) {
+        // The sequence ends before the first missing byte or byte that could start one.
+        let end = (1..need).find(|&i| i >= avail || lead(at(i)));
+        return Err(end.unwrap_or(need));
+    }
+    let mut cp = init;
+    for i in 1..need {
+        cp = (cp << 6) | (at(i) & 0x3f) as u32;
+    }
+    let min = [0, 0, 0x80, 0x800, 0x10000][need];
+    if cp < min || cp > 0x10ffff || (0xd800..=0xdfff).contains(&cp) {
+        return Err(need);
+    }
+    char::from_u32(cp).map(|ch| (ch, need)).ok_or(need)
 }
 
 struct Parser<'a> {
     s: &'a [u8],
     at: usize,
+    /// Arrays and objects may nest this deep.
+    depth_max: usize,
 }
 
 impl<'a> Parser<'a> {
@@ -110,8 +206,10 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// A value inside `depth` enclosing arrays and objects.
     fn value(&mut self, depth: usize) -> Option<Value> {
-        if depth > DEPTH_MAX {
+        let opens = matches!(self.peek()?, b'[' | b'{');
+        if opens && depth >= self.depth_max {
             return None;
         }
         match self.peek()? {
@@ -239,21 +337,44 @@ impl<'a> Parser<'a> {
         Some(out)
     }
 
-    fn number(&mut self) -> Option<Value> {
+    fn digits(&mut self) -> usize {
         let start = self.at;
-        let mut float = false;
-        while let Some(c) = self.peek() {
-            match c {
-                b'0'..=b'9' | b'-' | b'+' => {}
-                b'.' | b'e' | b'E' => float = true,
-                _ => break,
-            }
+        while let Some(b'0'..=b'9') = self.peek() {
             self.at += 1;
         }
-        let text = std::str::from_utf8(&self.s[start..self.at]).ok()?;
-        if text.is_empty() {
+        self.at - start
+    }
+
+    /// RFC 8259 numbers only (`-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?`), as PHP's
+    /// scanner: ints that fit i64 are ints, everything else a float.
+    fn number(&mut self) -> Option<Value> {
+        let start = self.at;
+        if self.peek() == Some(b'-') {
+            self.at += 1;
+        }
+        let int_start = self.at;
+        if self.digits() == 0 || (self.s[int_start] == b'0' && self.at - int_start > 1) {
             return None;
         }
+        let mut float = false;
+        if self.peek() == Some(b'.') {
+            self.at += 1;
+            if self.digits() == 0 {
+                return None;
+            }
+            float = true;
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.at += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.at += 1;
+            }
+            if self.digits() == 0 {
+                return None;
+            }
+            float = true;
+        }
+        let text = std::str::from_utf8(&self.s[start..self.at]).ok()?;
         if !float {
             if let Ok(n) = text.parse::<i64>() {
                 return Some(Value::Int(n));

@@ -18,6 +18,7 @@
 
 #![warn(missing_docs)]
 
+pub mod float;
 pub mod gateway;
 pub mod json;
 pub mod sys;
@@ -331,5 +332,66 @@ mod tests {
         );
         assert_eq!(json::parse(b"{\"a\":1"), None);
         assert_eq!(json::parse(b"[1,]"), None);
+    }
+
+    #[test]
+    fn json_strings_escape_like_php() {
+        let enc = |b: &[u8]| json::encode(&Value::Str(b.to_vec()));
+        assert_eq!(enc(b"a/b\"c\\"), "\"a/b\\\"c\\\\\"");
+        assert_eq!(
+            enc(b"\x08\x0c\n\r\t\x01\x1f\x7f"),
+            "\"\\b\\f\\n\\r\\t\\u0001\\u001f\x7f\""
+        );
+        assert_eq!(enc("é€😀".as_bytes()), "\"é€😀\"");
+        assert_eq!(enc("\u{2028}x\u{2029}".as_bytes()), "\"\\u2028x\\u2029\"");
+        // PHP's decoder: one U+FFFD per invalid sequence, whose length PHP decides.
+        let cases: &[(&[u8], &str)] = &[
+            (b"\xff", "\u{fffd}"),
+            (b"\xc0\x80", "\u{fffd}\u{fffd}"),
+            (b"\xe0\x80\x80", "\u{fffd}"),
+            (b"\xed\xa0\x80", "\u{fffd}"),
+            (b"\xf4\x90\x80\x80", "\u{fffd}"),
+            (b"\xf0\x9f\x98", "\u{fffd}"),
+            (b"\xc3A", "\u{fffd}A"),
+            (b"\xc3\xff", "\u{fffd}"),
+            (b"\xe3\x80A", "\u{fffd}A"),
+            (b"\xe3\xff\x80", "\u{fffd}"),
+            (b"a\xe2\x82", "a\u{fffd}"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(enc(input), format!("\"{}\"", want), "{:?}", input);
+        }
+    }
+
+    #[test]
+    fn json_numbers_are_strict_and_floats_print_like_php() {
+        for bad in [
+            "01", "1.", ".5", "+1", "-", "1e", "1e+", "--1", "0x1", "1.e3",
+        ] {
+            assert_eq!(json::parse(bad.as_bytes()), None, "{}", bad);
+        }
+        assert_eq!(json::parse(b"-0"), Some(Value::Int(0)));
+        assert_eq!(json::parse(b"1E2"), Some(Value::Float(100.0)));
+        assert_eq!(
+            json::parse(b"9223372036854775808"),
+            Some(Value::Float(9223372036854775808.0))
+        );
+        assert_eq!(json::encode(&Value::Float(1.0)), "1");
+        assert_eq!(json::encode(&Value::Float(1e100)), "1.0e+100");
+        assert_eq!(
+            json::encode_php(&Value::Float(f64::INFINITY)),
+            Err(json::EncodeError::NonFinite)
+        );
+    }
+
+    #[test]
+    fn json_depth_limits_match_php() {
+        let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        let at = json::PHP_DEPTH_MAX;
+        let v = json::parse_with_depth(nested(at).as_bytes(), at).expect("512 deep parses");
+        assert!(json::parse_with_depth(nested(at + 1).as_bytes(), at).is_none());
+        assert_eq!(json::encode_php(&v).as_deref(), Ok(nested(at).as_str()));
+        let deeper = Value::list(vec![v]);
+        assert_eq!(json::encode_php(&deeper), Err(json::EncodeError::Depth));
     }
 }

@@ -4,13 +4,20 @@
 //! reference worker.
 //!
 //! `sleep` needs a host whose API handler offers `gw.sleep_ms` (else it answers `ok:false`).
+//!
+//! Requests are read the way the reference reads them, `json_decode($message, true)`: JSON
+//! objects and lists are both PHP arrays (so `{}` in `data` or `id` comes back as `[]`), an
+//! argument that is missing or `null` counts as not given (`$args[$k] ?? ...`). Replies are
+//! `json_encode(..., JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE |
+//! JSON_INVALID_UTF8_SUBSTITUTE)`; where PHP's encoder would fail (NaN/INF, nesting beyond
+//! 512) the text is empty, as `sendToCurrentClient(false)` sends an empty message.
 
 mod md5;
 
 use std::collections::BTreeMap;
 
 use gw_sdk::gateway::{self, op};
-use gw_sdk::{json, session, Events, Message, Value};
+use gw_sdk::{json, session, Events, Key, Message, Value};
 
 /// A reply tree: plain values are JSON-encoded as PHP's `json_encode` would, `Map` is
 /// always an object (even empty: `{}`), `List` always a list.
@@ -20,38 +27,48 @@ enum Out {
     List(Vec<Out>),
 }
 
-fn encode(out: &Out, s: &mut String) {
+fn encode(out: &Out, depth: usize, s: &mut String) -> Result<(), json::EncodeError> {
     match out {
-        Out::V(v) => s.push_str(&json::encode(v)),
+        Out::V(v) => json::encode_value_into(v, depth, s)?,
         Out::Map(entries) => {
+            if depth >= json::PHP_DEPTH_MAX {
+                return Err(json::EncodeError::Depth);
+            }
             s.push('{');
             for (i, (k, v)) in entries.iter().enumerate() {
                 if i > 0 {
                     s.push(',');
                 }
-                s.push_str(&json::encode(&Value::Str(k.clone())));
+                json::encode_str_into(k, s);
                 s.push(':');
-                encode(v, s);
+                encode(v, depth + 1, s)?;
             }
             s.push('}');
         }
         Out::List(items) => {
+            if depth >= json::PHP_DEPTH_MAX {
+                return Err(json::EncodeError::Depth);
+            }
             s.push('[');
             for (i, v) in items.iter().enumerate() {
                 if i > 0 {
                     s.push(',');
                 }
-                encode(v, s);
+                encode(v, depth + 1, s)?;
             }
             s.push(']');
         }
     }
+    Ok(())
 }
 
+/// The JSON text, or `""` where PHP's `json_encode` returns false.
 fn to_json(out: &Out) -> String {
     let mut s = String::new();
-    encode(out, &mut s);
-    s
+    match encode(out, 0, &mut s) {
+        Ok(()) => s,
+        Err(_) => String::new(),
+    }
 }
 
 fn obj(entries: Vec<(&str, Out)>) -> Out {
@@ -69,7 +86,8 @@ fn sort_key(v: &Value) -> Vec<u8> {
         Value::Str(s) => s.clone(),
         Value::Int(n) => n.to_string().into_bytes(),
         Value::Bool(true) => b"1".to_vec(),
-        Value::Float(f) => format!("{}", f).into_bytes(),
+        Value::Float(f) => gw_sdk::float::to_php_string(*f).into_bytes(),
+        Value::Array(_) => b"Array".to_vec(),
         _ => Vec::new(),
     }
 }
@@ -122,16 +140,55 @@ fn bool_send(v: Value) -> Out {
     Out::V(Value::Bool(v != Value::Bool(false)))
 }
 
+/// A sessions query: client id ⇒ session, where the caller's own entry is its current
+/// `$_SESSION` (`(array)$_SESSION`), as `Lib\Gateway::getAllClientSessions` builds it
+/// in-process: the gateway's copy may predate changes made in this event.
+fn sessions(code: i32, group: Value, client_id: &str) -> OpResult {
+    let mut v = gateway::call(code, vec![group]).map_err(err_text)?;
+    let own = Key::from_str_like(client_id.as_bytes());
+    if let Value::Array(entries) = &mut v {
+        if let Some(entry) = entries.iter_mut().find(|(k, _)| *k == own) {
+            entry.1 = match session::get() {
+                Ok(a @ Value::Array(_)) => a,
+                _ => Value::array(),
+            };
+        }
+    }
+    Ok(norm_map(v, norm_session))
+}
+
+/// `sendToGroup`/`ungroup`: `false` stays, anything else is void.
+fn false_or_null(v: Value) -> Out {
+    Out::V(if v == Value::Bool(false) {
+        v
+    } else {
+        Value::Null
+    })
+}
+
+/// The `group` of a query that `Lib\Gateway` guards with `isValidGroupId`: `None` when it is
+/// PHP-empty (the query answers its empty result without any call).
+fn group_guard(r: &Request<'_>) -> Result<Option<Value>, String> {
+    if r.args.get("group").is_none() {
+        return Err("missing argument group".into());
+    }
+    Ok(if php_empty(r.get("group")) {
+        None
+    } else {
+        r.get("group").cloned()
+    })
+}
+
 fn void(_: Value) -> Out {
     Out::V(Value::Null)
 }
 
-/// A `message` argument: strings as they are, anything else as its JSON text.
-fn message_arg(v: Option<&Value>) -> Value {
+/// A `message` argument: strings as they are, anything else as its JSON text (`""` where
+/// `json_encode` fails, as PHP sends `false`).
+fn message_value(v: &Value) -> Value {
     match v {
-        Some(Value::Str(s)) => Value::Str(s.clone()),
-        Some(other) => Value::str(&json::encode(other)),
-        None => Value::Null,
+        Value::Str(s) => Value::Str(s.clone()),
+        other => Value::str(&json::encode_php(other).unwrap_or_default()),
     }
 }
 
@@ -141,6 +198,7 @@ fn php_empty(v: Option<&Value>) -> bool {
         None | Some(Value::Null) | Some(Value::Bool(false)) => true,
         Some(Value::Str(s)) => s.is_empty() || s == b"0",
         Some(Value::Int(n)) => *n == 0,
+        Some(Value::Float(f)) => *f == 0.0,
         Some(Value::Array(e)) => e.is_empty(),
         _ => false,
     }
@@ -162,8 +220,9 @@ struct Request<'a> {
 }
 
 impl<'a> Request<'a> {
+    /// `$args[key]`, where `null` counts as not given (`isset`).
     fn get(&self, key: &str) -> Option<&'a Value> {
-        self.args.get(key)
+        self.args.get(key).filter(|v| **v != Value::Null)
     }
 
     fn required(&self, key: &str) -> Result<Value, String> {
@@ -178,6 +237,29 @@ impl<'a> Request<'a> {
 
     fn or_empty(&self, key: &str) -> Value {
         self.get(key).cloned().unwrap_or_else(|| Value::str(""))
+    }
+
+    /// A required `message`.
+    fn message(&self) -> Result<Value, String> {
+        self.required("message").map(|m| message_value(&m))
+    }
+
+    /// An optional `message`: null when not given.
+    fn optional_message(&self) -> Value {
+        self.get("message")
+            .map(message_value)
+            .unwrap_or(Value::Null)
+    }
+
+    /// A `$_SESSION` key: strings and ints as PHP uses them as array keys.
+    fn session_key(&self) -> Result<String, String> {
+        match self.required("key")? {
+            Value::Str(s) => String::from_utf8(s).map_err(|_| String::from("bad key")),
+            Value::Int(n) => Ok(n.to_string()),
+            Value::Bool(b) => Ok((b as i64).to_string()),
+            Value::Float(f) if f.is_finite() => Ok((f.trunc() as i64).to_string()),
+            _ => Err(String::from("Illegal offset type")),
+        }
     }
 }
 
@@ -217,25 +299,36 @@ impl Probe {
         match name {
             "echo" => Ok(Out::V(r.or_null("data"))),
             "sleep" => {
-                let ms = r
-                    .get("ms")
-                    .and_then(Value::as_int)
-                    .unwrap_or(0)
-                    .clamp(0, 2000);
+                // (int)$ms, clamped to 0..2000.
+                let ms = match r.get("ms") {
+                    Some(Value::Int(n)) => *n,
+                    Some(Value::Float(f)) if f.is_finite() => f.trunc() as i64,
+                    Some(Value::Bool(b)) => *b as i64,
+                    _ => 0,
+                }
+                .clamp(0, 2000);
                 gw_sdk::sleep_ms(ms as u32).map_err(err_text)?;
                 Ok(Out::V(Value::Null))
             }
             "multi" => {
-                let ops = r.required("ops")?;
+                let ops = match r.required("ops")? {
+                    Value::Array(entries) => entries,
+                    _ => return Err("ops must be a list".into()),
+                };
+                let empty = Value::array();
                 let mut results = Vec::new();
-                for (_, sub) in ops.entries().unwrap_or(&[]) {
-                    let sub_name = sub.get("op").and_then(Value::as_str).unwrap_or("");
-                    let empty = Value::array();
-                    let sub_args = match sub.get("args") {
-                        Some(a @ Value::Array(_)) => a,
-                        _ => &empty,
+                for (_, sub) in &ops {
+                    let res = match sub.get("op") {
+                        Some(Value::Str(n)) if matches!(sub, Value::Array(_)) => {
+                            let sub_args = match sub.get("args") {
+                                Some(a @ Value::Array(_)) => a,
+                                _ => &empty,
+                            };
+                            let n = String::from_utf8_lossy(n).into_owned();
+                            self.run(client_id, &n, &Request { args: sub_args }, None)
+                        }
+                        _ => Err("a sub-op is {\"op\":..,\"args\":{..}}".into()),
                     };
-                    let res = self.run(client_id, sub_name, &Request { args: sub_args }, None);
                     results.push(match res {
                         Ok(v) => obj(vec![("ok", Out::V(Value::Bool(true))), ("result", v)]),
                         Err(e) => obj(vec![
@@ -276,18 +369,14 @@ impl Probe {
             }),
             "sendToClient" => api(
                 op::SEND_TO_CLIENT,
-                vec![r.required("client_id")?, message_arg(r.get("message"))],
+                vec![r.required("client_id")?, r.message()?],
                 bool_send,
             ),
-            "sendToCurrentClient" => api(
-                op::SEND_TO_CURRENT_CLIENT,
-                vec![message_arg(r.get("message"))],
-                bool_send,
-            ),
+            "sendToCurrentClient" => api(op::SEND_TO_CURRENT_CLIENT, vec![r.message()?], bool_send),
             "sendToAll" => api(
                 op::SEND_TO_ALL,
                 vec![
-                    message_arg(r.get("message")),
+                    r.message()?,
                     r.or_null("client_id_list"),
                     r.or_null("exclude"),
                 ],
@@ -295,21 +384,20 @@ impl Probe {
             ),
             "sendToUid" => api(
                 op::SEND_TO_UID,
-                vec![r.required("uid")?, message_arg(r.get("message"))],
+                vec![r.required("uid")?, r.message()?],
                 void,
             ),
+            // Lib\Gateway refuses PHP-empty groups itself (isValidGroupId), before any I/O.
+            // The host API cannot tell "0" from ["0"], so the check stays here.
             "sendToGroup" => {
+                let message = r.message()?;
                 if php_empty(r.get("group")) {
                     return Ok(Out::V(Value::Bool(false)));
                 }
                 api(
                     op::SEND_TO_GROUP,
-                    vec![
-                        r.or_null("group"),
-                        message_arg(r.get("message")),
-                        r.or_null("exclude"),
-                    ],
-                    void,
+                    vec![r.or_null("group"), message, r.or_null("exclude")],
+                    false_or_null,
                 )
             }
             "bindUid" | "unbindUid" | "joinGroup" | "leaveGroup" => {
@@ -319,13 +407,14 @@ impl Probe {
                     "joinGroup" => (op::JOIN_GROUP, "group"),
                     _ => (op::LEAVE_GROUP, "group"),
                 };
-                api(code, vec![r.required("client_id")?, r.or_null(what)], void)
+                let client = r.required("client_id")?;
+                api(code, vec![client, r.required(what)?], void)
             }
             "ungroup" => {
                 if php_empty(r.get("group")) {
                     return Ok(Out::V(Value::Bool(false)));
                 }
-                api(op::UNGROUP, vec![r.or_null("group")], void)
+                api(op::UNGROUP, vec![r.or_null("group")], false_or_null)
             }
             "isOnline" => api(op::IS_ONLINE, vec![r.required("client_id")?], norm_int),
             "isUidOnline" => api(op::IS_UID_ONLINE, vec![r.required("uid")?], norm_int),
@@ -339,42 +428,36 @@ impl Probe {
                 vec![r.required("client_id")?],
                 plain,
             ),
-            "getClientIdListByGroup" => api(
-                op::GET_CLIENT_ID_LIST_BY_GROUP,
-                vec![r.or_empty("group")],
-                norm_list,
-            ),
-            "getClientSessionsByGroup" => api(
-                op::GET_CLIENT_SESSIONS_BY_GROUP,
-                vec![r.or_empty("group")],
-                |v| norm_map(v, norm_session),
-            ),
+            "getClientIdListByGroup" => match group_guard(r)? {
+                None => Ok(Out::List(Vec::new())),
+                Some(g) => api(op::GET_CLIENT_ID_LIST_BY_GROUP, vec![g], norm_list),
+            },
+            "getClientSessionsByGroup" => match group_guard(r)? {
+                None => Ok(Out::Map(Vec::new())),
+                Some(g) => sessions(op::GET_CLIENT_SESSIONS_BY_GROUP, g, client_id),
+            },
             "getClientCountByGroup" | "getClientIdCountByGroup" => api(
                 op::GET_CLIENT_COUNT_BY_GROUP,
                 vec![r.or_empty("group")],
                 norm_int,
             ),
             "getAllClientIdList" => api(op::GET_ALL_CLIENT_ID_LIST, vec![], norm_list),
-            "getAllClientSessions" => api(
-                op::GET_ALL_CLIENT_SESSIONS,
-                vec![r.or_empty("group")],
-                |v| norm_map(v, norm_session),
-            ),
+            "getAllClientSessions" => {
+                sessions(op::GET_ALL_CLIENT_SESSIONS, r.or_empty("group"), client_id)
+            }
             "getAllClientIdCount" | "getAllClientCount" => {
                 api(op::GET_ALL_CLIENT_COUNT, vec![], norm_int)
             }
             "getAllUidList" => api(op::GET_ALL_UID_LIST, vec![], norm_list),
             "getAllUidCount" => api(op::GET_ALL_UID_COUNT, vec![], norm_int),
-            "getUidListByGroup" => api(
-                op::GET_UID_LIST_BY_GROUP,
-                vec![r.or_empty("group")],
-                norm_list,
-            ),
-            "getUidCountByGroup" => api(
-                op::GET_UID_COUNT_BY_GROUP,
-                vec![r.or_empty("group")],
-                norm_int,
-            ),
+            "getUidListByGroup" => match group_guard(r)? {
+                None => Ok(Out::List(Vec::new())),
+                Some(g) => api(op::GET_UID_LIST_BY_GROUP, vec![g], norm_list),
+            },
+            "getUidCountByGroup" => match group_guard(r)? {
+                None => Ok(Out::V(Value::Int(0))),
+                Some(g) => api(op::GET_UID_COUNT_BY_GROUP, vec![g], norm_int),
+            },
             "getAllGroupIdList" => api(op::GET_ALL_GROUP_ID_LIST, vec![], norm_list),
             "getAllGroupUidList" => api(op::GET_ALL_GROUP_UID_LIST, vec![], |v| {
                 norm_map(v, norm_list)
@@ -388,20 +471,13 @@ impl Probe {
             "getAllGroupClientIdCount" => api(op::GET_ALL_GROUP_CLIENT_ID_COUNT, vec![], |v| {
                 norm_map(v, norm_int)
             }),
-            "batchGetClientIdByUid" => api(
-                op::BATCH_GET_CLIENT_ID_BY_UID,
-                vec![r.required("uids")?],
-                |v| norm_map(v, norm_list),
-            ),
-            "batchGetClientIdCountByGroup" => api(
-                op::BATCH_GET_CLIENT_ID_COUNT_BY_GROUP,
-                vec![r.required("groups")?],
-                |v| norm_map(v, norm_int),
-            ),
-            "isUidsOnline" => api(op::IS_UIDS_ONLINE, vec![r.required("uids")?], |v| {
-                norm_map(v, norm_int)
-            }),
+            // GatewayClient-only methods do not exist on the worker-side Lib\Gateway: calling
+            // one is an error in the reference worker, and no call is made.
+            "batchGetClientIdByUid" | "batchGetClientIdCountByGroup" | "isUidsOnline" => {
+                Err(format!("{} is not available in a worker", name))
+            }
             "setSession" | "updateSession" => {
+                let client = r.required("client_id")?;
                 let s = r.required("session")?;
                 if !matches!(s, Value::Array(_)) {
                     return Err("session must be an object".into());
@@ -411,7 +487,7 @@ impl Probe {
                 } else {
                     op::UPDATE_SESSION
                 };
-                api(code, vec![r.required("client_id")?, s], void)
+                api(code, vec![client, s], void)
             }
             "getSession" => api(
                 op::GET_SESSION,
@@ -420,33 +496,21 @@ impl Probe {
             ),
             "sessionGet" => session::get().map(norm_session).map_err(err_text),
             "sessionSet" => {
-                let key = r
-                    .get("key")
-                    .and_then(Value::as_str)
-                    .ok_or("missing argument key")?
-                    .to_string();
+                let key = r.session_key()?;
                 let value = r.or_null("value");
-                session::update(|s| {
-                    s.set(&key, value);
-                    s.clone()
-                })
-                .map(norm_session)
-                .map_err(err_text)
+                let mut s = session::get().map_err(err_text)?;
+                s.set(&key, value);
+                session::set(&s).map_err(err_text)?;
+                Ok(norm_session(s))
             }
             "sessionUnset" => {
-                let key = r
-                    .get("key")
-                    .and_then(Value::as_str)
-                    .ok_or("missing argument key")?
-                    .to_string();
-                session::update(|s| {
-                    if matches!(s, Value::Array(_)) {
-                        s.remove(&key);
-                    }
-                    s.clone()
-                })
-                .map(norm_session)
-                .map_err(err_text)
+                let key = r.session_key()?;
+                let mut s = session::get().map_err(err_text)?;
+                if matches!(s, Value::Array(_)) {
+                    s.remove(&key);
+                    session::set(&s).map_err(err_text)?;
+                }
+                Ok(norm_session(s))
             }
             "sessionReplace" => {
                 let s = r.or_null("session");
@@ -458,12 +522,7 @@ impl Probe {
             }
             "closeClient" => api(
                 op::CLOSE_CLIENT,
-                vec![
-                    r.required("client_id")?,
-                    r.get("message")
-                        .map(|m| message_arg(Some(m)))
-                        .unwrap_or(Value::Null),
-                ],
+                vec![r.required("client_id")?, r.optional_message()],
                 bool_send,
             ),
             "destroyClient" | "destoryClient" => api(
@@ -478,11 +537,7 @@ impl Probe {
                     self.replied = true;
                 }
                 let res = if name == "closeCurrentClient" {
-                    let m = r
-                        .get("message")
-                        .map(|m| message_arg(Some(m)))
-                        .unwrap_or(Value::Null);
-                    gateway::call(op::CLOSE_CURRENT_CLIENT, vec![m])
+                    gateway::call(op::CLOSE_CURRENT_CLIENT, vec![r.optional_message()])
                 } else {
                     gateway::call(op::DESTROY_CURRENT_CLIENT, vec![])
                 };
@@ -515,7 +570,7 @@ impl Events for Probe {
     }
 
     fn on_message(&mut self, client_id: &str, message: Message<'_>) {
-        let req = json::parse(message.data);
+        let req = json::parse_with_depth(message.data, json::PHP_DEPTH_MAX);
         let op_name = req
             .as_ref()
             .and_then(|r| r.get("op"))
