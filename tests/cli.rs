@@ -239,11 +239,11 @@ fn a_bad_flag_is_one_line_and_exit_2() {
 
 #[test]
 fn a_coming_subcommand_says_so() {
-    let output = run(bin().args(["worker", "chat.wasm"]));
+    let output = run(bin().args(["client", "online-count"]));
     assert_eq!(output.status.code(), Some(1));
     let lines = stderr_lines(&output);
     assert_eq!(lines.len(), 1, "{lines:?}");
-    assert!(lines[0].contains("`worker` is coming"), "{lines:?}");
+    assert!(lines[0].contains("`client` is coming"), "{lines:?}");
 }
 
 #[test]
@@ -675,4 +675,80 @@ fn status_marks_a_gateway_that_does_not_answer() {
     );
     drop(announcer);
     assert_eq!(register.terminate().code(), Some(0));
+}
+
+/// A text-protocol chat client: one JSON line per message.
+struct ChatClient {
+    reader: std::io::BufReader<TcpStream>,
+}
+
+impl ChatClient {
+    /// Connects and logs in; `None` while no worker is linked yet (the gateway then drops
+    /// the client at once, spec 5.2).
+    fn login(port: u16, room: &str, name: &str) -> Option<ChatClient> {
+        let stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let mut client = ChatClient {
+            reader: std::io::BufReader::new(stream),
+        };
+        client.send(&format!(
+            r#"{{"type":"login","room":"{room}","name":"{name}"}}"#
+        ));
+        let welcome = client.next_line()?;
+        assert!(welcome.contains(r#""type":"welcome""#), "{welcome}");
+        Some(client)
+    }
+
+    fn send(&mut self, line: &str) {
+        let _ = self
+            .reader
+            .get_mut()
+            .write_all(format!("{line}\n").as_bytes());
+    }
+
+    fn next_line(&mut self) -> Option<String> {
+        use std::io::BufRead;
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(n) if n > 0 => Some(line.trim_end().to_owned()),
+            _ => None,
+        }
+    }
+}
+
+/// `start` runs a whole system in one process: two chat clients on the text protocol log
+/// into a room through the real register, gateway and wasm business workers (the bundled
+/// chat.wasm), hear each other, and SIGTERM stops it all with exit 0.
+#[test]
+fn start_runs_register_gateway_and_the_chat_worker_in_one_process() {
+    let (register, public, lan) = (free_port(), free_port(), free_port());
+    let wasm = concat!(env!("CARGO_MANIFEST_DIR"), "/wasm-workers/dist/chat.wasm");
+    let mut server = Server::start(
+        bin()
+            .args(["start", "--wasm", wasm])
+            .args(["--register", &format!("127.0.0.1:{register}")])
+            .args(["--listen", &format!("text://127.0.0.1:{public}")])
+            .args(["--start-port", &lan.to_string()]),
+    );
+    server.wait_for("gatewayworker started");
+    let mut alice = eventually("a worker linked to the gateway", || {
+        ChatClient::login(public, "r1", "alice")
+    });
+    let mut bob = ChatClient::login(public, "r1", "bob").expect("bob logs in");
+    let join = alice.next_line().expect("alice hears bob join");
+    assert!(
+        join.contains(r#""type":"join""#) && join.contains("bob"),
+        "{join}"
+    );
+    bob.send(r#"{"type":"say","text":"hi alice"}"#);
+    for who in [&mut alice, &mut bob] {
+        let said = who.next_line().expect("the room hears bob");
+        assert!(
+            said.contains(r#""type":"say""#) && said.contains("hi alice"),
+            "{said}"
+        );
+    }
+    assert_eq!(server.terminate().code(), Some(0));
 }

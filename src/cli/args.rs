@@ -67,12 +67,14 @@ pub enum Command {
         after_help = "Every flag is also a key of the [status] table of the --config file.\nPrecedence: flag > config file > default."
     )]
     Status(StatusArgs),
-    /// (coming) Run business workers from a .wasm file.
-    Worker(ComingArgs),
+    /// Run business workers: `count` instances of a .wasm module, each linked to every
+    /// gateway the register lists.
+    Worker(WorkerArgs),
     /// (coming) Call the Gateway API from the shell (send-to-group, online-count, ...).
     Client(ComingArgs),
-    /// (coming) Register + gateway + workers in one process.
-    Start(ComingArgs),
+    /// Register + gateway + workers in one process, for a single machine. With no flags it
+    /// runs the bundled chat example (wasm-workers/dist/chat.wasm) on the default ports.
+    Start(StartArgs),
 }
 
 /// Arguments of a subcommand that is not built yet: anything is accepted and ignored.
@@ -265,4 +267,54 @@ impl StatusArgs {
         merge_fields!(self, file: StatusArgs; register, secret, timeout);
         self
     }
+}
+
+/// `gatewayworker worker`.
+#[derive(Debug, Default, Clone, Args)]
+pub struct WorkerArgs {
+    /// The business logic: a .wasm module speaking the gw ABI (wasm-workers/ABI.md).
+    #[arg(long, value_name = "PATH")]
+    pub wasm: PathBuf,
+    /// Worker name; instance i registers with the gateways as `name:i` [default: BusinessWorker].
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Number of instances, each with its own links and wasm memory (the original's count)
+    /// [default: 1].
+    #[arg(long, value_name = "N")]
+    pub count: Option<u32>,
+    /// Register address HOST:PORT; repeat for several [default: 127.0.0.1:1236].
+    #[arg(long, value_name = "ADDRESS")]
+    pub register: Vec<String>,
+    /// Secret key shared with the register and the gateways [default: none].
+    #[arg(long, value_name = "KEY")]
+    pub secret: Option<String>,
+    /// Check the .wasm file every SECONDS and hot-reload it when it changes [default: off].
+    #[arg(long, value_name = "SECONDS")]
+    pub reload_poll: Option<u64>,
+}
+
+/// `gatewayworker start`.
+#[derive(Debug, Default, Clone, Args)]
+pub struct StartArgs {
+    /// The business logic [default: wasm-workers/dist/chat.wasm].
+    #[arg(long, value_name = "PATH")]
+    pub wasm: Option<PathBuf>,
+    /// Public address and protocol of the gateway [default: websocket://0.0.0.0:8282].
+    #[arg(long, value_name = "URL")]
+    pub listen: Option<String>,
+    /// Register address to listen on and to use [default: 127.0.0.1:1236].
+    #[arg(long, value_name = "ADDRESS")]
+    pub register: Option<SocketAddr>,
+    /// First lan port of the gateway shards [default: 2000].
+    #[arg(long, value_name = "PORT")]
+    pub start_port: Option<u16>,
+    /// Gateway shards [default: 1].
+    #[arg(long, value_name = "N")]
+    pub gateway_count: Option<usize>,
+    /// Worker instances [default: 2].
+    #[arg(long, value_name = "N")]
+    pub worker_count: Option<u32>,
+    /// Secret key shared by the three roles [default: none].
+    #[arg(long, value_name = "KEY")]
+    pub secret: Option<String>,
 }

@@ -179,7 +179,7 @@ fn clock_seed() -> u64 {
 /// The public listeners use `SO_REUSEPORT`, which would let a second gateway bind the
 /// same port silently (and steal half the clients); a plain probe bind refuses any port
 /// someone already listens on, with or without `SO_REUSEPORT`.
-fn probe_addresses(settings: &GatewaySettings) -> Result<(), CliError> {
+pub fn probe_addresses(settings: &GatewaySettings) -> Result<(), CliError> {
     let mut addrs = Vec::new();
     if settings.listen.port() != 0 {
         addrs.push(settings.listen);

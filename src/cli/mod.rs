@@ -24,7 +24,9 @@ mod logging;
 mod metrics;
 mod register;
 mod signals;
+mod start;
 mod status;
+mod worker;
 
 use clap::error::ErrorKind;
 use clap::Parser;
@@ -91,8 +93,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Register(args) => register::run(args.merge(file.register)),
         Command::Gateway(args) => gateway::run(args.merge(file.gateway)),
         Command::Status(args) => status::run(args.merge(file.status)),
-        Command::Worker(_) => Err(CliError::Coming("worker")),
+        Command::Worker(args) => worker::run(args),
         Command::Client(_) => Err(CliError::Coming("client")),
-        Command::Start(_) => Err(CliError::Coming("start")),
+        Command::Start(args) => start::run(args),
     }
 }

@@ -1,0 +1,92 @@
+//! `gatewayworker start`: a register, a gateway and business workers in one process, for a
+//! single machine. With no flags it runs the bundled chat example on the original's
+//! default ports (register 1236, websocket 8282, lan ports from 2000).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use gatewayworker::gateway::shards;
+use gatewayworker::register::driver as register_driver;
+
+use super::args::{GatewayArgs, RegisterArgs, StartArgs, WorkerArgs};
+use super::error::CliError;
+use super::signals::Termination;
+use super::{gateway, register, worker};
+
+/// The bundled demo worker, relative to the repository root.
+pub const WASM_DEFAULT: &str = "wasm-workers/dist/chat.wasm";
+
+/// Runs the three roles until a termination signal, then stops them workers first.
+pub fn run(args: StartArgs) -> Result<(), CliError> {
+    let register_addr = args
+        .register
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 1236)));
+    let register_settings = register::settings(&RegisterArgs {
+        listen: Some(format!("text://{register_addr}")),
+        secret: args.secret.clone(),
+        ..RegisterArgs::default()
+    })?;
+    let wasm = args
+        .wasm
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(WASM_DEFAULT));
+    let termination = Termination::install()?;
+
+    // The register first: with port 0 the others need the port it got.
+    let register =
+        register_driver::start(register_settings).map_err(|e| CliError::bind(register_addr, e))?;
+    let register_addr = register.addr.to_string();
+    let gateway_settings = gateway::settings(&GatewayArgs {
+        listen: args.listen.clone(),
+        start_port: args.start_port,
+        count: args.gateway_count,
+        register: Some(vec![register_addr.clone()]),
+        secret: args.secret.clone(),
+        ..GatewayArgs::default()
+    })?;
+    let worker_settings = worker::settings(&WorkerArgs {
+        wasm: wasm.clone(),
+        count: Some(args.worker_count.unwrap_or(2)),
+        register: vec![register_addr],
+        secret: args.secret.clone(),
+        ..WorkerArgs::default()
+    })?;
+
+    gateway::probe_addresses(&gateway_settings)?;
+    let listen = gateway_settings.listen;
+    let gateway = shards::start(gateway_settings).map_err(|e| CliError::bind(listen, e))?;
+    let workers = worker::start(worker_settings)?;
+    tracing::info!(
+        register = %register.addr,
+        public = %gateway.public_addr,
+        lan = ?gateway.lan_addrs,
+        wasm = %wasm.display(),
+        "gatewayworker started"
+    );
+    println!(
+        "gatewayworker: running {} — clients connect to {}:{} (register {}, lan {:?}); Ctrl-C stops",
+        wasm.display(),
+        if gateway.public_addr.ip().is_unspecified() { "ws://127.0.0.1".to_owned() } else { format!("ws://{}", gateway.public_addr.ip()) },
+        gateway.public_addr.port(),
+        register.addr,
+        gateway.lan_addrs,
+    );
+
+    let signal = termination.wait(|| gateway.is_finished() || register.is_finished());
+    tracing::info!(signal = signal.unwrap_or("none"), "stopping");
+    let workers = workers
+        .shutdown()
+        .map_err(|e| CliError::io("business worker", e));
+    let gateway = gateway.shutdown().map_err(|e| CliError::io("gateway", e));
+    let register = register.shutdown().map_err(|e| CliError::io("register", e));
+    workers?;
+    gateway?;
+    register?;
+    if signal.is_none() {
+        return Err(CliError::io(
+            "gatewayworker",
+            std::io::Error::other("a role stopped unexpectedly"),
+        ));
+    }
+    Ok(())
+}

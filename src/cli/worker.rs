@@ -1,0 +1,59 @@
+//! `gatewayworker worker`: runs `count` business worker instances of a .wasm module until
+//! SIGINT/SIGTERM.
+
+use std::time::Duration;
+
+use gatewayworker::worker::business::{self, BusinessSettings, RunningWorker};
+
+use super::args::WorkerArgs;
+use super::error::CliError;
+use super::signals::Termination;
+
+/// Default `--register`, the original's usual register address.
+pub const REGISTER_DEFAULT: &str = "127.0.0.1:1236";
+
+/// Turns the flags into the worker's settings.
+pub fn settings(args: &WorkerArgs) -> Result<BusinessSettings, CliError> {
+    let count = args.count.unwrap_or(1);
+    if count == 0 {
+        return Err(CliError::BadSetting {
+            setting: "--count",
+            message: "must be at least 1".to_owned(),
+        });
+    }
+    let registers = if args.register.is_empty() {
+        vec![REGISTER_DEFAULT.to_owned()]
+    } else {
+        args.register.clone()
+    };
+    let name = args.name.as_deref().unwrap_or("BusinessWorker");
+    let mut settings = BusinessSettings::new(name, count, registers, &args.wasm);
+    if let Some(secret) = &args.secret {
+        settings.core.secret_key = secret.clone();
+    }
+    settings.reload_poll = args.reload_poll.map(Duration::from_secs);
+    Ok(settings)
+}
+
+/// Starts the instances; a module that cannot be loaded is one line naming the file.
+pub fn start(settings: BusinessSettings) -> Result<RunningWorker, CliError> {
+    let path = settings.wasm_path.display().to_string();
+    business::start(settings).map_err(|e| CliError::BadSetting {
+        setting: "--wasm",
+        message: format!("{path}: {e}"),
+    })
+}
+
+/// Runs the workers until a termination signal, then stops them.
+pub fn run(args: WorkerArgs) -> Result<(), CliError> {
+    let settings = settings(&args)?;
+    let termination = Termination::install()?;
+    let count = settings.count;
+    let running = start(settings)?;
+    tracing::info!(wasm = %args.wasm.display(), count, "business worker ready");
+    let signal = termination.wait(|| false);
+    tracing::info!(signal = signal.unwrap_or("?"), "business worker stopping");
+    running
+        .shutdown()
+        .map_err(|e| CliError::io("business worker", e))
+}
