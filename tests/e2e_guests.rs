@@ -453,3 +453,45 @@ async fn hot_reload_with_events_queued_behind_a_long_event() {
     sys.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Shutdown closes every link (the gateway then has no worker for a client's message and
+/// closes that client, spec 5.2); a new BusinessWorker registering with the same register
+/// serves new clients.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_links_and_a_new_worker_takes_over() {
+    use futures_util::StreamExt;
+    use gatewayworker::worker::business::{self, BusinessSettings};
+
+    let mut sys = System::start(guest("echo"), 2, 2, |_| {}).await;
+    let mut ws = sys.client().await;
+    assert_eq!(ask(&mut ws, "a").await, "a");
+    let worker = sys.worker.take().unwrap();
+    let stopping = Instant::now();
+    tokio::task::spawn_blocking(move || worker.shutdown())
+        .await
+        .unwrap()
+        .expect("worker stops");
+    eprintln!("shutdown took {:?}", stopping.elapsed());
+    // Let the gateways see the links close.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    ws_send_text(&mut ws, "b").await;
+    match tokio::time::timeout(WAIT, ws.next()).await {
+        Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => {}
+        other => panic!("client closed for lack of a worker expected, got {other:?}"),
+    }
+
+    let register = sys.register.as_ref().unwrap().addr.to_string();
+    let mut settings = BusinessSettings::new("e2e", 2, vec![register], guest("echo"));
+    settings.core.secret_key = system::SECRET.into();
+    let worker = business::start(settings).expect("a new worker starts");
+    let waited = Instant::now();
+    while worker.connected_gateways() != [2, 2] {
+        assert!(waited.elapsed() < WAIT, "{:?}", worker.connected_gateways());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    sys.worker = Some(worker);
+    let mut ws = sys.client().await;
+    assert_eq!(ask(&mut ws, "c").await, "c");
+    sys.stop();
+}
