@@ -495,3 +495,36 @@ async fn shutdown_closes_links_and_a_new_worker_takes_over() {
     assert_eq!(ask(&mut ws, "c").await, "c");
     sys.stop();
 }
+
+/// Many clients at once, each with many messages in flight: every reply arrives, in order
+/// per client, through both instances and both shards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_under_many_concurrent_clients() {
+    let sys = System::start(guest("echo"), 2, 2, |_| {}).await;
+    let (clients, messages) = (24, 200);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let mut ws = sys.client().await;
+        tasks.push(tokio::spawn(async move {
+            for m in 0..messages {
+                ws_send_text(&mut ws, &format!("{c}:{m}")).await;
+            }
+            for m in 0..messages {
+                assert_eq!(next_text(&mut ws).await, format!("{c}:{m}"));
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let total = clients * messages;
+    eprintln!(
+        "{total} echoes from {clients} clients in {:?}",
+        started.elapsed()
+    );
+    let stats = sys.worker().stats();
+    assert!(stats.iter().all(|s| s.events_ok > 0), "{stats:?}");
+    assert_eq!(stats.iter().map(|s| s.events_failed).sum::<u64>(), 0);
+    sys.stop();
+}
