@@ -453,3 +453,78 @@ async fn hot_reload_with_events_queued_behind_a_long_event() {
     sys.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Shutdown closes every link (the gateway then has no worker for a client's message and
+/// closes that client, spec 5.2); a new BusinessWorker registering with the same register
+/// serves new clients.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_links_and_a_new_worker_takes_over() {
+    use futures_util::StreamExt;
+    use gatewayworker::worker::business::{self, BusinessSettings};
+
+    let mut sys = System::start(guest("echo"), 2, 2, |_| {}).await;
+    let mut ws = sys.client().await;
+    assert_eq!(ask(&mut ws, "a").await, "a");
+    let worker = sys.worker.take().unwrap();
+    let stopping = Instant::now();
+    tokio::task::spawn_blocking(move || worker.shutdown())
+        .await
+        .unwrap()
+        .expect("worker stops");
+    eprintln!("shutdown took {:?}", stopping.elapsed());
+    // Let the gateways see the links close.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    ws_send_text(&mut ws, "b").await;
+    match tokio::time::timeout(WAIT, ws.next()).await {
+        Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => {}
+        other => panic!("client closed for lack of a worker expected, got {other:?}"),
+    }
+
+    let register = sys.register.as_ref().unwrap().addr.to_string();
+    let mut settings = BusinessSettings::new("e2e", 2, vec![register], guest("echo"));
+    settings.core.secret_key = system::SECRET.into();
+    let worker = business::start(settings).expect("a new worker starts");
+    let waited = Instant::now();
+    while worker.connected_gateways() != [2, 2] {
+        assert!(waited.elapsed() < WAIT, "{:?}", worker.connected_gateways());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    sys.worker = Some(worker);
+    let mut ws = sys.client().await;
+    assert_eq!(ask(&mut ws, "c").await, "c");
+    sys.stop();
+}
+
+/// Many clients at once, each with many messages in flight: every reply arrives, in order
+/// per client, through both instances and both shards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_under_many_concurrent_clients() {
+    let sys = System::start(guest("echo"), 2, 2, |_| {}).await;
+    let (clients, messages) = (24, 200);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let mut ws = sys.client().await;
+        tasks.push(tokio::spawn(async move {
+            for m in 0..messages {
+                ws_send_text(&mut ws, &format!("{c}:{m}")).await;
+            }
+            for m in 0..messages {
+                assert_eq!(next_text(&mut ws).await, format!("{c}:{m}"));
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let total = clients * messages;
+    eprintln!(
+        "{total} echoes from {clients} clients in {:?}",
+        started.elapsed()
+    );
+    let stats = sys.worker().stats();
+    assert!(stats.iter().all(|s| s.events_ok > 0), "{stats:?}");
+    assert_eq!(stats.iter().map(|s| s.events_failed).sum::<u64>(), 0);
+    sys.stop();
+}

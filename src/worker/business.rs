@@ -18,7 +18,13 @@
 //!
 //! Hot reload: one [`PluginSlot`] is shared by every instance; [`RunningWorker::reload`]
 //! (or the file watcher of [`BusinessSettings::reload_poll`]) compiles the new module off the
-//! event path and each instance swaps it in between two events.
+//! event path and each instance swaps it in between two events. The links stay up, so no
+//! client notices (the original reloads by restarting its processes).
+//!
+//! Ordering to know about, as in the original: the write-back of an event's `$_SESSION`
+//! travels the worker's link after the event, while a client that has seen the event's
+//! reply may already send its next message on its own connection; that message can reach
+//! the gateway first and arrive with the previous session.
 
 use std::io;
 use std::path::PathBuf;
