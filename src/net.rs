@@ -12,6 +12,7 @@ use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 
 mod async_stream;
+pub(crate) mod conn;
 pub mod tls;
 
 pub use async_stream::{AsyncStream, AsyncStreamLimits, READ_BUFFER_CEILING};

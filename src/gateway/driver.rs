@@ -12,14 +12,13 @@
 //! the core could decide: it only carries out [`Action`]s.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::future::Future;
-use std::io::{self, IoSlice};
+use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::BytesMut;
 use hashbrown::HashMap;
 
 /// A fixed (not randomly seeded) hasher: the connection maps are iterated at shutdown, and
@@ -29,21 +28,14 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::{Action, ConnectionId, GatewayConfig, GatewayCore, LinkId, Target};
+pub use crate::net::conn::SHUTDOWN_TIME_MAX;
+use crate::net::conn::{self, Closing, ConnEnd, ConnIo, ConnOwner};
 use crate::net::{Net, NetListener, NetStream};
 
 /// Size of the per-shard read buffer: one read takes at most this much from a socket.
 const SCRATCH_SIZE: usize = 64 * 1024;
-/// Reads served for one connection before yielding to the others (fairness bound).
-const READS_PER_TURN_MAX: usize = 4;
-/// Buffers handed to one vectored write.
-const WRITE_SLICES_MAX: usize = 64;
 /// Longest register line kept while waiting for its `\n` (the register sends short JSON).
 const REGISTER_LINE_MAX: usize = 1024 * 1024;
-/// Longest wait without progress, after a graceful close (KICK, websocket close), first
-/// for the driver's queued output to be written and then for the stream's own
-/// [`NetStream::shutdown`] (a TLS stream pushing its last records): a peer that stopped
-/// reading is dropped then.
-pub const SHUTDOWN_TIME_MAX: Duration = Duration::from_secs(5);
 
 /// Which connection of the shard an I/O task serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -60,47 +52,6 @@ impl From<Target> for Endpoint {
             Target::Link(id) => Endpoint::Link(id),
             Target::Register(index) => Endpoint::Register(index),
         }
-    }
-}
-
-/// How the core asked a connection to end.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Closing {
-    AfterFlush,
-    Now,
-}
-
-/// What the core queued for one connection, shared between the shard and its task.
-#[derive(Default)]
-struct Outbox {
-    chunks: VecDeque<Bytes>,
-    closing: Option<Closing>,
-}
-
-/// The output side of one connection.
-#[derive(Default)]
-struct ConnIo {
-    outbox: RefCell<Outbox>,
-    wake: Notify,
-}
-
-impl ConnIo {
-    fn push(&self, bytes: Bytes) {
-        if bytes.is_empty() {
-            return;
-        }
-        self.outbox.borrow_mut().chunks.push_back(bytes);
-        self.wake.notify_one();
-    }
-
-    fn close(&self, closing: Closing) {
-        let mut outbox = self.outbox.borrow_mut();
-        // A later immediate close wins over a graceful one, never the reverse.
-        if outbox.closing != Some(Closing::Now) {
-            outbox.closing = Some(closing);
-        }
-        drop(outbox);
-        self.wake.notify_one();
     }
 }
 
@@ -447,35 +398,25 @@ async fn run_timer<N: Net>(shard: SharedShard<N>, wake: Rc<Notify>) {
     }
 }
 
-/// Why a connection task ended.
-#[derive(Debug)]
-enum ConnEnd {
-    PeerClosed,
-    Closed(Closing),
-    Error(io::Error),
-}
-
-/// One connection's I/O: reads into the shard's scratch buffer and feeds the core;
-/// writes what the core queued; ends when the peer goes or the core closes it.
+/// One connection's I/O task: the shared connection loop, then the core hears it ended.
 async fn run_conn<N: Net, S: NetStream>(
     shard: SharedShard<N>,
     endpoint: Endpoint,
     mut stream: S,
     io: Rc<ConnIo>,
 ) {
-    let end = conn_loop(&shard, endpoint, &mut stream, &io).await;
+    let end = conn::drive(
+        &ShardConn {
+            shard: &shard,
+            endpoint,
+        },
+        &mut stream,
+        &io,
+    )
+    .await;
     match &end {
         ConnEnd::Error(e) => tracing::debug!(?endpoint, error = %e, "connection error"),
         other => tracing::trace!(?endpoint, ?other, "connection ended"),
-    }
-    if let ConnEnd::Closed(Closing::AfterFlush) = end {
-        // The driver's queue is written; a stream with buffers of its own (TLS, the
-        // async adapter) still has to push them out and say goodbye.
-        match tokio::time::timeout(SHUTDOWN_TIME_MAX, stream.shutdown()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::debug!(?endpoint, error = %e, "shutdown failed"),
-            Err(_) => tracing::debug!(?endpoint, "shutdown timed out"),
-        }
     }
     drop(stream);
     let mut s = shard.borrow_mut();
@@ -483,143 +424,26 @@ async fn run_conn<N: Net, S: NetStream>(
     s.dispatch(&shard);
 }
 
-async fn conn_loop<N: Net, S: NetStream>(
-    shard: &SharedShard<N>,
+/// One connection of a shard, as the shared connection loop sees it.
+struct ShardConn<'a, N: Net> {
+    shard: &'a SharedShard<N>,
     endpoint: Endpoint,
-    stream: &mut S,
-    io: &ConnIo,
-) -> ConnEnd {
-    // A graceful close waits at most SHUTDOWN_TIME_MAX without progress for the queued
-    // output: a peer that stops reading after a KICK must not hold its connection forever.
-    let mut flush_deadline: Option<Instant> = None;
-    loop {
-        let closing = io.outbox.borrow().closing;
-        if closing == Some(Closing::Now) {
-            return ConnEnd::Closed(Closing::Now);
-        }
-        let written = match write_some(shard, endpoint, stream, io) {
-            Ok(written) => written,
-            Err(e) => return ConnEnd::Error(e),
-        };
-        // The deadline counts from the last progress: a slow reader still gets everything.
-        if closing == Some(Closing::AfterFlush) && (flush_deadline.is_none() || written > 0) {
-            flush_deadline = Some(Instant::now() + SHUTDOWN_TIME_MAX);
-        }
-        let has_output = !io.outbox.borrow().chunks.is_empty();
-        if closing == Some(Closing::AfterFlush) && !has_output {
-            return ConnEnd::Closed(Closing::AfterFlush);
-        }
-        tokio::select! {
-            biased;
-            () = io.wake.notified() => {}
-            ready = stream.write_ready(), if has_output => {
-                if let Err(e) = ready {
-                    return ConnEnd::Error(e);
-                }
-            }
-            () = sleep_until_deadline(flush_deadline), if flush_deadline.is_some() => {
-                tracing::debug!(?endpoint, "graceful close timed out; dropping queued output");
-                return ConnEnd::Closed(Closing::Now);
-            }
-            ready = stream.read_ready(), if closing.is_none() => {
-                if let Err(e) = ready {
-                    return ConnEnd::Error(e);
-                }
-                match read_some(shard, endpoint, stream) {
-                    Ok(true) => {}
-                    Ok(false) => return ConnEnd::PeerClosed,
-                    Err(e) => return ConnEnd::Error(e),
-                }
-            }
-        }
-    }
 }
 
-async fn sleep_until_deadline(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
+impl<N: Net> ConnOwner for ShardConn<'_, N> {
+    fn scratch(&self) -> Rc<RefCell<Vec<u8>>> {
+        self.shard.borrow().scratch.clone()
     }
-}
 
-/// Reads what the socket has (bounded per turn) and feeds it to the core. `Ok(false)` at
-/// the end of the stream.
-fn read_some<N: Net, S: NetStream>(
-    shard: &SharedShard<N>,
-    endpoint: Endpoint,
-    stream: &mut S,
-) -> io::Result<bool> {
-    let scratch = shard.borrow().scratch.clone();
-    let mut buf = scratch.borrow_mut();
-    for _ in 0..READS_PER_TURN_MAX {
-        match stream.try_read(&mut buf) {
-            Ok(0) => return Ok(false),
-            Ok(n) => {
-                let mut s = shard.borrow_mut();
-                s.input(endpoint, &buf[..n]);
-                s.dispatch(shard);
-                if n < buf.len() {
-                    return Ok(true);
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
+    fn input(&self, bytes: &[u8]) {
+        let mut s = self.shard.borrow_mut();
+        s.input(self.endpoint, bytes);
+        s.dispatch(self.shard);
     }
-    Ok(true)
-}
 
-/// Writes as much queued output as the socket takes now, in one vectored call per
-/// round, and reports the written bytes to the core.
-fn write_some<N: Net, S: NetStream>(
-    shard: &SharedShard<N>,
-    endpoint: Endpoint,
-    stream: &mut S,
-    io: &ConnIo,
-) -> io::Result<usize> {
-    let mut total = 0;
-    loop {
-        let written = {
-            let outbox = io.outbox.borrow();
-            if outbox.chunks.is_empty() {
-                return Ok(total);
-            }
-            // A fixed array, not a Vec: no allocation per write on the hot path.
-            let mut slices = [IoSlice::new(&[]); WRITE_SLICES_MAX];
-            let mut count = 0;
-            for (slot, chunk) in slices.iter_mut().zip(outbox.chunks.iter()) {
-                *slot = IoSlice::new(chunk);
-                count += 1;
-            }
-            match stream.try_write_vectored(&slices[..count]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(total),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        };
-        total += written;
-        consume(&mut io.outbox.borrow_mut().chunks, written);
-        let mut s = shard.borrow_mut();
-        s.flushed(endpoint, written);
-        s.dispatch(shard);
-    }
-}
-
-/// Drops `n` written bytes from the front of the queue.
-fn consume(chunks: &mut VecDeque<Bytes>, mut n: usize) {
-    while n > 0 {
-        let Some(front) = chunks.front_mut() else {
-            return;
-        };
-        if front.len() <= n {
-            n -= front.len();
-            chunks.pop_front();
-        } else {
-            front.advance(n);
-            n = 0;
-        }
+    fn flushed(&self, bytes: usize) {
+        let mut s = self.shard.borrow_mut();
+        s.flushed(self.endpoint, bytes);
+        s.dispatch(self.shard);
     }
 }

@@ -9,69 +9,23 @@
 //! tokio sockets and on turmoil's simulated network. It decides nothing the core could.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::future::Future;
-use std::io::{self, IoSlice};
+use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 use super::{Action, ConnId, RegisterConfig, RegisterCore};
-use crate::net::{bind_std, Net, NetListener, NetStream, TokioListener, TokioNet};
+use crate::net::conn::{self, Closing, ConnEnd, ConnIo, ConnOwner};
+use crate::net::{bind_std, Net, NetListener, TokioListener, TokioNet};
 
 /// Size of the shared read buffer: one read takes at most this much from a socket.
 const SCRATCH_SIZE: usize = 16 * 1024;
-/// Reads served for one connection before yielding to the others (fairness bound).
-const READS_PER_TURN_MAX: usize = 4;
-/// Buffers handed to one vectored write.
-const WRITE_SLICES_MAX: usize = 64;
-
-/// How the core asked a connection to end.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Closing {
-    AfterFlush,
-    Now,
-}
-
-/// What the core queued for one connection, shared between the register and its task.
-#[derive(Default)]
-struct Outbox {
-    chunks: VecDeque<Bytes>,
-    closing: Option<Closing>,
-}
-
-/// The output side of one connection.
-#[derive(Default)]
-struct ConnIo {
-    outbox: RefCell<Outbox>,
-    wake: Notify,
-}
-
-impl ConnIo {
-    fn push(&self, bytes: Bytes) {
-        if bytes.is_empty() {
-            return;
-        }
-        self.outbox.borrow_mut().chunks.push_back(bytes);
-        self.wake.notify_one();
-    }
-
-    fn close(&self, closing: Closing) {
-        let mut outbox = self.outbox.borrow_mut();
-        // A later immediate close wins over a graceful one, never the reverse.
-        if outbox.closing != Some(Closing::Now) {
-            outbox.closing = Some(closing);
-        }
-        drop(outbox);
-        self.wake.notify_one();
-    }
-}
-
 /// The register process: its core and the output side of its connections.
 struct Register {
     core: RegisterCore,
@@ -275,18 +229,17 @@ async fn run_timer(register: Shared, wake: Rc<Notify>) {
     }
 }
 
-/// Why a connection task ended.
-#[derive(Debug)]
-enum ConnEnd {
-    PeerClosed,
-    Closed,
-    Error(io::Error),
-}
-
-/// One connection's I/O: reads into the shared scratch buffer and feeds the core; writes
-/// what the core queued; ends when the peer goes or the core closes it.
+/// One connection's I/O task: the shared connection loop, then the core hears it ended.
 async fn run_conn<N: Net>(register: Shared, id: ConnId, mut stream: N::Stream, io: Rc<ConnIo>) {
-    let end = conn_loop::<N>(&register, id, &mut stream, &io).await;
+    let end = conn::drive(
+        &RegisterConn {
+            register: &register,
+            id,
+        },
+        &mut stream,
+        &io,
+    )
+    .await;
     match &end {
         ConnEnd::Error(e) => tracing::debug!(conn = id.0, error = %e, "connection error"),
         other => tracing::trace!(conn = id.0, ?other, "connection ended"),
@@ -297,119 +250,29 @@ async fn run_conn<N: Net>(register: Shared, id: ConnId, mut stream: N::Stream, i
     r.dispatch();
 }
 
-async fn conn_loop<N: Net>(
-    register: &Shared,
+/// One connection of the register, as the shared connection loop sees it.
+struct RegisterConn<'a> {
+    register: &'a Shared,
     id: ConnId,
-    stream: &mut N::Stream,
-    io: &ConnIo,
-) -> ConnEnd {
-    loop {
-        let closing = io.outbox.borrow().closing;
-        if closing == Some(Closing::Now) {
-            return ConnEnd::Closed;
-        }
-        if let Err(e) = write_some::<N>(register, id, stream, io) {
-            return ConnEnd::Error(e);
-        }
-        let has_output = !io.outbox.borrow().chunks.is_empty();
-        if closing == Some(Closing::AfterFlush) && !has_output {
-            return ConnEnd::Closed;
-        }
-        tokio::select! {
-            biased;
-            () = io.wake.notified() => {}
-            ready = stream.write_ready(), if has_output => {
-                if let Err(e) = ready {
-                    return ConnEnd::Error(e);
-                }
-            }
-            ready = stream.read_ready(), if closing.is_none() => {
-                if let Err(e) = ready {
-                    return ConnEnd::Error(e);
-                }
-                match read_some::<N>(register, id, stream) {
-                    Ok(true) => {}
-                    Ok(false) => return ConnEnd::PeerClosed,
-                    Err(e) => return ConnEnd::Error(e),
-                }
-            }
-        }
-    }
 }
 
-/// Reads what the socket has (bounded per turn) and feeds it to the core. `Ok(false)` at
-/// the end of the stream.
-fn read_some<N: Net>(register: &Shared, id: ConnId, stream: &mut N::Stream) -> io::Result<bool> {
-    let scratch = register.borrow().scratch.clone();
-    let mut buf = scratch.borrow_mut();
-    for _ in 0..READS_PER_TURN_MAX {
-        match stream.try_read(&mut buf) {
-            Ok(0) => return Ok(false),
-            Ok(n) => {
-                let mut r = register.borrow_mut();
-                let now = r.now();
-                r.core.handle_bytes(now, id, &buf[..n]);
-                r.dispatch();
-                if n < buf.len() {
-                    return Ok(true);
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
+impl ConnOwner for RegisterConn<'_> {
+    fn scratch(&self) -> Rc<RefCell<Vec<u8>>> {
+        self.register.borrow().scratch.clone()
     }
-    Ok(true)
-}
 
-/// Writes as much queued output as the socket takes now and reports it to the core.
-fn write_some<N: Net>(
-    register: &Shared,
-    id: ConnId,
-    stream: &mut N::Stream,
-    io: &ConnIo,
-) -> io::Result<()> {
-    loop {
-        let written = {
-            let outbox = io.outbox.borrow();
-            if outbox.chunks.is_empty() {
-                return Ok(());
-            }
-            let mut slices = [IoSlice::new(&[]); WRITE_SLICES_MAX];
-            let mut count = 0;
-            for (slot, chunk) in slices.iter_mut().zip(outbox.chunks.iter()) {
-                *slot = IoSlice::new(chunk);
-                count += 1;
-            }
-            match stream.try_write_vectored(&slices[..count]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        };
-        consume(&mut io.outbox.borrow_mut().chunks, written);
-        let mut r = register.borrow_mut();
+    fn input(&self, bytes: &[u8]) {
+        let mut r = self.register.borrow_mut();
         let now = r.now();
-        r.core.handle_flushed(now, id, written);
+        r.core.handle_bytes(now, self.id, bytes);
         r.dispatch();
     }
-}
 
-/// Drops `n` written bytes from the front of the queue.
-fn consume(chunks: &mut VecDeque<Bytes>, mut n: usize) {
-    while n > 0 {
-        let Some(front) = chunks.front_mut() else {
-            return;
-        };
-        if front.len() <= n {
-            n -= front.len();
-            chunks.pop_front();
-        } else {
-            front.advance(n);
-            n = 0;
-        }
+    fn flushed(&self, bytes: usize) {
+        let mut r = self.register.borrow_mut();
+        let now = r.now();
+        r.core.handle_flushed(now, self.id, bytes);
+        r.dispatch();
     }
 }
 

@@ -1,0 +1,236 @@
+//! The I/O of one connection inside a single-threaded driver, shared by every role's
+//! driver (gateway, register): the output queue a core fills, and the task loop that reads
+//! into the driver's scratch buffer, feeds the core, writes what was queued with vectored
+//! writes, and ends when the peer goes or the core closes the connection.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::NetStream;
+
+/// Reads served for one connection before yielding to the others (fairness bound).
+const READS_PER_TURN_MAX: usize = 4;
+/// Buffers handed to one vectored write.
+const WRITE_SLICES_MAX: usize = 64;
+
+/// Longest wait without progress, after a graceful close (KICK, websocket close), first
+/// for the driver's queued output to be written and then for the stream's own
+/// [`NetStream::shutdown`] (a TLS stream pushing its last records): a peer that stopped
+/// reading is dropped then.
+pub const SHUTDOWN_TIME_MAX: Duration = Duration::from_secs(5);
+
+/// How the core asked a connection to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Closing {
+    AfterFlush,
+    Now,
+}
+
+/// What the core queued for one connection, shared between the driver and its task.
+#[derive(Default)]
+struct Outbox {
+    chunks: VecDeque<Bytes>,
+    closing: Option<Closing>,
+}
+
+/// The output side of one connection.
+#[derive(Default)]
+pub(crate) struct ConnIo {
+    outbox: RefCell<Outbox>,
+    wake: Notify,
+}
+
+impl ConnIo {
+    /// Queues bytes for the connection and wakes its task.
+    pub(crate) fn push(&self, bytes: Bytes) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.outbox.borrow_mut().chunks.push_back(bytes);
+        self.wake.notify_one();
+    }
+
+    /// Asks the connection to end.
+    pub(crate) fn close(&self, closing: Closing) {
+        let mut outbox = self.outbox.borrow_mut();
+        // A later immediate close wins over a graceful one, never the reverse.
+        if outbox.closing != Some(Closing::Now) {
+            outbox.closing = Some(closing);
+        }
+        drop(outbox);
+        self.wake.notify_one();
+    }
+}
+
+/// What the connection task needs from its driver.
+pub(crate) trait ConnOwner {
+    /// The driver's read buffer, shared by all its connections.
+    fn scratch(&self) -> Rc<RefCell<Vec<u8>>>;
+    /// Bytes read from the connection: feed the core and carry out what it asks.
+    fn input(&self, bytes: &[u8]);
+    /// Bytes written to the connection: tell the core and carry out what it asks.
+    fn flushed(&self, bytes: usize);
+}
+
+/// Why a connection task ended.
+#[derive(Debug)]
+pub(crate) enum ConnEnd {
+    PeerClosed,
+    Closed(Closing),
+    Error(io::Error),
+}
+
+/// Runs one connection until it ends; after a graceful close it also shuts the stream
+/// down (bounded by [`SHUTDOWN_TIME_MAX`]). The caller then drops the stream and tells
+/// its core the connection is gone.
+pub(crate) async fn drive<S: NetStream>(
+    owner: &impl ConnOwner,
+    stream: &mut S,
+    io: &ConnIo,
+) -> ConnEnd {
+    let end = conn_loop(owner, stream, io).await;
+    if let ConnEnd::Closed(Closing::AfterFlush) = end {
+        // The driver's queue is written; a stream with buffers of its own (TLS, the
+        // async adapter) still has to push them out and say goodbye.
+        match tokio::time::timeout(SHUTDOWN_TIME_MAX, stream.shutdown()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "shutdown failed"),
+            Err(_) => tracing::debug!("shutdown timed out"),
+        }
+    }
+    end
+}
+
+async fn conn_loop<S: NetStream>(owner: &impl ConnOwner, stream: &mut S, io: &ConnIo) -> ConnEnd {
+    // A graceful close waits at most SHUTDOWN_TIME_MAX without progress for the queued
+    // output: a peer that stops reading after a KICK must not hold its connection forever.
+    let mut flush_deadline: Option<Instant> = None;
+    loop {
+        let closing = io.outbox.borrow().closing;
+        if closing == Some(Closing::Now) {
+            return ConnEnd::Closed(Closing::Now);
+        }
+        let written = match write_some(owner, stream, io) {
+            Ok(written) => written,
+            Err(e) => return ConnEnd::Error(e),
+        };
+        // The deadline counts from the last progress: a slow reader still gets everything.
+        if closing == Some(Closing::AfterFlush) && (flush_deadline.is_none() || written > 0) {
+            flush_deadline = Some(Instant::now() + SHUTDOWN_TIME_MAX);
+        }
+        let has_output = !io.outbox.borrow().chunks.is_empty();
+        if closing == Some(Closing::AfterFlush) && !has_output {
+            return ConnEnd::Closed(Closing::AfterFlush);
+        }
+        tokio::select! {
+            biased;
+            () = io.wake.notified() => {}
+            ready = stream.write_ready(), if has_output => {
+                if let Err(e) = ready {
+                    return ConnEnd::Error(e);
+                }
+            }
+            () = sleep_until_deadline(flush_deadline), if flush_deadline.is_some() => {
+                tracing::debug!("graceful close timed out; dropping queued output");
+                return ConnEnd::Closed(Closing::Now);
+            }
+            ready = stream.read_ready(), if closing.is_none() => {
+                if let Err(e) = ready {
+                    return ConnEnd::Error(e);
+                }
+                match read_some(owner, stream) {
+                    Ok(true) => {}
+                    Ok(false) => return ConnEnd::PeerClosed,
+                    Err(e) => return ConnEnd::Error(e),
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until_deadline(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Reads what the socket has (bounded per turn) and feeds it to the core. `Ok(false)` at
+/// the end of the stream.
+fn read_some<S: NetStream>(owner: &impl ConnOwner, stream: &mut S) -> io::Result<bool> {
+    let scratch = owner.scratch();
+    let mut buf = scratch.borrow_mut();
+    for _ in 0..READS_PER_TURN_MAX {
+        match stream.try_read(&mut buf) {
+            Ok(0) => return Ok(false),
+            Ok(n) => {
+                owner.input(&buf[..n]);
+                if n < buf.len() {
+                    return Ok(true);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+/// Writes as much queued output as the socket takes now, in one vectored call per round,
+/// and reports the written bytes; returns how many were written.
+fn write_some<S: NetStream>(
+    owner: &impl ConnOwner,
+    stream: &mut S,
+    io: &ConnIo,
+) -> io::Result<usize> {
+    let mut total = 0;
+    loop {
+        let written = {
+            let outbox = io.outbox.borrow();
+            if outbox.chunks.is_empty() {
+                return Ok(total);
+            }
+            // A fixed array, not a Vec: no allocation per write on the hot path.
+            let mut slices = [IoSlice::new(&[]); WRITE_SLICES_MAX];
+            let mut count = 0;
+            for (slot, chunk) in slices.iter_mut().zip(outbox.chunks.iter()) {
+                *slot = IoSlice::new(chunk);
+                count += 1;
+            }
+            match stream.try_write_vectored(&slices[..count]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(total),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        total += written;
+        consume(&mut io.outbox.borrow_mut().chunks, written);
+        owner.flushed(written);
+    }
+}
+
+/// Drops `n` written bytes from the front of the queue.
+fn consume(chunks: &mut VecDeque<Bytes>, mut n: usize) {
+    while n > 0 {
+        let Some(front) = chunks.front_mut() else {
+            return;
+        };
+        if front.len() <= n {
+            n -= front.len();
+            chunks.pop_front();
+        } else {
+            front.advance(n);
+            n = 0;
+        }
+    }
+}
