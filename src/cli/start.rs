@@ -45,9 +45,9 @@ pub fn run(args: StartArgs) -> Result<(), CliError> {
         ..GatewayArgs::default()
     })?;
     let worker_settings = worker::settings(&WorkerArgs {
-        wasm: wasm.clone(),
+        wasm: Some(wasm.clone()),
         count: Some(args.worker_count.unwrap_or(2)),
-        register: vec![register_addr],
+        register: Some(vec![register_addr]),
         secret: args.secret.clone(),
         ..WorkerArgs::default()
     })?;

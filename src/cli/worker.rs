@@ -21,13 +21,24 @@ pub fn settings(args: &WorkerArgs) -> Result<BusinessSettings, CliError> {
             message: "must be at least 1".to_owned(),
         });
     }
-    let registers = if args.register.is_empty() {
-        vec![REGISTER_DEFAULT.to_owned()]
-    } else {
-        args.register.clone()
+    let Some(wasm) = &args.wasm else {
+        return Err(CliError::BadSetting {
+            setting: "--wasm",
+            message: "required: give the .wasm module (flag or `wasm` in [worker])".to_owned(),
+        });
+    };
+    let registers = match &args.register {
+        Some(list) if list.is_empty() => {
+            return Err(CliError::BadSetting {
+                setting: "--register",
+                message: "needs at least one address".to_owned(),
+            })
+        }
+        Some(list) => list.clone(),
+        None => vec![REGISTER_DEFAULT.to_owned()],
     };
     let name = args.name.as_deref().unwrap_or("BusinessWorker");
-    let mut settings = BusinessSettings::new(name, count, registers, &args.wasm);
+    let mut settings = BusinessSettings::new(name, count, registers, wasm);
     if let Some(secret) = &args.secret {
         settings.core.secret_key = secret.clone();
     }
@@ -49,8 +60,9 @@ pub fn run(args: WorkerArgs) -> Result<(), CliError> {
     let settings = settings(&args)?;
     let termination = Termination::install()?;
     let count = settings.count;
+    let wasm = settings.wasm_path.display().to_string();
     let running = start(settings)?;
-    tracing::info!(wasm = %args.wasm.display(), count, "business worker ready");
+    tracing::info!(%wasm, count, "business worker ready");
     let signal = termination.wait(|| false);
     tracing::info!(signal = signal.unwrap_or("?"), "business worker stopping");
     running
