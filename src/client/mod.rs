@@ -30,7 +30,7 @@
 //!
 //! * [`directory`]: the gateway list (register lookup, cached for a second, or fixed).
 //! * [`exchange`]: one TCP exchange (send and close, or send and read one answer).
-//! * [`error`]: [`ClientError`].
+//! * [`error`]: what a call fails with, [`ClientError`].
 
 pub mod directory;
 pub mod error;

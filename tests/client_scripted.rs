@@ -1,0 +1,183 @@
+//! The GatewayClient against scripted peers on 127.0.0.1, for what real parts do not show:
+//! the register line it writes, a register list in PHP's object form (spec 9.16), the 1 s
+//! list cache, a silent gateway under both timeout policies (spec 9.23), and the secret
+//! key's PHP truthiness (`"0"` sends no auth prefix, like `$secretKey ? ... : ...`).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{BufMut, BytesMut};
+use gatewayworker::client::{ClientError, GatewayClient, LinkFailure};
+use gatewayworker::protocol::frame::FrameDecoder;
+use gatewayworker::testing::vectors::encode_hex;
+use gatewayworker::worker::gather::TimeoutPolicy;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+/// A register that records each request line and answers every one with `answer`.
+async fn scripted_register(
+    answer: String,
+) -> (
+    SocketAddr,
+    Arc<AtomicUsize>,
+    mpsc::UnboundedReceiver<Vec<u8>>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let asked = Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = mpsc::unbounded_channel();
+    let counter = asked.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let mut line = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !line.contains(&b'\n') {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => line.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = tx.send(line);
+            let _ = stream.write_all(format!("{answer}\n").as_bytes()).await;
+        }
+    });
+    (addr, asked, rx)
+}
+
+/// A gateway that answers every complete frame with the reply record `reply` (or never,
+/// for `None`) and reports each connection's bytes.
+async fn scripted_gateway(
+    reply: Option<&'static [u8]>,
+) -> (SocketAddr, mpsc::UnboundedReceiver<Vec<u8>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut all = Vec::new();
+                let mut input = BytesMut::new();
+                let mut frames = FrameDecoder::default();
+                let mut buf = [0u8; 4096];
+                loop {
+                    let n = match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    all.extend_from_slice(&buf[..n]);
+                    input.extend_from_slice(&buf[..n]);
+                    while let Ok(Some(_)) = frames.decode(&mut input) {
+                        if let Some(reply) = reply {
+                            let mut out = BytesMut::new();
+                            out.put_u32(reply.len() as u32);
+                            out.put_slice(reply);
+                            let _ = stream.write_all(&out).await;
+                        }
+                    }
+                }
+                let _ = tx.send(all);
+            });
+        }
+    });
+    (addr, rx)
+}
+
+#[tokio::test]
+async fn register_object_list_cache_and_silent_gateway_policies() {
+    let (answering, _) = scripted_gateway(Some(b"i:3;")).await;
+    let (silent, _) = scripted_gateway(None).await;
+    // PHP's form after de-duplication: an object whose values are the addresses.
+    let list = format!(
+        r#"{{"event":"broadcast_addresses","addresses":{{"0":"{answering}","2":"{silent}"}}}}"#
+    );
+    let (register, asked, mut lines) = scripted_register(list).await;
+
+    let client = GatewayClient::builder()
+        .register(register.to_string())
+        .secret("k/é")
+        .reply_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let gateways = client.gateways().await.unwrap();
+    assert_eq!(
+        gateways
+            .iter()
+            .map(|g| SocketAddr::V4(*g))
+            .collect::<Vec<_>>(),
+        vec![answering, silent]
+    );
+    // The line a PHP GatewayClient writes: json_encode escapes `/` and non-ASCII.
+    assert_eq!(
+        lines.recv().await.unwrap(),
+        b"{\"event\":\"worker_connect\",\"secret_key\":\"k\\/\\u00e9\"}\n"
+    );
+
+    // The default policy names the silent gateway.
+    let error = client.get_all_client_count().await.unwrap_err();
+    let ClientError::Gateway { gateway, reason } = &error else {
+        panic!("{error:?}")
+    };
+    assert_eq!(SocketAddr::V4(*gateway), silent);
+    assert_eq!(
+        *reason,
+        LinkFailure::ReplyTimeout(Duration::from_millis(300))
+    );
+    // Both calls within a second: the register was asked once.
+    assert_eq!(asked.load(Ordering::SeqCst), 1);
+
+    // The original's policy: the sum of what answered.
+    let partial = GatewayClient::builder()
+        .register(register.to_string())
+        .reply_timeout(Duration::from_millis(300))
+        .timeout_policy(TimeoutPolicy::Partial)
+        .build()
+        .unwrap();
+    assert_eq!(partial.get_all_client_count().await.unwrap(), 3);
+    assert_eq!(asked.load(Ordering::SeqCst), 2, "a new client asks anew");
+
+    // After the cache's second, the register is asked again.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(partial.get_all_client_count().await.unwrap(), 3);
+    assert_eq!(asked.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn an_empty_register_list_is_an_error() {
+    let (register, _, _) =
+        scripted_register(r#"{"event":"broadcast_addresses","addresses":[]}"#.to_owned()).await;
+    let client = GatewayClient::builder()
+        .register(register.to_string())
+        .build()
+        .unwrap();
+    assert_eq!(
+        client.send_to_all(b"x", &[]).await.unwrap_err(),
+        ClientError::NoGateway {
+            register: register.to_string()
+        }
+    );
+}
+
+/// `$secretKey ? auth . $buffer : $buffer`: the secret "0" is PHP-false, so no prefix.
+#[tokio::test]
+async fn the_secret_zero_sends_no_prefix_like_php() {
+    let (gateway, mut captured) = scripted_gateway(None).await;
+    for (secret, prefixed) in [("0", false), ("00", true), ("", false)] {
+        let client = GatewayClient::builder()
+            .gateway(gateway.to_string())
+            .secret(secret)
+            .build()
+            .unwrap();
+        client.ungroup("g").await.unwrap();
+        let bytes = captured.recv().await.unwrap();
+        // UNGROUP (cmd 27), scalar empty body, ext_data "g": 28 + 1 bytes.
+        let ungroup = format!("0000001d1b{}01000000000001{}", "0".repeat(32), "67");
+        let hex = encode_hex(&bytes);
+        assert!(hex.ends_with(&ungroup), "{secret:?}: {hex}");
+        assert_eq!(hex.len() > ungroup.len(), prefixed, "{secret:?}: {hex}");
+    }
+}
