@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
-use gatewayworker::client::{ClientError, GatewayClient, LinkFailure};
+use gatewayworker::client::{ClientError, ClientSettings, GatewayClient, Gateways, LinkFailure};
 use gatewayworker::protocol::frame::FrameDecoder;
 use gatewayworker::testing::vectors::encode_hex;
 use gatewayworker::worker::gather::TimeoutPolicy;
@@ -179,5 +179,50 @@ async fn the_secret_zero_sends_no_prefix_like_php() {
         let hex = encode_hex(&bytes);
         assert!(hex.ends_with(&ungroup), "{secret:?}: {hex}");
         assert_eq!(hex.len() > ungroup.len(), prefixed, "{secret:?}: {hex}");
+    }
+}
+
+/// `reply_size_max` and `register_line_max` are bounds: an answer of exactly the bound is
+/// taken, one byte more is refused with the bound in the error.
+#[tokio::test]
+async fn replies_and_register_lines_are_bounded() {
+    // `s:3:"abc";` is 10 bytes.
+    let (gateway, _) = scripted_gateway(Some(b"s:3:\"abc\";")).await;
+    for (max, ok) in [(10, true), (9, false)] {
+        let client = GatewayClient::builder()
+            .gateway(gateway.to_string())
+            .reply_size_max(max)
+            .build()
+            .unwrap();
+        let result = client.get_all_group_id_list().await;
+        if ok {
+            assert!(result.is_ok(), "{max}: {result:?}");
+        } else {
+            let Err(ClientError::Gateway { reason, .. }) = result else {
+                panic!("{max}: {result:?}")
+            };
+            assert_eq!(reason, LinkFailure::TooLarge(9));
+        }
+    }
+
+    let line = format!(r#"{{"event":"broadcast_addresses","addresses":["{gateway}"]}}"#);
+    let (register, _, _) = scripted_register(line.clone()).await;
+    // The bound counts the line with its `\n`.
+    for (max, ok) in [(line.len() + 1, true), (line.len(), false)] {
+        let mut settings = ClientSettings::new(Gateways::Register(vec![register.to_string()]));
+        settings.register_line_max = max;
+        let client = GatewayClient::new(settings);
+        let result = client.gateways().await;
+        if ok {
+            assert_eq!(result.unwrap().len(), 1);
+        } else {
+            let error = result.unwrap_err();
+            assert!(
+                error
+                    .to_string()
+                    .ends_with(&format!("answer longer than {max} bytes")),
+                "{error}"
+            );
+        }
     }
 }

@@ -227,6 +227,24 @@ fn parse_gateway(address: &str) -> Result<GatewayAddr, ClientError> {
 }
 
 /// A handle on the Gateway API of one cluster. Cheap to clone; calls may run concurrently.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), gatewayworker::client::ClientError> {
+/// use gatewayworker::client::GatewayClient;
+///
+/// // Without a register: every gateway shard's lan address.
+/// let client = GatewayClient::builder()
+///     .gateway("10.0.0.5:2000")
+///     .gateway("10.0.0.5:2001")
+///     .build()?;
+/// for client_id in client.get_client_id_by_uid("ann").await? {
+///     client.join_group(&client_id, "vip").await?;
+/// }
+/// if let Some(session) = client.get_session("0a0000050b5500000007").await? {
+///     println!("{session:?}");
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct GatewayClient {
     inner: Arc<Inner>,
@@ -307,6 +325,26 @@ impl GatewayClient {
     ///
     /// The `*CurrentClient` calls fail with [`ApiError::NoCurrentClient`]: outside a
     /// worker there is no current client.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: gatewayworker::client::GatewayClient)
+    /// #     -> Result<(), gatewayworker::client::ClientError> {
+    /// use bytes::Bytes;
+    /// use gatewayworker::protocol::php::{PhpArray, PhpKey, PhpValue};
+    /// use gatewayworker::worker::api::ApiCall;
+    ///
+    /// // An array message: the gateway JSON-encodes it for websocket clients.
+    /// let mut news = PhpArray::new();
+    /// news.insert(PhpKey::from_bytes(b"type"), PhpValue::str("news"));
+    /// let call = ApiCall::SendToGroup {
+    ///     groups: vec![Bytes::from_static(b"room1")],
+    ///     message: PhpValue::Array(news),
+    ///     exclude: None,
+    ///     raw: false,
+    /// };
+    /// assert_eq!(client.call(&call).await?, PhpValue::Null);
+    /// # Ok(()) }
+    /// ```
     ///
     /// [`ApiError::NoCurrentClient`]: crate::worker::api::ApiError::NoCurrentClient
     pub async fn call(&self, call: &ApiCall) -> Result<PhpValue, ClientError> {
