@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
 use gatewayworker::client::{ClientError, ClientSettings, GatewayClient, Gateways, LinkFailure};
-use gatewayworker::protocol::frame::FrameDecoder;
+use gatewayworker::protocol::frame::{Command, FrameDecoder};
 use gatewayworker::testing::vectors::encode_hex;
 use gatewayworker::worker::gather::TimeoutPolicy;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -48,7 +48,7 @@ async fn scripted_register(
     (addr, asked, rx)
 }
 
-/// A gateway that answers every complete frame with the reply record `reply` (or never,
+/// A gateway that answers every request frame with the reply record `reply` (or never,
 /// for `None`) and reports each connection's bytes.
 async fn scripted_gateway(
     reply: Option<&'static [u8]>,
@@ -71,7 +71,11 @@ async fn scripted_gateway(
                     };
                     all.extend_from_slice(&buf[..n]);
                     input.extend_from_slice(&buf[..n]);
-                    while let Ok(Some(_)) = frames.decode(&mut input) {
+                    while let Ok(Some(frame)) = frames.decode(&mut input) {
+                        // GATEWAY_CLIENT_CONNECT is never answered.
+                        if frame.header.cmd == Command::GatewayClientConnect {
+                            continue;
+                        }
                         if let Some(reply) = reply {
                             let mut out = BytesMut::new();
                             out.put_u32(reply.len() as u32);
@@ -225,4 +229,84 @@ async fn replies_and_register_lines_are_bounded() {
             );
         }
     }
+}
+
+/// Persistent mode (`persistentConnection`): calls share one connection per gateway, each
+/// request still prefixed with the auth frame; a connection the gateway closed is
+/// replaced by a fresh one without failing the call.
+#[tokio::test]
+async fn persistent_mode_reuses_a_connection_and_survives_its_close() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let (cmds_tx, mut cmds) = mpsc::unbounded_channel();
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            let cmds_tx = cmds_tx.clone();
+            tokio::spawn(async move {
+                let mut input = BytesMut::new();
+                let mut frames = FrameDecoder::default();
+                let mut requests = 0;
+                let mut buf = [0u8; 4096];
+                loop {
+                    let read = match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(read) => read,
+                    };
+                    input.extend_from_slice(&buf[..read]);
+                    while let Ok(Some(frame)) = frames.decode(&mut input) {
+                        let cmd = frame.header.cmd;
+                        let _ = cmds_tx.send(cmd);
+                        if cmd == Command::GetGroupIdList {
+                            let _ = stream.write_all(b"\0\0\0\x06a:0:{}").await;
+                        }
+                        if cmd != Command::GatewayClientConnect {
+                            requests += 1;
+                        }
+                    }
+                    // The first connection is closed by the "gateway" after 3 requests.
+                    if n == 0 && requests == 3 {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+
+    let client = GatewayClient::builder()
+        .gateway(addr.to_string())
+        .secret("k")
+        .persistent(true)
+        .build()
+        .unwrap();
+    client.ungroup("a").await.unwrap();
+    assert!(client.get_all_group_id_list().await.unwrap().is_empty());
+    client.ungroup("b").await.unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..6 {
+        seen.push(cmds.recv().await.unwrap());
+    }
+    assert_eq!(
+        seen,
+        [
+            Command::GatewayClientConnect,
+            Command::Ungroup,
+            Command::GatewayClientConnect,
+            Command::GetGroupIdList,
+            Command::GatewayClientConnect,
+            Command::Ungroup,
+        ]
+    );
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "one connection for three calls"
+    );
+
+    // The gateway closed it; the next query goes through a new connection.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(client.get_all_group_id_list().await.unwrap().is_empty());
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
 }

@@ -110,6 +110,10 @@ struct Cluster {
 }
 
 async fn cluster() -> Cluster {
+    cluster_with(false).await
+}
+
+async fn cluster_with(persistent: bool) -> Cluster {
     let register = start_register(SECRET);
     let gateways = vec![
         start_announced_gateway(register.addr, SECRET),
@@ -118,6 +122,7 @@ async fn cluster() -> Cluster {
     let client = GatewayClient::builder()
         .register(register.addr.to_string())
         .secret(SECRET)
+        .persistent(persistent)
         .build()
         .unwrap();
     eventually("both gateways registered", || async {
@@ -423,6 +428,24 @@ async fn kick_and_destroy() {
     assert!(!client.is_online(&id[1]).await.unwrap());
     assert!(!client.is_online(&id[2]).await.unwrap());
     assert!(client.is_online(&id[3]).await.unwrap());
+    c.shutdown();
+}
+
+/// Persistent mode against real gateways: the same calls, over kept connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persistent_client_against_real_gateways() {
+    let mut c = cluster_with(true).await;
+    let client = c.client.clone();
+    let id = c.ids.clone();
+    for i in [0, 2] {
+        client.join_group(&id[i], "p").await.unwrap();
+    }
+    // One connection per gateway, used in order: the joins are applied before the count.
+    assert_eq!(client.get_client_count_by_group("p").await.unwrap(), 2);
+    client.send_to_group("p", b"kept", &[]).await.unwrap();
+    assert_eq!(next_text(&mut c.clients[0]).await, "kept");
+    assert_eq!(next_text(&mut c.clients[2]).await, "kept");
+    assert_eq!(client.get_all_client_count().await.unwrap(), 4);
     c.shutdown();
 }
 

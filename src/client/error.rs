@@ -65,7 +65,4 @@ pub enum LinkFailure {
     /// The answer is longer than the configured bound.
     #[error("answer longer than {0} bytes")]
     TooLarge(u64),
-    /// The answer is not what the protocol says.
-    #[error("bad answer: {0}")]
-    BadAnswer(String),
 }

@@ -16,7 +16,10 @@ use crate::protocol::frame::ReplyDecoder;
 use crate::protocol::register::{LineDecodeError, LineDecoder};
 
 /// Connects to `addr` within `connect_timeout`.
-async fn connect(addr: SocketAddr, connect_timeout: Duration) -> Result<TcpStream, LinkFailure> {
+pub async fn connect(
+    addr: SocketAddr,
+    connect_timeout: Duration,
+) -> Result<TcpStream, LinkFailure> {
     let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(addr))
         .await
         .map_err(|_| LinkFailure::ConnectTimeout(connect_timeout))?
@@ -33,14 +36,21 @@ pub async fn send(
     connect_timeout: Duration,
 ) -> Result<(), LinkFailure> {
     let mut stream = connect(addr, connect_timeout).await?;
-    let write = async {
-        stream.write_all(request).await?;
-        // FIN after the request: the gateway reads everything before it sees the end.
-        stream.shutdown().await
-    };
-    tokio::time::timeout(connect_timeout, write)
+    write(&mut stream, request, connect_timeout).await?;
+    // FIN after the request: the gateway reads everything before it sees the end.
+    let _ = stream.shutdown().await;
+    Ok(())
+}
+
+/// Writes `request` on an open stream, within `timeout`.
+pub async fn write(
+    stream: &mut TcpStream,
+    request: &[u8],
+    timeout: Duration,
+) -> Result<(), LinkFailure> {
+    tokio::time::timeout(timeout, stream.write_all(request))
         .await
-        .map_err(|_| LinkFailure::Write(format!("not written within {connect_timeout:?}")))?
+        .map_err(|_| LinkFailure::Write(format!("not written within {timeout:?}")))?
         .map_err(|e| LinkFailure::Write(e.to_string()))
 }
 
@@ -53,6 +63,16 @@ pub async fn query(
     reply_size_max: u32,
 ) -> Result<Bytes, LinkFailure> {
     let mut stream = connect(addr, connect_timeout).await?;
+    query_on(&mut stream, request, reply_timeout, reply_size_max).await
+}
+
+/// [`query`] on an open stream; the stream is fit for another request only on success.
+pub async fn query_on(
+    stream: &mut TcpStream,
+    request: &[u8],
+    reply_timeout: Duration,
+    reply_size_max: u32,
+) -> Result<Bytes, LinkFailure> {
     let exchange = async {
         stream
             .write_all(request)
@@ -66,7 +86,7 @@ pub async fn query(
                 Ok(None) => {}
                 Err(_) => return Err(LinkFailure::TooLarge(u64::from(reply_size_max))),
             }
-            read_more(&mut stream, &mut input).await?;
+            read_more(stream, &mut input).await?;
         }
     };
     tokio::time::timeout(reply_timeout, exchange)

@@ -30,11 +30,13 @@
 //!
 //! * [`directory`]: the gateway list (register lookup, cached for a second, or fixed).
 //! * [`exchange`]: one TCP exchange (send and close, or send and read one answer).
+//! * [`pool`]: idle connections reused in persistent mode.
 //! * [`error`]: what a call fails with, [`ClientError`].
 
 pub mod directory;
 pub mod error;
 pub mod exchange;
+pub mod pool;
 
 use std::net::{SocketAddr, SocketAddrV4};
 use std::sync::Arc;
@@ -56,6 +58,7 @@ use crate::worker::sender::{
     auth_frame, frame_bytes, Caller, Completion, GatewayAddr, Outgoing, Sender,
 };
 use directory::{Directory, LookupLimits};
+use pool::Pool;
 
 /// Default connect timeout to a register or a gateway: the original's `connectTimeout`.
 pub const CONNECT_TIMEOUT_DEFAULT: Duration = Duration::from_secs(3);
@@ -94,6 +97,11 @@ pub struct ClientSettings {
     /// Gateways reached at another address than the lan address they announce (a NAT,
     /// a container port mapping): `(announced, dialled)`.
     pub dial: Vec<(GatewayAddr, SocketAddr)>,
+    /// Keep gateway connections open between calls (the original's
+    /// `persistentConnection`); off: one connection per frame, closed after it.
+    pub persistent: bool,
+    /// Idle connections kept per gateway in persistent mode.
+    pub idle_per_gateway_max: usize,
 }
 
 impl ClientSettings {
@@ -110,6 +118,8 @@ impl ClientSettings {
             timeout_policy: TimeoutPolicy::Fail,
             group_scan: GroupScan::Complete,
             dial: Vec::new(),
+            persistent: false,
+            idle_per_gateway_max: pool::IDLE_PER_GATEWAY_MAX_DEFAULT,
         }
     }
 }
@@ -126,6 +136,7 @@ pub struct GatewayClientBuilder {
     timeout_policy: TimeoutPolicy,
     group_scan: GroupScan,
     dial: Vec<(String, SocketAddr)>,
+    persistent: bool,
 }
 
 impl GatewayClientBuilder {
@@ -186,6 +197,13 @@ impl GatewayClientBuilder {
         self
     }
 
+    /// Keeps gateway connections open between calls (`persistentConnection`): fewer
+    /// connects for a busy caller. Each request still carries the auth prefix.
+    pub fn persistent(mut self, persistent: bool) -> Self {
+        self.persistent = persistent;
+        self
+    }
+
     /// Checks the addresses and makes the client; nothing is contacted yet.
     pub fn build(self) -> Result<GatewayClient, ClientError> {
         let source = match (self.registers.is_empty(), self.gateways.is_empty()) {
@@ -210,6 +228,7 @@ impl GatewayClientBuilder {
         settings.reply_size_max = self.reply_size_max.unwrap_or(REPLY_SIZE_MAX_DEFAULT);
         settings.timeout_policy = self.timeout_policy;
         settings.group_scan = self.group_scan;
+        settings.persistent = self.persistent;
         for (announced, dialled) in &self.dial {
             settings.dial.push((parse_gateway(announced)?, *dialled));
         }
@@ -254,6 +273,64 @@ pub struct GatewayClient {
 struct Inner {
     settings: ClientSettings,
     directory: Directory,
+    pool: Pool,
+}
+
+impl Inner {
+    /// One command to `addr`: a pooled connection when persistent (a fresh one if the
+    /// pooled one fails to take the write), else a connection of its own, closed after.
+    async fn send(&self, addr: SocketAddr, request: Bytes) -> Result<(), LinkFailure> {
+        let connect_timeout = self.settings.connect_timeout;
+        if !self.settings.persistent {
+            return exchange::send(addr, &request, connect_timeout).await;
+        }
+        if let Some(mut stream) = self.pool.take(addr) {
+            if exchange::write(&mut stream, &request, connect_timeout)
+                .await
+                .is_ok()
+            {
+                self.pool.put(addr, stream);
+                return Ok(());
+            }
+        }
+        let mut stream = exchange::connect(addr, connect_timeout).await?;
+        exchange::write(&mut stream, &request, connect_timeout).await?;
+        self.pool.put(addr, stream);
+        Ok(())
+    }
+
+    /// One query to `addr`; in persistent mode a pooled connection that turns out closed
+    /// is replaced once by a fresh one, and only a clean exchange returns it to the pool.
+    async fn query(&self, addr: SocketAddr, request: Bytes) -> Result<Bytes, LinkFailure> {
+        let s = &self.settings;
+        if !s.persistent {
+            return exchange::query(
+                addr,
+                &request,
+                s.connect_timeout,
+                s.reply_timeout,
+                s.reply_size_max,
+            )
+            .await;
+        }
+        if let Some(mut stream) = self.pool.take(addr) {
+            match exchange::query_on(&mut stream, &request, s.reply_timeout, s.reply_size_max).await
+            {
+                Ok(payload) => {
+                    self.pool.put(addr, stream);
+                    return Ok(payload);
+                }
+                // Closed under us: the request never reached a live gateway; ask anew.
+                Err(LinkFailure::Closed | LinkFailure::Write(_)) => {}
+                Err(other) => return Err(other),
+            }
+        }
+        let mut stream = exchange::connect(addr, s.connect_timeout).await?;
+        let payload =
+            exchange::query_on(&mut stream, &request, s.reply_timeout, s.reply_size_max).await?;
+        self.pool.put(addr, stream);
+        Ok(payload)
+    }
 }
 
 /// Is the call's target list the whole cluster? Calls addressed by client id go to the
@@ -302,10 +379,12 @@ impl GatewayClient {
             settings.secret_key.clone(),
             limits,
         );
+        let pool = Pool::new(settings.idle_per_gateway_max);
         GatewayClient {
             inner: Arc::new(Inner {
                 settings,
                 directory,
+                pool,
             }),
         }
     }
@@ -395,13 +474,11 @@ impl GatewayClient {
     /// Writes every frame on its own connection, all at once; the first failure in frame
     /// order is the call's error (after every frame was tried, like the original's loop).
     async fn send_frames(&self, frames: &[Outgoing]) -> Result<(), ClientError> {
-        let connect_timeout = self.inner.settings.connect_timeout;
         let mut tasks = JoinSet::new();
         for (index, outgoing) in frames.iter().enumerate() {
             let (addr, request) = (self.dial_addr(outgoing.to), self.request(outgoing));
-            tasks.spawn(
-                async move { (index, exchange::send(addr, &request, connect_timeout).await) },
-            );
+            let inner = self.inner.clone();
+            tasks.spawn(async move { (index, inner.send(addr, request).await) });
         }
         let mut failures: Vec<(usize, LinkFailure)> = Vec::new();
         while let Some(done) = tasks.join_next().await {
@@ -433,17 +510,8 @@ impl GatewayClient {
         let mut tasks = JoinSet::new();
         for (slot, outgoing) in frames.iter().enumerate() {
             let (addr, request) = (self.dial_addr(outgoing.to), self.request(outgoing));
-            let (connect, reply, size) = (
-                settings.connect_timeout,
-                settings.reply_timeout,
-                settings.reply_size_max,
-            );
-            tasks.spawn(async move {
-                (
-                    slot,
-                    exchange::query(addr, &request, connect, reply, size).await,
-                )
-            });
+            let inner = self.inner.clone();
+            tasks.spawn(async move { (slot, inner.query(addr, request).await) });
         }
         let mut failures: Vec<(usize, LinkFailure)> = Vec::new();
         while let Some(done) = tasks.join_next().await {
