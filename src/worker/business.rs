@@ -398,13 +398,25 @@ impl Business {
                 };
                 let _ = self.commands.send(end).await;
             }
-            Err(failure) => tracing::warn!(
-                index = self.index,
-                client_id = %String::from_utf8_lossy(&event.client.client_id),
-                kind = ?failure.kind,
-                "client event lost: {}",
-                failure.message
-            ),
+            Err(failure) => {
+                tracing::warn!(
+                    index = self.index,
+                    client_id = %String::from_utf8_lossy(&event.client.client_id),
+                    kind = ?failure.kind,
+                    "client event lost: {}",
+                    failure.message
+                );
+                // Still end the event (nothing to write back): the client's next events
+                // wait for it.
+                let end = ToWorker::EndEvent {
+                    client: event.client.clone(),
+                    kind: event.kind,
+                    old: PhpValue::Null,
+                    new: PhpValue::Null,
+                    reply: None,
+                };
+                let _ = self.commands.send(end).await;
+            }
         }
         self.publish_stats();
     }
