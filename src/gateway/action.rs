@@ -48,6 +48,8 @@ pub enum CloseReason {
     BadFrame,
     /// A worker registered again under the same key; the old link is closed.
     WorkerReplaced,
+    /// The gateway is shutting down ([`GatewayCore::handle_shutdown`](super::GatewayCore::handle_shutdown)).
+    Shutdown,
 }
 
 /// One instruction for the driver; see the drain contract on
