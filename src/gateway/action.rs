@@ -146,4 +146,16 @@ pub struct GatewayStats {
     pub clients_without_worker: u64,
     /// Commands with an unknown number.
     pub unknown_commands: u64,
+    /// Messages decoded from clients (each forwarded as an ON_MESSAGE).
+    pub client_messages_in: u64,
+    /// Messages queued for clients (one per recipient of a send or broadcast).
+    pub client_messages_out: u64,
+    /// Bytes read from clients.
+    pub client_bytes_in: u64,
+    /// Bytes the driver wrote to clients.
+    pub client_bytes_out: u64,
+    /// Bytes read from links.
+    pub link_bytes_in: u64,
+    /// Bytes the driver wrote to links.
+    pub link_bytes_out: u64,
 }

@@ -190,6 +190,20 @@ impl GatewayCore {
         self.links.len()
     }
 
+    /// Bytes queued and not yet written: `(to clients, to links)`. Walks every connection
+    /// (for a metrics scrape once a second, not for the hot path).
+    #[must_use]
+    pub fn queued_bytes(&self) -> (usize, usize) {
+        let clients = self
+            .clients
+            .ids()
+            .filter_map(|id| self.clients.get(id))
+            .map(|c| c.pending + c.before_handshake.len())
+            .sum();
+        let links = self.links.values().map(|l| l.pending).sum();
+        (clients, links)
+    }
+
     /// Sets the connection id counter (the original's `_connectionIdRecorder`), for
     /// tests of the allocator's wrap-around.
     pub fn set_connection_id_recorder(&mut self, recorder: u32) {
@@ -280,6 +294,7 @@ impl GatewayCore {
         let Some(client) = self.clients.get_mut(id.0) else {
             return;
         };
+        self.stats.client_bytes_in += bytes.len() as u64;
         let mut input = std::mem::take(&mut client.input);
         let mut events = std::mem::take(&mut self.events);
         let (mut buf, from_scratch) = Self::read_buffer(&mut self.scratch, &mut input);
@@ -323,6 +338,7 @@ impl GatewayCore {
                 }
             }
             PublicEvent::Message { data, binary } => {
+                self.stats.client_messages_in += 1;
                 if let Some(client) = self.clients.get_mut(id) {
                     client.ping_count = -1;
                 }
@@ -375,6 +391,7 @@ impl GatewayCore {
 
     /// The driver wrote `bytes` of a client's output to its socket.
     pub fn handle_client_flushed(&mut self, _now: Duration, id: ConnectionId, bytes: usize) {
+        self.stats.client_bytes_out += bytes as u64;
         if let Some(client) = self.clients.get_mut(id.0) {
             client.pending = client.pending.saturating_sub(bytes);
         }
@@ -543,6 +560,7 @@ impl GatewayCore {
             return;
         }
         client.pending += bytes.len();
+        self.stats.client_messages_out += 1;
         self.actions.push_back(Action::Transmit {
             to: Target::Client(ConnectionId(id)),
             bytes: bytes.clone(),
@@ -592,6 +610,7 @@ impl GatewayCore {
         let Some(link) = self.links.get_mut(&id.0) else {
             return;
         };
+        self.stats.link_bytes_in += bytes.len() as u64;
         if link.closing {
             return;
         }
@@ -650,6 +669,7 @@ impl GatewayCore {
 
     /// The driver wrote `bytes` of a link's output to its socket.
     pub fn handle_link_flushed(&mut self, _now: Duration, id: LinkId, bytes: usize) {
+        self.stats.link_bytes_out += bytes as u64;
         if let Some(link) = self.links.get_mut(&id.0) {
             link.pending = link.pending.saturating_sub(bytes);
         }
