@@ -169,14 +169,7 @@ async fn no_worker_means_the_client_is_dropped() {
 async fn malformed_frame_closes_only_that_link() {
     let gateway = start_gateway(1, |_| {});
     let lan = gateway.lan_addrs[0];
-    let mut worker = TestLink::worker(lan, "Test:0").await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let mut ws = ws_connect(gateway.public_addr, "/").await;
-    let cid = worker
-        .next_frame_of(Command::OnConnect)
-        .await
-        .header
-        .connection_id;
+    let (mut worker, mut ws, cid) = worker_and_client(&gateway).await;
 
     let mut bad = TestLink::connect(lan).await;
     let mut garbage = vec![0u8; 28];
@@ -243,15 +236,7 @@ async fn shutdown_sends_going_away_and_the_worker_hears_of_the_close() {
     use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
     let gateway = start_gateway(1, |_| {});
-    let lan = gateway.lan_addrs[0];
-    let mut worker = TestLink::worker(lan, "Test:0").await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let mut ws = ws_connect(gateway.public_addr, "/").await;
-    let cid = worker
-        .next_frame_of(Command::OnConnect)
-        .await
-        .header
-        .connection_id;
+    let (mut worker, mut ws, cid) = worker_and_client(&gateway).await;
     worker
         .send(
             Command::SendToOne,

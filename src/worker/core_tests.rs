@@ -105,6 +105,22 @@ impl Harness {
         out
     }
 
+    /// A harness whose register announced one gateway (10.0.0.5:2900), already linked.
+    fn linked_to_one_gateway(config: WorkerConfig) -> (Harness, LinkId) {
+        let mut h = Harness::new(config);
+        let register = h.register.unwrap();
+        h.core.handle_connected(h.now, register);
+        h.core.handle_bytes(
+            h.now,
+            register,
+            b"{\"event\":\"broadcast_addresses\",\"addresses\":[\"10.0.0.5:2900\"]}\n",
+        );
+        let link = LinkId(2);
+        h.core.handle_connected(h.now, link);
+        h.drain();
+        (h, link)
+    }
+
     /// Drains like [`Harness::drain`], ending every event (nothing to write back) as the
     /// business code would, with the events that releases.
     fn drain_ended(&mut self) -> Vec<Action> {
@@ -955,17 +971,7 @@ fn connection_attempts_time_out_and_are_retried() {
 fn held_events_are_bounded_and_a_late_reload_reply_is_ignored() {
     let mut config = Harness::config();
     config.parked_events_max = 3;
-    let mut h = Harness::new(config);
-    let register = h.register.unwrap();
-    h.core.handle_connected(h.now, register);
-    h.core.handle_bytes(
-        h.now,
-        register,
-        b"{\"event\":\"broadcast_addresses\",\"addresses\":[\"10.0.0.5:2900\"]}\n",
-    );
-    let link = LinkId(2);
-    h.core.handle_connected(h.now, link);
-    h.drain();
+    let (mut h, link) = Harness::linked_to_one_gateway(config);
     let a = serialize(&map(vec![(PhpKey::from_bytes(b"n"), PhpValue::Int(1))]));
     h.core.handle_bytes(
         h.now,
@@ -1208,17 +1214,7 @@ fn a_clients_next_event_waits_for_the_end_of_the_previous_one() {
 fn events_held_behind_a_running_one_are_bounded() {
     let mut config = Harness::config();
     config.parked_events_max = 2;
-    let mut h = Harness::new(config);
-    let register = h.register.unwrap();
-    h.core.handle_connected(h.now, register);
-    h.core.handle_bytes(
-        h.now,
-        register,
-        b"{\"event\":\"broadcast_addresses\",\"addresses\":[\"10.0.0.5:2900\"]}\n",
-    );
-    let link = LinkId(2);
-    h.core.handle_connected(h.now, link);
-    h.drain();
+    let (mut h, link) = Harness::linked_to_one_gateway(config);
     for body in [&b"1"[..], b"2", b"3"] {
         h.core.handle_bytes(
             h.now,
