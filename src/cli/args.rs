@@ -295,6 +295,9 @@ pub struct WorkerArgs {
     /// Check the .wasm file every SECONDS and hot-reload it when it changes [default: off].
     #[arg(long, value_name = "SECONDS")]
     pub reload_poll: Option<u64>,
+    /// Serve Prometheus metrics at http://ADDRESS/metrics [default: off].
+    #[arg(long, value_name = "ADDRESS")]
+    pub metrics: Option<SocketAddr>,
 }
 
 /// `gatewayworker start`.
@@ -322,12 +325,16 @@ pub struct StartArgs {
     /// Secret key shared by the three roles [default: none].
     #[arg(long, value_name = "KEY")]
     pub secret: Option<String>,
+    /// Serve Prometheus metrics of all three roles at http://ADDRESS/metrics [default: off].
+    #[arg(long, value_name = "ADDRESS")]
+    pub metrics: Option<SocketAddr>,
 }
 
 impl WorkerArgs {
     /// These flags over `file` (flags win field by field).
     pub fn merge(mut self, file: WorkerArgs) -> WorkerArgs {
-        merge_fields!(self, file: WorkerArgs; wasm, name, count, register, secret, reload_poll);
+        merge_fields!(self, file: WorkerArgs; wasm, name, count, register, secret, reload_poll,
+            metrics);
         self
     }
 }
@@ -336,7 +343,7 @@ impl StartArgs {
     /// These flags over `file` (flags win field by field).
     pub fn merge(mut self, file: StartArgs) -> StartArgs {
         merge_fields!(self, file: StartArgs; wasm, listen, register, start_port, gateway_count,
-            worker_count, secret);
+            worker_count, secret, metrics);
         self
     }
 }
