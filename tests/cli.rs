@@ -908,6 +908,24 @@ fn client_subcommand_calls_the_gateway_api() {
         "{lines:?}"
     );
 
+    // A wrong secret straight to the gateway: it closes the query's connection.
+    let output = run(bin()
+        .args([
+            "client",
+            "--secret",
+            "nope",
+            "--gateway",
+            &format!("127.0.0.1:{lan}"),
+        ])
+        .arg("get-all-uid-count"));
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stderr_lines(&output),
+        [format!(
+            "gatewayworker: gateway 127.0.0.1:{lan}: closed the connection before answering (wrong secret key?)"
+        )]
+    );
+
     // The [client] table of a config file; the flag still wins over it.
     let config = write_file(
         "client.toml",

@@ -78,6 +78,7 @@ pub enum Command {
     #[command(
         after_help = "The flags before the call are also keys of the [client] table of the --config file.\nPrecedence: flag > config file > default; --register or --gateway on the command line\nreplaces both keys of the file."
     )]
+    #[command(subcommand_value_name = "CALL", subcommand_help_heading = "Calls")]
     Client(ClientArgs),
     /// Register + gateway + workers in one process, for a single machine. With no flags it
     /// runs the bundled chat example (wasm-workers/dist/chat.wasm) on the default ports.
@@ -549,7 +550,7 @@ pub enum ClientCall {
         group: String,
     },
     /// getClientCountByGroup: members of GROUP.
-    #[command(alias = "get-client-id-count-by-group")]
+    #[command(visible_alias = "get-client-id-count-by-group")]
     GetClientCountByGroup {
         /// The group.
         group: String,
@@ -562,7 +563,7 @@ pub enum ClientCall {
         group: Option<String>,
     },
     /// getAllClientCount: clients online in the cluster.
-    #[command(visible_alias = "online-count", alias = "get-all-client-id-count")]
+    #[command(visible_aliases = ["online-count", "get-all-client-id-count"])]
     GetAllClientCount,
     /// getAllUidList: uid => uid of every bound uid.
     GetAllUidList,
@@ -587,7 +588,7 @@ pub enum ClientCall {
     /// getAllGroupClientIdList: group => (client_id => client_id).
     GetAllGroupClientIdList,
     /// getAllGroupClientIdCount: group => clients.
-    #[command(alias = "get-all-group-count")]
+    #[command(visible_alias = "get-all-group-count")]
     GetAllGroupClientIdCount,
     /// batchGetClientIdByUid: uid => client ids, for each UID.
     BatchGetClientIdByUid {

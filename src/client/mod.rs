@@ -527,11 +527,14 @@ impl GatewayClient {
         gather.expire();
         let (result, unanswered) = gather.finish(settings.timeout_policy);
         failures.sort_by_key(|(slot, _)| *slot);
-        if !unanswered.is_empty() {
-            tracing::warn!(?unanswered, "query finished without every gateway's reply");
-        }
         match result {
-            Ok(value) => Ok(value),
+            Ok(value) => {
+                if !unanswered.is_empty() {
+                    // Partial policy: the caller gets a result, so say what it lacks.
+                    tracing::warn!(?unanswered, "query result without every gateway's reply");
+                }
+                Ok(value)
+            }
             Err(api) => match failures.into_iter().next() {
                 Some((slot, reason)) if slot < targets.len() => Err(ClientError::Gateway {
                     gateway: targets[slot],
