@@ -317,4 +317,11 @@ pub struct StartArgs {
     /// Secret key shared by the three roles [default: none].
     #[arg(long, value_name = "KEY")]
     pub secret: Option<String>,
+    /// Serve the demo chat page at http://ADDRESS/ (needs a websocket:// gateway)
+    /// [default: 0.0.0.0:55151].
+    #[arg(long, value_name = "ADDRESS", conflicts_with = "no_demo")]
+    pub demo_listen: Option<SocketAddr>,
+    /// Do not serve the demo chat page.
+    #[arg(long)]
+    pub no_demo: bool,
 }
