@@ -291,6 +291,9 @@ pub struct WorkerArgs {
     /// Check the .wasm file every SECONDS and hot-reload it when it changes [default: off].
     #[arg(long, value_name = "SECONDS")]
     pub reload_poll: Option<u64>,
+    /// Serve Prometheus metrics at http://ADDRESS/metrics [default: off].
+    #[arg(long, value_name = "ADDRESS")]
+    pub metrics: Option<SocketAddr>,
 }
 
 /// `gatewayworker start`.
@@ -317,6 +320,9 @@ pub struct StartArgs {
     /// Secret key shared by the three roles [default: none].
     #[arg(long, value_name = "KEY")]
     pub secret: Option<String>,
+    /// Serve Prometheus metrics of all three roles at http://ADDRESS/metrics [default: off].
+    #[arg(long, value_name = "ADDRESS")]
+    pub metrics: Option<SocketAddr>,
     /// Serve the demo chat page at http://ADDRESS/ (needs a websocket:// gateway)
     /// [default: 0.0.0.0:55151].
     #[arg(long, value_name = "ADDRESS", conflicts_with = "no_demo")]

@@ -115,6 +115,10 @@ async fn conn_loop<S: NetStream>(owner: &impl ConnOwner, stream: &mut S, io: &Co
     loop {
         let closing = io.outbox.borrow().closing;
         if closing == Some(Closing::Now) {
+            // As the original's `send` then `destroy`: what was queued before the close
+            // gets one non-blocking write (a reply sent just before destroyCurrentClient
+            // reaches the client); what the socket does not take now is dropped.
+            let _ = write_some(owner, stream, io);
             return ConnEnd::Closed(Closing::Now);
         }
         let written = match write_some(owner, stream, io) {
