@@ -190,6 +190,7 @@ async function main() {
     await waitNotice(ann, "bob joined");
     await waitMembers(ann, ["ann", "bob"]);
     await waitMembers(bob, ["ann", "bob"]);
+    assert.deepEqual(await notices(bob), [`You joined #${room} as bob`]);
   });
 
   await step("messages reach the other page (and the sender's own)", async () => {
@@ -217,6 +218,7 @@ async function main() {
     await waitMembers(ann, ["ann"]);
     const seen = await notices(ann);
     assert.deepEqual(seen, [`You joined #${room} as ann`, "bob joined", "bob left"]);
+    assert.equal(await bob.inputValue("#nick"), "bob", "bob's page keeps his nickname to rejoin");
   });
 
   await step("screenshot saved", async () => {
