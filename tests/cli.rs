@@ -968,3 +968,45 @@ fn the_demo_page_can_be_turned_off_and_needs_a_websocket_gateway() {
         "{lines:?}"
     );
 }
+
+/// Silent connections are bounded twice: each is closed unanswered after the 5 s request
+/// timeout (`demo::REQUEST_TIMEOUT`), and while 64 of them (`demo::CONNECTIONS_MAX`) are
+/// open a further connection is closed at once; once they are gone the page is served again.
+#[test]
+fn the_demo_page_closes_silent_connections_and_bounds_them() {
+    const CONNECTIONS_MAX: usize = 64;
+    const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+    let (mut server, _public, demo) = start_with_demo_page();
+    let opened = Instant::now();
+    let mut silent: Vec<TcpStream> = (0..CONNECTIONS_MAX)
+        .map(|_| TcpStream::connect_timeout(&demo, WAIT).unwrap())
+        .collect();
+    // Connections are accepted in order, so these all hold a slot before the next one.
+    std::thread::sleep(Duration::from_millis(300));
+
+    let mut over = TcpStream::connect_timeout(&demo, WAIT).unwrap();
+    over.set_read_timeout(Some(WAIT)).unwrap();
+    let _ = over.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut answer = Vec::new();
+    let _ = over.read_to_end(&mut answer); // EOF or reset: either way, no answer
+    assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+    assert!(opened.elapsed() < REQUEST_TIMEOUT, "refused at once");
+
+    for stream in &mut silent {
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+    }
+    let closed_after = opened.elapsed();
+    assert!(
+        closed_after >= REQUEST_TIMEOUT - Duration::from_millis(500) && closed_after < WAIT,
+        "silent connections closed after {closed_after:?}"
+    );
+    eventually("the page served again", || {
+        http_get(demo, "/")
+            .starts_with("HTTP/1.1 200 OK\r\n")
+            .then_some(())
+    });
+    assert_eq!(server.terminate().code(), Some(0));
+}
