@@ -930,8 +930,8 @@ fn the_demo_page_rejects_an_oversized_request_head() {
     assert_eq!(server.terminate().code(), Some(0));
 }
 
-/// `--no-demo` serves no page; `--demo-listen` with a gateway that does not speak
-/// websocket is refused in one line naming the flag.
+/// `--no-demo` serves no page; a demo port in use, or `--demo-listen` with a gateway that
+/// does not speak websocket, is refused in one line naming the flag.
 #[test]
 fn the_demo_page_can_be_turned_off_and_needs_a_websocket_gateway() {
     let (register, public, lan, demo) = (free_port(), free_port(), free_port(), free_port());
@@ -955,6 +955,23 @@ fn the_demo_page_can_be_turned_off_and_needs_a_websocket_gateway() {
     assert!(started.contains("demo=off"), "{started}");
     assert!(TcpStream::connect(("127.0.0.1", demo)).is_err());
     assert_eq!(off.terminate().code(), Some(0));
+
+    let taken = TcpListener::bind(("127.0.0.1", demo)).unwrap();
+    let in_use = run(&mut start(
+        format!("websocket://127.0.0.1:{public}"),
+        &["--demo-listen".to_owned(), format!("127.0.0.1:{demo}")],
+    ));
+    drop(taken);
+    assert_eq!(in_use.status.code(), Some(1));
+    let lines = stderr_lines(&in_use);
+    assert_eq!(
+        lines.last().unwrap(),
+        &format!(
+            "gatewayworker: --demo-listen: address 127.0.0.1:{demo} is in use \
+             (another --demo-listen ADDRESS, or --no-demo)"
+        ),
+        "{lines:?}"
+    );
 
     let refused = run(&mut start(
         format!("text://127.0.0.1:{public}"),

@@ -156,5 +156,15 @@ fn demo_listener(
         };
     }
     let addr = args.demo_listen.unwrap_or(demo::LISTEN_DEFAULT);
-    demo::DemoListener::bind(addr).map(Some)
+    match demo::DemoListener::bind(addr) {
+        Ok(listener) => Ok(Some(listener)),
+        // The page is an extra that a bare `start` asks for: say how to do without it.
+        Err(CliError::AddrInUse(addr)) => Err(CliError::BadSetting {
+            setting: "--demo-listen",
+            message: format!(
+                "address {addr} is in use (another --demo-listen ADDRESS, or --no-demo)"
+            ),
+        }),
+        Err(e) => Err(e),
+    }
 }
