@@ -323,4 +323,11 @@ pub struct StartArgs {
     /// Serve Prometheus metrics of all three roles at http://ADDRESS/metrics [default: off].
     #[arg(long, value_name = "ADDRESS")]
     pub metrics: Option<SocketAddr>,
+    /// Serve the demo chat page at http://ADDRESS/ (needs a websocket:// gateway)
+    /// [default: 0.0.0.0:55151].
+    #[arg(long, value_name = "ADDRESS", conflicts_with = "no_demo")]
+    pub demo_listen: Option<SocketAddr>,
+    /// Do not serve the demo chat page.
+    #[arg(long)]
+    pub no_demo: bool,
 }
