@@ -329,6 +329,14 @@ pub struct StartArgs {
     /// Serve Prometheus metrics of all three roles at http://ADDRESS/metrics [default: off].
     #[arg(long, value_name = "ADDRESS")]
     pub metrics: Option<SocketAddr>,
+    /// Serve the demo chat page at http://ADDRESS/ (needs a websocket:// gateway)
+    /// [default: 0.0.0.0:55151].
+    #[arg(long, value_name = "ADDRESS", conflicts_with = "no_demo")]
+    pub demo_listen: Option<SocketAddr>,
+    /// Do not serve the demo chat page.
+    #[arg(long)]
+    #[serde(default)]
+    pub no_demo: bool,
 }
 
 impl WorkerArgs {
@@ -343,8 +351,32 @@ impl WorkerArgs {
 impl StartArgs {
     /// These flags over `file` (flags win field by field).
     pub fn merge(mut self, file: StartArgs) -> StartArgs {
-        merge_fields!(self, file: StartArgs; wasm, listen, register, start_port, gateway_count,
-            worker_count, secret, metrics);
+        let StartArgs {
+            wasm,
+            listen,
+            register,
+            start_port,
+            gateway_count,
+            worker_count,
+            secret,
+            metrics,
+            demo_listen,
+            no_demo,
+        } = file;
+        self.wasm = self.wasm.or(wasm);
+        self.listen = self.listen.or(listen);
+        self.register = self.register.or(register);
+        self.start_port = self.start_port.or(start_port);
+        self.gateway_count = self.gateway_count.or(gateway_count);
+        self.worker_count = self.worker_count.or(worker_count);
+        self.secret = self.secret.or(secret);
+        self.metrics = self.metrics.or(metrics);
+        // The demo page is one setting: `--no-demo` or `--demo-listen` on the command line
+        // replaces both keys of the file.
+        if !self.no_demo && self.demo_listen.is_none() {
+            self.demo_listen = demo_listen;
+            self.no_demo = no_demo;
+        }
         self
     }
 }

@@ -208,6 +208,16 @@ mod tests {
         .merge(file.start);
         assert_eq!(start.secret.as_deref(), Some("flag"));
         assert_eq!(start.worker_count, Some(3));
+        // The demo page: the file's `no-demo` holds unless a flag names the page.
+        let demo_file = ConfigFile::parse("[start]\nno-demo = true\n").unwrap();
+        assert!(StartArgs::default().merge(demo_file.start.clone()).no_demo);
+        let flag = StartArgs {
+            demo_listen: Some("127.0.0.1:8000".parse().unwrap()),
+            ..StartArgs::default()
+        }
+        .merge(demo_file.start);
+        assert!(!flag.no_demo);
+        assert_eq!(flag.demo_listen, Some("127.0.0.1:8000".parse().unwrap()));
         // --gateway on the command line replaces the file's register: one source only.
         let client = ClientOptions {
             gateway: Some(vec!["127.0.0.1:2000".into()]),

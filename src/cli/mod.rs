@@ -18,6 +18,7 @@ mod address;
 mod args;
 mod client;
 mod config;
+mod demo;
 mod error;
 mod gateway;
 mod logging;

@@ -1,18 +1,20 @@
 //! `gatewayworker start`: a register, a gateway and business workers in one process, for a
 //! single machine. With no flags it runs the bundled chat example on the original's
-//! default ports (register 1236, websocket 8282, lan ports from 2000).
+//! default ports (register 1236, websocket 8282, lan ports from 2000), plus the demo chat
+//! page on http://0.0.0.0:55151/ (`demo`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use gatewayworker::gateway::shards;
+use gatewayworker::protocol::public::PublicProtocol;
 use gatewayworker::register::driver as register_driver;
 
 use super::args::{GatewayArgs, RegisterArgs, StartArgs, WorkerArgs};
 use super::error::CliError;
 use super::metrics::{MetricsServer, Source};
 use super::signals::Termination;
-use super::{gateway, register, worker};
+use super::{demo, gateway, register, worker};
 
 /// The bundled demo worker, relative to the repository root.
 pub const WASM_DEFAULT: &str = "wasm-workers/dist/chat.wasm";
@@ -56,11 +58,25 @@ pub fn run(args: StartArgs) -> Result<(), CliError> {
     })?;
 
     gateway::probe_addresses(&gateway_settings)?;
+    let demo_listener = demo_listener(&args, gateway_settings.core.protocol)?;
+    let scheme = if gateway_settings.tls.is_some() {
+        "wss"
+    } else {
+        "ws"
+    };
     let listen = gateway_settings.listen;
     let gateway_source = Source::gateway(gateway_settings.count);
     let gateway = shards::start_observed(gateway_settings, |i| gateway_source.gateway_observer(i))
         .map_err(|e| CliError::bind(listen, e))?;
     let workers = worker::start(worker_settings)?;
+    let demo = demo_listener
+        .map(|listener| {
+            listener.serve(demo::Gateway {
+                scheme,
+                public_addr: gateway.public_addr,
+            })
+        })
+        .transpose()?;
     let metrics = args
         .metrics
         .map(|addr| {
@@ -77,6 +93,7 @@ pub fn run(args: StartArgs) -> Result<(), CliError> {
         public = %gateway.public_addr,
         lan = ?gateway.lan_addrs,
         wasm = %wasm.display(),
+        demo = %demo.as_ref().map_or("off".to_owned(), |d| d.url()),
         "gatewayworker started"
     );
     println!(
@@ -87,9 +104,18 @@ pub fn run(args: StartArgs) -> Result<(), CliError> {
         register.addr,
         gateway.lan_addrs,
     );
+    if let Some(demo) = &demo {
+        println!(
+            "gatewayworker: demo chat page at {} — open it in a browser",
+            demo.url()
+        );
+    }
 
     let signal = termination.wait(|| gateway.is_finished() || register.is_finished());
     tracing::info!(signal = signal.unwrap_or("none"), "stopping");
+    if let Some(demo) = demo {
+        demo.shutdown();
+    }
     let workers = workers
         .shutdown()
         .map_err(|e| CliError::io("business worker", e));
@@ -108,4 +134,37 @@ pub fn run(args: StartArgs) -> Result<(), CliError> {
         ));
     }
     Ok(())
+}
+
+/// Binds the demo page's port unless `--no-demo`. The page talks websocket, so a gateway
+/// on `text://` or `frame://` gets no page: an error when `--demo-listen` asked for one,
+/// silently off otherwise.
+fn demo_listener(
+    args: &StartArgs,
+    protocol: PublicProtocol,
+) -> Result<Option<demo::DemoListener>, CliError> {
+    if args.no_demo {
+        return Ok(None);
+    }
+    if protocol != PublicProtocol::Websocket {
+        return match args.demo_listen {
+            Some(_) => Err(CliError::BadSetting {
+                setting: "--demo-listen",
+                message: "the demo page needs a websocket:// gateway (see --listen)".to_owned(),
+            }),
+            None => Ok(None),
+        };
+    }
+    let addr = args.demo_listen.unwrap_or(demo::LISTEN_DEFAULT);
+    match demo::DemoListener::bind(addr) {
+        Ok(listener) => Ok(Some(listener)),
+        // The page is an extra that a bare `start` asks for: say how to do without it.
+        Err(CliError::AddrInUse(addr)) => Err(CliError::BadSetting {
+            setting: "--demo-listen",
+            message: format!(
+                "address {addr} is in use (another --demo-listen ADDRESS, or --no-demo)"
+            ),
+        }),
+        Err(e) => Err(e),
+    }
 }
