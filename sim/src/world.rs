@@ -543,9 +543,14 @@ impl Actor {
                         pinged = true;
                         self.world.borrow_mut().pinged += 1;
                     }
-                    Ok(false) | Err(Lost) => {
+                    Ok(false) => {
                         self.violation("no echo after the faults healed".into());
                         client = None;
+                        continue;
+                    }
+                    Err(Lost) => {
+                        self.violation("connection lost after the faults healed".into());
+                        self.lost(client.take().expect("connected"));
                         continue;
                     }
                 }
@@ -584,9 +589,16 @@ impl Actor {
                 query: Some((name, args)),
                 changes: true,
             };
-            if self.run_op_checked(client, op, true).await.is_err() {
-                self.violation("connection lost during the audit".into());
-                return;
+            match self.run_op_checked(client, op, true).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.violation("no reply during the audit".into());
+                    return;
+                }
+                Err(Lost) => {
+                    self.violation("connection lost during the audit".into());
+                    return;
+                }
             }
         }
         if self.exact {
@@ -841,7 +853,8 @@ impl Actor {
         if client.conn.send(&request).await.is_err() {
             return Err(Lost);
         }
-        if self.config.faults.client_drop && self.program.chance(3) {
+        let in_workload = self.world.borrow().phase == Phase::Workload;
+        if self.config.faults.client_drop && in_workload && self.program.chance(3) {
             self.record(format!("drops {} mid-op", client.id));
             self.world
                 .borrow_mut()
