@@ -214,7 +214,10 @@ pub struct Model {
     history: Vec<Transition>,
     sends: BTreeMap<u64, SendRecord>,
     last_from: BTreeMap<(ClientId, ClientId), u64>,
-    closes_seen: BTreeSet<(ClientId, ClientId)>,
+    closes_seen: BTreeMap<(ClientId, ClientId), usize>,
+    /// Connections per client id: a restarted gateway counts connection ids from 1
+    /// again, as the original does, so an id names several connections over a run.
+    incarnations: BTreeMap<ClientId, usize>,
     /// Every client id ever connected.
     pub ever_clients: BTreeSet<ClientId>,
     /// Violations found, in order.
@@ -244,6 +247,7 @@ impl Model {
     pub fn begin(&mut self, change: Change, now: Duration) -> usize {
         if let Change::Connect(id) = &change {
             self.ever_clients.insert(id.clone());
+            *self.incarnations.entry(id.clone()).or_default() += 1;
         }
         let state = self.current().apply(&change);
         self.history.push(Transition {
@@ -351,12 +355,15 @@ impl Model {
                 "{recipient} heard of the close of {closed} but never watched closes"
             ));
         }
-        if !self
+        let heard = self
             .closes_seen
-            .insert((recipient.to_string(), closed.to_string()))
-        {
+            .entry((recipient.to_string(), closed.to_string()))
+            .or_default();
+        *heard += 1;
+        let (heard, lives) = (*heard, self.incarnations.get(closed).copied().unwrap_or(0));
+        if heard > lives {
             self.violation(format!(
-                "{recipient} heard of the close of {closed} twice"
+                "{recipient} heard of the close of {closed} {heard} times, for {lives} connection(s)"
             ));
         }
     }
