@@ -8,7 +8,7 @@ use sim::{Faults, SimConfig};
 
 /// Seeds per sweep: sized so that the whole file stays within a few minutes in a debug
 /// test build on a 2-core machine.
-const SWEEP_SEEDS: u64 = 6;
+const SWEEP_SEEDS: u64 = 12;
 
 fn check(config: &SimConfig) -> sim::Outcome {
     let outcome = sim::run(config);
@@ -58,4 +58,27 @@ fn the_same_seed_gives_the_same_trace_hash() {
     );
     let other = check(&SimConfig::new(78, Faults::all()));
     assert_ne!(first.hash(), other.hash(), "another seed, another trace");
+}
+
+/// Seed 5 without faults: `destroyCurrentClient` arriving in the same read as its reply
+/// lost the reply (a difference from the original, recorded in
+/// `sim::world::ALLOW_LOST_DESTROY_REPLY`); the run must pass with the allowance.
+#[test]
+fn regression_seed_5_destroy_current_client_reply() {
+    let outcome = check(&SimConfig::new(5, Faults::none()));
+    assert!(
+        outcome
+            .trace
+            .tail(usize::MAX)
+            .contains("before its reply arrived"),
+        "seed 5 still exercises the lost reply"
+    );
+}
+
+/// Seed 117 with every fault: a restarted gateway hands out client ids again (as the
+/// original: connection ids restart at 1), so two connections share an id and both
+/// closes reach a `closewatch` member; the model counts connections per id.
+#[test]
+fn regression_seed_117_client_ids_reused_after_a_gateway_restart() {
+    check(&SimConfig::new(117, Faults::all()));
 }
