@@ -240,7 +240,8 @@ impl Schedule {
                 }
                 Kind::RegisterLoss => {
                     out.push(Action::Crash("register".into()));
-                    self.pending.push((until, Action::Bounce("register".into())));
+                    self.pending
+                        .push((until, Action::Bounce("register".into())));
                 }
                 Kind::Reload => {
                     out.push(Action::Reload(self.rng.below(self.workers as u64) as usize));

@@ -273,8 +273,13 @@ pub fn run(config: &SimConfig) -> Outcome {
         let net = TurmoilNet::default();
         let any = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), REGISTER_PORT);
         let listener = net.bind(any, false).await?;
-        register_driver::serve(net, RegisterConfig::new(""), listener, std::future::pending())
-            .await?;
+        register_driver::serve(
+            net,
+            RegisterConfig::new(""),
+            listener,
+            std::future::pending(),
+        )
+        .await?;
         Ok(())
     });
 
@@ -399,7 +404,9 @@ pub fn run(config: &SimConfig) -> Outcome {
     drop(sim);
     let mut shared = world.borrow_mut();
     if let Err(e) = finished {
-        shared.model.violation(format!("the simulation did not finish: {e}"));
+        shared
+            .model
+            .violation(format!("the simulation did not finish: {e}"));
     }
     Outcome {
         seed: config.seed,
@@ -514,11 +521,7 @@ impl Actor {
         loop {
             let (phase, audited, all_pinged) = {
                 let w = self.world.borrow();
-                (
-                    w.phase,
-                    w.audited,
-                    w.pinged == self.config.workload.clients,
-                )
+                (w.phase, w.audited, w.pinged == self.config.workload.clients)
             };
             if audited {
                 break;
@@ -578,7 +581,15 @@ impl Actor {
     async fn audit(&mut self, client: &mut Client) {
         let state = self.world.borrow().model.current().clone();
         let mut ids: Vec<ClientId> = state.clients.keys().cloned().collect();
-        ids.extend(self.world.borrow().model.ever_clients.iter().take(3).cloned());
+        ids.extend(
+            self.world
+                .borrow()
+                .model
+                .ever_clients
+                .iter()
+                .take(3)
+                .cloned(),
+        );
         let queries = audit_queries(&self.config.workload, &ids);
         self.record(format!("audit: {} queries", queries.len()));
         for (name, args) in queries {
@@ -647,8 +658,8 @@ impl Actor {
         let _guard = self.lock.clone().lock_owned().await;
         let gateway = self.program.below(self.config.gateways as u64) as usize;
         let shard = self.program.below(self.config.shards as u64) as u16;
-        let text = gateway
-            >= self.config.gateways - self.config.text_gateways.min(self.config.gateways);
+        let text =
+            gateway >= self.config.gateways - self.config.text_gateways.min(self.config.gateways);
         let host = format!("gw{gateway}");
         let started = now();
         self.connects += 1;
