@@ -167,18 +167,19 @@ pub struct Schedule {
     kinds: Vec<Kind>,
     gateways: usize,
     workers: usize,
+    clients: usize,
     next_at: Duration,
     /// Actions due later (repairs), by time.
     pending: Vec<(Duration, Action)>,
 }
 
 impl Schedule {
-    /// A schedule for `faults` over a world of `gateways` and `workers`, starting at `from`.
+    /// A schedule for `faults` over a world of `gateways`, `workers` and `clients`,
+    /// starting at `from`.
     pub fn new(
         seed: u64,
         faults: Faults,
-        gateways: usize,
-        workers: usize,
+        (gateways, workers, clients): (usize, usize, usize),
         from: Duration,
     ) -> Schedule {
         Schedule {
@@ -186,6 +187,7 @@ impl Schedule {
             kinds: faults.host_kinds(),
             gateways,
             workers,
+            clients,
             next_at: from,
             pending: Vec::new(),
         }
@@ -218,7 +220,12 @@ impl Schedule {
             let until = now + lasts;
             match kind {
                 Kind::Hold => {
-                    let a = self.host();
+                    // One side may be a client: its link to its gateway stalls too.
+                    let a = if self.clients > 0 && self.rng.below(4) == 0 {
+                        format!("c{}", self.rng.below(self.clients as u64))
+                    } else {
+                        self.host()
+                    };
                     let b = loop {
                         let b = self.host();
                         if b != a {
@@ -276,7 +283,7 @@ mod tests {
 
     #[test]
     fn every_fault_is_repaired() {
-        let mut s = Schedule::new(3, Faults::all(), 2, 2, Duration::ZERO);
+        let mut s = Schedule::new(3, Faults::all(), (2, 2, 6), Duration::ZERO);
         let mut open = 0i64;
         for ms in 0..60_000 {
             for a in s.due(Duration::from_millis(ms), ms < 50_000) {

@@ -6,8 +6,8 @@
 //! ```
 //! `--seed S` runs one seed (and prints its trace tail on failure); `--seeds N` runs seeds
 //! `S..S+N` (S defaults to 0); `--duration SECS` keeps sweeping new seeds until that much
-//! real time has passed; `--faults none|all|name,name` picks the faults; `--clients N` and
-//! `--ops N` size the workload. Prints seeds per minute at the end; exits 1 on a failure.
+//! real time has passed; `--faults none|all|name,name` picks the faults; `--clients N`,
+//! `--ops N`, `--gateways N`, `--shards N`, `--workers N`, `--instances N` size the world. Prints seeds per minute at the end; exits 1 on a failure.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -21,6 +21,10 @@ struct Args {
     faults: Faults,
     clients: Option<usize>,
     ops: Option<usize>,
+    gateways: Option<usize>,
+    shards: Option<usize>,
+    workers: Option<usize>,
+    instances: Option<u32>,
     verbose: bool,
 }
 
@@ -32,6 +36,10 @@ fn parse() -> Result<Args, String> {
         faults: Faults::none(),
         clients: None,
         ops: None,
+        gateways: None,
+        shards: None,
+        workers: None,
+        instances: None,
         verbose: false,
     };
     let mut it = std::env::args().skip(1);
@@ -45,9 +53,13 @@ fn parse() -> Result<Args, String> {
             "--faults" => args.faults = Faults::parse(&value()?)?,
             "--clients" => args.clients = Some(number(value()?)? as usize),
             "--ops" => args.ops = Some(number(value()?)? as usize),
+            "--gateways" => args.gateways = Some(number(value()?)?.max(1) as usize),
+            "--shards" => args.shards = Some(number(value()?)?.max(1) as usize),
+            "--workers" => args.workers = Some(number(value()?)?.max(1) as usize),
+            "--instances" => args.instances = Some(number(value()?)?.max(1) as u32),
             "--verbose" => args.verbose = true,
             "--help" | "-h" => {
-                return Err("usage: sim [--seed S] [--seeds N] [--duration SECS] [--faults none|all|list] [--clients N] [--ops N] [--verbose]".into())
+                return Err("usage: sim [--seed S] [--seeds N] [--duration SECS] [--faults none|all|list] [--clients N] [--ops N] [--gateways N] [--shards N] [--workers N] [--instances N] [--verbose]".into())
             }
             other => return Err(format!("unknown argument {other}")),
         }
@@ -78,6 +90,18 @@ fn main() -> ExitCode {
         }
         if let Some(o) = args.ops {
             config.workload.ops_per_client = o;
+        }
+        if let Some(g) = args.gateways {
+            config.gateways = g;
+        }
+        if let Some(s) = args.shards {
+            config.shards = s;
+        }
+        if let Some(w) = args.workers {
+            config.workers = w;
+        }
+        if let Some(i) = args.instances {
+            config.instances = i;
         }
         let outcome = sim::run(&config);
         ran += 1;
