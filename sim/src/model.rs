@@ -504,6 +504,48 @@ pub fn expect_query(state: &State, op: &str, args: &Value) -> Option<Value> {
             .collect::<BTreeSet<_>>()
             .len()),
         "getAllGroupIdList" => strings(all.values().flat_map(|c| c.groups.iter().cloned())),
+        // `GroupScan::Complete` (the worker's default): every client is scanned, none
+        // stops the scan (ops.md 5.4 quirk, decided in the worker core).
+        "getAllGroupUidList" | "getAllGroupUidCount" => {
+            let mut map: BTreeMap<&String, BTreeSet<&String>> = BTreeMap::new();
+            for c in all.values() {
+                if let Some(uid) = &c.uid {
+                    for g in &c.groups {
+                        map.entry(g).or_default().insert(uid);
+                    }
+                }
+            }
+            let count = op == "getAllGroupUidCount";
+            Value::Object(
+                map.into_iter()
+                    .map(|(g, uids)| {
+                        let v = if count {
+                            json!(uids.len())
+                        } else {
+                            json!(uids)
+                        };
+                        (g.clone(), v)
+                    })
+                    .collect(),
+            )
+        }
+        "getAllGroupClientIdList" | "getAllGroupClientIdCount" => {
+            let mut map: BTreeMap<&String, BTreeSet<&ClientId>> = BTreeMap::new();
+            for (id, c) in all {
+                for g in &c.groups {
+                    map.entry(g).or_default().insert(id);
+                }
+            }
+            let count = op == "getAllGroupClientIdCount";
+            Value::Object(
+                map.into_iter()
+                    .map(|(g, ids)| {
+                        let v = if count { json!(ids.len()) } else { json!(ids) };
+                        (g.clone(), v)
+                    })
+                    .collect(),
+            )
+        }
         "getSession" => match all.get(arg("client_id")) {
             Some(c) => session_json(&c.session),
             None => Value::Null,

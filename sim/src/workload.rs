@@ -112,7 +112,21 @@ const QUERIES: &[(&str, Arg)] = &[
     ("getUidListByGroup", Arg::Group),
     ("getUidCountByGroup", Arg::Group),
     ("getAllGroupIdList", Arg::None),
+    ("getAllGroupUidList", Arg::None),
+    ("getAllGroupUidCount", Arg::None),
+    ("getAllGroupClientIdList", Arg::None),
+    ("getAllGroupClientIdCount", Arg::None),
     ("getSession", Arg::ClientId),
+    ("batchGetClientIdByUid", Arg::Uids),
+    ("batchGetClientIdCountByGroup", Arg::Groups),
+    ("isUidsOnline", Arg::Uids),
+];
+
+/// Ops the worker-side `Lib\Gateway` lacks (GatewayClient only): `ok:false` in a worker.
+pub const GC_ONLY: &[&str] = &[
+    "batchGetClientIdByUid",
+    "batchGetClientIdCountByGroup",
+    "isUidsOnline",
 ];
 
 /// Every query of [`QUERIES`] with all its argument values, for the final audit.
@@ -125,6 +139,8 @@ pub fn audit_queries(config: &WorkloadConfig, clients: &[ClientId]) -> Vec<(Stri
             Arg::Uid => (0..config.uids)
                 .map(|u| json!({ "uid": format!("u{u}") }))
                 .collect(),
+            Arg::Uids => vec![json!({ "uids": ["u0", "u1"] })],
+            Arg::Groups => vec![json!({ "groups": ["g0", "closewatch"] })],
             Arg::Group | Arg::GroupOrAll => {
                 let mut v: Vec<Value> = group_names(config)
                     .into_iter()
@@ -154,6 +170,8 @@ enum Arg {
     Uid,
     Group,
     GroupOrAll,
+    Uids,
+    Groups,
 }
 
 /// What an op does to the model when its reply arrives.
@@ -464,6 +482,8 @@ impl Program {
                         json!({ "client_id": id })
                     }
                     Arg::Uid => json!({ "uid": self.uid() }),
+                    Arg::Uids => json!({ "uids": [self.uid(), self.uid()] }),
+                    Arg::Groups => json!({ "groups": [self.group()] }),
                     Arg::Group => json!({ "group": self.group() }),
                     Arg::GroupOrAll => {
                         if self.chance(30) {

@@ -82,3 +82,20 @@ fn regression_seed_5_destroy_current_client_reply() {
 fn regression_seed_117_client_ids_reused_after_a_gateway_restart() {
     check(&SimConfig::new(117, Faults::all()));
 }
+
+/// Each fault on its own switch, two seeds each.
+#[test]
+fn each_fault_alone_matches_the_model() {
+    let started = Instant::now();
+    for (i, name) in sim::faults::NAMES.iter().enumerate() {
+        let faults = Faults::parse(name).expect("a known fault");
+        for seed in 0..2 {
+            check(&SimConfig::new(3000 + 10 * i as u64 + seed, faults));
+        }
+    }
+    println!(
+        "{} single-fault seeds in {:.1}s",
+        2 * sim::faults::NAMES.len(),
+        started.elapsed().as_secs_f64()
+    );
+}
