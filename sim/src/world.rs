@@ -673,10 +673,13 @@ impl Actor {
             Ok(Ok(conn)) => conn,
             Ok(Err(e)) => {
                 self.record(format!("connect to {host} failed: {e}"));
+                // The TCP connection may have been accepted before the handshake failed.
+                self.world.borrow_mut().model.on_connect_abandoned();
                 return None;
             }
             Err(_) => {
                 self.record(format!("connect to {host} timed out"));
+                self.world.borrow_mut().model.on_connect_abandoned();
                 return None;
             }
         };
@@ -690,11 +693,13 @@ impl Actor {
                 m = conn.recv() => m,
                 () = tokio::time::sleep_until(deadline) => {
                     self.record(format!("no connect event from {host}"));
+                    self.world.borrow_mut().model.on_connect_abandoned();
                     return None;
                 }
             };
             let Some(text) = message else {
                 self.record(format!("{host} closed before the connect event"));
+                self.world.borrow_mut().model.on_connect_abandoned();
                 return None;
             };
             let event: Option<Value> = serde_json::from_str(&text).ok();
@@ -834,6 +839,7 @@ impl Actor {
         };
         let started = now();
         let mut transition = None;
+        let mut sent_op = None;
         {
             let mut w = self.world.borrow_mut();
             w.ops += 1;
@@ -842,6 +848,7 @@ impl Actor {
                     w.op_number += 1;
                     let n = w.op_number;
                     op.args["message"] = json!(message_text(n));
+                    sent_op = Some(n);
                     w.model.on_send(n, &client.id, target.clone(), started);
                 }
                 Effect::Change(change) => {
@@ -898,6 +905,9 @@ impl Actor {
             }
         };
         self.record(format!("reply {reply}"));
+        if let Some(n) = sent_op {
+            self.world.borrow_mut().model.on_send_replied(n);
+        }
         if let Some(t) = transition {
             self.world.borrow_mut().model.end(t, now());
         }

@@ -17,6 +17,13 @@ fn check(config: &SimConfig) -> sim::Outcome {
     outcome
 }
 
+/// The world the early regression seeds were found in: one shard per gateway.
+fn one_shard(seed: u64, faults: Faults) -> SimConfig {
+    let mut config = SimConfig::new(seed, faults);
+    config.shards = 1;
+    config
+}
+
 fn sweep(faults: Faults, first: u64) {
     let started = Instant::now();
     for seed in first..first + SWEEP_SEEDS {
@@ -65,7 +72,7 @@ fn the_same_seed_gives_the_same_trace_hash() {
 /// `sim::world::ALLOW_LOST_DESTROY_REPLY`); the run must pass with the allowance.
 #[test]
 fn regression_seed_5_destroy_current_client_reply() {
-    let outcome = check(&SimConfig::new(5, Faults::none()));
+    let outcome = check(&one_shard(5, Faults::none()));
     assert!(
         outcome
             .trace
@@ -80,7 +87,22 @@ fn regression_seed_5_destroy_current_client_reply() {
 /// closes reach a `closewatch` member; the model counts connections per id.
 #[test]
 fn regression_seed_117_client_ids_reused_after_a_gateway_restart() {
-    check(&SimConfig::new(117, Faults::all()));
+    check(&one_shard(117, Faults::all()));
+}
+
+/// Seed 1004 without faults (2 shards): a client closed by another while its own
+/// `sendToGroup` was on the way; the send never ran, so no member may be required to get
+/// it (the liveness check counts only sends whose reply came).
+#[test]
+fn regression_seed_1004_a_send_of_a_client_closed_mid_op() {
+    check(&SimConfig::new(1004, Faults::none()));
+}
+
+/// Seed 2002 with every fault (2 shards): a connection given up before its connect event
+/// still existed on the gateway, and its close reached a `closewatch` member.
+#[test]
+fn regression_seed_2002_the_close_of_an_abandoned_connection() {
+    check(&SimConfig::new(2002, Faults::all()));
 }
 
 /// Each fault on its own switch, two seeds each.
