@@ -752,3 +752,75 @@ fn start_runs_register_gateway_and_the_chat_worker_in_one_process() {
     }
     assert_eq!(server.terminate().code(), Some(0));
 }
+
+/// `start --metrics`: one endpoint with the three roles, the worker's event counters and
+/// duration histogram included, all moving with real traffic.
+#[test]
+fn start_metrics_cover_register_gateway_and_worker_events() {
+    let (register, public, lan, metrics) = (free_port(), free_port(), free_port(), free_port());
+    let wasm = concat!(env!("CARGO_MANIFEST_DIR"), "/wasm-workers/dist/chat.wasm");
+    let metrics_addr: SocketAddr = format!("127.0.0.1:{metrics}").parse().unwrap();
+    let mut server = Server::start(
+        bin()
+            .args(["start", "--wasm", wasm])
+            .args(["--register", &format!("127.0.0.1:{register}")])
+            .args(["--listen", &format!("text://127.0.0.1:{public}")])
+            .args(["--start-port", &lan.to_string()])
+            .args(["--metrics", &metrics_addr.to_string()]),
+    );
+    server.wait_for("gatewayworker started");
+    let mut alice = eventually("a worker linked to the gateway", || {
+        ChatClient::login(public, "r1", "alice")
+    });
+    alice.send(r#"{"type":"say","text":"counted"}"#);
+    let said = alice.next_line().expect("alice hears herself");
+    assert!(said.contains("counted"), "{said}");
+
+    // Counters are published once a second; wait for the gateway's to include the message.
+    let response = eventually("gateway counters published", || {
+        let response = http_get(metrics_addr, "/metrics");
+        response
+            .contains("gatewayworker_client_messages_total{shard=\"0\",direction=\"in\"} 2\n")
+            .then_some(response)
+    });
+    for name in [
+        "gatewayworker_build_info{version=\"0.1.0\",role=\"start\"} 1",
+        "# TYPE gatewayworker_register_gateways gauge",
+        "# TYPE gatewayworker_clients gauge",
+        "# TYPE gatewayworker_bytes_total counter",
+        "# TYPE gatewayworker_queued_bytes gauge",
+        "gatewayworker_worker_gateway_links{instance=\"0\"} 1",
+        "gatewayworker_worker_gateway_links{instance=\"1\"} 1",
+        "# TYPE gatewayworker_worker_events_total counter",
+        "# TYPE gatewayworker_wasm_instantiations_total counter",
+        "# TYPE gatewayworker_wasm_reloads_total counter",
+        "# TYPE gatewayworker_wasm_rollbacks_total counter",
+        "gatewayworker_wasm_failures_total{kind=\"trap\"} 0",
+        "gatewayworker_wasm_failures_total{kind=\"out_of_fuel\"} 0",
+        "# TYPE gatewayworker_worker_event_duration_seconds histogram",
+    ] {
+        assert!(response.contains(name), "{name} missing:\n{response}");
+    }
+    // connect + login + say, on whichever instance: at least three events, all ok, all
+    // in the histogram.
+    let value = |prefix: &str| -> u64 {
+        response
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+            .sum()
+    };
+    let ok = value("gatewayworker_worker_events_total{instance=\"0\",result=\"ok\"}")
+        + value("gatewayworker_worker_events_total{instance=\"1\",result=\"ok\"}");
+    assert!(ok >= 3, "events ok {ok}:\n{response}");
+    assert_eq!(
+        value("gatewayworker_worker_event_duration_seconds_count"),
+        ok,
+        "every event timed"
+    );
+    assert_eq!(
+        value("gatewayworker_worker_event_duration_seconds_bucket{le=\"+Inf\"}"),
+        ok
+    );
+    assert_eq!(server.terminate().code(), Some(0));
+}

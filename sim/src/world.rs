@@ -44,14 +44,6 @@ pub const LAN_PORT: u16 = 2300;
 pub const PUBLIC_PORT: u16 = 7272;
 /// When clients start: after the workers have had time to find the gateways.
 const CLIENTS_START: Duration = Duration::from_secs(3);
-/// `destroyCurrentClient` answers before it destroys (ops.md 5.7) and the original's
-/// client receives that reply: workerman's `send()` hands it to the kernel at once, and
-/// the kernel still sends it after `destroy()` closes the socket. Our gateway driver
-/// queues the reply and an immediate close (`Closing::Now` in `net::conn`) drops the
-/// queue unwritten, so the reply is lost whenever the DESTROY arrives in the same read as
-/// the reply (seed 5 without faults finds it). Recorded, not fixed here (outside `sim/`);
-/// until it is, the oracle accepts the lost reply. Set to false to see the bug.
-pub const ALLOW_LOST_DESTROY_REPLY: bool = true;
 /// Fuel between two yields of a long guest event (as production's default).
 const FUEL_YIELD_INTERVAL: u64 = 10_000_000;
 
@@ -880,17 +872,7 @@ impl Actor {
             return Ok(false);
         }
         let deadline = Instant::now() + self.config.op_timeout;
-        let waited = self.wait_reply(client, &id, deadline).await;
-        if waited.is_err() && op.name == "destroyCurrentClient" && ALLOW_LOST_DESTROY_REPLY {
-            // Found by seed 5 (no faults): see ALLOW_LOST_DESTROY_REPLY.
-            self.record(format!("destroyed {} before its reply arrived", client.id));
-            self.world
-                .borrow_mut()
-                .model
-                .apply_now(Change::Disconnect(client.id.clone()), now());
-            return Ok(false);
-        }
-        let reply = match waited? {
+        let reply = match self.wait_reply(client, &id, deadline).await? {
             Some(reply) => reply,
             None => {
                 self.record(format!("no reply to {id}; disconnects"));

@@ -291,6 +291,9 @@ pub struct WorkerArgs {
     /// Check the .wasm file every SECONDS and hot-reload it when it changes [default: off].
     #[arg(long, value_name = "SECONDS")]
     pub reload_poll: Option<u64>,
+    /// Serve Prometheus metrics at http://ADDRESS/metrics [default: off].
+    #[arg(long, value_name = "ADDRESS")]
+    pub metrics: Option<SocketAddr>,
 }
 
 /// `gatewayworker start`.
@@ -317,4 +320,7 @@ pub struct StartArgs {
     /// Secret key shared by the three roles [default: none].
     #[arg(long, value_name = "KEY")]
     pub secret: Option<String>,
+    /// Serve Prometheus metrics of all three roles at http://ADDRESS/metrics [default: off].
+    #[arg(long, value_name = "ADDRESS")]
+    pub metrics: Option<SocketAddr>,
 }

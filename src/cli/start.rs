@@ -10,6 +10,7 @@ use gatewayworker::register::driver as register_driver;
 
 use super::args::{GatewayArgs, RegisterArgs, StartArgs, WorkerArgs};
 use super::error::CliError;
+use super::metrics::{MetricsServer, Source};
 use super::signals::Termination;
 use super::{gateway, register, worker};
 
@@ -33,8 +34,10 @@ pub fn run(args: StartArgs) -> Result<(), CliError> {
     let termination = Termination::install()?;
 
     // The register first: with port 0 the others need the port it got.
+    let register_source = Source::register();
     let register =
-        register_driver::start(register_settings).map_err(|e| CliError::bind(register_addr, e))?;
+        register_driver::start_observed(register_settings, register_source.register_observer())
+            .map_err(|e| CliError::bind(register_addr, e))?;
     let register_addr = register.addr.to_string();
     let gateway_settings = gateway::settings(&GatewayArgs {
         listen: args.listen.clone(),
@@ -54,8 +57,21 @@ pub fn run(args: StartArgs) -> Result<(), CliError> {
 
     gateway::probe_addresses(&gateway_settings)?;
     let listen = gateway_settings.listen;
-    let gateway = shards::start(gateway_settings).map_err(|e| CliError::bind(listen, e))?;
+    let gateway_source = Source::gateway(gateway_settings.count);
+    let gateway = shards::start_observed(gateway_settings, |i| gateway_source.gateway_observer(i))
+        .map_err(|e| CliError::bind(listen, e))?;
     let workers = worker::start(worker_settings)?;
+    let metrics = args
+        .metrics
+        .map(|addr| {
+            let all = Source::All(vec![
+                register_source,
+                gateway_source,
+                Source::Worker(workers.observer()),
+            ]);
+            MetricsServer::start(addr, all)
+        })
+        .transpose()?;
     tracing::info!(
         register = %register.addr,
         public = %gateway.public_addr,
@@ -79,6 +95,9 @@ pub fn run(args: StartArgs) -> Result<(), CliError> {
         .map_err(|e| CliError::io("business worker", e));
     let gateway = gateway.shutdown().map_err(|e| CliError::io("gateway", e));
     let register = register.shutdown().map_err(|e| CliError::io("register", e));
+    if let Some(metrics) = metrics {
+        metrics.shutdown();
+    }
     workers?;
     gateway?;
     register?;

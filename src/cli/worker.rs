@@ -7,6 +7,7 @@ use gatewayworker::worker::business::{self, BusinessSettings, RunningWorker};
 
 use super::args::WorkerArgs;
 use super::error::CliError;
+use super::metrics::{MetricsServer, Source};
 use super::signals::Termination;
 
 /// Default `--register`, the original's usual register address.
@@ -50,10 +51,23 @@ pub fn run(args: WorkerArgs) -> Result<(), CliError> {
     let termination = Termination::install()?;
     let count = settings.count;
     let running = start(settings)?;
-    tracing::info!(wasm = %args.wasm.display(), count, "business worker ready");
+    let metrics = args
+        .metrics
+        .map(|addr| MetricsServer::start(addr, Source::Worker(running.observer())))
+        .transpose()?;
+    tracing::info!(
+        wasm = %args.wasm.display(),
+        count,
+        metrics = ?metrics.as_ref().map(|m| m.addr),
+        "business worker ready"
+    );
     let signal = termination.wait(|| false);
     tracing::info!(signal = signal.unwrap_or("?"), "business worker stopping");
-    running
+    let result = running
         .shutdown()
-        .map_err(|e| CliError::io("business worker", e))
+        .map_err(|e| CliError::io("business worker", e));
+    if let Some(metrics) = metrics {
+        metrics.shutdown();
+    }
+    result
 }

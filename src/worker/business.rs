@@ -38,6 +38,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::api::{ApiError, ApiResult};
 use super::core::{ClientEvent, EventKind, WorkerConfig};
 use super::driver::{self, DriverConfig, ToWorker};
+use super::metrics::{EventMetrics, WorkerObserver};
 use super::sender::CurrentClient;
 use crate::net::{Net, TokioNet};
 use crate::protocol::php::PhpValue;
@@ -189,9 +190,19 @@ pub struct RunningWorker {
     threads: Vec<JoinHandle<()>>,
     watcher: Option<FileWatcher>,
     connected: Vec<watch::Receiver<usize>>,
+    events: Arc<EventMetrics>,
 }
 
 impl RunningWorker {
+    /// A view for observers (the metrics endpoint) that stays valid while the worker runs.
+    pub fn observer(&self) -> WorkerObserver {
+        WorkerObserver {
+            stats: self.stats.clone(),
+            connected: self.connected.clone(),
+            events: self.events.clone(),
+        }
+    }
+
     /// Recompiles the module file off the event path and swaps it in; every instance picks
     /// it up before its next event. On error the running module stays.
     pub fn reload(&self) -> ReloadHandle {
@@ -249,6 +260,7 @@ pub fn start(settings: BusinessSettings) -> Result<RunningWorker, StartError> {
     );
     let count = settings.count as usize;
     let stats = Arc::new(Mutex::new(vec![WorkerStats::default(); count]));
+    let events = Arc::new(EventMetrics::default());
     let (stop, stopped) = watch::channel(false);
     let mut threads = Vec::with_capacity(count);
     let mut connected = Vec::with_capacity(count);
@@ -262,6 +274,7 @@ pub fn start(settings: BusinessSettings) -> Result<RunningWorker, StartError> {
             slot: slot.clone(),
             settings: settings.clone(),
             stats: stats.clone(),
+            events: events.clone(),
             stopped: stopped.clone(),
             clock: unix_ms,
         };
@@ -298,6 +311,7 @@ pub fn start(settings: BusinessSettings) -> Result<RunningWorker, StartError> {
         threads,
         watcher,
         connected,
+        events,
     })
 }
 
@@ -308,6 +322,7 @@ struct Instance {
     slot: PluginSlot<DriverApi>,
     settings: BusinessSettings,
     stats: Arc<Mutex<Vec<WorkerStats>>>,
+    events: Arc<EventMetrics>,
     stopped: watch::Receiver<bool>,
     connected: watch::Sender<usize>,
     /// The guests' wall clock, Unix ms.
@@ -337,6 +352,7 @@ pub async fn run_instance<N: Net>(
         slot,
         settings,
         stats: stats.clone(),
+        events: Arc::new(EventMetrics::default()),
         stopped,
         connected,
         clock,
@@ -368,6 +384,7 @@ impl Instance {
             worker,
             commands,
             stats: self.stats,
+            events: self.events,
             clock: self.clock,
         };
         tokio::join!(links, business.run(events, self.stopped));
@@ -380,6 +397,7 @@ struct Business {
     worker: WasmWorker<DriverApi>,
     commands: mpsc::Sender<ToWorker>,
     stats: Arc<Mutex<Vec<WorkerStats>>>,
+    events: Arc<EventMetrics>,
     clock: fn() -> i64,
 }
 
@@ -419,7 +437,10 @@ impl Business {
     async fn handle(&mut self, event: ClientEvent) {
         let wasm_event = to_wasm_event(&event, (self.clock)());
         self.worker.handler_mut().current = Some(event.client.clone());
+        let started = Instant::now();
         let outcome = self.worker.handle(&wasm_event).await;
+        let failure = outcome.as_ref().err().map(|f| f.kind);
+        self.events.record(started.elapsed(), failure);
         self.worker.handler_mut().current = None;
         match outcome {
             Ok(outcome) => {
@@ -435,13 +456,25 @@ impl Business {
                 };
                 let _ = self.commands.send(end).await;
             }
-            Err(failure) => tracing::warn!(
-                index = self.index,
-                client_id = %String::from_utf8_lossy(&event.client.client_id),
-                kind = ?failure.kind,
-                "client event lost: {}",
-                failure.message
-            ),
+            Err(failure) => {
+                tracing::warn!(
+                    index = self.index,
+                    client_id = %String::from_utf8_lossy(&event.client.client_id),
+                    kind = ?failure.kind,
+                    "client event lost: {}",
+                    failure.message
+                );
+                // Still end the event (nothing to write back): the client's next events
+                // wait for it.
+                let end = ToWorker::EndEvent {
+                    client: event.client.clone(),
+                    kind: event.kind,
+                    old: PhpValue::Null,
+                    new: PhpValue::Null,
+                    reply: None,
+                };
+                let _ = self.commands.send(end).await;
+            }
         }
         self.publish_stats();
     }
