@@ -122,3 +122,19 @@ fn each_fault_alone_matches_the_model() {
         started.elapsed().as_secs_f64()
     );
 }
+
+/// Seed 9021 without faults: a client destroyed by another while it waited for the
+/// harness lock then sent `closeClient` on a third client; the op never ran but its
+/// change stayed in the model. An op now checks, under the lock, that its client is
+/// still connected.
+#[test]
+fn regression_seed_9021_an_op_of_a_client_closed_while_waiting() {
+    check(&SimConfig::new(9021, Faults::none()));
+}
+
+/// Seed 9031 without faults: another client's message arrived between
+/// `closeCurrentClient`'s reply and the close; it is a push like any other.
+#[test]
+fn regression_seed_9031_a_push_between_the_close_reply_and_the_close() {
+    check(&SimConfig::new(9031, Faults::none()));
+}
