@@ -105,6 +105,13 @@ pub(crate) async fn drive<S: NetStream>(
             Err(_) => tracing::debug!("shutdown timed out"),
         }
     }
+    if let ConnEnd::Closed(Closing::Now) = end {
+        // The immediate close's one write may have gone into the stream's own buffers
+        // (TLS, the async adapter under simulation), which the drop would lose where a
+        // kernel socket still sends what it took. One poll, no wait: what the socket
+        // takes now goes out (a reply just before destroyCurrentClient, sim seed 5).
+        let _ = tokio::time::timeout(Duration::ZERO, stream.shutdown()).await;
+    }
     end
 }
 

@@ -40,7 +40,7 @@ use super::core::{ClientEvent, EventKind, WorkerConfig};
 use super::driver::{self, DriverConfig, ToWorker};
 use super::metrics::{EventMetrics, WorkerObserver};
 use super::sender::CurrentClient;
-use crate::net::TokioNet;
+use crate::net::{Net, TokioNet};
 use crate::protocol::php::PhpValue;
 use crate::wasm::{
     ApiHandler, ApiRequest, ClientInfo, EventKind as WasmEventKind, FileWatcher, HostConfig,
@@ -276,6 +276,7 @@ pub fn start(settings: BusinessSettings) -> Result<RunningWorker, StartError> {
             stats: stats.clone(),
             events: events.clone(),
             stopped: stopped.clone(),
+            clock: unix_ms,
         };
         let name = format!("worker-{}-{index}", settings.core.name);
         let thread = std::thread::Builder::new().name(name).spawn(move || {
@@ -289,7 +290,7 @@ pub fn start(settings: BusinessSettings) -> Result<RunningWorker, StartError> {
                     return;
                 }
             };
-            runtime.block_on(instance.run());
+            runtime.block_on(instance.run(TokioNet));
         });
         match thread {
             Ok(t) => threads.push(t),
@@ -324,10 +325,45 @@ struct Instance {
     events: Arc<EventMetrics>,
     stopped: watch::Receiver<bool>,
     connected: watch::Sender<usize>,
+    /// The guests' wall clock, Unix ms.
+    clock: fn() -> i64,
+}
+
+/// Runs instance `index` of a BusinessWorker on the current task: its driver over `net`
+/// and its wasm instance, with `clock` (Unix milliseconds) as the guests' time. This is
+/// what [`start`] runs on each of its threads (over [`TokioNet`], with the system clock);
+/// a simulation runs it inside a simulated host instead (its network, its clock, a host
+/// built with [`HostConfig::deterministic`]). Returns once `stopped` turns true and the
+/// instance has stopped, or when the driver ends; the instance's counters come back.
+pub async fn run_instance<N: Net>(
+    net: N,
+    host: WasmHost<DriverApi>,
+    slot: PluginSlot<DriverApi>,
+    settings: BusinessSettings,
+    index: u32,
+    stopped: watch::Receiver<bool>,
+    clock: fn() -> i64,
+) -> WorkerStats {
+    let stats = Arc::new(Mutex::new(vec![WorkerStats::default(); index as usize + 1]));
+    let (connected, _) = watch::channel(0);
+    let instance = Instance {
+        index,
+        host,
+        slot,
+        settings,
+        stats: stats.clone(),
+        events: Arc::new(EventMetrics::default()),
+        stopped,
+        connected,
+        clock,
+    };
+    instance.run(net).await;
+    let all = stats.lock().unwrap_or_else(|e| e.into_inner());
+    all[index as usize]
 }
 
 impl Instance {
-    async fn run(self) {
+    async fn run<N: Net>(self, net: N) {
         let mut config = self.settings.core.clone();
         config.index = self.index;
         // The driver hands events out one by one; it holds the rest (bounded by
@@ -335,7 +371,7 @@ impl Instance {
         let (events_tx, events) = mpsc::channel(1);
         let (commands, commands_rx) = mpsc::channel(COMMANDS_MAX);
         let links = driver::run_watched(
-            TokioNet,
+            net,
             config,
             self.settings.driver.clone(),
             events_tx,
@@ -349,6 +385,7 @@ impl Instance {
             commands,
             stats: self.stats,
             events: self.events,
+            clock: self.clock,
         };
         tokio::join!(links, business.run(events, self.stopped));
     }
@@ -361,6 +398,7 @@ struct Business {
     commands: mpsc::Sender<ToWorker>,
     stats: Arc<Mutex<Vec<WorkerStats>>>,
     events: Arc<EventMetrics>,
+    clock: fn() -> i64,
 }
 
 impl Business {
@@ -370,7 +408,7 @@ impl Business {
         mut stopped: watch::Receiver<bool>,
     ) {
         let started = Instant::now();
-        match self.worker.start(unix_ms()).await {
+        match self.worker.start((self.clock)()).await {
             Ok(()) => tracing::debug!(
                 index = self.index,
                 instantiate_ms = started.elapsed().as_secs_f64() * 1e3,
@@ -390,14 +428,14 @@ impl Business {
                 },
             }
         }
-        self.worker.stop(unix_ms()).await;
+        self.worker.stop((self.clock)()).await;
         self.publish_stats();
         // Dropping the worker (its handler holds a command sender) and `self.commands`
         // ends the driver, which closes the links.
     }
 
     async fn handle(&mut self, event: ClientEvent) {
-        let wasm_event = to_wasm_event(&event);
+        let wasm_event = to_wasm_event(&event, (self.clock)());
         self.worker.handler_mut().current = Some(event.client.clone());
         let started = Instant::now();
         let outcome = self.worker.handle(&wasm_event).await;
@@ -448,7 +486,7 @@ impl Business {
 }
 
 /// The wasm host's view of a driver event.
-fn to_wasm_event(event: &ClientEvent) -> WorkerEvent {
+fn to_wasm_event(event: &ClientEvent, now_ms: i64) -> WorkerEvent {
     let h = &event.header;
     let kind = match event.kind {
         EventKind::Connect => WasmEventKind::Connect,
@@ -476,7 +514,7 @@ fn to_wasm_event(event: &ClientEvent) -> WorkerEvent {
             gateway_port: h.gateway_port,
         },
         session: event.client.session.clone(),
-        now_ms: unix_ms(),
+        now_ms,
     }
 }
 
@@ -524,7 +562,7 @@ mod tests {
     #[test]
     fn a_message_event_carries_bytes_flag_addresses_and_session() {
         let e = event(EventKind::Message, PhpValue::str("hi"), true);
-        let w = to_wasm_event(&e);
+        let w = to_wasm_event(&e, unix_ms());
         assert_eq!(
             w.kind,
             WasmEventKind::Message {
@@ -544,19 +582,19 @@ mod tests {
     #[test]
     fn other_events_map_one_to_one() {
         let e = event(EventKind::Connect, PhpValue::str(""), false);
-        assert_eq!(to_wasm_event(&e).kind, WasmEventKind::Connect);
+        assert_eq!(to_wasm_event(&e, 0).kind, WasmEventKind::Connect);
         let e = event(EventKind::Close, PhpValue::str(""), false);
-        assert_eq!(to_wasm_event(&e).kind, WasmEventKind::Close);
+        assert_eq!(to_wasm_event(&e, 0).kind, WasmEventKind::Close);
         let data = PhpValue::Array(PhpArray::new());
         let e = event(EventKind::WebSocketConnect, data.clone(), false);
         assert_eq!(
-            to_wasm_event(&e).kind,
+            to_wasm_event(&e, 0).kind,
             WasmEventKind::WebSocketConnect { data }
         );
         // A message body that is not a string cannot come from a client: empty bytes.
         let e = event(EventKind::Message, PhpValue::Int(5), false);
         assert_eq!(
-            to_wasm_event(&e).kind,
+            to_wasm_event(&e, 0).kind,
             WasmEventKind::Message {
                 body: Bytes::new(),
                 binary: false
