@@ -175,7 +175,9 @@ impl EchoPath {
         }
     }
 
-    /// One round trip; panics if a leg did not happen.
+    /// One round trip; panics if a leg did not happen. Never inlined: callgrind collects
+    /// inside it only (`--toggle-collect`).
+    #[inline(never)]
     pub fn round(&mut self) {
         let Gateway {
             core,
@@ -221,7 +223,8 @@ impl FanoutPath {
         FanoutPath { gw, frame }
     }
 
-    /// One broadcast; returns the deliveries.
+    /// One broadcast; returns the deliveries. Never inlined (see [`EchoPath::round`]).
+    #[inline(never)]
     pub fn round(&mut self) -> usize {
         let gw = &mut self.gw;
         gw.core.handle_link_bytes(gw.now, gw.link, &self.frame);

@@ -280,7 +280,7 @@ async fn run_all(o: &Options, report: &mut Report, fd_hard: u64) -> io::Result<(
             let _ = writeln!(
                 report.details,
                 "\n### Echo (closed loop, one message in flight per client)\n\n\
-                 | clients | size | ours msgs/s | ref msgs/s | ratio | ours p50/p99/p999 µs | ref p50/p99/p999 µs | ours server µs/msg | ref server µs/msg | loadgen CPU ours/ref | errors |\n\
+                 | clients | size | ours msgs/s | ref msgs/s | ratio | ours p50/p99/p999 µs | ref p50/p99/p999 µs | ours server µs/msg (gateway + worker) | ref server µs/msg | loadgen CPU ours/ref | errors |\n\
                  |---|---|---|---|---|---|---|---|---|---|---|"
             );
             for &size in sizes {
@@ -340,7 +340,7 @@ async fn run_all(o: &Options, report: &mut Report, fd_hard: u64) -> io::Result<(
         let _ = writeln!(
             report.details,
             "\n### Broadcast (sendToGroup from the probe worker; {window} broadcasts in flight; 64-byte messages)\n\n\
-             | receivers | ours deliveries/s | ref deliveries/s | ratio | ours p50/p99 µs | ref p50/p99 µs | ours server µs/delivery | ref server µs/delivery | loadgen CPU ours/ref | missing |\n\
+             | receivers | ours deliveries/s | ref deliveries/s | ratio | ours p50/p99 µs | ref p50/p99 µs | ours server µs/delivery (gateway + worker) | ref server µs/delivery | loadgen CPU ours/ref | missing |\n\
              |---|---|---|---|---|---|---|---|---|---|"
         );
         for &k in ks {
@@ -363,6 +363,13 @@ async fn run_all(o: &Options, report: &mut Report, fd_hard: u64) -> io::Result<(
     Ok(())
 }
 
+/// Gateway and worker CPU per message, µs: the servers were started register, gateway,
+/// worker.
+fn split_us(split: &[Duration], n: u64) -> String {
+    let us = |d: Option<&Duration>| d.map_or(0.0, |d| d.as_secs_f64() * 1e6 / n.max(1) as f64);
+    format!("{:.2} + {:.2}", us(split.get(1)), us(split.get(2)))
+}
+
 fn echo_row(report: &mut Report, c: usize, size: usize, a: &EchoResult, b: &EchoResult) {
     let lat = |r: &EchoResult| {
         format!(
@@ -374,13 +381,14 @@ fn echo_row(report: &mut Report, c: usize, size: usize, a: &EchoResult, b: &Echo
     };
     let _ = writeln!(
         report.details,
-        "| {c} | {size} B | {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.2}/{:.2} s | {}/{} |",
+        "| {c} | {size} B | {} | {} | {} | {} | {} | {:.1} ({}) | {:.1} | {:.2}/{:.2} s | {}/{} |",
         fmt_rate(a.rate()),
         fmt_rate(b.rate()),
         ratio(a.rate(), b.rate()),
         lat(a),
         lat(b),
         a.server_us(),
+        split_us(&a.cpu.split, a.msgs),
         b.server_us(),
         a.cpu.loadgen.as_secs_f64(),
         b.cpu.loadgen.as_secs_f64(),
@@ -402,7 +410,7 @@ fn echo_row(report: &mut Report, c: usize, size: usize, a: &EchoResult, b: &Echo
 fn broadcast_row(report: &mut Report, k: usize, a: &BroadcastResult, b: &BroadcastResult) {
     let _ = writeln!(
         report.details,
-        "| {k} | {} | {} | {} | {}/{} | {}/{} | {:.3} | {:.3} | {:.2}/{:.2} s | {}/{} |",
+        "| {k} | {} | {} | {} | {}/{} | {}/{} | {:.3} ({}) | {:.3} | {:.2}/{:.2} s | {}/{} |",
         fmt_rate(a.rate()),
         fmt_rate(b.rate()),
         ratio(a.rate(), b.rate()),
@@ -411,6 +419,7 @@ fn broadcast_row(report: &mut Report, k: usize, a: &BroadcastResult, b: &Broadca
         fmt_us(b.lat.p50),
         fmt_us(b.lat.p99),
         a.server_us(),
+        split_us(&a.cpu.split, a.deliveries),
         b.server_us(),
         a.cpu.loadgen.as_secs_f64(),
         b.cpu.loadgen.as_secs_f64(),

@@ -54,16 +54,18 @@ impl Lat {
 }
 
 /// CPU used over a window by the servers and by the load generator.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Cpu {
     /// Server processes, all threads.
     pub server: Duration,
+    /// Each server process, in the order of the pids given.
+    pub split: Vec<Duration>,
     /// This process.
     pub loadgen: Duration,
 }
 
 struct CpuMark {
-    server: Duration,
+    split: Vec<Duration>,
     loadgen: Duration,
     at: Instant,
 }
@@ -71,7 +73,7 @@ struct CpuMark {
 impl CpuMark {
     fn now(pids: &[u32]) -> CpuMark {
         CpuMark {
-            server: sys::cpu_time_of(pids),
+            split: pids.iter().map(|p| sys::cpu_time(*p)).collect(),
             loadgen: sys::self_cpu(),
             at: Instant::now(),
         }
@@ -79,9 +81,16 @@ impl CpuMark {
 
     fn since(&self, pids: &[u32]) -> (Cpu, Duration) {
         let now = CpuMark::now(pids);
+        let split: Vec<Duration> = now
+            .split
+            .iter()
+            .zip(&self.split)
+            .map(|(a, b)| a.saturating_sub(*b))
+            .collect();
         (
             Cpu {
-                server: now.server.saturating_sub(self.server),
+                server: split.iter().sum(),
+                split,
                 loadgen: now.loadgen.saturating_sub(self.loadgen),
             },
             now.at - self.at,
@@ -124,7 +133,7 @@ where
 }
 
 /// What an echo run measured.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct EchoResult {
     /// Round trips completed in the window.
     pub msgs: u64,
@@ -225,9 +234,10 @@ pub async fn echo(
 }
 
 /// What a broadcast run measured.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct BroadcastResult {
     /// Broadcasts sent in the window.
+    #[allow(dead_code)]
     pub broadcasts: u64,
     /// Deliveries received in the window.
     pub deliveries: u64,

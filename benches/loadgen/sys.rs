@@ -89,11 +89,6 @@ pub fn cpu_time(pid: u32) -> Duration {
     Duration::from_nanos(ticks * 1_000_000_000 / hz)
 }
 
-/// Summed CPU time of several processes.
-pub fn cpu_time_of(pids: &[u32]) -> Duration {
-    pids.iter().map(|p| cpu_time(*p)).sum()
-}
-
 /// VmRSS of `pid` in KiB.
 pub fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))

@@ -14,8 +14,6 @@ use tokio::net::{TcpSocket, TcpStream};
 pub const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 /// Text frame opcode.
 pub const OPCODE_TEXT: u8 = 0x1;
-/// Binary frame opcode.
-pub const OPCODE_BINARY: u8 = 0x2;
 /// Close frame opcode.
 pub const OPCODE_CLOSE: u8 = 0x8;
 /// Ping frame opcode.

@@ -384,7 +384,11 @@ impl GatewayCore {
             Some(PhpValue::Array(a)) => a,
             _ => return,
         };
-        let exclude = ext.get_str("exclude").cloned();
+        // An empty exclude list excludes nobody: skip the per-member lookup.
+        let exclude = ext
+            .get_str("exclude")
+            .filter(|e| !matches!(e, PhpValue::Array(a) if a.is_empty()))
+            .cloned();
         for group in values(ext.get_str("group")) {
             let Some(key) = array_key(&group) else {
                 continue;

@@ -9,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 use hashbrown::{HashMap, HashSet};
 
 use super::action::{Action, CloseReason, ConnectionId, GatewayStats, LinkId, Refused, Target};
-use super::clients::{ClientTable, FixedState, IdAllocator};
+use super::clients::{ClientTable, IdAllocator, IdState};
 use super::config::GatewayConfig;
 use super::routing::{RouteEntry, Router};
 use super::wire;
@@ -96,9 +96,9 @@ pub struct GatewayCore {
     started: Duration,
     pub(super) clients: ClientTable,
     /// Ids the core closed and the driver has not yet reported closed.
-    closing_clients: HashSet<u32, FixedState>,
+    closing_clients: HashSet<u32, IdState>,
     ids: IdAllocator,
-    pub(super) links: HashMap<u64, Link, FixedState>,
+    pub(super) links: HashMap<u64, Link, IdState>,
     next_link: u64,
     pub(super) router: Router,
     registers: Vec<RegisterState>,
