@@ -11,6 +11,7 @@
 
 #![warn(missing_docs)]
 
+pub mod client;
 pub mod gateway;
 pub mod net;
 pub mod protocol;

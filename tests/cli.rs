@@ -20,13 +20,22 @@ fn bin() -> Command {
     command
 }
 
-/// A port that was free a moment ago.
+/// A port that was free a moment ago. Taken below the kernel's ephemeral range (32768 and
+/// up), so that no outgoing connection of a test running in parallel can grab it between
+/// this check and the server's bind; a counter keeps the tests of this process apart.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const BASE: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    let offset = std::process::id().wrapping_mul(7919) % SPAN;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (BASE + (offset + n) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Runs a command that is expected to end on its own, killing it after `WAIT`.
@@ -211,7 +220,7 @@ fn help_lists_the_subcommands_and_the_precedence() {
             "{subcommand} missing from:\n{help}"
         );
     }
-    assert!(help.contains("(coming)"), "{help}");
+    assert!(!help.contains("(coming)"), "{help}");
     assert!(help.contains("Precedence"), "{help}");
 }
 
@@ -238,12 +247,21 @@ fn a_bad_flag_is_one_line_and_exit_2() {
 }
 
 #[test]
-fn a_coming_subcommand_says_so() {
-    let output = run(bin().args(["client", "online-count"]));
+fn client_without_a_cluster_is_one_line_naming_the_register() {
+    let port = free_port();
+    let output = run(bin()
+        .args(["client", "--register", &format!("127.0.0.1:{port}")])
+        .arg("online-count"));
     assert_eq!(output.status.code(), Some(1));
     let lines = stderr_lines(&output);
     assert_eq!(lines.len(), 1, "{lines:?}");
-    assert!(lines[0].contains("`client` is coming"), "{lines:?}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "gatewayworker: register 127.0.0.1:{port}: cannot connect"
+        )),
+        "{lines:?}"
+    );
+    assert!(output.stdout.is_empty());
 }
 
 #[test]
@@ -750,5 +768,467 @@ fn start_runs_register_gateway_and_the_chat_worker_in_one_process() {
             "{said}"
         );
     }
+    assert_eq!(server.terminate().code(), Some(0));
+}
+
+/// A text client of the gateway's public port that reads lines.
+struct LineClient {
+    reader: BufReader<TcpStream>,
+}
+
+impl LineClient {
+    fn next_line(&mut self) -> String {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).unwrap();
+        line.trim_end().to_owned()
+    }
+}
+
+/// `client` runs one Gateway API call against a real register and gateway: queries print
+/// JSON, sends print nothing, errors are one line with exit 1 (2 for a bad argument).
+#[test]
+fn client_subcommand_calls_the_gateway_api() {
+    let (register_port, public, lan) = (free_port(), free_port(), free_port());
+    let _register = start_register(register_port, &["--secret", "k"]);
+    let _gateway = start_gateway(public, lan, register_port, &["--secret", "k"]);
+    let _worker = worker_link(lan, "k");
+    let register = format!("127.0.0.1:{register_port}");
+    let client = |args: &[&str]| {
+        run(bin()
+            .args(["client", "--secret", "k", "--register", &register])
+            .args(args))
+    };
+    let stdout = |output: &Output| String::from_utf8_lossy(&output.stdout).into_owned();
+
+    let mut text = eventually("a client kept by the gateway", || {
+        let mut stream = TcpStream::connect(("127.0.0.1", public)).ok()?;
+        stream.write_all(b"hello\n").ok()?;
+        stream
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        match stream.read(&mut [0u8; 16]) {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                stream.set_read_timeout(Some(WAIT)).unwrap();
+                Some(LineClient {
+                    reader: BufReader::new(stream),
+                })
+            }
+            _ => None,
+        }
+    });
+    let count = eventually("the register lists the gateway", || {
+        let output = client(&["online-count"]);
+        output.status.success().then(|| stdout(&output))
+    });
+    assert_eq!(count, "1\n");
+    let output = client(&["get-all-client-count"]);
+    assert_eq!(stdout(&output), "1\n");
+
+    let list = stdout(&client(&["get-all-client-id-list"]));
+    let id = list[2..22].to_owned();
+    assert_eq!(list, format!("{{\"{id}\":\"{id}\"}}\n"));
+
+    let output = client(&["send-to-client", &id, "hi you"]);
+    assert!(
+        output.status.success() && output.stdout.is_empty(),
+        "{output:?}"
+    );
+    assert_eq!(text.next_line(), "hi you");
+
+    let output = client(&["join-group", &id, "room1"]);
+    assert!(output.status.success() && output.stdout.is_empty());
+    let groups = eventually("joined", || {
+        let out = stdout(&client(&["get-all-group-count"]));
+        (out != "[]\n").then_some(out)
+    });
+    assert_eq!(groups, "{\"room1\":1}\n");
+    assert!(client(&["send-to-group", "room1", "hi room"])
+        .status
+        .success());
+    assert_eq!(text.next_line(), "hi room");
+    assert!(client(&["send-to-all", "hi all"]).status.success());
+    assert_eq!(text.next_line(), "hi all");
+
+    assert!(client(&["bind-uid", &id, "u/1"]).status.success());
+    let ids = eventually("bound", || {
+        let out = stdout(&client(&["get-client-id-by-uid", "u/1"]));
+        (out != "[]\n").then_some(out)
+    });
+    assert_eq!(ids, format!("[\"{id}\"]\n"));
+    assert!(client(&["send-to-uid", "u/1", "hi uid"]).status.success());
+    assert_eq!(text.next_line(), "hi uid");
+    assert_eq!(stdout(&client(&["is-uid-online", "u/1"])), "1\n");
+    assert_eq!(stdout(&client(&["get-uid-by-client-id", &id])), "\"u/1\"\n");
+
+    assert!(client(&["set-session", &id, r#"{"name":"ann","n":1}"#])
+        .status
+        .success());
+    let session = eventually("session set", || {
+        let out = stdout(&client(&["get-session", &id]));
+        (out != "[]\n").then_some(out)
+    });
+    assert_eq!(session, "{\"name\":\"ann\",\"n\":1}\n");
+    assert!(client(&["update-session", &id, r#"{"n":2}"#])
+        .status
+        .success());
+    let session = eventually("session updated", || {
+        let out = stdout(&client(&["get-session", &id]));
+        out.contains("2").then_some(out)
+    });
+    assert_eq!(session, "{\"name\":\"ann\",\"n\":2}\n");
+
+    // A fixed gateway list instead of the register.
+    let output = run(bin()
+        .args([
+            "client",
+            "--secret",
+            "k",
+            "--gateway",
+            &format!("127.0.0.1:{lan}"),
+        ])
+        .args(["batch-get-client-id-count-by-group", "room1", "none"]));
+    assert_eq!(stdout(&output), "{\"room1\":1,\"none\":0}\n");
+
+    // Bad input: a session that is not JSON (usage, exit 2), a malformed client id.
+    let output = client(&["set-session", &id, "{nope"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(stderr_lines(&output).len(), 1);
+    let output = client(&["is-online", "abc"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stderr_lines(&output),
+        ["gatewayworker: malformed client id"]
+    );
+
+    // A wrong secret: one line naming the register, exit 1.
+    let output = run(bin()
+        .args(["client", "--secret", "nope", "--register", &register])
+        .arg("online-count"));
+    assert_eq!(output.status.code(), Some(1));
+    let lines = stderr_lines(&output);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains(&register) && lines[0].contains("wrong secret"),
+        "{lines:?}"
+    );
+
+    // A wrong secret straight to the gateway: it closes the query's connection.
+    let output = run(bin()
+        .args([
+            "client",
+            "--secret",
+            "nope",
+            "--gateway",
+            &format!("127.0.0.1:{lan}"),
+        ])
+        .arg("get-all-uid-count"));
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stderr_lines(&output),
+        [format!(
+            "gatewayworker: gateway 127.0.0.1:{lan}: closed the connection before answering (wrong secret key?)"
+        )]
+    );
+
+    // The [client] table of a config file; the flag still wins over it.
+    let config = write_file(
+        "client.toml",
+        &format!("[client]\nregister = [\"{register}\"]\nsecret = \"nope\"\ntimeout = 2\n"),
+    );
+    let output = run(bin()
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "client",
+            "--secret",
+            "k",
+        ])
+        .arg("online-count"));
+    assert_eq!(stdout(&output), "1\n", "{output:?}");
+
+    assert!(client(&["close-client", &id, "bye"]).status.success());
+    assert_eq!(text.next_line(), "bye");
+    eventually("client gone", || {
+        (stdout(&client(&["is-online", &id])) == "0\n").then_some(())
+    });
+}
+
+/// `start --metrics`: one endpoint with the three roles, the worker's event counters and
+/// duration histogram included, all moving with real traffic.
+#[test]
+fn start_metrics_cover_register_gateway_and_worker_events() {
+    let (register, public, lan, metrics) = (free_port(), free_port(), free_port(), free_port());
+    let wasm = concat!(env!("CARGO_MANIFEST_DIR"), "/wasm-workers/dist/chat.wasm");
+    let metrics_addr: SocketAddr = format!("127.0.0.1:{metrics}").parse().unwrap();
+    let mut server = Server::start(
+        bin()
+            .args(["start", "--wasm", wasm])
+            .args(["--register", &format!("127.0.0.1:{register}")])
+            .args(["--listen", &format!("text://127.0.0.1:{public}")])
+            .args(["--start-port", &lan.to_string()])
+            .args(["--metrics", &metrics_addr.to_string()]),
+    );
+    server.wait_for("gatewayworker started");
+    let mut alice = eventually("a worker linked to the gateway", || {
+        ChatClient::login(public, "r1", "alice")
+    });
+    alice.send(r#"{"type":"say","text":"counted"}"#);
+    let said = alice.next_line().expect("alice hears herself");
+    assert!(said.contains("counted"), "{said}");
+
+    // Counters are published once a second; wait for the gateway's to include the message.
+    let response = eventually("gateway counters published", || {
+        let response = http_get(metrics_addr, "/metrics");
+        response
+            .contains("gatewayworker_client_messages_total{shard=\"0\",direction=\"in\"} 2\n")
+            .then_some(response)
+    });
+    for name in [
+        "gatewayworker_build_info{version=\"0.1.0\",role=\"start\"} 1",
+        "# TYPE gatewayworker_register_gateways gauge",
+        "# TYPE gatewayworker_clients gauge",
+        "# TYPE gatewayworker_bytes_total counter",
+        "# TYPE gatewayworker_queued_bytes gauge",
+        "gatewayworker_worker_gateway_links{instance=\"0\"} 1",
+        "gatewayworker_worker_gateway_links{instance=\"1\"} 1",
+        "# TYPE gatewayworker_worker_events_total counter",
+        "# TYPE gatewayworker_wasm_instantiations_total counter",
+        "# TYPE gatewayworker_wasm_reloads_total counter",
+        "# TYPE gatewayworker_wasm_rollbacks_total counter",
+        "gatewayworker_wasm_failures_total{kind=\"trap\"} 0",
+        "gatewayworker_wasm_failures_total{kind=\"out_of_fuel\"} 0",
+        "# TYPE gatewayworker_worker_event_duration_seconds histogram",
+    ] {
+        assert!(response.contains(name), "{name} missing:\n{response}");
+    }
+    // connect + login + say, on whichever instance: at least three events, all ok, all
+    // in the histogram.
+    let value = |prefix: &str| -> u64 {
+        response
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+            .sum()
+    };
+    let ok = value("gatewayworker_worker_events_total{instance=\"0\",result=\"ok\"}")
+        + value("gatewayworker_worker_events_total{instance=\"1\",result=\"ok\"}");
+    assert!(ok >= 3, "events ok {ok}:\n{response}");
+    assert_eq!(
+        value("gatewayworker_worker_event_duration_seconds_count"),
+        ok,
+        "every event timed"
+    );
+    assert_eq!(
+        value("gatewayworker_worker_event_duration_seconds_bucket{le=\"+Inf\"}"),
+        ok
+    );
+    assert_eq!(server.terminate().code(), Some(0));
+}
+
+/// `start` with a websocket gateway and the demo page on free ports; returns the server
+/// (once started), the gateway's public port and the demo page's address.
+fn start_with_demo_page() -> (Server, u16, SocketAddr) {
+    let (register, public, lan, demo) = (free_port(), free_port(), free_port(), free_port());
+    let wasm = concat!(env!("CARGO_MANIFEST_DIR"), "/wasm-workers/dist/chat.wasm");
+    let mut server = Server::start(
+        bin()
+            .args(["start", "--wasm", wasm])
+            .args(["--register", &format!("127.0.0.1:{register}")])
+            .args(["--listen", &format!("websocket://127.0.0.1:{public}")])
+            .args(["--start-port", &lan.to_string()])
+            .args(["--demo-listen", &format!("127.0.0.1:{demo}")]),
+    );
+    let started = server.wait_for("gatewayworker started");
+    assert!(
+        started.contains(&format!("http://127.0.0.1:{demo}/")),
+        "{started}"
+    );
+    (server, public, SocketAddr::from(([127, 0, 0, 1], demo)))
+}
+
+/// Sends `request` as is and returns the whole response.
+fn http_raw(addr: SocketAddr, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect_timeout(&addr, WAIT).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream.write_all(request).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+/// The demo page: `GET /` is the chat page with the gateway's websocket URL built from the
+/// request's Host name and the gateway's port; any other path is a 404; every answer
+/// closes the connection; the gateway's own port does not serve the page.
+#[test]
+fn start_serves_the_demo_page_pointing_at_the_gateway_websocket() {
+    let (mut server, public, demo) = start_with_demo_page();
+
+    let page = http_get(demo, "/");
+    assert!(page.starts_with("HTTP/1.1 200 OK\r\n"), "{page}");
+    let (head, body) = page.split_once("\r\n\r\n").unwrap();
+    assert!(head.contains("\r\nContent-Type: text/html; charset=utf-8\r\n"));
+    assert!(head.contains("\r\nConnection: close"));
+    assert!(head.contains(&format!("\r\nContent-Length: {}", body.len())));
+    assert!(body.contains("<title>gatewayworker chat</title>"));
+    let url = format!(r#"<meta name="gw-websocket" content="ws://127.0.0.1:{public}/">"#);
+    assert!(body.contains(&url), "no {url} in the page");
+
+    // Reached under another name (from another machine): the page follows that name.
+    let remote = http_raw(
+        demo,
+        b"GET /?room=lobby HTTP/1.1\r\nHost: chat.example:55151\r\n\r\n",
+    );
+    assert!(remote.starts_with("HTTP/1.1 200 OK\r\n"));
+    assert!(remote.contains(&format!(r#"content="ws://chat.example:{public}/""#)));
+    // A Host header that would break out of the attribute is not used.
+    let hostile = http_raw(
+        demo,
+        b"GET / HTTP/1.1\r\nHost: \"><script>x</script>\r\n\r\n",
+    );
+    assert!(hostile.contains(&url), "{hostile}");
+    assert!(!hostile.contains("<script>x"));
+
+    for path in ["/favicon.ico", "/chat.html", "/../Cargo.toml"] {
+        let other = http_get(demo, path);
+        assert!(
+            other.starts_with("HTTP/1.1 404 Not Found\r\n"),
+            "{path}: {other}"
+        );
+    }
+    let post = http_raw(demo, b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+    assert!(post.starts_with("HTTP/1.1 405 "), "{post}");
+
+    let gateway = http_get(SocketAddr::from(([127, 0, 0, 1], public)), "/");
+    assert!(!gateway.contains("gatewayworker chat"), "{gateway}");
+    assert_eq!(server.terminate().code(), Some(0));
+}
+
+/// The request head is bounded (8 KiB, `demo::REQUEST_HEAD_MAX`): a head of exactly that
+/// size is served, one that has not ended by then is answered 431 and closed.
+#[test]
+fn the_demo_page_rejects_an_oversized_request_head() {
+    const REQUEST_HEAD_MAX: usize = 8 * 1024;
+    let (mut server, _public, demo) = start_with_demo_page();
+    let head_of = |len: usize, end: &str| {
+        let start = "GET / HTTP/1.1\r\nX-Pad: ";
+        let pad = "a".repeat(len - start.len() - end.len());
+        format!("{start}{pad}{end}").into_bytes()
+    };
+
+    let at_bound = head_of(REQUEST_HEAD_MAX, "\r\n\r\n");
+    assert_eq!(at_bound.len(), REQUEST_HEAD_MAX);
+    let served = http_raw(demo, &at_bound);
+    assert!(served.starts_with("HTTP/1.1 200 OK\r\n"), "{served}");
+
+    let unended = head_of(REQUEST_HEAD_MAX, "");
+    let refused = http_raw(demo, &unended);
+    assert!(
+        refused.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"),
+        "{refused}"
+    );
+    assert!(refused.contains("\r\nConnection: close"));
+    assert_eq!(server.terminate().code(), Some(0));
+}
+
+/// `--no-demo` serves no page; a demo port in use, or `--demo-listen` with a gateway that
+/// does not speak websocket, is refused in one line naming the flag.
+#[test]
+fn the_demo_page_can_be_turned_off_and_needs_a_websocket_gateway() {
+    let (register, public, lan, demo) = (free_port(), free_port(), free_port(), free_port());
+    let wasm = concat!(env!("CARGO_MANIFEST_DIR"), "/wasm-workers/dist/chat.wasm");
+    let start = |listen: String, demo_flags: &[String]| {
+        let mut command = bin();
+        command
+            .args(["start", "--wasm", wasm])
+            .args(["--register", &format!("127.0.0.1:{register}")])
+            .args(["--listen", &listen])
+            .args(["--start-port", &lan.to_string()])
+            .args(demo_flags);
+        command
+    };
+
+    let mut off = Server::start(&mut start(
+        format!("websocket://127.0.0.1:{public}"),
+        &["--no-demo".to_owned()],
+    ));
+    let started = off.wait_for("gatewayworker started");
+    assert!(started.contains("demo=off"), "{started}");
+    assert!(TcpStream::connect(("127.0.0.1", demo)).is_err());
+    assert_eq!(off.terminate().code(), Some(0));
+
+    let taken = TcpListener::bind(("127.0.0.1", demo)).unwrap();
+    let in_use = run(&mut start(
+        format!("websocket://127.0.0.1:{public}"),
+        &["--demo-listen".to_owned(), format!("127.0.0.1:{demo}")],
+    ));
+    drop(taken);
+    assert_eq!(in_use.status.code(), Some(1));
+    let lines = stderr_lines(&in_use);
+    assert_eq!(
+        lines.last().unwrap(),
+        &format!(
+            "gatewayworker: --demo-listen: address 127.0.0.1:{demo} is in use \
+             (another --demo-listen ADDRESS, or --no-demo)"
+        ),
+        "{lines:?}"
+    );
+
+    let refused = run(&mut start(
+        format!("text://127.0.0.1:{public}"),
+        &["--demo-listen".to_owned(), format!("127.0.0.1:{demo}")],
+    ));
+    assert_eq!(refused.status.code(), Some(1));
+    let lines = stderr_lines(&refused);
+    let last = lines.last().unwrap();
+    assert!(
+        last.starts_with("gatewayworker: --demo-listen: the demo page needs a websocket://"),
+        "{lines:?}"
+    );
+}
+
+/// Silent connections are bounded twice: each is closed unanswered after the 5 s request
+/// timeout (`demo::REQUEST_TIMEOUT`), and while 64 of them (`demo::CONNECTIONS_MAX`) are
+/// open a further connection is closed at once; once they are gone the page is served again.
+#[test]
+fn the_demo_page_closes_silent_connections_and_bounds_them() {
+    const CONNECTIONS_MAX: usize = 64;
+    const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+    let (mut server, _public, demo) = start_with_demo_page();
+    let opened = Instant::now();
+    let mut silent: Vec<TcpStream> = (0..CONNECTIONS_MAX)
+        .map(|_| TcpStream::connect_timeout(&demo, WAIT).unwrap())
+        .collect();
+    // Connections are accepted in order, so these all hold a slot before the next one.
+    std::thread::sleep(Duration::from_millis(300));
+
+    let mut over = TcpStream::connect_timeout(&demo, WAIT).unwrap();
+    over.set_read_timeout(Some(WAIT)).unwrap();
+    let _ = over.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut answer = Vec::new();
+    let _ = over.read_to_end(&mut answer); // EOF or reset: either way, no answer
+    assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+    assert!(opened.elapsed() < REQUEST_TIMEOUT, "refused at once");
+
+    for stream in &mut silent {
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+    }
+    let closed_after = opened.elapsed();
+    assert!(
+        closed_after >= REQUEST_TIMEOUT - Duration::from_millis(500) && closed_after < WAIT,
+        "silent connections closed after {closed_after:?}"
+    );
+    eventually("the page served again", || {
+        http_get(demo, "/")
+            .starts_with("HTTP/1.1 200 OK\r\n")
+            .then_some(())
+    });
     assert_eq!(server.terminate().code(), Some(0));
 }

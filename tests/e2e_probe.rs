@@ -21,7 +21,14 @@ struct Probe {
 
 impl Probe {
     async fn connect(sys: &System) -> Probe {
-        let mut ws = sys.client().await;
+        Probe::with(sys.client().await).await
+    }
+
+    async fn connect_path(sys: &System, path: &str) -> Probe {
+        Probe::with(ws_connect(sys.public, path).await).await
+    }
+
+    async fn with(mut ws: WsClient) -> Probe {
         let hello = next_text(&mut ws).await;
         let id = hello
             .strip_prefix(r#"{"event":"connect","client_id":""#)
@@ -274,6 +281,322 @@ async fn probe_ops_through_the_whole_system() {
     let stats = sys.worker().stats();
     assert_eq!(stats.iter().map(|s| s.events_failed).sum::<u64>(), 0);
     sys.stop();
+}
+
+fn sorted_list(ids: &[&String]) -> String {
+    let mut ids: Vec<&String> = ids.to_vec();
+    ids.sort();
+    let quoted: Vec<String> = ids.iter().map(|id| format!(r#""{id}""#)).collect();
+    format!("[{}]", quoted.join(","))
+}
+
+fn failed(reply: &str) -> bool {
+    reply.starts_with(r#""ok":false,"error":""#)
+}
+
+/// The ops the first test leaves out: context and handshake data, sleep, uids, every
+/// group query (with every client bound and grouped, so the original's early `break` in
+/// the getAllGroup* scans cannot show), the `$_SESSION` ops, the GatewayClient-only ops
+/// and every way of closing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_queries_uids_groups_sessions_and_closes() {
+    let sys = System::start(guest("probe"), 2, 2, |_| {}).await;
+    let mut a = Probe::connect_path(&sys, "/chat?room=r1&n=2").await;
+    let mut b = Probe::connect(&sys).await;
+    let mut c = Probe::connect(&sys).await;
+    let mut d = Probe::connect(&sys).await;
+    let (ai, bi, ci, di) = (a.id.clone(), b.id.clone(), c.id.clone(), d.id.clone());
+
+    // context: $_SERVER as the gateway filled it: the gateway address is the lan ip of the
+    // client id, the gateway port the public port, the remote port our socket's.
+    let local = match a.ws.get_ref() {
+        tokio_tungstenite::MaybeTlsStream::Plain(tcp) => tcp.local_addr().unwrap(),
+        _ => unreachable!("plain tcp"),
+    };
+    assert_eq!(&ai[..8], "7f000001");
+    let expected = format!(
+        r#"{{"client_id":"{ai}","remote_addr":"127.0.0.1","remote_port":{},"gateway_addr":"127.0.0.1","gateway_port":{}}}"#,
+        local.port(),
+        sys.public.port()
+    );
+    assert_eq!(a.op("context", "{}").await, ok(&expected));
+
+    // getWebSocketData: the handshake's query string, parsed (in order, as a session is
+    // normalised) and raw.
+    let data = a.op("getWebSocketData", "{}").await;
+    for part in [
+        r#""get":{"room":"r1","n":"2"}"#,
+        r#""cookie":{}"#,
+        r#""QUERY_STRING":"room=r1&n=2""#,
+        r#""REQUEST_METHOD":"GET""#,
+        r#""REQUEST_URI":"/chat?room=r1&n=2""#,
+        r#""HTTP_UPGRADE":"websocket""#,
+    ] {
+        assert!(data.contains(part), "{part} in {data}");
+    }
+
+    // sleep: in the worker, clamped to 0..2000 ms.
+    let started = std::time::Instant::now();
+    assert_eq!(a.op("sleep", r#"{"ms":60}"#).await, NULL);
+    assert!(started.elapsed() >= Duration::from_millis(60));
+    assert_eq!(a.op("sleep", r#"{"ms":-5}"#).await, NULL);
+
+    // sendToCurrentClient: the push first, then the reply.
+    let id = a.send("sendToCurrentClient", r#"{"message":"me"}"#).await;
+    assert_eq!(a.text().await, "me");
+    assert_eq!(a.reply(id).await, TRUE);
+
+    // Uids: the int uid travels as a string; sendToUid with a list.
+    for (who, uid) in [
+        (&ai, r#""ua""#),
+        (&bi, r#""u1""#),
+        (&ci, r#""u2""#),
+        (&di, "123"),
+    ] {
+        let args = format!(r#"{{"client_id":"{who}","uid":{uid}}}"#);
+        assert_eq!(a.op("bindUid", &args).await, NULL);
+    }
+    let args = r#"{"uid":["u1",123],"message":"hi"}"#;
+    assert_eq!(a.op("sendToUid", args).await, NULL);
+    assert_eq!(b.text().await, "hi");
+    assert_eq!(d.text().await, "hi");
+    assert!(c.silent().await);
+    assert_eq!(a.op("isUidOnline", r#"{"uid":"u1"}"#).await, ok("1"));
+    assert_eq!(a.op("isUidOnline", r#"{"uid":"nobody"}"#).await, ok("0"));
+    assert_eq!(
+        a.op("getClientIdByUid", r#"{"uid":"nobody"}"#).await,
+        ok("[]")
+    );
+    assert_eq!(
+        a.op("getAllUidList", "{}").await,
+        ok(r#"["123","u1","u2","ua"]"#)
+    );
+    assert_eq!(a.op("getAllUidCount", "{}").await, ok("4"));
+
+    // Groups: "7" is numeric, so the gateways hand it back as an integer.
+    for (who, group) in [
+        (&ai, r#""g2""#),
+        (&bi, r#""g1""#),
+        (&ci, r#""g1""#),
+        (&di, "7"),
+        (&bi, r#""7""#),
+        (&bi, r#""7""#),
+    ] {
+        let args = format!(r#"{{"client_id":"{who}","group":{group}}}"#);
+        assert_eq!(a.op("joinGroup", &args).await, NULL);
+    }
+    let all = sorted_list(&[&ai, &bi, &ci, &di]);
+    let g1 = sorted_list(&[&bi, &ci]);
+    let g7 = sorted_list(&[&bi, &di]);
+    assert_eq!(
+        a.op("getAllGroupIdList", "{}").await,
+        ok(r#"[7,"g1","g2"]"#)
+    );
+    assert_eq!(a.op("getAllClientIdList", "{}").await, ok(&all));
+    assert_eq!(a.op("getAllClientCount", "{}").await, ok("4"));
+    assert_eq!(
+        a.op("getClientCountByGroup", r#"{"group":"g1"}"#).await,
+        ok("2")
+    );
+    assert_eq!(a.op("getClientCountByGroup", "{}").await, ok("4"));
+    assert_eq!(
+        a.op("getClientIdCountByGroup", r#"{"group":"7"}"#).await,
+        ok("2")
+    );
+    assert_eq!(
+        a.op("getClientIdCountByGroup", r#"{"group":""}"#).await,
+        ok("4")
+    );
+    assert_eq!(
+        a.op("getClientIdListByGroup", r#"{"group":""}"#).await,
+        ok("[]")
+    );
+    let mut members = [bi.clone(), ci.clone()];
+    members.sort();
+    let sessions = format!(r#"{{"{}":{{}},"{}":{{}}}}"#, members[0], members[1]);
+    assert_eq!(
+        a.op("getClientSessionsByGroup", r#"{"group":"g1"}"#).await,
+        ok(&sessions)
+    );
+    assert_eq!(
+        a.op("getAllClientSessions", r#"{"group":"g1"}"#).await,
+        ok(&sessions)
+    );
+    assert_eq!(
+        a.op("getClientSessionsByGroup", r#"{"group":""}"#).await,
+        ok("{}")
+    );
+    assert_eq!(
+        a.op("getUidListByGroup", r#"{"group":"g1"}"#).await,
+        ok(r#"["u1","u2"]"#)
+    );
+    assert_eq!(a.op("getUidCountByGroup", r#"{"group":7}"#).await, ok("2"));
+    assert_eq!(a.op("getUidCountByGroup", r#"{"group":""}"#).await, ok("0"));
+    assert_eq!(
+        a.op("getAllGroupUidList", "{}").await,
+        ok(r#"{"7":["123","u1"],"g1":["u1","u2"],"g2":["ua"]}"#)
+    );
+    assert_eq!(
+        a.op("getAllGroupUidCount", "{}").await,
+        ok(r#"{"7":2,"g1":2,"g2":1}"#)
+    );
+    let lists = format!(r#"{{"7":{g7},"g1":{g1},"g2":["{ai}"]}}"#);
+    assert_eq!(a.op("getAllGroupClientIdList", "{}").await, ok(&lists));
+    assert_eq!(
+        a.op("getAllGroupClientIdCount", "{}").await,
+        ok(r#"{"7":2,"g1":2,"g2":1}"#)
+    );
+
+    // The GatewayClient-only ops are not part of the worker's API.
+    for (op, args) in [
+        ("batchGetClientIdByUid", r#"{"uids":["u1"]}"#),
+        ("batchGetClientIdCountByGroup", r#"{"groups":["g1"]}"#),
+        ("isUidsOnline", r#"{"uids":["u1"]}"#),
+    ] {
+        assert!(failed(&a.op(op, args).await), "{op} answers ok:false");
+    }
+
+    // Leaving, ungrouping, unbinding (the gateway drops the current uid whatever is named).
+    let args = format!(r#"{{"client_id":"{bi}","group":"g1"}}"#);
+    assert_eq!(a.op("leaveGroup", &args).await, NULL);
+    assert_eq!(
+        a.op("getClientIdListByGroup", r#"{"group":"g1"}"#).await,
+        ok(&format!(r#"["{ci}"]"#))
+    );
+    assert_eq!(a.op("ungroup", r#"{"group":"7"}"#).await, NULL);
+    assert_eq!(a.op("ungroup", r#"{"group":""}"#).await, ok("false"));
+    assert_eq!(a.op("getAllGroupIdList", "{}").await, ok(r#"["g1","g2"]"#));
+    let args = format!(r#"{{"client_id":"{bi}","uid":"not-u1"}}"#);
+    assert_eq!(a.op("unbindUid", &args).await, NULL);
+    let get_b = format!(r#"{{"client_id":"{bi}"}}"#);
+    assert_eq!(a.op("getUidByClientId", &get_b).await, NULL);
+    assert_eq!(a.op("isUidOnline", r#"{"uid":"u1"}"#).await, ok("0"));
+
+    // $_SESSION inside events, written back after each.
+    assert_eq!(c.op("sessionGet", "{}").await, NULL);
+    assert_eq!(
+        c.op("sessionSet", r#"{"key":"x","value":[1,{"y":null}]}"#)
+            .await,
+        ok(r#"{"x":[1,{"y":null}]}"#)
+    );
+    assert_eq!(c.op("sessionUnset", r#"{"key":"x"}"#).await, ok("{}"));
+    assert_eq!(
+        c.op("sessionReplace", r#"{"session":{"s":[1]}}"#).await,
+        ok(r#"{"s":[1]}"#)
+    );
+    assert!(failed(&c.op("sessionReplace", r#"{"session":5}"#).await));
+    assert_eq!(c.op("echo", "{}").await, NULL);
+    let get_c = format!(r#"{{"client_id":"{ci}"}}"#);
+    assert_eq!(a.op("getSession", &get_c).await, ok(r#"{"s":[1]}"#));
+    assert_eq!(c.op("sessionReplace", r#"{"session":null}"#).await, NULL);
+    assert_eq!(c.op("echo", "{}").await, NULL);
+    assert_eq!(a.op("getSession", &get_c).await, ok("{}"));
+
+    // Closing. c watches; every close reaches it with the closing client's session.
+    let args = format!(r#"{{"client_id":"{ci}","group":"closewatch"}}"#);
+    assert_eq!(c.op("joinGroup", &args).await, NULL);
+    let mut e = Probe::connect(&sys).await;
+    let mut f = Probe::connect(&sys).await;
+    let (ei, fi) = (e.id.clone(), f.id.clone());
+    let close_of = |id: &str| format!(r#"{{"event":"close","client_id":"{id}","session":null}}"#);
+
+    // destroyClient: no message, the target is gone; malformed ⇒ false, ghost ⇒ true.
+    assert_eq!(a.op("destroyClient", &get_b).await, TRUE);
+    assert_closed(&mut b.ws).await;
+    assert_eq!(c.text().await, close_of(&bi));
+    let ghost_arg = format!(r#"{{"client_id":"{}"}}"#, ghost(&bi));
+    assert_eq!(a.op("destoryClient", &ghost_arg).await, TRUE);
+    assert_eq!(
+        a.op("destroyClient", r#"{"client_id":"x"}"#).await,
+        ok("false")
+    );
+
+    // destroyCurrentClient and its misspelt twin: the reply, then the close.
+    for (p, op, id) in [
+        (&mut e, "destroyCurrentClient", &ei),
+        (&mut f, "destoryCurrentClient", &fi),
+    ] {
+        let request = p.send(op, "{}").await;
+        assert_eq!(p.reply(request).await, NULL);
+        assert_closed(&mut p.ws).await;
+        assert_eq!(c.text().await, close_of(id));
+    }
+
+    // closeClient naming the caller takes the current-client path: the message, the close,
+    // and no reply (spec 5.8).
+    let args = format!(r#"{{"client_id":"{di}","message":"self"}}"#);
+    d.send("closeClient", &args).await;
+    assert_eq!(d.text().await, "self");
+    assert_closed(&mut d.ws).await;
+    assert_eq!(c.text().await, close_of(&di));
+
+    assert_eq!(a.op("getAllClientIdCount", "{}").await, ok("2"));
+    assert_eq!(a.op("getAllUidList", "{}").await, ok(r#"["u2","ua"]"#));
+    let stats = sys.worker().stats();
+    assert_eq!(stats.iter().map(|s| s.events_failed).sum::<u64>(), 0);
+    sys.stop();
+}
+
+/// The probe over the text protocol: lines in, lines out, no handshake data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_over_the_text_protocol() {
+    use gatewayworker::gateway::PublicProtocol;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    let sys = System::start_with(
+        guest("probe"),
+        1,
+        1,
+        |g| g.core.protocol = PublicProtocol::Text,
+        |_| {},
+    )
+    .await;
+    let mut lines = Vec::new();
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let stream = tokio::net::TcpStream::connect(sys.public).await.unwrap();
+        let (read, write) = stream.into_split();
+        let mut read = BufReader::new(read).lines();
+        let hello = tokio::time::timeout(WAIT, read.next_line())
+            .await
+            .expect("connect message in time")
+            .unwrap()
+            .expect("a line");
+        let id = hello
+            .strip_prefix(r#"{"event":"connect","client_id":""#)
+            .and_then(|rest| rest.strip_suffix(r#""}"#))
+            .unwrap_or_else(|| panic!("connect message first, got {hello}"))
+            .to_owned();
+        ids.push(id);
+        lines.push((read, write));
+    }
+    let (read0, write0) = &mut lines[0];
+    write0
+        .write_all(b"{\"op\":\"getWebSocketData\",\"id\":\"w\"}\nplain text\n")
+        .await
+        .unwrap();
+    assert_eq!(next(read0).await, r#"{"id":"w","ok":true,"result":null}"#);
+    assert_eq!(next(read0).await, "plain text");
+    let request = format!(
+        "{{\"op\":\"sendToAll\",\"args\":{{\"message\":\"to all\",\"exclude\":\"{}\"}},\"id\":2}}\n",
+        ids[0]
+    );
+    write0.write_all(request.as_bytes()).await.unwrap();
+    assert_eq!(next(read0).await, r#"{"id":2,"ok":true,"result":null}"#);
+    let (read1, _) = &mut lines[1];
+    assert_eq!(next(read1).await, "to all");
+    sys.stop();
+}
+
+type LineReader = tokio::io::Lines<tokio::io::BufReader<tokio::net::tcp::OwnedReadHalf>>;
+
+/// The next line of a text-protocol client; panics after [`WAIT`].
+async fn next(read: &mut LineReader) -> String {
+    tokio::time::timeout(WAIT, read.next_line())
+        .await
+        .expect("line in time")
+        .unwrap()
+        .expect("a line")
 }
 
 /// The connection ends (a close frame, or the TCP close of workerman 4) with no more data.

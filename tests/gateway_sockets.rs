@@ -169,14 +169,7 @@ async fn no_worker_means_the_client_is_dropped() {
 async fn malformed_frame_closes_only_that_link() {
     let gateway = start_gateway(1, |_| {});
     let lan = gateway.lan_addrs[0];
-    let mut worker = TestLink::worker(lan, "Test:0").await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let mut ws = ws_connect(gateway.public_addr, "/").await;
-    let cid = worker
-        .next_frame_of(Command::OnConnect)
-        .await
-        .header
-        .connection_id;
+    let (mut worker, mut ws, cid) = worker_and_client(&gateway).await;
 
     let mut bad = TestLink::connect(lan).await;
     let mut garbage = vec![0u8; 28];
@@ -233,4 +226,44 @@ async fn shards_share_the_public_port() {
     assert_eq!(seen, 8);
     let _ = Bytes::new();
     gateway.shutdown().unwrap();
+}
+
+/// Shutdown (SIGTERM in the binary): the client gets a close frame `1001 going away` after
+/// what was queued for it, the worker gets its ON_CLOSE, then both connections end.
+#[tokio::test]
+async fn shutdown_sends_going_away_and_the_worker_hears_of_the_close() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+    let gateway = start_gateway(1, |_| {});
+    let (mut worker, mut ws, cid) = worker_and_client(&gateway).await;
+    worker
+        .send(
+            Command::SendToOne,
+            cid,
+            FLAG_BODY_IS_SCALAR,
+            b"",
+            b"last words",
+        )
+        .await;
+    assert_eq!(ws_next(&mut ws).await, Message::text("last words"));
+
+    let stopping = tokio::task::spawn_blocking(move || gateway.shutdown());
+    let close = loop {
+        match tokio::time::timeout(WAIT, ws.next()).await {
+            Ok(Some(Ok(Message::Close(frame)))) => break frame,
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+            other => panic!("close frame expected, got {other:?}"),
+        }
+    };
+    let close = close.expect("a close code");
+    assert_eq!(close.code, CloseCode::Away);
+    let on_close = worker.next_frame_of(Command::OnClose).await;
+    assert_eq!(on_close.header.connection_id, cid);
+    assert!(worker.closed_by_peer().await, "the worker link ends too");
+    tokio::time::timeout(WAIT, stopping)
+        .await
+        .expect("shutdown in time")
+        .unwrap()
+        .unwrap();
 }

@@ -1029,3 +1029,52 @@ async fn broken_replacement_keeps_the_old_module_and_the_watcher_reloads() {
     assert_eq!(rec.reply_texts(), vec!["a", "b", "ok:c#1"]);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A module that compiles and links but traps in `on_worker_start`.
+fn failing_start(name: &str) -> Plugin<Recorder> {
+    let wat = r#"(module
+        (memory (export "memory") 1)
+        (func (export "gw_abi_version") (result i32) (i32.const 1))
+        (func (export "gw_alloc") (param i32) (result i32) (i32.const 1024))
+        (func (export "gw_free") (param i32 i32))
+        (func (export "on_worker_start") unreachable)
+        (func (export "on_message") (param i32 i32 i32 i32 i32)))"#;
+    host().compile(wat.as_bytes(), name).unwrap()
+}
+
+#[tokio::test]
+async fn a_reloaded_module_that_fails_to_start_is_rolled_back() {
+    let slot = PluginSlot::new(host(), plugin("echo"));
+    let rec = Recorder::default();
+    let mut w = WasmWorker::new(host(), &slot, rec.clone());
+    w.handle(&message("a")).await.unwrap();
+
+    // Two broken modules in a row, neither ever started: back to echo, and the event that
+    // found the swap is handled by it.
+    slot.replace(failing_start("bad1"));
+    slot.replace(failing_start("bad2"));
+    w.handle(&message("b")).await.unwrap();
+    assert_eq!(slot.generation(), 4, "echo again, under a new generation");
+    assert_eq!(w.stats().rollbacks, 1);
+
+    // A good module after that is taken, and a broken one after it rolls back to it.
+    slot.replace(plugin("crash"));
+    w.handle(&message("c")).await.unwrap();
+    slot.replace(failing_start("bad3"));
+    w.handle(&message("d")).await.unwrap();
+    assert_eq!(w.stats().rollbacks, 2);
+    assert_eq!(rec.reply_texts(), vec!["a", "b", "ok:c#1", "ok:d#1"]);
+    assert_eq!(
+        w.stats().events_failed,
+        0,
+        "no event lost to the broken modules"
+    );
+
+    // A module that never started anywhere has nothing to roll back to: its failures are
+    // the event's.
+    let fresh = PluginSlot::new(host(), failing_start("bad-first"));
+    let mut w = WasmWorker::new(host(), &fresh, Recorder::default());
+    let err = w.handle(&message("x")).await.unwrap_err();
+    assert_eq!(err.kind, FailureKind::Start);
+    assert_eq!(w.stats().rollbacks, 0);
+}

@@ -23,14 +23,29 @@ use tokio_tungstenite::tungstenite::Message;
 struct Host {
     events: mpsc::Receiver<ClientEvent>,
     commands: mpsc::Sender<ToWorker>,
+    /// The event being handled: ended (nothing to write back) when the next is taken, as
+    /// the business code must end every event before the client's next one comes.
+    open: Option<ClientEvent>,
 }
 
 impl Host {
     async fn event(&mut self) -> ClientEvent {
-        tokio::time::timeout(WAIT, self.events.recv())
+        if let Some(prev) = self.open.take() {
+            let end = ToWorker::EndEvent {
+                client: prev.client,
+                kind: prev.kind,
+                old: PhpValue::Null,
+                new: PhpValue::Null,
+                reply: None,
+            };
+            self.commands.send(end).await.unwrap();
+        }
+        let event = tokio::time::timeout(WAIT, self.events.recv())
             .await
             .expect("event in time")
-            .expect("worker running")
+            .expect("worker running");
+        self.open = Some(event.clone());
+        event
     }
 
     async fn event_of(&mut self, kind: EventKind) -> ClientEvent {
@@ -99,7 +114,11 @@ async fn worker_and_gateway_speak_the_same_protocol() {
         commands_rx,
     );
     let script = async move {
-        let mut host = Host { events, commands };
+        let mut host = Host {
+            events,
+            commands,
+            open: None,
+        };
         // Wait until both links are registered with the gateway: a fan-out count answers.
         for _ in 0..100 {
             if host.call(ApiCall::GetAllClientCount, None).await == Ok(PhpValue::Int(0)) {
@@ -212,6 +231,7 @@ async fn worker_and_gateway_speak_the_same_protocol() {
         let mut session = PhpArray::new();
         session.insert(PhpKey::from_bytes(b"name"), PhpValue::str("alice"));
         let session = PhpValue::Array(session);
+        host.open = None;
         host.commands
             .send(ToWorker::EndEvent {
                 client: m.client.clone(),

@@ -4,14 +4,27 @@
 //!   the real drivers run unchanged inside simulated hosts.
 //! * `choppy`: [`ChoppyStream`], which cuts and merges a peer's writes at seeded random
 //!   points (turmoil itself delivers every write whole), so framing is always stressed.
+//! * `world`: the whole cluster (register, gateways, worker hosts running the `probe`
+//!   guest, clients) and the run loop; `workload`: the clients' seeded programs; `model`:
+//!   the reference model and oracle; `faults`: the fault switches and schedule; `trace`:
+//!   the observed events and their hash; `conn`: a client's WebSocket or text connection.
+//!   See `sim/README.md`.
 
 #![warn(missing_docs)]
 
 pub mod choppy;
+pub mod conn;
+pub mod faults;
+pub mod model;
 pub mod net;
+pub mod trace;
+pub mod workload;
+pub mod world;
 
 pub use choppy::{ChoppyStream, TINY_CHUNK_MAX};
+pub use faults::Faults;
 pub use net::{TurmoilListener, TurmoilNet, TurmoilStream};
+pub use world::{run, Outcome, SimConfig};
 
 use std::time::{Duration, SystemTime};
 

@@ -69,20 +69,23 @@ pub enum Command {
     Status(StatusArgs),
     /// Run business workers: `count` instances of a .wasm module, each linked to every
     /// gateway the register lists.
+    #[command(
+        after_help = "Every flag is also a key of the [worker] table of the --config file.\nPrecedence: flag > config file > default."
+    )]
     Worker(WorkerArgs),
-    /// (coming) Call the Gateway API from the shell (send-to-group, online-count, ...).
-    Client(ComingArgs),
+    /// Call the Gateway API from the shell, as a GatewayClient: send-to-group,
+    /// online-count, get-session... Query results are printed as JSON.
+    #[command(
+        after_help = "The flags before the call are also keys of the [client] table of the --config file.\nPrecedence: flag > config file > default; --register or --gateway on the command line\nreplaces both keys of the file."
+    )]
+    #[command(subcommand_value_name = "CALL", subcommand_help_heading = "Calls")]
+    Client(ClientArgs),
     /// Register + gateway + workers in one process, for a single machine. With no flags it
     /// runs the bundled chat example (wasm-workers/dist/chat.wasm) on the default ports.
+    #[command(
+        after_help = "Every flag is also a key of the [start] table of the --config file.\nPrecedence: flag > config file > default."
+    )]
     Start(StartArgs),
-}
-
-/// Arguments of a subcommand that is not built yet: anything is accepted and ignored.
-#[derive(Debug, Args)]
-pub struct ComingArgs {
-    /// Ignored for now.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    pub rest: Vec<String>,
 }
 
 /// How log lines look.
@@ -270,11 +273,13 @@ impl StatusArgs {
 }
 
 /// `gatewayworker worker`.
-#[derive(Debug, Default, Clone, Args)]
+#[derive(Debug, Default, Clone, Args, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct WorkerArgs {
-    /// The business logic: a .wasm module speaking the gw ABI (wasm-workers/ABI.md).
+    /// The business logic: a .wasm module speaking the gw ABI (wasm-workers/ABI.md)
+    /// [required, here or in the config file].
     #[arg(long, value_name = "PATH")]
-    pub wasm: PathBuf,
+    pub wasm: Option<PathBuf>,
     /// Worker name; instance i registers with the gateways as `name:i` [default: BusinessWorker].
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
@@ -284,17 +289,21 @@ pub struct WorkerArgs {
     pub count: Option<u32>,
     /// Register address HOST:PORT; repeat for several [default: 127.0.0.1:1236].
     #[arg(long, value_name = "ADDRESS")]
-    pub register: Vec<String>,
+    pub register: Option<Vec<String>>,
     /// Secret key shared with the register and the gateways [default: none].
     #[arg(long, value_name = "KEY")]
     pub secret: Option<String>,
     /// Check the .wasm file every SECONDS and hot-reload it when it changes [default: off].
     #[arg(long, value_name = "SECONDS")]
     pub reload_poll: Option<u64>,
+    /// Serve Prometheus metrics at http://ADDRESS/metrics [default: off].
+    #[arg(long, value_name = "ADDRESS")]
+    pub metrics: Option<SocketAddr>,
 }
 
 /// `gatewayworker start`.
-#[derive(Debug, Default, Clone, Args)]
+#[derive(Debug, Default, Clone, Args, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct StartArgs {
     /// The business logic [default: wasm-workers/dist/chat.wasm].
     #[arg(long, value_name = "PATH")]
@@ -317,4 +326,318 @@ pub struct StartArgs {
     /// Secret key shared by the three roles [default: none].
     #[arg(long, value_name = "KEY")]
     pub secret: Option<String>,
+    /// Serve Prometheus metrics of all three roles at http://ADDRESS/metrics [default: off].
+    #[arg(long, value_name = "ADDRESS")]
+    pub metrics: Option<SocketAddr>,
+    /// Serve the demo chat page at http://ADDRESS/ (needs a websocket:// gateway)
+    /// [default: 0.0.0.0:55151].
+    #[arg(long, value_name = "ADDRESS", conflicts_with = "no_demo")]
+    pub demo_listen: Option<SocketAddr>,
+    /// Do not serve the demo chat page.
+    #[arg(long)]
+    #[serde(default)]
+    pub no_demo: bool,
+}
+
+impl WorkerArgs {
+    /// These flags over `file` (flags win field by field).
+    pub fn merge(mut self, file: WorkerArgs) -> WorkerArgs {
+        merge_fields!(self, file: WorkerArgs; wasm, name, count, register, secret, reload_poll,
+            metrics);
+        self
+    }
+}
+
+impl StartArgs {
+    /// These flags over `file` (flags win field by field).
+    pub fn merge(mut self, file: StartArgs) -> StartArgs {
+        let StartArgs {
+            wasm,
+            listen,
+            register,
+            start_port,
+            gateway_count,
+            worker_count,
+            secret,
+            metrics,
+            demo_listen,
+            no_demo,
+        } = file;
+        self.wasm = self.wasm.or(wasm);
+        self.listen = self.listen.or(listen);
+        self.register = self.register.or(register);
+        self.start_port = self.start_port.or(start_port);
+        self.gateway_count = self.gateway_count.or(gateway_count);
+        self.worker_count = self.worker_count.or(worker_count);
+        self.secret = self.secret.or(secret);
+        self.metrics = self.metrics.or(metrics);
+        // The demo page is one setting: `--no-demo` or `--demo-listen` on the command line
+        // replaces both keys of the file.
+        if !self.no_demo && self.demo_listen.is_none() {
+            self.demo_listen = demo_listen;
+            self.no_demo = no_demo;
+        }
+        self
+    }
+}
+
+/// `gatewayworker client [OPTIONS] <CALL> [ARGS]`.
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// Where the cluster is and how long to wait.
+    #[command(flatten)]
+    pub options: ClientOptions,
+    /// The Gateway API call.
+    #[command(subcommand)]
+    pub call: ClientCall,
+}
+
+/// The flags of `gatewayworker client`, also the keys of the `[client]` table.
+#[derive(Debug, Default, Clone, Args, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ClientOptions {
+    /// Register address HOST:PORT to find the gateways; repeat for fallbacks
+    /// [default: 127.0.0.1:1236].
+    #[arg(long, value_name = "ADDRESS")]
+    pub register: Option<Vec<String>>,
+    /// Gateway lan address IP:PORT to use instead of a register; repeat for every gateway
+    /// (shard) of the cluster [default: none].
+    #[arg(long, value_name = "ADDRESS", conflicts_with = "register")]
+    pub gateway: Option<Vec<String>>,
+    /// Secret key of the cluster (secretKey) [default: none].
+    #[arg(long, value_name = "KEY")]
+    pub secret: Option<String>,
+    /// Seconds to wait for a connection (connectTimeout) [default: 3].
+    #[arg(long, value_name = "SECONDS")]
+    pub connect_timeout: Option<u64>,
+    /// Seconds to wait for an answer once connected [default: 5].
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+    /// Print what the answering gateways said when some do not answer, like the original,
+    /// instead of failing [default: false].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub partial: Option<bool>,
+}
+
+impl ClientOptions {
+    /// These flags over `file`; a `--register` or `--gateway` flag replaces both keys of
+    /// the file (one source of gateways, the one the command line names).
+    pub fn merge(mut self, file: ClientOptions) -> ClientOptions {
+        let ClientOptions {
+            register,
+            gateway,
+            secret,
+            connect_timeout,
+            timeout,
+            partial,
+        } = file;
+        if self.register.is_none() && self.gateway.is_none() {
+            self.register = register;
+            self.gateway = gateway;
+        }
+        self.secret = self.secret.or(secret);
+        self.connect_timeout = self.connect_timeout.or(connect_timeout);
+        self.timeout = self.timeout.or(timeout);
+        self.partial = self.partial.or(partial);
+        self
+    }
+}
+
+/// One Gateway API call, named like the original's method in kebab-case.
+#[derive(Debug, Clone, Subcommand)]
+pub enum ClientCall {
+    /// sendToAll: MESSAGE to every client (or to --client-id ones), but --exclude ones.
+    SendToAll {
+        /// The message.
+        message: String,
+        /// Send only to this client; repeat for several.
+        #[arg(long = "client-id", value_name = "CLIENT_ID")]
+        client_ids: Vec<String>,
+        /// Do not send to this client; repeat for several.
+        #[arg(long, value_name = "CLIENT_ID")]
+        exclude: Vec<String>,
+        /// Write the bytes as is, without the client protocol's framing.
+        #[arg(long)]
+        raw: bool,
+    },
+    /// sendToClient: MESSAGE to one client.
+    SendToClient {
+        /// The client id (20 hex characters).
+        client_id: String,
+        /// The message.
+        message: String,
+    },
+    /// sendToUid: MESSAGE to every client bound to UID.
+    SendToUid {
+        /// The uid.
+        uid: String,
+        /// The message.
+        message: String,
+    },
+    /// sendToGroup: MESSAGE to every member of GROUP, but --exclude ones.
+    SendToGroup {
+        /// The group.
+        group: String,
+        /// The message.
+        message: String,
+        /// Do not send to this client; repeat for several.
+        #[arg(long, value_name = "CLIENT_ID")]
+        exclude: Vec<String>,
+        /// Write the bytes as is, without the client protocol's framing.
+        #[arg(long)]
+        raw: bool,
+    },
+    /// bindUid: binds a client to a uid.
+    BindUid {
+        /// The client id.
+        client_id: String,
+        /// The uid.
+        uid: String,
+    },
+    /// unbindUid: unbinds a client from its uid.
+    UnbindUid {
+        /// The client id.
+        client_id: String,
+        /// The uid (ignored by the gateway, as in the original).
+        uid: String,
+    },
+    /// joinGroup: adds a client to a group.
+    JoinGroup {
+        /// The client id.
+        client_id: String,
+        /// The group.
+        group: String,
+    },
+    /// leaveGroup: removes a client from a group.
+    LeaveGroup {
+        /// The client id.
+        client_id: String,
+        /// The group.
+        group: String,
+    },
+    /// ungroup: dissolves a group.
+    Ungroup {
+        /// The group.
+        group: String,
+    },
+    /// setSession: replaces a client's session with a JSON object.
+    SetSession {
+        /// The client id.
+        client_id: String,
+        /// The session, a JSON object (or list), e.g. '{"name":"ann"}'.
+        json: String,
+    },
+    /// updateSession: merges a JSON object into a client's session.
+    UpdateSession {
+        /// The client id.
+        client_id: String,
+        /// The keys to set, a JSON object.
+        json: String,
+    },
+    /// getSession: a client's session (null for an unknown client).
+    GetSession {
+        /// The client id.
+        client_id: String,
+    },
+    /// closeClient: closes a client, after MESSAGE if given.
+    CloseClient {
+        /// The client id.
+        client_id: String,
+        /// A last message.
+        message: Option<String>,
+    },
+    /// destoryClient: closes a client at once.
+    DestroyClient {
+        /// The client id.
+        client_id: String,
+    },
+    /// isOnline: 1 when the client is connected, else 0.
+    IsOnline {
+        /// The client id.
+        client_id: String,
+    },
+    /// isUidOnline: 1 when a client is bound to UID, else 0.
+    IsUidOnline {
+        /// The uid.
+        uid: String,
+    },
+    /// getClientIdByUid: the client ids bound to UID.
+    GetClientIdByUid {
+        /// The uid.
+        uid: String,
+    },
+    /// getUidByClientId: the uid of a client, or null.
+    GetUidByClientId {
+        /// The client id.
+        client_id: String,
+    },
+    /// getClientIdListByGroup: client_id => client_id of GROUP's members.
+    GetClientIdListByGroup {
+        /// The group.
+        group: String,
+    },
+    /// getClientSessionsByGroup: client_id => session of GROUP's members.
+    GetClientSessionsByGroup {
+        /// The group.
+        group: String,
+    },
+    /// getClientCountByGroup: members of GROUP.
+    #[command(visible_alias = "get-client-id-count-by-group")]
+    GetClientCountByGroup {
+        /// The group.
+        group: String,
+    },
+    /// getAllClientIdList: client_id => client_id of every client.
+    GetAllClientIdList,
+    /// getAllClientSessions: client_id => session of every client (or of GROUP's).
+    GetAllClientSessions {
+        /// Only this group's members.
+        group: Option<String>,
+    },
+    /// getAllClientCount: clients online in the cluster.
+    #[command(visible_aliases = ["online-count", "get-all-client-id-count"])]
+    GetAllClientCount,
+    /// getAllUidList: uid => uid of every bound uid.
+    GetAllUidList,
+    /// getAllUidCount: bound uids.
+    GetAllUidCount,
+    /// getUidListByGroup: uid => uid of GROUP's members.
+    GetUidListByGroup {
+        /// The group.
+        group: String,
+    },
+    /// getUidCountByGroup: uids in GROUP.
+    GetUidCountByGroup {
+        /// The group.
+        group: String,
+    },
+    /// getAllGroupIdList: groups with members.
+    GetAllGroupIdList,
+    /// getAllGroupUidList: group => (uid => uid).
+    GetAllGroupUidList,
+    /// getAllGroupUidCount: group => uids.
+    GetAllGroupUidCount,
+    /// getAllGroupClientIdList: group => (client_id => client_id).
+    GetAllGroupClientIdList,
+    /// getAllGroupClientIdCount: group => clients.
+    #[command(visible_alias = "get-all-group-count")]
+    GetAllGroupClientIdCount,
+    /// batchGetClientIdByUid: uid => client ids, for each UID.
+    BatchGetClientIdByUid {
+        /// The uids.
+        #[arg(required = true)]
+        uids: Vec<String>,
+    },
+    /// batchGetClientIdCountByGroup: group => count, for each GROUP.
+    BatchGetClientIdCountByGroup {
+        /// The groups.
+        #[arg(required = true)]
+        groups: Vec<String>,
+    },
+    /// isUidsOnline: uid => 0/1, for each UID.
+    IsUidsOnline {
+        /// The uids.
+        #[arg(required = true)]
+        uids: Vec<String>,
+    },
 }

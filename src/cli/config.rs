@@ -8,7 +8,9 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::args::{GatewayArgs, LogFormat, RegisterArgs, StatusArgs};
+use super::args::{
+    ClientOptions, GatewayArgs, LogFormat, RegisterArgs, StartArgs, StatusArgs, WorkerArgs,
+};
 use super::error::CliError;
 
 /// Largest config file read, in bytes: a config file is a few lines; anything this big is
@@ -30,6 +32,15 @@ pub struct ConfigFile {
     /// Settings of `gatewayworker status`.
     #[serde(default)]
     pub status: StatusArgs,
+    /// Settings of `gatewayworker worker`.
+    #[serde(default)]
+    pub worker: WorkerArgs,
+    /// Settings of `gatewayworker start`.
+    #[serde(default)]
+    pub start: StartArgs,
+    /// Settings of `gatewayworker client` (the flags before the call).
+    #[serde(default)]
+    pub client: ClientOptions,
 }
 
 impl ConfigFile {
@@ -132,5 +143,91 @@ mod tests {
         let (line, message) = ConfigFile::parse("[gateway]\n\ncount = \"two\"\n").unwrap_err();
         assert_eq!(line, Some(3));
         assert!(!message.contains('\n'));
+    }
+
+    #[test]
+    fn worker_start_and_client_tables() {
+        let file = ConfigFile::parse(
+            "[worker]\nwasm = \"chat.wasm\"\ncount = 4\nregister = [\"10.0.0.1:1236\"]\n\
+             reload-poll = 2\n[start]\nlisten = \"text://0.0.0.0:7000\"\n\
+             register = \"127.0.0.1:1300\"\nworker-count = 3\ngateway-count = 2\n\
+             [client]\ngateway = [\"10.0.0.5:2000\", \"10.0.0.5:2001\"]\nsecret = \"k\"\n\
+             connect-timeout = 1\ntimeout = 2\npartial = true\n",
+        )
+        .unwrap();
+        assert_eq!(file.worker.wasm.as_deref(), Some(Path::new("chat.wasm")));
+        assert_eq!(file.worker.count, Some(4));
+        assert_eq!(file.worker.register, Some(vec!["10.0.0.1:1236".to_owned()]));
+        assert_eq!(file.worker.reload_poll, Some(2));
+        assert_eq!(file.start.listen.as_deref(), Some("text://0.0.0.0:7000"));
+        assert_eq!(file.start.register, Some("127.0.0.1:1300".parse().unwrap()));
+        assert_eq!(file.start.worker_count, Some(3));
+        assert_eq!(file.start.gateway_count, Some(2));
+        assert_eq!(file.client.gateway.as_ref().map(Vec::len), Some(2));
+        assert_eq!(file.client.secret.as_deref(), Some("k"));
+        assert_eq!(file.client.connect_timeout, Some(1));
+        assert_eq!(file.client.timeout, Some(2));
+        assert_eq!(file.client.partial, Some(true));
+    }
+
+    #[test]
+    fn unknown_keys_of_the_new_tables_are_named() {
+        for (table, key) in [
+            ("worker", "wasm_path"),
+            ("start", "workers"),
+            ("client", "registr"),
+        ] {
+            let (line, message) =
+                ConfigFile::parse(&format!("[{table}]\n{key} = 1\n")).unwrap_err();
+            assert_eq!(line, Some(2), "{table}");
+            assert!(
+                message.contains(&format!("unknown key `{key}`")),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn flags_win_over_the_new_tables() {
+        let file = ConfigFile::parse(
+            "[worker]\nwasm = \"a.wasm\"\nname = \"Chat\"\n[start]\nworker-count = 3\nsecret = \"f\"\n\
+             [client]\nregister = [\"r:1\"]\nsecret = \"f\"\ntimeout = 9\n",
+        )
+        .unwrap();
+        let worker = WorkerArgs {
+            wasm: Some("b.wasm".into()),
+            ..WorkerArgs::default()
+        }
+        .merge(file.worker);
+        assert_eq!(worker.wasm.as_deref(), Some(Path::new("b.wasm")));
+        assert_eq!(worker.name.as_deref(), Some("Chat"));
+        let start = StartArgs {
+            secret: Some("flag".into()),
+            ..StartArgs::default()
+        }
+        .merge(file.start);
+        assert_eq!(start.secret.as_deref(), Some("flag"));
+        assert_eq!(start.worker_count, Some(3));
+        // The demo page: the file's `no-demo` holds unless a flag names the page.
+        let demo_file = ConfigFile::parse("[start]\nno-demo = true\n").unwrap();
+        assert!(StartArgs::default().merge(demo_file.start.clone()).no_demo);
+        let flag = StartArgs {
+            demo_listen: Some("127.0.0.1:8000".parse().unwrap()),
+            ..StartArgs::default()
+        }
+        .merge(demo_file.start);
+        assert!(!flag.no_demo);
+        assert_eq!(flag.demo_listen, Some("127.0.0.1:8000".parse().unwrap()));
+        // --gateway on the command line replaces the file's register: one source only.
+        let client = ClientOptions {
+            gateway: Some(vec!["127.0.0.1:2000".into()]),
+            ..ClientOptions::default()
+        }
+        .merge(file.client.clone());
+        assert_eq!(client.register, None);
+        assert_eq!(client.secret.as_deref(), Some("f"));
+        assert_eq!(client.timeout, Some(9));
+        let client = ClientOptions::default().merge(file.client);
+        assert_eq!(client.register, Some(vec!["r:1".to_owned()]));
     }
 }

@@ -55,9 +55,10 @@ pub enum CliError {
         /// What went wrong (connect refused, timeout, bad answer...).
         message: String,
     },
-    /// A subcommand that needs parts still being built.
-    #[error("`{0}` is coming: it needs the business worker, which is not in this build yet")]
-    Coming(&'static str),
+    /// A Gateway API call made by `client` failed (register or gateway unreachable,
+    /// wrong secret key, refused argument...).
+    #[error("{0}")]
+    Client(#[from] gatewayworker::client::ClientError),
     /// Some other I/O failure, with what we were doing.
     #[error("{context}: {source}")]
     Io {

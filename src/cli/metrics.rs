@@ -20,6 +20,9 @@ use tokio::sync::{watch, Semaphore};
 use super::error::CliError;
 use gatewayworker::gateway::{driver as gateway_driver, GatewayCore};
 use gatewayworker::register::{driver as register_driver, RegisterCore};
+use gatewayworker::worker::metrics::{
+    failure_label, WorkerObserver, EVENT_BUCKETS_US, FAILURE_KINDS,
+};
 
 /// How often drivers copy their counters for the endpoint.
 pub const PUBLISH_PERIOD: Duration = Duration::from_secs(1);
@@ -38,8 +41,8 @@ struct Metric {
     name: &'static str,
     help: &'static str,
     kind: &'static str,
-    /// An extra `label="value"` pair, for families split by kind.
-    label: Option<(&'static str, &'static str)>,
+    /// Extra `label="value"` pairs, for families split by kind.
+    label: Option<&'static str>,
     slot: usize,
 }
 
@@ -50,7 +53,15 @@ const GATEWAY_LINK_FRAMES_DROPPED: usize = 3;
 const GATEWAY_UNENCODABLE: usize = 4;
 const GATEWAY_WITHOUT_WORKER: usize = 5;
 const GATEWAY_UNKNOWN_COMMANDS: usize = 6;
-const GATEWAY_SLOTS: usize = 7;
+const GATEWAY_CLIENT_MESSAGES_IN: usize = 7;
+const GATEWAY_CLIENT_MESSAGES_OUT: usize = 8;
+const GATEWAY_CLIENT_BYTES_IN: usize = 9;
+const GATEWAY_CLIENT_BYTES_OUT: usize = 10;
+const GATEWAY_LINK_BYTES_IN: usize = 11;
+const GATEWAY_LINK_BYTES_OUT: usize = 12;
+const GATEWAY_CLIENT_QUEUED: usize = 13;
+const GATEWAY_LINK_QUEUED: usize = 14;
+const GATEWAY_SLOTS: usize = 15;
 
 /// Gateway metrics, one line per shard (`shard="i"`); same-named entries are adjacent.
 const GATEWAY_METRICS: &[Metric] = &[
@@ -74,14 +85,14 @@ const GATEWAY_METRICS: &[Metric] = &[
                (kind=client: client_pending_max or pending_before_handshake_max; \
                kind=link: link_pending_max).",
         kind: "counter",
-        label: Some(("kind", "client")),
+        label: Some(r#"kind="client""#),
         slot: GATEWAY_CLIENT_MESSAGES_DROPPED,
     },
     Metric {
         name: "gatewayworker_messages_dropped_total",
         help: "",
         kind: "counter",
-        label: Some(("kind", "link")),
+        label: Some(r#"kind="link""#),
         slot: GATEWAY_LINK_FRAMES_DROPPED,
     },
     Metric {
@@ -104,6 +115,65 @@ const GATEWAY_METRICS: &[Metric] = &[
         kind: "counter",
         label: None,
         slot: GATEWAY_UNKNOWN_COMMANDS,
+    },
+    Metric {
+        name: "gatewayworker_client_messages_total",
+        help: "Client messages (direction=in: decoded from clients and forwarded to workers; \
+               direction=out: queued for clients, one per recipient).",
+        kind: "counter",
+        label: Some(r#"direction="in""#),
+        slot: GATEWAY_CLIENT_MESSAGES_IN,
+    },
+    Metric {
+        name: "gatewayworker_client_messages_total",
+        help: "",
+        kind: "counter",
+        label: Some(r#"direction="out""#),
+        slot: GATEWAY_CLIENT_MESSAGES_OUT,
+    },
+    Metric {
+        name: "gatewayworker_bytes_total",
+        help: "Bytes read (direction=in) and written (direction=out), on client connections \
+               (peer=client) and worker/API links (peer=link).",
+        kind: "counter",
+        label: Some(r#"peer="client",direction="in""#),
+        slot: GATEWAY_CLIENT_BYTES_IN,
+    },
+    Metric {
+        name: "gatewayworker_bytes_total",
+        help: "",
+        kind: "counter",
+        label: Some(r#"peer="client",direction="out""#),
+        slot: GATEWAY_CLIENT_BYTES_OUT,
+    },
+    Metric {
+        name: "gatewayworker_bytes_total",
+        help: "",
+        kind: "counter",
+        label: Some(r#"peer="link",direction="in""#),
+        slot: GATEWAY_LINK_BYTES_IN,
+    },
+    Metric {
+        name: "gatewayworker_bytes_total",
+        help: "",
+        kind: "counter",
+        label: Some(r#"peer="link",direction="out""#),
+        slot: GATEWAY_LINK_BYTES_OUT,
+    },
+    Metric {
+        name: "gatewayworker_queued_bytes",
+        help: "Bytes queued and not yet written (peer=client: to clients, incl. before their \
+               handshake; peer=link: to workers and API callers).",
+        kind: "gauge",
+        label: Some(r#"peer="client""#),
+        slot: GATEWAY_CLIENT_QUEUED,
+    },
+    Metric {
+        name: "gatewayworker_queued_bytes",
+        help: "",
+        kind: "gauge",
+        label: Some(r#"peer="link""#),
+        slot: GATEWAY_LINK_QUEUED,
     },
 ];
 
@@ -170,6 +240,10 @@ pub enum Source {
     Gateway(Vec<Slots>),
     /// A register.
     Register(Slots),
+    /// A business worker's instances.
+    Worker(WorkerObserver),
+    /// Several roles in one process (`start`), each rendered in turn.
+    All(Vec<Source>),
 }
 
 fn new_slots(n: usize) -> Slots {
@@ -193,8 +267,12 @@ impl Source {
 
     /// The observer that shard `shard` of a gateway runs (None for other sources).
     pub fn gateway_observer(&self, shard: usize) -> Option<gateway_driver::Observer> {
-        let Source::Gateway(shards) = self else {
-            return None;
+        let shards = match self {
+            Source::Gateway(shards) => shards,
+            Source::All(sources) => {
+                return sources.iter().find_map(|s| s.gateway_observer(shard));
+            }
+            _ => return None,
         };
         let slots = shards.get(shard)?.clone();
         Some(gateway_driver::Observer {
@@ -220,14 +298,29 @@ impl Source {
                 );
                 store(&slots, GATEWAY_WITHOUT_WORKER, stats.clients_without_worker);
                 store(&slots, GATEWAY_UNKNOWN_COMMANDS, stats.unknown_commands);
+                store(&slots, GATEWAY_CLIENT_MESSAGES_IN, stats.client_messages_in);
+                store(
+                    &slots,
+                    GATEWAY_CLIENT_MESSAGES_OUT,
+                    stats.client_messages_out,
+                );
+                store(&slots, GATEWAY_CLIENT_BYTES_IN, stats.client_bytes_in);
+                store(&slots, GATEWAY_CLIENT_BYTES_OUT, stats.client_bytes_out);
+                store(&slots, GATEWAY_LINK_BYTES_IN, stats.link_bytes_in);
+                store(&slots, GATEWAY_LINK_BYTES_OUT, stats.link_bytes_out);
+                let (to_clients, to_links) = core.queued_bytes();
+                store(&slots, GATEWAY_CLIENT_QUEUED, to_clients);
+                store(&slots, GATEWAY_LINK_QUEUED, to_links);
             }),
         })
     }
 
     /// The observer the register runs (None for other sources).
     pub fn register_observer(&self) -> Option<register_driver::Observer> {
-        let Source::Register(slots) = self else {
-            return None;
+        let slots = match self {
+            Source::Register(slots) => slots,
+            Source::All(sources) => return sources.iter().find_map(|s| s.register_observer()),
+            _ => return None,
         };
         let slots = slots.clone();
         Some(register_driver::Observer {
@@ -251,17 +344,11 @@ impl Source {
     /// The Prometheus text exposition (format 0.0.4).
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let (role, metrics, shards): (&str, &[Metric], Vec<ShardSlots>) = match self {
-            Source::Gateway(shards) => (
-                "gateway",
-                GATEWAY_METRICS,
-                shards
-                    .iter()
-                    .enumerate()
-                    .map(|(i, s)| (Some(i), s))
-                    .collect(),
-            ),
-            Source::Register(slots) => ("register", REGISTER_METRICS, vec![(None, slots)]),
+        let role = match self {
+            Source::Gateway(_) => "gateway",
+            Source::Register(_) => "register",
+            Source::Worker(_) => "worker",
+            Source::All(_) => "start",
         };
         out.push_str("# HELP gatewayworker_build_info The running program; always 1.\n");
         out.push_str("# TYPE gatewayworker_build_info gauge\n");
@@ -270,32 +357,151 @@ impl Source {
             "gatewayworker_build_info{{version=\"{}\",role=\"{role}\"}} 1",
             env!("CARGO_PKG_VERSION")
         );
-        let mut previous = "";
-        for metric in metrics {
-            if metric.name != previous {
-                let _ = writeln!(out, "# HELP {} {}", metric.name, metric.help);
-                let _ = writeln!(out, "# TYPE {} {}", metric.name, metric.kind);
-                previous = metric.name;
-            }
-            for (shard, slots) in &shards {
-                let mut labels = Vec::new();
-                if let Some(i) = shard {
-                    labels.push(format!("shard=\"{i}\""));
-                }
-                if let Some((key, value)) = metric.label {
-                    labels.push(format!("{key}=\"{value}\""));
-                }
-                let labels = if labels.is_empty() {
-                    String::new()
-                } else {
-                    format!("{{{}}}", labels.join(","))
-                };
-                let value = slots[metric.slot].load(Ordering::Relaxed);
-                let _ = writeln!(out, "{}{labels} {value}", metric.name);
-            }
-        }
+        self.render_families(&mut out);
         out
     }
+
+    fn render_families(&self, out: &mut String) {
+        match self {
+            Source::Gateway(shards) => {
+                let shards: Vec<ShardSlots> = shards
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| (Some(i), s))
+                    .collect();
+                render_slots(out, GATEWAY_METRICS, &shards);
+            }
+            Source::Register(slots) => render_slots(out, REGISTER_METRICS, &[(None, slots)]),
+            Source::Worker(worker) => render_worker(out, worker),
+            Source::All(sources) => {
+                for source in sources {
+                    source.render_families(out);
+                }
+            }
+        }
+    }
+}
+
+fn render_slots(out: &mut String, metrics: &[Metric], shards: &[ShardSlots]) {
+    let mut previous = "";
+    for metric in metrics {
+        if metric.name != previous {
+            let _ = writeln!(out, "# HELP {} {}", metric.name, metric.help);
+            let _ = writeln!(out, "# TYPE {} {}", metric.name, metric.kind);
+            previous = metric.name;
+        }
+        for (shard, slots) in shards {
+            let mut labels = Vec::new();
+            if let Some(i) = shard {
+                labels.push(format!("shard=\"{i}\""));
+            }
+            if let Some(pairs) = metric.label {
+                labels.push(pairs.to_owned());
+            }
+            let labels = if labels.is_empty() {
+                String::new()
+            } else {
+                format!("{{{}}}", labels.join(","))
+            };
+            let value = slots[metric.slot].load(Ordering::Relaxed);
+            let _ = writeln!(out, "{}{labels} {value}", metric.name);
+        }
+    }
+}
+
+/// Writes the `# HELP` and `# TYPE` lines of a family.
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn render_worker(out: &mut String, worker: &WorkerObserver) {
+    let stats = worker.stats();
+    let per_instance =
+        |out: &mut String, name: &str, kind: &str, help: &str, value: &dyn Fn(usize) -> u64| {
+            family(out, name, kind, help);
+            for i in 0..stats.len() {
+                let _ = writeln!(out, "{name}{{instance=\"{i}\"}} {}", value(i));
+            }
+        };
+    let links = worker.connected_gateways();
+    per_instance(
+        out,
+        "gatewayworker_worker_gateway_links",
+        "gauge",
+        "Established links to gateway shards, per instance.",
+        &|i| links.get(i).copied().unwrap_or(0) as u64,
+    );
+    family(
+        out,
+        "gatewayworker_worker_events_total",
+        "counter",
+        "Client events run through the business code, per instance (result=failed: the \
+         event trapped, ran out of fuel or memory, broke the ABI, or its instance failed to start).",
+    );
+    for (i, s) in stats.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "gatewayworker_worker_events_total{{instance=\"{i}\",result=\"ok\"}} {}",
+            s.events_ok
+        );
+        let _ = writeln!(
+            out,
+            "gatewayworker_worker_events_total{{instance=\"{i}\",result=\"failed\"}} {}",
+            s.events_failed
+        );
+    }
+    per_instance(
+        out,
+        "gatewayworker_wasm_instantiations_total",
+        "counter",
+        "Wasm instances created (first start, after a failure, after a reload), per instance.",
+        &|i| stats[i].instantiations,
+    );
+    per_instance(
+        out,
+        "gatewayworker_wasm_reloads_total",
+        "counter",
+        "Module swaps picked up after a hot reload, per instance.",
+        &|i| stats[i].reloads,
+    );
+    per_instance(
+        out,
+        "gatewayworker_wasm_rollbacks_total",
+        "counter",
+        "Reloaded modules that failed to start and were rolled back, per instance.",
+        &|i| stats[i].rollbacks,
+    );
+    let events = worker.events();
+    family(
+        out,
+        "gatewayworker_wasm_failures_total",
+        "counter",
+        "Failed events by kind (traps and the limits that stopped them), all instances.",
+    );
+    for (kind, n) in FAILURE_KINDS.iter().zip(&events.failures) {
+        let _ = writeln!(
+            out,
+            "gatewayworker_wasm_failures_total{{kind=\"{}\"}} {n}",
+            failure_label(*kind)
+        );
+    }
+    let name = "gatewayworker_worker_event_duration_seconds";
+    family(
+        out,
+        name,
+        "histogram",
+        "Time an event spent in the business code (guest run and the API calls it waited for), \
+         all instances.",
+    );
+    for (bound, count) in EVENT_BUCKETS_US.iter().zip(&events.cumulative) {
+        let le = *bound as f64 / 1e6;
+        let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {count}");
+    }
+    let count = events.cumulative.last().copied().unwrap_or(0);
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+    let _ = writeln!(out, "{name}_sum {}", events.duration_sum_us as f64 / 1e6);
+    let _ = writeln!(out, "{name}_count {count}");
 }
 
 /// A running metrics endpoint.

@@ -8,16 +8,17 @@
 //! * `signals`: waiting for SIGINT/SIGTERM.
 //! * `address`: `websocket://host:port`-style listen addresses.
 //! * `error`: every failure as one actionable line and an exit code.
-//! * one file per subcommand: `register`, `gateway`, `status`.
+//! * one file per subcommand: `register`, `gateway`, `status`, `worker`, `start`, `client`.
 //!
-//! `worker`, `client` and `start` need the business worker; they are listed in `--help`
-//! as coming and answer with a clear error. To add one: give its `Command` variant real
-//! `Args` (serde-deserializable, so it gets a config table), add a table to
-//! `config::ConfigFile`, a `<name>.rs` with `run`, and an arm in [`run`].
+//! To add a subcommand: give its `Command` variant `Args` (serde-deserializable, so it
+//! gets a config table), add a table to `config::ConfigFile`, a `<name>.rs` with `run`,
+//! and an arm in [`run`].
 
 mod address;
 mod args;
+mod client;
 mod config;
+mod demo;
 mod error;
 mod gateway;
 mod logging;
@@ -93,8 +94,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Register(args) => register::run(args.merge(file.register)),
         Command::Gateway(args) => gateway::run(args.merge(file.gateway)),
         Command::Status(args) => status::run(args.merge(file.status)),
-        Command::Worker(args) => worker::run(args),
-        Command::Client(_) => Err(CliError::Coming("client")),
-        Command::Start(args) => start::run(args),
+        Command::Worker(args) => worker::run(args.merge(file.worker)),
+        Command::Client(args) => client::run(args.options.merge(file.client), args.call),
+        Command::Start(args) => start::run(args.merge(file.start)),
     }
 }

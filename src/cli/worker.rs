@@ -7,6 +7,7 @@ use gatewayworker::worker::business::{self, BusinessSettings, RunningWorker};
 
 use super::args::WorkerArgs;
 use super::error::CliError;
+use super::metrics::{MetricsServer, Source};
 use super::signals::Termination;
 
 /// Default `--register`, the original's usual register address.
@@ -21,13 +22,24 @@ pub fn settings(args: &WorkerArgs) -> Result<BusinessSettings, CliError> {
             message: "must be at least 1".to_owned(),
         });
     }
-    let registers = if args.register.is_empty() {
-        vec![REGISTER_DEFAULT.to_owned()]
-    } else {
-        args.register.clone()
+    let Some(wasm) = &args.wasm else {
+        return Err(CliError::BadSetting {
+            setting: "--wasm",
+            message: "required: give the .wasm module (flag or `wasm` in [worker])".to_owned(),
+        });
+    };
+    let registers = match &args.register {
+        Some(list) if list.is_empty() => {
+            return Err(CliError::BadSetting {
+                setting: "--register",
+                message: "needs at least one address".to_owned(),
+            })
+        }
+        Some(list) => list.clone(),
+        None => vec![REGISTER_DEFAULT.to_owned()],
     };
     let name = args.name.as_deref().unwrap_or("BusinessWorker");
-    let mut settings = BusinessSettings::new(name, count, registers, &args.wasm);
+    let mut settings = BusinessSettings::new(name, count, registers, wasm);
     if let Some(secret) = &args.secret {
         settings.core.secret_key = secret.clone();
     }
@@ -49,11 +61,25 @@ pub fn run(args: WorkerArgs) -> Result<(), CliError> {
     let settings = settings(&args)?;
     let termination = Termination::install()?;
     let count = settings.count;
+    let wasm = settings.wasm_path.display().to_string();
     let running = start(settings)?;
-    tracing::info!(wasm = %args.wasm.display(), count, "business worker ready");
+    let metrics = args
+        .metrics
+        .map(|addr| MetricsServer::start(addr, Source::Worker(running.observer())))
+        .transpose()?;
+    tracing::info!(
+        %wasm,
+        count,
+        metrics = ?metrics.as_ref().map(|m| m.addr),
+        "business worker ready"
+    );
     let signal = termination.wait(|| false);
     tracing::info!(signal = signal.unwrap_or("?"), "business worker stopping");
-    running
+    let result = running
         .shutdown()
-        .map_err(|e| CliError::io("business worker", e))
+        .map_err(|e| CliError::io("business worker", e));
+    if let Some(metrics) = metrics {
+        metrics.shutdown();
+    }
+    result
 }

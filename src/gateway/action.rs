@@ -48,6 +48,8 @@ pub enum CloseReason {
     BadFrame,
     /// A worker registered again under the same key; the old link is closed.
     WorkerReplaced,
+    /// The gateway is shutting down ([`GatewayCore::handle_shutdown`](super::GatewayCore::handle_shutdown)).
+    Shutdown,
 }
 
 /// One instruction for the driver; see the drain contract on
@@ -144,4 +146,16 @@ pub struct GatewayStats {
     pub clients_without_worker: u64,
     /// Commands with an unknown number.
     pub unknown_commands: u64,
+    /// Messages decoded from clients (each forwarded as an ON_MESSAGE).
+    pub client_messages_in: u64,
+    /// Messages queued for clients (one per recipient of a send or broadcast).
+    pub client_messages_out: u64,
+    /// Bytes read from clients.
+    pub client_bytes_in: u64,
+    /// Bytes the driver wrote to clients.
+    pub client_bytes_out: u64,
+    /// Bytes read from links.
+    pub link_bytes_in: u64,
+    /// Bytes the driver wrote to links.
+    pub link_bytes_out: u64,
 }

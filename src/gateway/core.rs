@@ -16,7 +16,7 @@ use super::wire;
 use crate::protocol::frame::{
     self, Command, Frame, Header, FLAG_BINARY, FLAG_BODY_IS_SCALAR, HEADER_LEN,
 };
-use crate::protocol::public::PublicEvent;
+use crate::protocol::public::{websocket, PublicEvent, PublicProtocol};
 use crate::protocol::register::ToRegister;
 
 /// Keep-alive period of internal links and register connections (spec 5.5).
@@ -118,6 +118,8 @@ pub struct GatewayCore {
     client_out: BytesMut,
     /// Reused list of a broadcast's recipients.
     pub(super) recipients: Vec<u32>,
+    /// [`GatewayCore::handle_shutdown`] ran: no timers, no register reconnects.
+    shutting_down: bool,
 }
 
 /// A plain-data view of the core's state, in the original's orders (for tests, the
@@ -181,6 +183,7 @@ impl GatewayCore {
             scratch: BytesMut::new(),
             client_out: BytesMut::new(),
             recipients: Vec::new(),
+            shutting_down: false,
         }
     }
 
@@ -204,6 +207,20 @@ impl GatewayCore {
         self.links.len()
     }
 
+    /// Bytes queued and not yet written: `(to clients, to links)`. Walks every connection
+    /// (for a metrics scrape once a second, not for the hot path).
+    #[must_use]
+    pub fn queued_bytes(&self) -> (usize, usize) {
+        let clients = self
+            .clients
+            .ids()
+            .filter_map(|id| self.clients.get(id))
+            .map(|c| c.pending + c.before_handshake.len())
+            .sum();
+        let links = self.links.values().map(|l| l.pending).sum();
+        (clients, links)
+    }
+
     /// Sets the connection id counter (the original's `_connectionIdRecorder`), for
     /// tests of the allocator's wrap-around.
     pub fn set_connection_id_recorder(&mut self, recorder: u32) {
@@ -221,6 +238,9 @@ impl GatewayCore {
     /// The next time [`handle_timeout`](Self::handle_timeout) has work to do.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Duration> {
+        if self.shutting_down {
+            return None;
+        }
         let registers = self.registers.iter().filter_map(|r| match r {
             RegisterState::Connected { ping_at } => *ping_at,
             RegisterState::Waiting { at } => Some(*at),
@@ -291,6 +311,7 @@ impl GatewayCore {
         let Some(client) = self.clients.get_mut(id.0) else {
             return;
         };
+        self.stats.client_bytes_in += bytes.len() as u64;
         let mut input = std::mem::take(&mut client.input);
         let mut events = std::mem::take(&mut self.events);
         let (mut buf, from_scratch) = Self::read_buffer(&mut self.scratch, &mut input);
@@ -334,6 +355,7 @@ impl GatewayCore {
                 }
             }
             PublicEvent::Message { data, binary } => {
+                self.stats.client_messages_in += 1;
                 if let Some(client) = self.clients.get_mut(id) {
                     client.ping_count = -1;
                 }
@@ -353,8 +375,40 @@ impl GatewayCore {
         }
     }
 
+    /// The gateway is stopping (SIGTERM): every client is closed after its queued output,
+    /// websocket clients with a close frame `1001 going away` first; the workers get each
+    /// client's ON_CLOSE (as the original's connections close on stop), then their links are
+    /// closed after flushing; timers and register reconnects stop. Call it once the driver
+    /// accepts no more connections; the driver then waits (bounded) for the closes to finish.
+    pub fn handle_shutdown(&mut self, _now: Duration) {
+        if self.shutting_down {
+            return;
+        }
+        self.shutting_down = true;
+        let ids: Vec<u32> = self.clients.ids().collect();
+        for id in ids {
+            let going_away = self.clients.get(id).is_some_and(|c| {
+                c.decoder.protocol() == PublicProtocol::Websocket
+                    && c.decoder.is_ready()
+                    && !c.decoder.is_closed()
+            });
+            if going_away {
+                let mut frame = BytesMut::with_capacity(4);
+                websocket::encode_close(websocket::CLOSE_GOING_AWAY, &mut frame);
+                self.write_client(id, frame.freeze());
+            }
+            self.close_client(id, true, CloseReason::Shutdown);
+        }
+        let mut links: Vec<u64> = self.links.keys().copied().collect();
+        links.sort_unstable();
+        for id in links {
+            self.close_link(LinkId(id), CloseReason::Shutdown);
+        }
+    }
+
     /// The driver wrote `bytes` of a client's output to its socket.
     pub fn handle_client_flushed(&mut self, _now: Duration, id: ConnectionId, bytes: usize) {
+        self.stats.client_bytes_out += bytes as u64;
         if let Some(client) = self.clients.get_mut(id.0) {
             client.pending = client.pending.saturating_sub(bytes);
         }
@@ -528,6 +582,7 @@ impl GatewayCore {
             return;
         }
         client.pending += bytes.len();
+        self.stats.client_messages_out += 1;
         self.actions.push_back(Action::Transmit {
             to: Target::Client(ConnectionId(id)),
             bytes: bytes.clone(),
@@ -616,6 +671,7 @@ impl GatewayCore {
         let Some(link) = self.links.get_mut(&id.0) else {
             return;
         };
+        self.stats.link_bytes_in += bytes.len() as u64;
         if link.closing {
             return;
         }
@@ -674,6 +730,7 @@ impl GatewayCore {
 
     /// The driver wrote `bytes` of a link's output to its socket.
     pub fn handle_link_flushed(&mut self, _now: Duration, id: LinkId, bytes: usize) {
+        self.stats.link_bytes_out += bytes as u64;
         if let Some(link) = self.links.get_mut(&id.0) {
             link.pending = link.pending.saturating_sub(bytes);
         }
@@ -788,6 +845,9 @@ impl GatewayCore {
     /// workerman's timers: a stalled driver must not destroy every silent client in a
     /// burst of catch-up heartbeat ticks.
     pub fn handle_timeout(&mut self, now: Duration) {
+        if self.shutting_down {
+            return;
+        }
         self.expire_handshakes(now);
         if let Some(at) = self.heartbeat_at.filter(|at| *at <= now) {
             self.heartbeat_tick();

@@ -278,16 +278,41 @@ async fn serve_local<N: Net, P: NetListener>(
         }
     };
     timer.abort();
-    // Ask every connection to finish what it has queued, then give the tasks a moment.
-    let conns: Vec<Rc<ConnIo>> = shard.borrow().conns.values().cloned().collect();
-    for io in conns {
-        io.close(Closing::AfterFlush);
+    // The core closes everyone (websocket clients with 1001 going away, ON_CLOSE to the
+    // workers, links after flushing); the connection tasks then end one by one.
+    {
+        let mut s = shard.borrow_mut();
+        let now = s.now();
+        s.core.handle_shutdown(now);
+        s.dispatch(&shard);
+        // The register learns of our departure by the connection's end.
+        for (endpoint, io) in s.conns.iter() {
+            if matches!(endpoint, Endpoint::Register(_)) {
+                io.close(Closing::Now);
+            }
+        }
     }
-    tokio::task::yield_now().await;
+    wait_for_closes(&shard).await;
     if let Some(o) = observer.as_mut() {
         (o.publish)(&shard.borrow().core);
     }
     result
+}
+
+/// Waits until every connection task has ended, at most [`conn::SHUTDOWN_TIME_MAX`] and a
+/// second (each task bounds its own flush by the same time); then whatever is left is
+/// dropped with the shard.
+async fn wait_for_closes<N: Net>(shard: &Rc<RefCell<Shard<N>>>) {
+    let deadline = Instant::now() + conn::SHUTDOWN_TIME_MAX + Duration::from_secs(1);
+    while !shard.borrow().conns.is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Connections the core never asked to close (none expected) are told to go now.
+    let left: Vec<Rc<ConnIo>> = shard.borrow().conns.values().cloned().collect();
+    for io in left {
+        io.close(Closing::Now);
+    }
+    tokio::task::yield_now().await;
 }
 
 /// Waits for the next tick of an optional interval (forever when there is none).

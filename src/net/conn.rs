@@ -106,6 +106,13 @@ pub(crate) async fn drive<S: NetStream>(
             Err(_) => tracing::debug!("shutdown timed out"),
         }
     }
+    if let ConnEnd::Closed(Closing::Now) = end {
+        // The immediate close's one write may have gone into the stream's own buffers
+        // (TLS, the async adapter under simulation), which the drop would lose where a
+        // kernel socket still sends what it took. One poll, no wait: what the socket
+        // takes now goes out (a reply just before destroyCurrentClient, sim seed 5).
+        let _ = tokio::time::timeout(Duration::ZERO, stream.shutdown()).await;
+    }
     end
 }
 
@@ -118,6 +125,10 @@ async fn conn_loop<S: NetStream>(owner: &impl ConnOwner, stream: &mut S, io: &Co
     loop {
         let closing = io.outbox.borrow().closing;
         if closing == Some(Closing::Now) {
+            // As the original's `send` then `destroy`: what was queued before the close
+            // gets one non-blocking write (a reply sent just before destroyCurrentClient
+            // reaches the client); what the socket does not take now is dropped.
+            let _ = write_some(owner, stream, io);
             return ConnEnd::Closed(Closing::Now);
         }
         let written = match write_some(owner, stream, io) {

@@ -88,7 +88,7 @@ pub struct EventOutcome {
 
 /// How an event failed. The instance that ran it is discarded and recreated before the
 /// next event; other instances are not affected.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureKind {
     /// The event used up its fuel budget (a runaway loop).
     OutOfFuel,

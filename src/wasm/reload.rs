@@ -2,6 +2,12 @@
 //! with a generation number. A reload compiles the new module on its own thread (never on
 //! the event path) and swaps it into the slot; each instance notices the new generation
 //! before its next event and replaces itself between events, so no event is lost or run twice.
+//!
+//! Rollback: a swapped-in module that fails to start (its `on_worker_start` traps, or it
+//! asks for another ABI version) before any instance ever started it is rolled back: the
+//! slot goes back to the module it replaced (under a new generation number), and the
+//! instance starts that one again for the event it was about to handle. Once a module has
+//! started somewhere, later start failures are ordinary failures (retried at the next event).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,8 +36,19 @@ fn stamp_of(path: &Path) -> Option<FileStamp> {
 struct SlotInner<H: ApiHandler> {
     host: WasmHost<H>,
     path: Option<PathBuf>,
-    current: Mutex<(u64, Plugin<H>)>,
+    current: Mutex<SlotState<H>>,
     stamp: Mutex<Option<FileStamp>>,
+}
+
+/// The slot's module and what a rollback needs.
+struct SlotState<H: ApiHandler> {
+    generation: u64,
+    plugin: Plugin<H>,
+    /// Some instance started the current module.
+    proven: bool,
+    /// The last module that started somewhere, kept for a rollback while the current one
+    /// is not proven.
+    previous: Option<Plugin<H>>,
 }
 
 /// The current module of a worker, shared by its instances (cheap to clone).
@@ -86,7 +103,12 @@ impl<H: ApiHandler> PluginSlot<H> {
             inner: Arc::new(SlotInner {
                 host: host.clone(),
                 path,
-                current: Mutex::new((1, plugin)),
+                current: Mutex::new(SlotState {
+                    generation: 1,
+                    plugin,
+                    proven: false,
+                    previous: None,
+                }),
                 stamp: Mutex::new(stamp),
             }),
         }
@@ -94,27 +116,66 @@ impl<H: ApiHandler> PluginSlot<H> {
 
     /// The generation of the current module (starts at 1, +1 per swap).
     pub fn generation(&self) -> u64 {
-        self.lock().0
+        self.lock().generation
     }
 
     /// The current module and its generation.
     pub fn current(&self) -> (u64, Plugin<H>) {
         let guard = self.lock();
-        (guard.0, guard.1.clone())
+        (guard.generation, guard.plugin.clone())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, (u64, Plugin<H>)> {
-        // A panic while holding the lock cannot leave the pair half-written (one assignment).
+    fn lock(&self) -> std::sync::MutexGuard<'_, SlotState<H>> {
+        // Every update is finished before the guard drops, and none of them can panic
+        // halfway, so a poisoned lock still holds a consistent state.
         self.inner.current.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Swaps in an already compiled module; returns its generation.
     pub fn replace(&self, plugin: Plugin<H>) -> u64 {
         let mut guard = self.lock();
-        guard.0 += 1;
-        guard.1 = plugin;
-        tracing::info!(source = %guard.1.source, generation = guard.0, "wasm module swapped in");
-        guard.0
+        let old = std::mem::replace(&mut guard.plugin, plugin);
+        // Keep the last module known to start: a module replaced before it ever started
+        // is no better a fallback than the new one.
+        if guard.proven {
+            guard.previous = Some(old);
+        }
+        guard.generation += 1;
+        guard.proven = false;
+        tracing::info!(source = %guard.plugin.source, generation = guard.generation, "wasm module swapped in");
+        guard.generation
+    }
+
+    /// An instance started `generation`: from now on it is the module to roll back to.
+    pub fn started(&self, generation: u64) {
+        let mut guard = self.lock();
+        if guard.generation == generation && !guard.proven {
+            guard.proven = true;
+            guard.previous = None;
+        }
+    }
+
+    /// An instance failed to start `generation`. If that is the current module, no instance
+    /// ever started it and a module to roll back to exists, the slot goes back to that
+    /// module (under a new generation) and this returns true: start again.
+    pub fn start_failed(&self, generation: u64) -> bool {
+        let mut guard = self.lock();
+        if guard.generation != generation || guard.proven {
+            return false;
+        }
+        let Some(previous) = guard.previous.take() else {
+            return false;
+        };
+        let failed = std::mem::replace(&mut guard.plugin, previous);
+        guard.generation += 1;
+        guard.proven = true;
+        tracing::error!(
+            failed = %failed.source,
+            restored = %guard.plugin.source,
+            generation = guard.generation,
+            "reloaded wasm module failed to start; rolled back to the previous module"
+        );
+        true
     }
 
     /// Recompiles the slot's file on a background thread and swaps it in when it compiles.

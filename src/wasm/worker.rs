@@ -80,6 +80,8 @@ pub struct WorkerStats {
     pub instantiations: u64,
     /// Module swaps picked up from the slot.
     pub reloads: u64,
+    /// Reloaded modules that failed to start and were rolled back by this instance.
+    pub rollbacks: u64,
 }
 
 /// One isolated instance of a wasm business worker.
@@ -227,35 +229,42 @@ impl<H: ApiHandler> WasmWorker<H> {
     /// Makes sure an instance of the slot's current module is live: swaps modules after a
     /// reload (stopping the old instance) and recreates after a failure.
     async fn ensure_live(&mut self, now_ms: i64) -> Result<(), EventFailure> {
-        let (generation, plugin) = self.slot.current();
-        if let State::Live(live) = &self.state {
-            if live.generation == generation {
-                return Ok(());
+        loop {
+            let (generation, plugin) = self.slot.current();
+            if let State::Live(live) = &self.state {
+                if live.generation == generation {
+                    return Ok(());
+                }
+                self.stop(now_ms).await;
+                self.stats.reloads += 1;
             }
-            self.stop(now_ms).await;
-            self.stats.reloads += 1;
-        }
-        let State::Parked(data) = std::mem::replace(&mut self.state, State::Switching) else {
-            unreachable!("not live means parked");
-        };
-        self.stats.instantiations += 1;
-        match instantiate(&self.host, &plugin, *data, now_ms).await {
-            Ok(exports_store) => {
-                let (store, exports) = exports_store;
-                self.state = State::Live(Box::new(Live {
-                    store,
-                    exports,
-                    generation,
-                }));
-                Ok(())
-            }
-            Err((mut data, e)) => {
-                let mut failure = failure_of(&e, data.limits.memory_refused);
-                failure.kind = FailureKind::Start;
-                tracing::warn!(source = %plugin.source, error = %failure.message, "wasm instance failed to start");
-                data.reset();
-                self.state = State::Parked(Box::new(data));
-                Err(failure)
+            let State::Parked(data) = std::mem::replace(&mut self.state, State::Switching) else {
+                unreachable!("not live means parked");
+            };
+            self.stats.instantiations += 1;
+            match instantiate(&self.host, &plugin, *data, now_ms).await {
+                Ok((store, exports)) => {
+                    self.state = State::Live(Box::new(Live {
+                        store,
+                        exports,
+                        generation,
+                    }));
+                    self.slot.started(generation);
+                    return Ok(());
+                }
+                Err((mut data, e)) => {
+                    let mut failure = failure_of(&e, data.limits.memory_refused);
+                    failure.kind = FailureKind::Start;
+                    tracing::warn!(source = %plugin.source, error = %failure.message, "wasm instance failed to start");
+                    data.reset();
+                    self.state = State::Parked(Box::new(data));
+                    if self.slot.start_failed(generation) {
+                        // Rolled back: start the previous module for this same event.
+                        self.stats.rollbacks += 1;
+                        continue;
+                    }
+                    return Err(failure);
+                }
             }
         }
     }

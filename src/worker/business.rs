@@ -38,8 +38,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::api::{ApiError, ApiResult};
 use super::core::{ClientEvent, EventKind, WorkerConfig};
 use super::driver::{self, DriverConfig, ToWorker};
+use super::metrics::{EventMetrics, WorkerObserver};
 use super::sender::CurrentClient;
-use crate::net::TokioNet;
+use crate::net::{Net, TokioNet};
 use crate::protocol::php::PhpValue;
 use crate::wasm::{
     ApiHandler, ApiRequest, ClientInfo, EventKind as WasmEventKind, FileWatcher, HostConfig,
@@ -189,9 +190,19 @@ pub struct RunningWorker {
     threads: Vec<JoinHandle<()>>,
     watcher: Option<FileWatcher>,
     connected: Vec<watch::Receiver<usize>>,
+    events: Arc<EventMetrics>,
 }
 
 impl RunningWorker {
+    /// A view for observers (the metrics endpoint) that stays valid while the worker runs.
+    pub fn observer(&self) -> WorkerObserver {
+        WorkerObserver {
+            stats: self.stats.clone(),
+            connected: self.connected.clone(),
+            events: self.events.clone(),
+        }
+    }
+
     /// Recompiles the module file off the event path and swaps it in; every instance picks
     /// it up before its next event. On error the running module stays.
     pub fn reload(&self) -> ReloadHandle {
@@ -249,6 +260,7 @@ pub fn start(settings: BusinessSettings) -> Result<RunningWorker, StartError> {
     );
     let count = settings.count as usize;
     let stats = Arc::new(Mutex::new(vec![WorkerStats::default(); count]));
+    let events = Arc::new(EventMetrics::default());
     let (stop, stopped) = watch::channel(false);
     let mut threads = Vec::with_capacity(count);
     let mut connected = Vec::with_capacity(count);
@@ -262,7 +274,9 @@ pub fn start(settings: BusinessSettings) -> Result<RunningWorker, StartError> {
             slot: slot.clone(),
             settings: settings.clone(),
             stats: stats.clone(),
+            events: events.clone(),
             stopped: stopped.clone(),
+            clock: unix_ms,
         };
         let name = format!("worker-{}-{index}", settings.core.name);
         let thread = std::thread::Builder::new().name(name).spawn(move || {
@@ -276,7 +290,7 @@ pub fn start(settings: BusinessSettings) -> Result<RunningWorker, StartError> {
                     return;
                 }
             };
-            runtime.block_on(instance.run());
+            runtime.block_on(instance.run(TokioNet));
         });
         match thread {
             Ok(t) => threads.push(t),
@@ -297,6 +311,7 @@ pub fn start(settings: BusinessSettings) -> Result<RunningWorker, StartError> {
         threads,
         watcher,
         connected,
+        events,
     })
 }
 
@@ -307,12 +322,48 @@ struct Instance {
     slot: PluginSlot<DriverApi>,
     settings: BusinessSettings,
     stats: Arc<Mutex<Vec<WorkerStats>>>,
+    events: Arc<EventMetrics>,
     stopped: watch::Receiver<bool>,
     connected: watch::Sender<usize>,
+    /// The guests' wall clock, Unix ms.
+    clock: fn() -> i64,
+}
+
+/// Runs instance `index` of a BusinessWorker on the current task: its driver over `net`
+/// and its wasm instance, with `clock` (Unix milliseconds) as the guests' time. This is
+/// what [`start`] runs on each of its threads (over [`TokioNet`], with the system clock);
+/// a simulation runs it inside a simulated host instead (its network, its clock, a host
+/// built with [`HostConfig::deterministic`]). Returns once `stopped` turns true and the
+/// instance has stopped, or when the driver ends; the instance's counters come back.
+pub async fn run_instance<N: Net>(
+    net: N,
+    host: WasmHost<DriverApi>,
+    slot: PluginSlot<DriverApi>,
+    settings: BusinessSettings,
+    index: u32,
+    stopped: watch::Receiver<bool>,
+    clock: fn() -> i64,
+) -> WorkerStats {
+    let stats = Arc::new(Mutex::new(vec![WorkerStats::default(); index as usize + 1]));
+    let (connected, _) = watch::channel(0);
+    let instance = Instance {
+        index,
+        host,
+        slot,
+        settings,
+        stats: stats.clone(),
+        events: Arc::new(EventMetrics::default()),
+        stopped,
+        connected,
+        clock,
+    };
+    instance.run(net).await;
+    let all = stats.lock().unwrap_or_else(|e| e.into_inner());
+    all[index as usize]
 }
 
 impl Instance {
-    async fn run(self) {
+    async fn run<N: Net>(self, net: N) {
         let mut config = self.settings.core.clone();
         config.index = self.index;
         // The driver hands events out one by one; it holds the rest (bounded by
@@ -320,7 +371,7 @@ impl Instance {
         let (events_tx, events) = mpsc::channel(1);
         let (commands, commands_rx) = mpsc::channel(COMMANDS_MAX);
         let links = driver::run_watched(
-            TokioNet,
+            net,
             config,
             self.settings.driver.clone(),
             events_tx,
@@ -333,6 +384,8 @@ impl Instance {
             worker,
             commands,
             stats: self.stats,
+            events: self.events,
+            clock: self.clock,
         };
         tokio::join!(links, business.run(events, self.stopped));
     }
@@ -344,6 +397,8 @@ struct Business {
     worker: WasmWorker<DriverApi>,
     commands: mpsc::Sender<ToWorker>,
     stats: Arc<Mutex<Vec<WorkerStats>>>,
+    events: Arc<EventMetrics>,
+    clock: fn() -> i64,
 }
 
 impl Business {
@@ -353,7 +408,7 @@ impl Business {
         mut stopped: watch::Receiver<bool>,
     ) {
         let started = Instant::now();
-        match self.worker.start(unix_ms()).await {
+        match self.worker.start((self.clock)()).await {
             Ok(()) => tracing::debug!(
                 index = self.index,
                 instantiate_ms = started.elapsed().as_secs_f64() * 1e3,
@@ -373,16 +428,19 @@ impl Business {
                 },
             }
         }
-        self.worker.stop(unix_ms()).await;
+        self.worker.stop((self.clock)()).await;
         self.publish_stats();
         // Dropping the worker (its handler holds a command sender) and `self.commands`
         // ends the driver, which closes the links.
     }
 
     async fn handle(&mut self, event: ClientEvent) {
-        let wasm_event = to_wasm_event(&event);
+        let wasm_event = to_wasm_event(&event, (self.clock)());
         self.worker.handler_mut().current = Some(event.client.clone());
+        let started = Instant::now();
         let outcome = self.worker.handle(&wasm_event).await;
+        let failure = outcome.as_ref().err().map(|f| f.kind);
+        self.events.record(started.elapsed(), failure);
         self.worker.handler_mut().current = None;
         match outcome {
             Ok(outcome) => {
@@ -398,13 +456,25 @@ impl Business {
                 };
                 let _ = self.commands.send(end).await;
             }
-            Err(failure) => tracing::warn!(
-                index = self.index,
-                client_id = %String::from_utf8_lossy(&event.client.client_id),
-                kind = ?failure.kind,
-                "client event lost: {}",
-                failure.message
-            ),
+            Err(failure) => {
+                tracing::warn!(
+                    index = self.index,
+                    client_id = %String::from_utf8_lossy(&event.client.client_id),
+                    kind = ?failure.kind,
+                    "client event lost: {}",
+                    failure.message
+                );
+                // Still end the event (nothing to write back): the client's next events
+                // wait for it.
+                let end = ToWorker::EndEvent {
+                    client: event.client.clone(),
+                    kind: event.kind,
+                    old: PhpValue::Null,
+                    new: PhpValue::Null,
+                    reply: None,
+                };
+                let _ = self.commands.send(end).await;
+            }
         }
         self.publish_stats();
     }
@@ -416,7 +486,7 @@ impl Business {
 }
 
 /// The wasm host's view of a driver event.
-fn to_wasm_event(event: &ClientEvent) -> WorkerEvent {
+fn to_wasm_event(event: &ClientEvent, now_ms: i64) -> WorkerEvent {
     let h = &event.header;
     let kind = match event.kind {
         EventKind::Connect => WasmEventKind::Connect,
@@ -444,7 +514,7 @@ fn to_wasm_event(event: &ClientEvent) -> WorkerEvent {
             gateway_port: h.gateway_port,
         },
         session: event.client.session.clone(),
-        now_ms: unix_ms(),
+        now_ms,
     }
 }
 
@@ -492,7 +562,7 @@ mod tests {
     #[test]
     fn a_message_event_carries_bytes_flag_addresses_and_session() {
         let e = event(EventKind::Message, PhpValue::str("hi"), true);
-        let w = to_wasm_event(&e);
+        let w = to_wasm_event(&e, unix_ms());
         assert_eq!(
             w.kind,
             WasmEventKind::Message {
@@ -512,19 +582,19 @@ mod tests {
     #[test]
     fn other_events_map_one_to_one() {
         let e = event(EventKind::Connect, PhpValue::str(""), false);
-        assert_eq!(to_wasm_event(&e).kind, WasmEventKind::Connect);
+        assert_eq!(to_wasm_event(&e, 0).kind, WasmEventKind::Connect);
         let e = event(EventKind::Close, PhpValue::str(""), false);
-        assert_eq!(to_wasm_event(&e).kind, WasmEventKind::Close);
+        assert_eq!(to_wasm_event(&e, 0).kind, WasmEventKind::Close);
         let data = PhpValue::Array(PhpArray::new());
         let e = event(EventKind::WebSocketConnect, data.clone(), false);
         assert_eq!(
-            to_wasm_event(&e).kind,
+            to_wasm_event(&e, 0).kind,
             WasmEventKind::WebSocketConnect { data }
         );
         // A message body that is not a string cannot come from a client: empty bytes.
         let e = event(EventKind::Message, PhpValue::Int(5), false);
         assert_eq!(
-            to_wasm_event(&e).kind,
+            to_wasm_event(&e, 0).kind,
             WasmEventKind::Message {
                 body: Bytes::new(),
                 binary: false

@@ -53,9 +53,16 @@
 //!   link wait behind it, at most `parked_events_max`; beyond, the reload is abandoned and
 //!   they go out with the sessions they carried). [`WorkerCore::end_event`] writes a
 //!   changed session back with SET_SESSION (empty text for null).
+//! * **One event per client at a time**: a client's next event is held (with the events
+//!   behind it on its link) until the business code ended the previous one, so its session
+//!   check sees the previous event's write-back, as in the original's single-threaded
+//!   process. Without this, a client answering a reply fast enough would bring the old
+//!   session into its next event and lose the update. At most `parked_events_max` wait so;
+//!   beyond, they go out as they are.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddrV4;
+use std::ops::Bound;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -166,7 +173,8 @@ pub enum Action {
         /// Why.
         reason: CloseReason,
     },
-    /// A client event to run through the business code, then [`WorkerCore::end_event`].
+    /// A client event to run through the business code, then [`WorkerCore::end_event`]:
+    /// always, even when the handler failed, since the client's next event waits for it.
     Event(ClientEvent),
     /// A call finished.
     CallDone(CallDone),
@@ -339,6 +347,9 @@ pub struct WorkerCore {
     gateways: BTreeMap<GatewayAddr, GatewayEntry>,
     calls: BTreeMap<CallId, Gather>,
     session_versions: HashMap<Bytes, u32>,
+    /// Events handed out and not yet ended, per client: a client's next event waits for
+    /// the end of the previous one, so that its session check sees the write-back.
+    events_in_flight: HashMap<Bytes, u32>,
     actions: VecDeque<Action>,
     stats: WorkerStats,
 }
@@ -368,6 +379,7 @@ impl WorkerCore {
             gateways: BTreeMap::new(),
             calls: BTreeMap::new(),
             session_versions: HashMap::new(),
+            events_in_flight: HashMap::new(),
             actions: VecDeque::new(),
             stats: WorkerStats::default(),
         };
@@ -553,7 +565,7 @@ impl WorkerCore {
                 }
                 // Events waiting for a reload are delivered with the session they carried.
                 for event in l.parked {
-                    self.actions.push_back(Action::Event(event));
+                    self.deliver(event);
                 }
                 let listed = self.listed.contains(&addr);
                 let config = &self.config;
@@ -626,6 +638,19 @@ impl WorkerCore {
     pub fn end_event(
         &mut self,
         _now: Duration,
+        client: &CurrentClient,
+        kind: EventKind,
+        old: &PhpValue,
+        new: &PhpValue,
+    ) -> Result<(), ApiError> {
+        let outcome = self.write_back(client, kind, old, new);
+        self.event_ended(&client.client_id);
+        outcome
+    }
+
+    /// Writes a session changed by an event back to the client's gateway.
+    fn write_back(
+        &mut self,
         client: &CurrentClient,
         kind: EventKind,
         old: &PhpValue,
@@ -987,7 +1012,7 @@ impl WorkerCore {
                 event.client.session = value;
                 let crc = crc32(&event.session_text);
                 self.remember_session(&event.client.client_id, crc);
-                self.actions.push_back(Action::Event(event));
+                self.deliver(event);
                 self.release_parked(link);
             }
             None => {}
@@ -1038,7 +1063,7 @@ impl WorkerCore {
             if let Some(head) = l.parked.pop_front() {
                 let crc = crc32(&head.session_text);
                 self.remember_session(&head.client.client_id, crc);
-                self.actions.push_back(Action::Event(head));
+                self.deliver(head);
             }
         }
         if !self.links.get(&link).is_some_and(|l| l.reloading) {
@@ -1055,6 +1080,14 @@ impl WorkerCore {
             let Some(event) = l.parked.front() else {
                 return;
             };
+            // The client's previous event is still running: wait, keeping the link's
+            // order, unless more than `parked_events_max` wait (then they go out as they are,
+            // as with an abandoned reload).
+            if self.events_in_flight.contains_key(&event.client.client_id)
+                && l.parked.len() <= self.config.parked_events_max
+            {
+                return;
+            }
             let id = event.client.client_id.clone();
             let crc = crc32(&event.session_text);
             if event.kind == EventKind::Close {
@@ -1096,8 +1129,56 @@ impl WorkerCore {
                 return;
             };
             if let Some(event) = l.parked.pop_front() {
-                self.actions.push_back(Action::Event(event));
+                self.deliver(event);
             }
+        }
+    }
+
+    /// Hands an event to the business code.
+    fn deliver(&mut self, event: ClientEvent) {
+        *self
+            .events_in_flight
+            .entry(event.client.client_id.clone())
+            .or_default() += 1;
+        self.actions.push_back(Action::Event(event));
+    }
+
+    /// The business code is done with an event of `client_id`: when it was the client's
+    /// last one in flight, the events held behind it go out (their session check now sees
+    /// the write-back, as in the original's single-threaded process).
+    fn event_ended(&mut self, client_id: &Bytes) {
+        match self.events_in_flight.get_mut(client_id) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                return;
+            }
+            Some(_) => {
+                self.events_in_flight.remove(client_id);
+            }
+            None => return,
+        }
+        // Walk the links in order without collecting their ids (no allocation per event).
+        let mut cursor: Option<LinkId> = None;
+        loop {
+            let next = match cursor {
+                None => self.links.keys().next(),
+                Some(c) => self
+                    .links
+                    .range((Bound::Excluded(c), Bound::Unbounded))
+                    .next()
+                    .map(|(k, _)| k),
+            };
+            let Some(&link) = next else {
+                return;
+            };
+            if self
+                .links
+                .get(&link)
+                .is_some_and(|l| !l.reloading && !l.parked.is_empty())
+            {
+                self.release_parked(link);
+            }
+            cursor = Some(link);
         }
     }
 

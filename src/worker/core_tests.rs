@@ -105,6 +105,48 @@ impl Harness {
         out
     }
 
+    /// A harness whose register announced one gateway (10.0.0.5:2900), already linked.
+    fn linked_to_one_gateway(config: WorkerConfig) -> (Harness, LinkId) {
+        let mut h = Harness::new(config);
+        let register = h.register.unwrap();
+        h.core.handle_connected(h.now, register);
+        h.core.handle_bytes(
+            h.now,
+            register,
+            b"{\"event\":\"broadcast_addresses\",\"addresses\":[\"10.0.0.5:2900\"]}\n",
+        );
+        let link = LinkId(2);
+        h.core.handle_connected(h.now, link);
+        h.drain();
+        (h, link)
+    }
+
+    /// Drains like [`Harness::drain`], ending every event (nothing to write back) as the
+    /// business code would, with the events that releases.
+    fn drain_ended(&mut self) -> Vec<Action> {
+        let mut out = Vec::new();
+        loop {
+            let actions = self.drain();
+            if actions.is_empty() {
+                return out;
+            }
+            for a in &actions {
+                if let Action::Event(e) = a {
+                    self.core
+                        .end_event(
+                            self.now,
+                            &e.client,
+                            e.kind,
+                            &PhpValue::Null,
+                            &PhpValue::Null,
+                        )
+                        .unwrap();
+                }
+            }
+            out.extend(actions);
+        }
+    }
+
     fn advance(&mut self, to: Duration) {
         self.now = to;
         self.core.handle_timeout(to);
@@ -721,7 +763,7 @@ fn stale_session_is_reloaded_before_the_event_and_later_events_wait() {
         &event_frame(gw(0), Command::OnClose, 9, b"", b"", 1),
     );
     h.core.handle_bytes(h.now, link, &reply(&b));
-    let evs = events(&h.drain());
+    let evs = events(&h.drain_ended());
     let bodies: Vec<&PhpValue> = evs.iter().map(|e| &e.body).collect();
     assert_eq!(
         bodies,
@@ -837,6 +879,13 @@ fn split_reads_do_not_change_the_outcome() {
                 h.core.handle_bytes(h.now, link, &p);
                 out.extend(h.drain());
             }
+            // The business code ends its events only now, whatever the reads were.
+            for e in events(&out) {
+                h.core
+                    .end_event(h.now, &e.client, e.kind, &PhpValue::Null, &PhpValue::Null)
+                    .unwrap();
+            }
+            out.extend(h.drain_ended());
             out
         };
         let whole = outcome(vec![stream.clone()]);
@@ -922,24 +971,14 @@ fn connection_attempts_time_out_and_are_retried() {
 fn held_events_are_bounded_and_a_late_reload_reply_is_ignored() {
     let mut config = Harness::config();
     config.parked_events_max = 3;
-    let mut h = Harness::new(config);
-    let register = h.register.unwrap();
-    h.core.handle_connected(h.now, register);
-    h.core.handle_bytes(
-        h.now,
-        register,
-        b"{\"event\":\"broadcast_addresses\",\"addresses\":[\"10.0.0.5:2900\"]}\n",
-    );
-    let link = LinkId(2);
-    h.core.handle_connected(h.now, link);
-    h.drain();
+    let (mut h, link) = Harness::linked_to_one_gateway(config);
     let a = serialize(&map(vec![(PhpKey::from_bytes(b"n"), PhpValue::Int(1))]));
     h.core.handle_bytes(
         h.now,
         link,
         &event_frame(gw(0), Command::OnConnect, 3, b"", b"", 1),
     );
-    h.drain();
+    h.drain_ended();
     // Session changed elsewhere: reload, then two more events are held.
     for body in [&b"1"[..], b"2", b"3"] {
         h.core.handle_bytes(
@@ -954,7 +993,10 @@ fn held_events_are_bounded_and_a_late_reload_reply_is_ignored() {
         link,
         &event_frame(gw(0), Command::OnMessage, 3, &a, b"4", 1),
     );
-    let bodies: Vec<PhpValue> = events(&h.drain()).into_iter().map(|e| e.body).collect();
+    let bodies: Vec<PhpValue> = events(&h.drain_ended())
+        .into_iter()
+        .map(|e| e.body)
+        .collect();
     assert_eq!(
         bodies,
         ["1", "2", "3", "4"].map(PhpValue::str).to_vec(),
@@ -1127,4 +1169,69 @@ fn garbage_input_never_panics() {
     QuickCheck::new()
         .tests(1000)
         .quickcheck(prop as fn(Vec<Vec<u8>>, Vec<String>, u8) -> bool);
+}
+
+#[test]
+fn a_clients_next_event_waits_for_the_end_of_the_previous_one() {
+    let mut h = Harness::with_gateways(1);
+    let link = h.link(gw(0));
+    h.core.handle_bytes(
+        h.now,
+        link,
+        &event_frame(gw(0), Command::OnMessage, 3, b"", b"1", 1),
+    );
+    let first = events(&h.drain()).remove(0);
+    // The client saw the reply of its first event and spoke again before the first event
+    // ended: the gateway still has the old (empty) session. Another client's event follows.
+    let mut bytes = BytesMut::new();
+    bytes.put_slice(&event_frame(gw(0), Command::OnMessage, 3, b"", b"2", 1));
+    bytes.put_slice(&event_frame(gw(0), Command::OnMessage, 9, b"", b"x", 1));
+    h.core.handle_bytes(h.now, link, &bytes);
+    assert!(
+        events(&h.drain()).is_empty(),
+        "held behind the running event, in link order"
+    );
+    // The first event ends with a changed session: written back, then the held event's
+    // session is found stale and reloaded before it runs.
+    let new = map(vec![(PhpKey::from_bytes(b"k"), PhpValue::Int(1))]);
+    h.core
+        .end_event(h.now, &first.client, first.kind, &PhpValue::Null, &new)
+        .unwrap();
+    let sent = transmits(&h.drain());
+    let cmds: Vec<u8> = sent.iter().map(|(_, f)| cmd_of(f)).collect();
+    assert_eq!(cmds, vec![204, 203], "write-back, then the reload");
+    h.core.handle_bytes(h.now, link, &reply(&new));
+    let evs = events(&h.drain());
+    let bodies: Vec<&PhpValue> = evs.iter().map(|e| &e.body).collect();
+    assert_eq!(bodies, vec![&PhpValue::str("2"), &PhpValue::str("x")]);
+    assert_eq!(
+        evs[0].client.session, new,
+        "the session the first event wrote"
+    );
+}
+
+#[test]
+fn events_held_behind_a_running_one_are_bounded() {
+    let mut config = Harness::config();
+    config.parked_events_max = 2;
+    let (mut h, link) = Harness::linked_to_one_gateway(config);
+    for body in [&b"1"[..], b"2", b"3"] {
+        h.core.handle_bytes(
+            h.now,
+            link,
+            &event_frame(gw(0), Command::OnMessage, 3, b"", body, 1),
+        );
+    }
+    assert_eq!(events(&h.drain()).len(), 1, "one running, two held");
+    h.core.handle_bytes(
+        h.now,
+        link,
+        &event_frame(gw(0), Command::OnMessage, 3, b"", b"4", 1),
+    );
+    let bodies: Vec<PhpValue> = events(&h.drain()).into_iter().map(|e| e.body).collect();
+    assert_eq!(
+        bodies,
+        vec![PhpValue::str("2")],
+        "over the bound the head goes out as it is"
+    );
 }

@@ -10,6 +10,7 @@
 //! * [`driver`]: the tokio loop around the core, generic over [`crate::net::Net`].
 //! * [`business`]: the BusinessWorker process: `count` instances, each a driver and a wasm
 //!   instance of the same module on a thread of its own.
+//! * [`metrics`]: event durations and failures, and the observer view of a running worker.
 
 #[allow(missing_docs)] // Variant fields are the original API's parameters, named as there.
 pub mod api;
@@ -18,4 +19,5 @@ pub mod core;
 pub mod driver;
 pub mod gather;
 pub mod merge;
+pub mod metrics;
 pub mod sender;

@@ -154,6 +154,21 @@ impl TestLink {
     }
 }
 
+/// A worker link registered as `Test:0`, then a websocket client whose ON_CONNECT it
+/// received: the link, the client and the client's connection id.
+pub async fn worker_and_client(gateway: &RunningGateway) -> (TestLink, WsClient, u32) {
+    let mut worker = TestLink::worker(gateway.lan_addrs[0], "Test:0").await;
+    // Let the handshake frame land before the client connects.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let ws = ws_connect(gateway.public_addr, "/").await;
+    let cid = worker
+        .next_frame_of(Command::OnConnect)
+        .await
+        .header
+        .connection_id;
+    (worker, ws, cid)
+}
+
 /// A WebSocket client of a real client crate.
 pub type WsClient =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;

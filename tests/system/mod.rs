@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use gatewayworker::gateway::shards::RunningGateway;
+use gatewayworker::gateway::shards::{GatewaySettings, RunningGateway};
 use gatewayworker::register::driver::{self as register, RegisterSettings, RunningRegister};
 use gatewayworker::worker::business::{self, BusinessSettings, RunningWorker};
 
@@ -51,6 +51,18 @@ impl System {
         instances: u32,
         tweak: impl FnOnce(&mut BusinessSettings),
     ) -> System {
+        System::start_with(wasm, shards, instances, |_| {}, tweak).await
+    }
+
+    /// Like [`System::start`], with `gateway_tweak` applied to the gateway settings too
+    /// (after the register address and secret are set).
+    pub async fn start_with(
+        wasm: PathBuf,
+        shards: usize,
+        instances: u32,
+        gateway_tweak: impl FnOnce(&mut GatewaySettings),
+        tweak: impl FnOnce(&mut BusinessSettings),
+    ) -> System {
         let register = register::start(RegisterSettings::new(
             SocketAddr::from(([127, 0, 0, 1], 0)),
             SECRET,
@@ -60,6 +72,7 @@ impl System {
         let gateway = start_gateway(shards, |s| {
             s.core.register_addresses = vec![register_addr.clone()];
             s.core.secret_key = SECRET.into();
+            gateway_tweak(s);
         });
         let mut settings = BusinessSettings::new("e2e", instances, vec![register_addr], wasm);
         settings.core.secret_key = SECRET.into();

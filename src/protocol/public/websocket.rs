@@ -48,6 +48,8 @@ pub const CONTROL_PAYLOAD_MAX: usize = 125;
 
 /// Status code: normal closure.
 pub const CLOSE_NORMAL: u16 = 1000;
+/// Status code: the endpoint is going away (server shutdown).
+pub const CLOSE_GOING_AWAY: u16 = 1001;
 /// Status code: protocol error.
 pub const CLOSE_PROTOCOL_ERROR: u16 = 1002;
 /// Status code: text that is not UTF-8.

@@ -1,0 +1,129 @@
+//! `sim`: runs the cluster simulation for one seed or a sweep of seeds.
+//!
+//! ```text
+//! cargo run -p sim --release -- --seed 7 --faults all
+//! cargo run -p sim --release -- --seeds 200 --faults hold,crash_gateway --duration 600
+//! ```
+//! `--seed S` runs one seed (and prints its trace tail on failure); `--seeds N` runs seeds
+//! `S..S+N` (S defaults to 0); `--duration SECS` keeps sweeping new seeds until that much
+//! real time has passed; `--faults none|all|name,name` picks the faults; `--clients N`,
+//! `--ops N`, `--gateways N`, `--shards N`, `--workers N`, `--instances N` size the world. Prints seeds per minute at the end; exits 1 on a failure.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use sim::{Faults, SimConfig};
+
+struct Args {
+    seed: u64,
+    seeds: Option<u64>,
+    duration: Option<Duration>,
+    faults: Faults,
+    clients: Option<usize>,
+    ops: Option<usize>,
+    gateways: Option<usize>,
+    shards: Option<usize>,
+    workers: Option<usize>,
+    instances: Option<u32>,
+    verbose: bool,
+}
+
+fn parse() -> Result<Args, String> {
+    let mut args = Args {
+        seed: 0,
+        seeds: None,
+        duration: None,
+        faults: Faults::none(),
+        clients: None,
+        ops: None,
+        gateways: None,
+        shards: None,
+        workers: None,
+        instances: None,
+        verbose: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
+        let number = |v: String| v.parse::<u64>().map_err(|e| format!("{v}: {e}"));
+        match flag.as_str() {
+            "--seed" => args.seed = number(value()?)?,
+            "--seeds" => args.seeds = Some(number(value()?)?),
+            "--duration" => args.duration = Some(Duration::from_secs(number(value()?)?)),
+            "--faults" => args.faults = Faults::parse(&value()?)?,
+            "--clients" => args.clients = Some(number(value()?)? as usize),
+            "--ops" => args.ops = Some(number(value()?)? as usize),
+            "--gateways" => args.gateways = Some(number(value()?)?.max(1) as usize),
+            "--shards" => args.shards = Some(number(value()?)?.max(1) as usize),
+            "--workers" => args.workers = Some(number(value()?)?.max(1) as usize),
+            "--instances" => args.instances = Some(number(value()?)?.max(1) as u32),
+            "--verbose" => args.verbose = true,
+            "--help" | "-h" => {
+                return Err("usage: sim [--seed S] [--seeds N] [--duration SECS] [--faults none|all|list] [--clients N] [--ops N] [--gateways N] [--shards N] [--workers N] [--instances N] [--verbose]".into())
+            }
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok(args)
+}
+
+fn main() -> ExitCode {
+    let args = match parse() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let started = Instant::now();
+    let single = args.seeds.is_none() && args.duration.is_none();
+    let count = args.seeds.unwrap_or(if single { 1 } else { u64::MAX });
+    let mut ran = 0u64;
+    let mut failed = 0u64;
+    for seed in args.seed..args.seed.saturating_add(count) {
+        if args.duration.is_some_and(|d| started.elapsed() >= d) {
+            break;
+        }
+        let mut config = SimConfig::new(seed, args.faults);
+        if let Some(c) = args.clients {
+            config.workload.clients = c;
+        }
+        if let Some(o) = args.ops {
+            config.workload.ops_per_client = o;
+        }
+        if let Some(g) = args.gateways {
+            config.gateways = g;
+        }
+        if let Some(s) = args.shards {
+            config.shards = s;
+        }
+        if let Some(w) = args.workers {
+            config.workers = w;
+        }
+        if let Some(i) = args.instances {
+            config.instances = i;
+        }
+        let outcome = sim::run(&config);
+        ran += 1;
+        println!("{}", outcome.summary());
+        if args.verbose {
+            println!("{}", outcome.trace.tail(usize::MAX));
+        }
+        if !outcome.passed() {
+            failed += 1;
+            println!("{}", outcome.report(&config));
+        }
+    }
+    let minutes = started.elapsed().as_secs_f64() / 60.0;
+    println!(
+        "{ran} seed(s), {failed} failed, faults {}, {:.1}s: {:.1} seeds/minute",
+        args.faults.describe(),
+        started.elapsed().as_secs_f64(),
+        ran as f64 / minutes.max(1e-9)
+    );
+    if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

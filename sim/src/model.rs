@@ -1,0 +1,680 @@
+//! The reference model and its oracle: who is connected, uid bindings, groups and
+//! sessions, in plain Rust, written from the op language's spec (`ops.md`), not from the
+//! gateway's code.
+//!
+//! Time and uncertainty. The harness serializes every op that changes the model (a lock
+//! held from the request leaving the client to its reply arriving), so the states form one
+//! sequence `S0, S1, ...`: transition `k` (into `S_k`) takes effect at some unknown moment
+//! `e_k` in `[sent_k, replied_k]`. A message sent at `t_s` and received at `t_r` was routed
+//! by its recipient's gateway at some moment in `[t_s, t_r]`, when the state was any `S_k`
+//! with `sent_k <= t_r` and `replied_{k+1} > t_s` (a transition without reply yet counts as
+//! never replied). The oracle allows exactly those states and no others: a message must be
+//! addressed to its recipient in one of them, arrive at most as many times as that state
+//! addresses it, and after the sender's earlier messages.
+//!
+//! Effects that another gateway must apply (ungroup, closing another client) travel in a
+//! `multi` with a query behind them: the query's answers come back on the same links after
+//! the effect, so the reply still closes the interval.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+
+/// A client id as the probe reports it (20 hex digits).
+pub type ClientId = String;
+
+/// A session: string keys, integer values (`None`: the client never had one).
+pub type Session = BTreeMap<String, i64>;
+
+/// One connected client in the model.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientState {
+    /// Its uid, if bound.
+    pub uid: Option<String>,
+    /// Its groups.
+    pub groups: BTreeSet<String>,
+    /// Its session (`None`: never set).
+    pub session: Option<Session>,
+}
+
+/// Everything the model knows at one point of the sequence.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct State {
+    /// Connected clients by id.
+    pub clients: BTreeMap<ClientId, ClientState>,
+}
+
+/// A change of the model, as an op (or a connection) makes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A client connected.
+    Connect(ClientId),
+    /// A client is gone (closed, dropped, or its gateway crashed).
+    Disconnect(ClientId),
+    /// `bindUid`: moves the client to the uid.
+    Bind(ClientId, String),
+    /// `unbindUid`: removes the client's current uid, whatever uid is named.
+    Unbind(ClientId),
+    /// `joinGroup`.
+    Join(ClientId, String),
+    /// `leaveGroup`.
+    Leave(ClientId, String),
+    /// `ungroup`: empties the group.
+    Ungroup(String),
+    /// `setSession`: replaces the session.
+    SetSession(ClientId, Session),
+    /// `updateSession`: merges into the session (flat maps: key by key).
+    UpdateSession(ClientId, Session),
+}
+
+impl State {
+    /// The state after `change`.
+    pub fn apply(&self, change: &Change) -> State {
+        let mut next = self.clone();
+        let clients = &mut next.clients;
+        match change {
+            Change::Connect(id) => {
+                clients.insert(id.clone(), ClientState::default());
+            }
+            Change::Disconnect(id) => {
+                clients.remove(id);
+            }
+            Change::Bind(id, uid) => {
+                if let Some(c) = clients.get_mut(id) {
+                    if !uid.is_empty() {
+                        c.uid = Some(uid.clone());
+                    }
+                }
+            }
+            Change::Unbind(id) => {
+                if let Some(c) = clients.get_mut(id) {
+                    c.uid = None;
+                }
+            }
+            Change::Join(id, group) => {
+                if let Some(c) = clients.get_mut(id) {
+                    c.groups.insert(group.clone());
+                }
+            }
+            Change::Leave(id, group) => {
+                if let Some(c) = clients.get_mut(id) {
+                    c.groups.remove(group);
+                }
+            }
+            Change::Ungroup(group) => {
+                for c in clients.values_mut() {
+                    c.groups.remove(group);
+                }
+            }
+            Change::SetSession(id, session) => {
+                if let Some(c) = clients.get_mut(id) {
+                    c.session = Some(session.clone());
+                }
+            }
+            Change::UpdateSession(id, session) => {
+                if let Some(c) = clients.get_mut(id) {
+                    let s = c.session.get_or_insert_with(Session::new);
+                    for (k, v) in session {
+                        s.insert(k.clone(), *v);
+                    }
+                }
+            }
+        }
+        next
+    }
+
+    /// Members of `group`.
+    pub fn members<'a>(
+        &'a self,
+        group: &'a str,
+    ) -> impl Iterator<Item = (&'a ClientId, &'a ClientState)> + 'a {
+        self.clients
+            .iter()
+            .filter(move |(_, c)| c.groups.contains(group))
+    }
+}
+
+/// Whom a send addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `sendToClient`.
+    Client(ClientId),
+    /// `sendToAll` with an optional `client_id_list` and an exclude list.
+    All {
+        /// `client_id_list` (`None`: everyone).
+        list: Option<Vec<ClientId>>,
+        /// `exclude`.
+        exclude: Vec<ClientId>,
+    },
+    /// `sendToUid` with distinct uids.
+    Uid(Vec<String>),
+    /// `sendToGroup` with distinct groups: once per membership.
+    Group {
+        /// The groups.
+        groups: Vec<String>,
+        /// `exclude`.
+        exclude: Vec<ClientId>,
+    },
+}
+
+impl Target {
+    /// Copies of the message `recipient` gets when the send is routed in `state`.
+    pub fn copies(&self, state: &State, recipient: &str) -> usize {
+        let Some(client) = state.clients.get(recipient) else {
+            return 0;
+        };
+        let excluded = |exclude: &[ClientId]| exclude.iter().any(|e| e == recipient);
+        match self {
+            Target::Client(id) => usize::from(id == recipient),
+            Target::All { list, exclude } => {
+                let listed = list
+                    .as_ref()
+                    .is_none_or(|l| l.iter().any(|id| id == recipient));
+                usize::from(listed && !excluded(exclude))
+            }
+            Target::Uid(uids) => usize::from(
+                client
+                    .uid
+                    .as_ref()
+                    .is_some_and(|u| uids.iter().any(|x| x == u)),
+            ),
+            Target::Group { groups, exclude } => {
+                if excluded(exclude) {
+                    0
+                } else {
+                    groups.iter().filter(|g| client.groups.contains(*g)).count()
+                }
+            }
+        }
+    }
+}
+
+/// One transition of the sequence and the state it leads to.
+#[derive(Debug, Clone)]
+struct Transition {
+    sent: Duration,
+    replied: Option<Duration>,
+    change: Option<Change>,
+    state: State,
+}
+
+/// A send op as the oracle tracks it.
+#[derive(Debug, Clone)]
+struct SendRecord {
+    sender: ClientId,
+    target: Target,
+    sent: Duration,
+    /// The reply came: the op ran (a sender closed mid-op may never have sent it).
+    replied: bool,
+    received: BTreeMap<ClientId, usize>,
+}
+
+/// The model's sequence of states, the sends in flight, and what the oracle found.
+#[derive(Debug, Default)]
+pub struct Model {
+    history: Vec<Transition>,
+    sends: BTreeMap<u64, SendRecord>,
+    last_from: BTreeMap<(ClientId, ClientId), u64>,
+    closes_seen: BTreeMap<(ClientId, ClientId), usize>,
+    /// Connections per client id: a restarted gateway counts connection ids from 1
+    /// again, as the original does, so an id names several connections over a run.
+    incarnations: BTreeMap<ClientId, usize>,
+    abandoned_connects: usize,
+    unknown_closes: BTreeMap<ClientId, usize>,
+    /// Every client id ever connected.
+    pub ever_clients: BTreeSet<ClientId>,
+    /// Violations found, in order.
+    pub violations: Vec<String>,
+}
+
+impl Model {
+    /// An empty world.
+    pub fn new() -> Model {
+        Model {
+            history: vec![Transition {
+                sent: Duration::ZERO,
+                replied: Some(Duration::ZERO),
+                change: None,
+                state: State::default(),
+            }],
+            ..Model::default()
+        }
+    }
+
+    /// The latest state (exact when no transition is in flight).
+    pub fn current(&self) -> &State {
+        &self.history.last().expect("the initial state").state
+    }
+
+    /// Starts a transition at `now`; [`Model::end`] closes it.
+    pub fn begin(&mut self, change: Change, now: Duration) -> usize {
+        if let Change::Connect(id) = &change {
+            self.ever_clients.insert(id.clone());
+            *self.incarnations.entry(id.clone()).or_default() += 1;
+        }
+        let state = self.current().apply(&change);
+        self.history.push(Transition {
+            sent: now,
+            replied: None,
+            change: Some(change),
+            state,
+        });
+        self.history.len() - 1
+    }
+
+    /// The reply of transition `index` arrived at `now`.
+    pub fn end(&mut self, index: usize, now: Duration) {
+        self.history[index].replied = Some(now);
+    }
+
+    /// A change known at once (both ends at `now`).
+    pub fn apply_now(&mut self, change: Change, now: Duration) {
+        let index = self.begin(change, now);
+        self.end(index, now);
+    }
+
+    /// True while some transition has no reply.
+    pub fn in_flight(&self) -> bool {
+        self.history.iter().any(|t| t.replied.is_none())
+    }
+
+    /// The states possibly current at some moment of `[from, to]`.
+    fn possible(&self, from: Duration, to: Duration) -> impl Iterator<Item = &State> + '_ {
+        let h = &self.history;
+        (0..h.len())
+            .filter(move |&k| {
+                let next_replied = h.get(k + 1).and_then(|t| t.replied);
+                h[k].sent <= to && next_replied.is_none_or(|r| r > from)
+            })
+            .map(move |k| &h[k].state)
+    }
+
+    /// A send op `op` left `sender` at `now`.
+    pub fn on_send(&mut self, op: u64, sender: &str, target: Target, now: Duration) {
+        self.sends.insert(
+            op,
+            SendRecord {
+                sender: sender.to_string(),
+                target,
+                sent: now,
+                replied: false,
+                received: BTreeMap::new(),
+            },
+        );
+    }
+
+    /// The reply of send `op` arrived: the op ran.
+    pub fn on_send_replied(&mut self, op: u64) {
+        if let Some(record) = self.sends.get_mut(&op) {
+            record.replied = true;
+        }
+    }
+
+    /// A connection was given up before its connect event named it: the gateway may have
+    /// had it, so a close of an id the model never learned may be heard, once per such
+    /// connection.
+    pub fn on_connect_abandoned(&mut self) {
+        self.abandoned_connects += 1;
+    }
+
+    /// `recipient` received the message of send `op` at `now`: checks addressing,
+    /// duplicates and per-sender order.
+    pub fn on_push(&mut self, recipient: &str, op: u64, now: Duration) {
+        let Some(record) = self.sends.get(&op) else {
+            self.violation(format!("{recipient} received message {op} never sent"));
+            return;
+        };
+        let (sender, sent) = (record.sender.clone(), record.sent);
+        let copies_max = self
+            .possible(sent, now)
+            .map(|s| record.target.copies(s, recipient))
+            .max()
+            .unwrap_or(0);
+        let record = self.sends.get_mut(&op).expect("looked up above");
+        let got = record.received.entry(recipient.to_string()).or_default();
+        *got += 1;
+        let got = *got;
+        let target = format!("{:?}", record.target);
+        if copies_max == 0 {
+            self.violation(format!(
+                "{recipient} received message {op} from {sender} not addressed to it: {target}"
+            ));
+        } else if got > copies_max {
+            self.violation(format!(
+                "{recipient} received message {op} from {sender} {got} times, at most {copies_max}: {target}"
+            ));
+        }
+        let last = self
+            .last_from
+            .entry((sender.clone(), recipient.to_string()))
+            .or_insert(0);
+        if op < *last {
+            let last = *last;
+            self.violation(format!(
+                "{recipient} received message {op} from {sender} after its later message {last}"
+            ));
+        } else {
+            *last = op;
+        }
+    }
+
+    /// `recipient` received a `closewatch` event about `closed` at `now`.
+    pub fn on_close_event(&mut self, recipient: &str, closed: &str, now: Duration) {
+        if !self.ever_clients.contains(closed) {
+            let unknown = self
+                .unknown_closes
+                .entry(recipient.to_string())
+                .or_default();
+            *unknown += 1;
+            if *unknown > self.abandoned_connects {
+                self.violation(format!(
+                    "{recipient} heard of the close of {closed}, never a client"
+                ));
+            }
+            return;
+        }
+        let watched = self
+            .possible(Duration::ZERO, now)
+            .any(|s| s.members("closewatch").any(|(id, _)| id == recipient));
+        if !watched {
+            self.violation(format!(
+                "{recipient} heard of the close of {closed} but never watched closes"
+            ));
+        }
+        let heard = self
+            .closes_seen
+            .entry((recipient.to_string(), closed.to_string()))
+            .or_default();
+        *heard += 1;
+        let (heard, lives) = (*heard, self.incarnations.get(closed).copied().unwrap_or(0));
+        if heard > lives {
+            self.violation(format!(
+                "{recipient} heard of the close of {closed} {heard} times, for {lives} connection(s)"
+            ));
+        }
+    }
+
+    /// Liveness (for runs without faults): a client connected to the end that every
+    /// state from a send on addresses got that send.
+    pub fn check_deliveries(&mut self) {
+        let mut missing = Vec::new();
+        for (op, record) in self.sends.iter().filter(|(_, r)| r.replied) {
+            let h = &self.history;
+            let from = (0..h.len())
+                .find(|&k| {
+                    h.get(k + 1)
+                        .and_then(|t| t.replied)
+                        .is_none_or(|r| r > record.sent)
+                })
+                .unwrap_or(h.len() - 1);
+            let states = &self.history[from..];
+            let last = &self.current().clients;
+            for recipient in last.keys() {
+                let certain = states
+                    .iter()
+                    .all(|t| record.target.copies(&t.state, recipient) > 0);
+                if certain && !record.received.contains_key(recipient) {
+                    missing.push(format!(
+                        "{recipient} never received message {op} from {} ({:?})",
+                        record.sender, record.target
+                    ));
+                }
+            }
+        }
+        for m in missing {
+            self.violation(m);
+        }
+    }
+
+    /// Records a violation.
+    pub fn violation(&mut self, what: String) {
+        self.violations.push(what);
+    }
+
+    /// Number of transitions so far (connections included).
+    pub fn transitions(&self) -> usize {
+        self.history.len() - 1
+    }
+
+    /// The last change, for traces.
+    pub fn last_change(&self) -> Option<&Change> {
+        self.history.last().and_then(|t| t.change.as_ref())
+    }
+}
+
+/// A session as the probe reports it from `getSession` and the session maps: `{}` for a
+/// client without one.
+pub fn session_json(session: &Option<Session>) -> Value {
+    let mut map = Map::new();
+    for (k, v) in session.iter().flatten() {
+        map.insert(k.clone(), json!(v));
+    }
+    Value::Object(map)
+}
+
+fn ids<'a>(it: impl Iterator<Item = &'a ClientId>) -> Value {
+    let mut v: Vec<&ClientId> = it.collect();
+    v.sort();
+    v.dedup();
+    json!(v)
+}
+
+fn strings(it: impl Iterator<Item = String>) -> Value {
+    let v: BTreeSet<String> = it.collect();
+    json!(v.into_iter().collect::<Vec<_>>())
+}
+
+/// What query `op` with `args` answers in `state` (`None`: not a query the model knows).
+pub fn expect_query(state: &State, op: &str, args: &Value) -> Option<Value> {
+    let arg = |name: &str| args.get(name).and_then(Value::as_str).unwrap_or("");
+    let all = &state.clients;
+    let in_group = |g: &str| -> Vec<(&ClientId, &ClientState)> {
+        all.iter()
+            .filter(|(_, c)| g.is_empty() || c.groups.contains(g))
+            .collect()
+    };
+    let sessions = |members: Vec<(&ClientId, &ClientState)>| {
+        let mut map = Map::new();
+        for (id, c) in members {
+            map.insert(id.clone(), session_json(&c.session));
+        }
+        Value::Object(map)
+    };
+    Some(match op {
+        "isOnline" => json!(usize::from(all.contains_key(arg("client_id")))),
+        "isUidOnline" => json!(usize::from(
+            all.values().any(|c| c.uid.as_deref() == Some(arg("uid")))
+        )),
+        "getClientIdByUid" => ids(all
+            .iter()
+            .filter(|(_, c)| c.uid.as_deref() == Some(arg("uid")))
+            .map(|(id, _)| id)),
+        "getUidByClientId" => match all.get(arg("client_id")).and_then(|c| c.uid.clone()) {
+            Some(uid) => json!(uid),
+            None => Value::Null,
+        },
+        "getClientIdListByGroup" => {
+            if arg("group").is_empty() {
+                json!([])
+            } else {
+                ids(state.members(arg("group")).map(|(id, _)| id))
+            }
+        }
+        "getClientSessionsByGroup" => {
+            if arg("group").is_empty() {
+                json!({})
+            } else {
+                sessions(state.members(arg("group")).collect())
+            }
+        }
+        "getClientCountByGroup" | "getClientIdCountByGroup" => {
+            json!(in_group(arg("group")).len())
+        }
+        "getAllClientIdList" => ids(all.keys()),
+        "getAllClientIdCount" | "getAllClientCount" => json!(all.len()),
+        "getAllClientSessions" => sessions(in_group(arg("group"))),
+        "getAllUidList" => strings(all.values().filter_map(|c| c.uid.clone())),
+        "getAllUidCount" => json!(all
+            .values()
+            .filter_map(|c| c.uid.clone())
+            .collect::<BTreeSet<_>>()
+            .len()),
+        "getUidListByGroup" => strings(
+            state
+                .members(arg("group"))
+                .filter_map(|(_, c)| c.uid.clone()),
+        ),
+        "getUidCountByGroup" => json!(state
+            .members(arg("group"))
+            .filter_map(|(_, c)| c.uid.clone())
+            .collect::<BTreeSet<_>>()
+            .len()),
+        "getAllGroupIdList" => strings(all.values().flat_map(|c| c.groups.iter().cloned())),
+        // `GroupScan::Complete` (the worker's default): every client is scanned, none
+        // stops the scan (ops.md 5.4 quirk, decided in the worker core).
+        "getAllGroupUidList" | "getAllGroupUidCount" => {
+            let mut map: BTreeMap<&String, BTreeSet<&String>> = BTreeMap::new();
+            for c in all.values() {
+                if let Some(uid) = &c.uid {
+                    for g in &c.groups {
+                        map.entry(g).or_default().insert(uid);
+                    }
+                }
+            }
+            let count = op == "getAllGroupUidCount";
+            Value::Object(
+                map.into_iter()
+                    .map(|(g, uids)| {
+                        let v = if count {
+                            json!(uids.len())
+                        } else {
+                            json!(uids)
+                        };
+                        (g.clone(), v)
+                    })
+                    .collect(),
+            )
+        }
+        "getAllGroupClientIdList" | "getAllGroupClientIdCount" => {
+            let mut map: BTreeMap<&String, BTreeSet<&ClientId>> = BTreeMap::new();
+            for (id, c) in all {
+                for g in &c.groups {
+                    map.entry(g).or_default().insert(id);
+                }
+            }
+            let count = op == "getAllGroupClientIdCount";
+            Value::Object(
+                map.into_iter()
+                    .map(|(g, ids)| {
+                        let v = if count { json!(ids.len()) } else { json!(ids) };
+                        (g.clone(), v)
+                    })
+                    .collect(),
+            )
+        }
+        "getSession" => match all.get(arg("client_id")) {
+            Some(c) => session_json(&c.session),
+            None => Value::Null,
+        },
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn a_send_concurrent_with_a_join_may_reach_the_joiner_but_not_a_stranger() {
+        let mut m = Model::new();
+        m.apply_now(Change::Connect("a".into()), ms(1));
+        m.apply_now(Change::Connect("b".into()), ms(1));
+        m.apply_now(Change::Connect("c".into()), ms(1));
+        let join = m.begin(Change::Join("b".into(), "g".into()), ms(10));
+        let target = Target::Group {
+            groups: vec!["g".into()],
+            exclude: vec![],
+        };
+        m.on_send(1, "a", target, ms(11));
+        m.on_push("b", 1, ms(12));
+        m.end(join, ms(20));
+        assert!(m.violations.is_empty(), "{:?}", m.violations);
+        m.on_push("c", 1, ms(13));
+        assert_eq!(m.violations.len(), 1, "c never was in g");
+        m.on_push("b", 1, ms(14));
+        assert_eq!(m.violations.len(), 2, "one membership, one copy");
+    }
+
+    #[test]
+    fn a_send_after_a_completed_leave_cannot_reach_the_leaver() {
+        let mut m = Model::new();
+        m.apply_now(Change::Connect("a".into()), ms(1));
+        m.apply_now(Change::Connect("b".into()), ms(1));
+        m.apply_now(Change::Join("b".into(), "g".into()), ms(2));
+        m.apply_now(Change::Leave("b".into(), "g".into()), ms(3));
+        let target = Target::Group {
+            groups: vec!["g".into()],
+            exclude: vec![],
+        };
+        m.on_send(1, "a", target.clone(), ms(5));
+        m.on_push("b", 1, ms(6));
+        assert_eq!(m.violations.len(), 1);
+        // Sent before the leave completed: allowed.
+        let mut m = Model::new();
+        m.apply_now(Change::Connect("a".into()), ms(1));
+        m.apply_now(Change::Connect("b".into()), ms(1));
+        m.apply_now(Change::Join("b".into(), "g".into()), ms(2));
+        let leave = m.begin(Change::Leave("b".into(), "g".into()), ms(3));
+        m.on_send(1, "a", target, ms(4));
+        m.end(leave, ms(5));
+        m.on_push("b", 1, ms(9));
+        assert!(m.violations.is_empty(), "{:?}", m.violations);
+    }
+
+    #[test]
+    fn order_per_sender_and_liveness() {
+        let mut m = Model::new();
+        m.apply_now(Change::Connect("a".into()), ms(1));
+        m.apply_now(Change::Connect("b".into()), ms(1));
+        m.on_send(1, "a", Target::Client("b".into()), ms(2));
+        m.on_send(2, "a", Target::Client("b".into()), ms(3));
+        m.on_send(3, "a", Target::Client("b".into()), ms(3));
+        m.on_send(4, "a", Target::Client("b".into()), ms(3));
+        m.on_send_replied(3);
+        m.on_push("b", 2, ms(4));
+        m.on_push("b", 1, ms(5));
+        assert_eq!(m.violations.len(), 1, "1 after 2");
+        m.check_deliveries();
+        assert_eq!(
+            m.violations.len(),
+            2,
+            "3 never arrived (4 had no reply: maybe never sent): {:?}",
+            m.violations
+        );
+    }
+
+    #[test]
+    fn queries_follow_the_state() {
+        let s = State::default()
+            .apply(&Change::Connect("b".into()))
+            .apply(&Change::Connect("a".into()))
+            .apply(&Change::Bind("a".into(), "u1".into()))
+            .apply(&Change::Join("a".into(), "g".into()))
+            .apply(&Change::UpdateSession("b".into(), [("k".into(), 1)].into()));
+        let q = |op: &str, args: Value| expect_query(&s, op, &args).unwrap();
+        assert_eq!(q("getAllClientIdList", json!({})), json!(["a", "b"]));
+        assert_eq!(q("getClientIdByUid", json!({"uid":"u1"})), json!(["a"]));
+        assert_eq!(q("getUidListByGroup", json!({"group":"g"})), json!(["u1"]));
+        assert_eq!(
+            q("getAllClientSessions", json!({})),
+            json!({"a":{}, "b":{"k":1}})
+        );
+        assert_eq!(q("getClientCountByGroup", json!({"group":""})), json!(2));
+        assert_eq!(q("getSession", json!({"client_id":"z"})), Value::Null);
+    }
+}

@@ -1,0 +1,1016 @@
+//! The world: one register, gateways with shards, worker hosts running the real `probe`
+//! guest, and clients running seeded programs, all in one turmoil simulation; plus the run
+//! loop that injects faults between steps and the phases that end in an audit.
+//!
+//! Hosts (turmoil names): `register` (port 1236); `gw0..` with shard `k` on lan port
+//! `2300+k` and public port `7272+k` (turmoil has no `SO_REUSEPORT`), the last
+//! `text_gateways` of them speaking the text protocol, the others WebSocket; `wk0..`, each
+//! running `instances` BusinessWorker instances (worker name = host name) through
+//! [`business::run_instance`] over [`TurmoilNet`] with the simulated clock; `c0..`, the
+//! clients.
+//!
+//! Phases: *workload* (clients run their programs, faults are injected), *quiet* (every
+//! fault healed, nothing happens for `quiet`), *audit* (every client proves it is alive
+//! with an echo, then `c0` asks every query and compares each answer with the model).
+
+use std::cell::{OnceCell, RefCell};
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gatewayworker::gateway::{driver as gateway_driver, GatewayConfig, PublicProtocol};
+use gatewayworker::net::Net;
+use gatewayworker::register::{driver as register_driver, RegisterConfig};
+use gatewayworker::wasm::{HostConfig, Plugin, PluginSlot, WasmHost};
+use gatewayworker::worker::business::{self, BusinessSettings, DriverApi};
+use serde_json::{json, Value};
+use tokio::sync::{watch, Mutex};
+use tokio::time::Instant;
+
+use crate::conn::Conn;
+use crate::faults::{Action, Faults, Schedule};
+use crate::model::{expect_query, session_json, Change, ClientId, Model};
+use crate::trace::{Trace, TAIL_LEN};
+use crate::workload::{audit_queries, message_text, Effect, Op, Program, WorkloadConfig, GC_ONLY};
+use crate::TurmoilNet;
+
+/// The register's port.
+pub const REGISTER_PORT: u16 = 1236;
+/// Lan port of shard 0; shard `k` uses `+k`.
+pub const LAN_PORT: u16 = 2300;
+/// Public port of shard 0; shard `k` uses `+k`.
+pub const PUBLIC_PORT: u16 = 7272;
+/// When clients start: after the workers have had time to find the gateways.
+const CLIENTS_START: Duration = Duration::from_secs(3);
+/// Fuel between two yields of a long guest event (as production's default).
+const FUEL_YIELD_INTERVAL: u64 = 10_000_000;
+
+/// Everything that shapes one run.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// The seed: every random choice of the run derives from it.
+    pub seed: u64,
+    /// Gateway hosts.
+    pub gateways: usize,
+    /// Shards (gateway cores) per gateway host.
+    pub shards: usize,
+    /// How many of the gateways (the last ones) speak the text protocol.
+    pub text_gateways: usize,
+    /// Worker hosts.
+    pub workers: usize,
+    /// BusinessWorker instances per worker host.
+    pub instances: u32,
+    /// The clients' programs.
+    pub workload: WorkloadConfig,
+    /// The faults injected.
+    pub faults: Faults,
+    /// A reply not seen after this long is given up (the client then disconnects).
+    pub op_timeout: Duration,
+    /// Quiet time after the faults heal, before the audit.
+    pub quiet: Duration,
+    /// Simulated time after which the run is a failure.
+    pub duration_max: Duration,
+}
+
+impl SimConfig {
+    /// The default world: 2 gateways (one text) of 2 shards, 2 worker hosts of 2
+    /// instances, 6 clients.
+    pub fn new(seed: u64, faults: Faults) -> SimConfig {
+        SimConfig {
+            seed,
+            gateways: 2,
+            shards: 2,
+            text_gateways: 1,
+            workers: 2,
+            instances: 2,
+            workload: WorkloadConfig::default(),
+            faults,
+            op_timeout: Duration::from_secs(15),
+            quiet: Duration::from_secs(12),
+            duration_max: Duration::from_secs(600),
+        }
+    }
+
+    /// The one-line command that reruns this seed.
+    pub fn repro(&self) -> String {
+        format!(
+            "cargo run -p sim --release -- --seed {} --faults {}",
+            self.seed,
+            self.faults.describe()
+        )
+    }
+}
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The run's seed.
+    pub seed: u64,
+    /// Every observed event.
+    pub trace: Trace,
+    /// Oracle violations (empty: the run passed).
+    pub violations: Vec<String>,
+    /// Ops sent by clients.
+    pub ops: u64,
+    /// Messages received by clients from sends.
+    pub pushes: u64,
+    /// Model transitions (connections and changes).
+    pub transitions: usize,
+    /// Fault actions applied.
+    pub faults: u64,
+    /// Simulated time the run took.
+    pub sim_time: Duration,
+}
+
+impl Outcome {
+    /// The trace hash.
+    pub fn hash(&self) -> u64 {
+        self.trace.hash()
+    }
+
+    /// True when no violation was found.
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty()
+    }
+
+    /// A failure report: the repro command, the violations, the last trace events.
+    pub fn report(&self, config: &SimConfig) -> String {
+        let mut out = format!(
+            "seed {} failed with {} violation(s)\nrepro: {}\n",
+            self.seed,
+            self.violations.len(),
+            config.repro()
+        );
+        for v in self.violations.iter().take(10) {
+            out.push_str(&format!("  violation: {v}\n"));
+        }
+        out.push_str(&format!("last {TAIL_LEN} events:\n"));
+        out.push_str(&self.trace.tail(TAIL_LEN));
+        out
+    }
+
+    /// One summary line.
+    pub fn summary(&self) -> String {
+        format!(
+            "seed {} {} hash {:016x}: {} ops, {} pushes, {} transitions, {} fault actions, {:.1}s simulated",
+            self.seed,
+            if self.passed() { "ok" } else { "FAILED" },
+            self.hash(),
+            self.ops,
+            self.pushes,
+            self.transitions,
+            self.faults,
+            self.sim_time.as_secs_f64()
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Workload,
+    Quiet,
+    Audit,
+}
+
+/// State shared by the clients and the run loop (one thread: `Rc<RefCell>`).
+struct Shared {
+    model: Model,
+    trace: Trace,
+    op_number: u64,
+    ops: u64,
+    pushes: u64,
+    phase: Phase,
+    done: usize,
+    pinged: usize,
+    audited: bool,
+}
+
+type World = Rc<RefCell<Shared>>;
+
+/// The harness lock: ops that change the model (and queries) hold it from request to
+/// reply, so the model's states form one sequence.
+type Lock = Arc<Mutex<()>>;
+
+thread_local! {
+    /// The probe module, compiled once per thread (compiling takes a while; a run only
+    /// instantiates).
+    static PROBE: OnceCell<(WasmHost<DriverApi>, Plugin<DriverApi>)> = const { OnceCell::new() };
+}
+
+/// The path of the probe guest.
+pub fn probe_path() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../wasm-workers/dist/probe.wasm")
+}
+
+fn probe() -> (WasmHost<DriverApi>, Plugin<DriverApi>) {
+    PROBE.with(|cell| {
+        cell.get_or_init(|| {
+            // No epoch deadline (it ticks on a real thread); fuel bounds every event.
+            let config = HostConfig {
+                fuel_yield_interval: Some(FUEL_YIELD_INTERVAL),
+                ..HostConfig::deterministic()
+            };
+            let host = WasmHost::new(config).expect("the wasm host builds");
+            let plugin = host
+                .load_file(&probe_path())
+                .expect("probe.wasm compiles (wasm-workers/dist)");
+            (host, plugin)
+        })
+        .clone()
+    })
+}
+
+/// The simulated wall clock in Unix milliseconds: the guests' time.
+fn sim_clock_ms() -> i64 {
+    turmoil::since_epoch().map_or(0, |d| d.as_millis() as i64)
+}
+
+fn now() -> Duration {
+    turmoil::elapsed()
+}
+
+fn host_ip(name: &str) -> Ipv4Addr {
+    match turmoil::lookup(name) {
+        IpAddr::V4(ip) => ip,
+        IpAddr::V6(_) => panic!("the simulation runs on IPv4"),
+    }
+}
+
+fn register_address() -> String {
+    format!("register:{REGISTER_PORT}")
+}
+
+/// Runs one simulation.
+pub fn run(config: &SimConfig) -> Outcome {
+    let (wasm_host, plugin) = probe();
+    let mut sim = crate::builder(config.seed)
+        .simulation_duration(config.duration_max)
+        .build();
+    let world: World = Rc::new(RefCell::new(Shared {
+        model: Model::new(),
+        trace: Trace::default(),
+        op_number: 0,
+        ops: 0,
+        pushes: 0,
+        phase: Phase::Workload,
+        done: 0,
+        pinged: 0,
+        audited: false,
+    }));
+    let lock: Lock = Arc::new(Mutex::new(()));
+
+    sim.host("register", || async {
+        let net = TurmoilNet::default();
+        let any = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), REGISTER_PORT);
+        let listener = net.bind(any, false).await?;
+        register_driver::serve(
+            net,
+            RegisterConfig::new(""),
+            listener,
+            std::future::pending(),
+        )
+        .await?;
+        Ok(())
+    });
+
+    for g in 0..config.gateways {
+        let name = format!("gw{g}");
+        let text = g >= config.gateways - config.text_gateways.min(config.gateways);
+        let shards = config.shards;
+        let host_name = name.clone();
+        sim.host(name.as_str(), move || {
+            let name = host_name.clone();
+            async move {
+                let ip = host_ip(&name);
+                let mut serving = Vec::new();
+                for k in 0..shards as u16 {
+                    serving.push(serve_shard(ip, k, text));
+                }
+                for result in futures_util::future::join_all(serving).await {
+                    result?;
+                }
+                Ok(())
+            }
+        });
+    }
+
+    let mut slots = Vec::new();
+    for w in 0..config.workers {
+        let name = format!("wk{w}");
+        let slot = PluginSlot::new(&wasm_host, plugin.clone());
+        slots.push(slot.clone());
+        let host = wasm_host.clone();
+        let instances = config.instances;
+        let host_name = name.clone();
+        sim.host(name.as_str(), move || {
+            let (name, host, slot) = (host_name.clone(), host.clone(), slot.clone());
+            async move {
+                let mut settings =
+                    BusinessSettings::new(&name, instances, vec![register_address()], probe_path());
+                settings.host = host.config().clone();
+                let (_stop, stopped) = watch::channel(false);
+                let running = (0..instances).map(|i| {
+                    business::run_instance(
+                        TurmoilNet::default(),
+                        host.clone(),
+                        slot.clone(),
+                        settings.clone(),
+                        i,
+                        stopped.clone(),
+                        sim_clock_ms,
+                    )
+                });
+                futures_util::future::join_all(running).await;
+                Ok(())
+            }
+        });
+    }
+
+    for c in 0..config.workload.clients {
+        let actor = Actor::new(config, c, world.clone(), lock.clone());
+        sim.client(format!("c{c}").as_str(), async move {
+            actor.run().await;
+            Ok(())
+        });
+    }
+
+    let mut schedule = Schedule::new(
+        config.seed ^ 0xfa17_0000,
+        config.faults,
+        (config.gateways, config.workers, config.workload.clients),
+        CLIENTS_START + Duration::from_secs(1),
+    );
+    let mut fault_actions = 0u64;
+    let mut quiet_since = None;
+    let finished = loop {
+        match sim.step() {
+            Ok(true) => break Ok(()),
+            Ok(false) => {}
+            Err(e) => break Err(e.to_string()),
+        }
+        let at = sim.elapsed();
+        let phase = world.borrow().phase;
+        let actions = match phase {
+            Phase::Workload => {
+                if world.borrow().done == config.workload.clients {
+                    quiet_since = Some(at);
+                    world.borrow_mut().phase = Phase::Quiet;
+                    schedule.heal()
+                } else {
+                    schedule.due(at, true)
+                }
+            }
+            Phase::Quiet => {
+                if quiet_since.is_some_and(|t| at >= t + config.quiet) {
+                    world.borrow_mut().phase = Phase::Audit;
+                    world
+                        .borrow_mut()
+                        .trace
+                        .record_at(at, "harness", "audit begins");
+                }
+                Vec::new()
+            }
+            Phase::Audit => Vec::new(),
+        };
+        for action in actions {
+            fault_actions += 1;
+            world
+                .borrow_mut()
+                .trace
+                .record_at(at, "fault", format!("{action:?}"));
+            match action {
+                Action::Hold(a, b) => sim.hold(a.as_str(), b.as_str()),
+                Action::Release(a, b) => sim.release(a.as_str(), b.as_str()),
+                Action::Crash(h) => sim.crash(h.as_str()),
+                Action::Bounce(h) => sim.bounce(h.as_str()),
+                Action::Reload(w) => {
+                    slots[w].replace(plugin.clone());
+                }
+            }
+        }
+    };
+    let sim_time = sim.elapsed();
+    drop(sim);
+    let mut shared = world.borrow_mut();
+    if let Err(e) = finished {
+        shared
+            .model
+            .violation(format!("the simulation did not finish: {e}"));
+    }
+    Outcome {
+        seed: config.seed,
+        trace: std::mem::take(&mut shared.trace),
+        violations: std::mem::take(&mut shared.model.violations),
+        ops: shared.ops,
+        pushes: shared.pushes,
+        transitions: shared.model.transitions(),
+        faults: fault_actions,
+        sim_time,
+    }
+}
+
+async fn serve_shard(ip: Ipv4Addr, k: u16, text: bool) -> std::io::Result<()> {
+    let net = TurmoilNet::default();
+    let any = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+    let public = net
+        .bind(SocketAddr::new(any, PUBLIC_PORT + k), false)
+        .await?;
+    let lan = net.bind(SocketAddr::new(any, LAN_PORT + k), false).await?;
+    let mut config = GatewayConfig::new(ip, LAN_PORT + k, PUBLIC_PORT + k);
+    config.register_addresses = vec![register_address()];
+    if text {
+        config.protocol = PublicProtocol::Text;
+    }
+    gateway_driver::serve(net, config, public, lan, std::future::pending()).await
+}
+
+/// Why an op ended without its reply.
+#[derive(Debug)]
+struct Lost;
+
+/// One connection of a client, with the id the probe told it.
+struct Client {
+    conn: Conn,
+    id: ClientId,
+    requests: u64,
+}
+
+/// A simulated end user running its program.
+struct Actor {
+    name: String,
+    index: usize,
+    config: SimConfig,
+    program: Program,
+    world: World,
+    lock: Lock,
+    exact: bool,
+    connects: u64,
+}
+
+impl Actor {
+    fn new(config: &SimConfig, index: usize, world: World, lock: Lock) -> Actor {
+        let seed = config.seed ^ (index as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        Actor {
+            name: format!("c{index}"),
+            index,
+            config: config.clone(),
+            program: Program::new(seed, config.workload.clone()),
+            world,
+            lock,
+            exact: config.faults.is_none(),
+            connects: 0,
+        }
+    }
+
+    fn record(&self, what: impl AsRef<str>) {
+        self.world.borrow_mut().trace.record(&self.name, what);
+    }
+
+    fn violation(&self, what: String) {
+        let line = format!("{} at {:?}: {what}", self.name, now());
+        self.record(format!("VIOLATION {what}"));
+        self.world.borrow_mut().model.violation(line);
+    }
+
+    async fn run(mut self) {
+        let stagger = Duration::from_millis(self.program.below(500));
+        tokio::time::sleep(CLIENTS_START + stagger).await;
+        let mut client: Option<Client> = None;
+        let mut done = 0;
+        while done < self.config.workload.ops_per_client {
+            let Some(c) = client.as_mut() else {
+                client = self.connect().await;
+                if client.is_none() {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                continue;
+            };
+            let think = Duration::from_millis(self.program.think_ms());
+            if self.pump(c, tokio::time::sleep(think)).await.is_err() {
+                self.lost(client.take().expect("connected"));
+                continue;
+            }
+            let (live, dead) = self.known_clients();
+            let op = self.program.next(&c.id, &live, &dead, self.exact);
+            done += 1;
+            match self.run_op(c, op).await {
+                Ok(true) => {}
+                Ok(false) => client = None,
+                Err(Lost) => self.lost(client.take().expect("connected")),
+            }
+        }
+        self.world.borrow_mut().done += 1;
+        self.record("program done");
+        self.finish(client).await;
+    }
+
+    /// Waits for the audit, proves the client is alive, lets `c0` audit, waits for it.
+    async fn finish(&mut self, mut client: Option<Client>) {
+        let mut pinged = false;
+        loop {
+            let (phase, audited, all_pinged) = {
+                let w = self.world.borrow();
+                (w.phase, w.audited, w.pinged == self.config.workload.clients)
+            };
+            if audited {
+                break;
+            }
+            let Some(c) = client.as_mut() else {
+                client = self.connect().await;
+                if client.is_none() {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                continue;
+            };
+            if phase == Phase::Audit && !pinged {
+                let op = Op {
+                    name: "echo".into(),
+                    args: json!({ "data": "alive" }),
+                    effect: Effect::None,
+                    query: None,
+                    changes: false,
+                };
+                match self.run_op(c, op).await {
+                    Ok(true) => {
+                        pinged = true;
+                        self.world.borrow_mut().pinged += 1;
+                    }
+                    Ok(false) => {
+                        self.violation("no echo after the faults healed".into());
+                        client = None;
+                        continue;
+                    }
+                    Err(Lost) => {
+                        self.violation("connection lost after the faults healed".into());
+                        self.lost(client.take().expect("connected"));
+                        continue;
+                    }
+                }
+            }
+            if self.index == 0 && pinged && all_pinged {
+                self.audit(c).await;
+                self.world.borrow_mut().audited = true;
+                break;
+            }
+            if self
+                .pump(c, tokio::time::sleep(Duration::from_millis(100)))
+                .await
+                .is_err()
+            {
+                if phase == Phase::Audit {
+                    self.violation("connection lost during the audit".into());
+                }
+                self.lost(client.take().expect("connected"));
+            }
+        }
+        self.record("finished");
+    }
+
+    /// Every query of the model, asked with the harness lock, compared exactly.
+    async fn audit(&mut self, client: &mut Client) {
+        let state = self.world.borrow().model.current().clone();
+        let mut ids: Vec<ClientId> = state.clients.keys().cloned().collect();
+        ids.extend(
+            self.world
+                .borrow()
+                .model
+                .ever_clients
+                .iter()
+                .take(3)
+                .cloned(),
+        );
+        let queries = audit_queries(&self.config.workload, &ids);
+        self.record(format!("audit: {} queries", queries.len()));
+        for (name, args) in queries {
+            let op = Op {
+                name: name.clone(),
+                args: args.clone(),
+                effect: Effect::None,
+                query: Some((name, args)),
+                changes: true,
+            };
+            match self.run_op_checked(client, op, true).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.violation("no reply during the audit".into());
+                    return;
+                }
+                Err(Lost) => {
+                    self.violation("connection lost during the audit".into());
+                    return;
+                }
+            }
+        }
+        if self.exact {
+            self.world.borrow_mut().model.check_deliveries();
+        }
+    }
+
+    /// Clients the model has connected, and some that are gone (ghost ids).
+    fn known_clients(&self) -> (Vec<ClientId>, Vec<ClientId>) {
+        let w = self.world.borrow();
+        let live: Vec<ClientId> = w.model.current().clients.keys().cloned().collect();
+        let dead: Vec<ClientId> = w
+            .model
+            .ever_clients
+            .iter()
+            .filter(|id| !w.model.current().clients.contains_key(*id))
+            .cloned()
+            .collect();
+        (live, dead)
+    }
+
+    /// The connection ended without the client closing it.
+    fn lost(&mut self, client: Client) {
+        self.record(format!("lost {}", client.id));
+        let known = self
+            .world
+            .borrow()
+            .model
+            .current()
+            .clients
+            .contains_key(&client.id);
+        if known {
+            if self.exact {
+                self.violation(format!("connection {} lost without a fault", client.id));
+            }
+            self.world
+                .borrow_mut()
+                .model
+                .apply_now(Change::Disconnect(client.id.clone()), now());
+        }
+    }
+
+    /// Connects to a gateway and shard chosen by the seed; the probe's connect event
+    /// names the client. Holds the harness lock: a connection changes the model.
+    async fn connect(&mut self) -> Option<Client> {
+        let _guard = self.lock.clone().lock_owned().await;
+        let gateway = self.program.below(self.config.gateways as u64) as usize;
+        let shard = self.program.below(self.config.shards as u64) as u16;
+        let text =
+            gateway >= self.config.gateways - self.config.text_gateways.min(self.config.gateways);
+        let host = format!("gw{gateway}");
+        let started = now();
+        self.connects += 1;
+        let seed = self.config.seed ^ ((self.index as u64) << 32) ^ self.connects;
+        let timeout = self.config.op_timeout;
+        let conn = tokio::time::timeout(
+            timeout,
+            Conn::connect(&host, PUBLIC_PORT + shard, !text, seed),
+        )
+        .await;
+        let mut conn = match conn {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => {
+                self.record(format!("connect to {host} failed: {e}"));
+                // The TCP connection may have been accepted before the handshake failed.
+                self.world.borrow_mut().model.on_connect_abandoned();
+                return None;
+            }
+            Err(_) => {
+                self.record(format!("connect to {host} timed out"));
+                self.world.borrow_mut().model.on_connect_abandoned();
+                return None;
+            }
+        };
+        // Pushes may overtake the connect event (a concurrent sendToAll): keep them with
+        // their arrival time until the client knows its id.
+        let mut early = Vec::new();
+        let deadline = Instant::now() + timeout;
+        let id = loop {
+            let message = tokio::select! {
+                biased;
+                m = conn.recv() => m,
+                () = tokio::time::sleep_until(deadline) => {
+                    self.record(format!("no connect event from {host}"));
+                    self.world.borrow_mut().model.on_connect_abandoned();
+                    return None;
+                }
+            };
+            let Some(text) = message else {
+                self.record(format!("{host} closed before the connect event"));
+                self.world.borrow_mut().model.on_connect_abandoned();
+                return None;
+            };
+            let event: Option<Value> = serde_json::from_str(&text).ok();
+            match event.as_ref().and_then(|v| {
+                (v["event"] == "connect").then(|| v["client_id"].as_str().map(str::to_string))
+            }) {
+                Some(Some(id)) => break id,
+                _ => early.push((now(), text)),
+            }
+        };
+        {
+            let mut w = self.world.borrow_mut();
+            let t = w.model.begin(Change::Connect(id.clone()), started);
+            w.model.end(t, now());
+        }
+        self.record(format!(
+            "connected {id} to {host}:{} ({})",
+            PUBLIC_PORT + shard,
+            if text { "text" } else { "ws" }
+        ));
+        let mut client = Client {
+            conn,
+            id,
+            requests: 0,
+        };
+        for (at, text) in early {
+            if let Some(reply) = self.on_message(&mut client, &text, at) {
+                self.violation(format!("a reply before the connect event: {reply}"));
+            }
+        }
+        Some(client)
+    }
+
+    /// Runs `fut` while handling what arrives on the connection.
+    async fn pump<F: Future>(&mut self, client: &mut Client, fut: F) -> Result<F::Output, Lost> {
+        tokio::pin!(fut);
+        loop {
+            tokio::select! {
+                biased;
+                out = &mut fut => return Ok(out),
+                message = client.conn.recv() => match message {
+                    Some(text) => {
+                        if let Some(reply) = self.on_message(client, &text, now()) {
+                            self.violation(format!("an unexpected reply: {reply}"));
+                        }
+                    }
+                    None => return Err(Lost),
+                },
+            }
+        }
+    }
+
+    /// Handles a message that is not the awaited reply; a reply is handed back.
+    fn on_message(&mut self, client: &mut Client, text: &str, at: Duration) -> Option<Value> {
+        if let Some(number) = text.strip_prefix("m|") {
+            match number.parse::<u64>() {
+                Ok(op) => {
+                    self.record(format!("got m{op}"));
+                    let mut w = self.world.borrow_mut();
+                    w.pushes += 1;
+                    w.model.on_push(&client.id, op, at);
+                }
+                Err(_) => self.violation(format!("a mangled message {text:?}")),
+            }
+            return None;
+        }
+        if text == "bye" {
+            self.record("got bye");
+            return None;
+        }
+        let value: Value = match serde_json::from_str(text) {
+            Ok(v) => v,
+            Err(_) => {
+                self.violation(format!("an unknown message {text:?}"));
+                return None;
+            }
+        };
+        if value["event"] == "close" {
+            let closed = value["client_id"].as_str().unwrap_or("").to_string();
+            self.record(format!("heard close of {closed}"));
+            self.world
+                .borrow_mut()
+                .model
+                .on_close_event(&client.id, &closed, at);
+            return None;
+        }
+        if value.get("ok").is_some() && value.get("id").is_some() {
+            return Some(value);
+        }
+        self.violation(format!("an unknown message {text:?}"));
+        None
+    }
+
+    /// Waits for the reply `id` until `deadline` (`None`: timed out).
+    async fn wait_reply(
+        &mut self,
+        client: &mut Client,
+        id: &str,
+        deadline: Instant,
+    ) -> Result<Option<Value>, Lost> {
+        loop {
+            tokio::select! {
+                biased;
+                message = client.conn.recv() => match message {
+                    Some(text) => {
+                        if let Some(reply) = self.on_message(client, &text, now()) {
+                            if reply["id"] == id {
+                                return Ok(Some(reply));
+                            }
+                            self.violation(format!("a reply to another request: {reply}"));
+                        }
+                    }
+                    None => return Err(Lost),
+                },
+                () = tokio::time::sleep_until(deadline) => return Ok(None),
+            }
+        }
+    }
+
+    /// Runs one op; `Ok(false)` when the client is no longer connected afterwards.
+    async fn run_op(&mut self, client: &mut Client, op: Op) -> Result<bool, Lost> {
+        let exact = self.exact;
+        self.run_op_checked(client, op, exact).await
+    }
+
+    async fn run_op_checked(
+        &mut self,
+        client: &mut Client,
+        mut op: Op,
+        exact: bool,
+    ) -> Result<bool, Lost> {
+        let lock = self.lock.clone();
+        let _guard = if op.changes {
+            Some(self.pump(client, lock.lock_owned()).await?)
+        } else {
+            None
+        };
+        // Closed by another client while waiting for the lock: that close completed
+        // under the lock, so the model knows; an op sent now would never run, and a
+        // change it began would stay in the model as if it might have.
+        if op.changes
+            && !self
+                .world
+                .borrow()
+                .model
+                .current()
+                .clients
+                .contains_key(&client.id)
+        {
+            self.record(format!("{} was closed while waiting", client.id));
+            return Err(Lost);
+        }
+        let started = now();
+        let mut transition = None;
+        let mut sent_op = None;
+        {
+            let mut w = self.world.borrow_mut();
+            w.ops += 1;
+            match &op.effect {
+                Effect::Send(target) => {
+                    w.op_number += 1;
+                    let n = w.op_number;
+                    op.args["message"] = json!(message_text(n));
+                    sent_op = Some(n);
+                    w.model.on_send(n, &client.id, target.clone(), started);
+                }
+                Effect::Change(change) => {
+                    transition = Some(w.model.begin(change.clone(), started));
+                }
+                Effect::CloseOther(target) => {
+                    if w.model.current().clients.contains_key(target) {
+                        transition =
+                            Some(w.model.begin(Change::Disconnect(target.clone()), started));
+                    }
+                }
+                Effect::None | Effect::CloseSelf => {}
+            }
+        }
+        client.requests += 1;
+        let id = format!("{}.{}", self.name, client.requests);
+        let request = op.request(&id);
+        self.record(format!("sends {request}"));
+        if client.conn.send(&request).await.is_err() {
+            return Err(Lost);
+        }
+        let in_workload = self.world.borrow().phase == Phase::Workload;
+        if self.config.faults.client_drop && in_workload && self.program.chance(3) {
+            self.record(format!("drops {} mid-op", client.id));
+            self.world
+                .borrow_mut()
+                .model
+                .apply_now(Change::Disconnect(client.id.clone()), now());
+            return Ok(false);
+        }
+        let deadline = Instant::now() + self.config.op_timeout;
+        let reply = match self.wait_reply(client, &id, deadline).await? {
+            Some(reply) => reply,
+            None => {
+                self.record(format!("no reply to {id}; disconnects"));
+                if exact {
+                    self.violation(format!("no reply to {request}"));
+                }
+                self.world
+                    .borrow_mut()
+                    .model
+                    .apply_now(Change::Disconnect(client.id.clone()), now());
+                return Ok(false);
+            }
+        };
+        self.record(format!("reply {reply}"));
+        if let Some(n) = sent_op {
+            self.world.borrow_mut().model.on_send_replied(n);
+        }
+        if let Some(t) = transition {
+            self.world.borrow_mut().model.end(t, now());
+        }
+        if exact {
+            self.check_reply(client, &op, &reply);
+        } else {
+            self.check_reply_loosely(&op, &reply);
+        }
+        if op.effect == Effect::CloseSelf {
+            // Reply first, then the optional message, then the end of the connection.
+            let deadline = Instant::now() + self.config.op_timeout;
+            // Sends of others may still arrive in between: they are pushes like any other.
+            let mut closed = false;
+            while let Ok(message) = tokio::time::timeout_at(deadline, client.conn.recv()).await {
+                let Some(text) = message else {
+                    closed = true;
+                    break;
+                };
+                if let Some(reply) = self.on_message(client, &text, now()) {
+                    self.violation(format!("a reply after the close's reply: {reply}"));
+                }
+            }
+            if !closed {
+                self.violation(format!("{} did not close", op.name));
+            }
+            self.record(format!("closed {}", client.id));
+            self.world
+                .borrow_mut()
+                .model
+                .apply_now(Change::Disconnect(client.id.clone()), now());
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// Under faults a query may miss a gateway, or see a client the model already
+    /// dropped (its gateway has not noticed yet): only what can never be is flagged, a
+    /// client id that never was.
+    fn check_reply_loosely(&mut self, op: &Op, reply: &Value) {
+        let lists_ids = matches!(
+            op.name.as_str(),
+            "getAllClientIdList" | "getClientIdListByGroup" | "getClientIdByUid"
+        );
+        if reply["ok"] != true || !lists_ids {
+            return;
+        }
+        let unknown: Vec<String> = {
+            let w = self.world.borrow();
+            reply["result"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .filter(|id| !w.model.ever_clients.contains(*id))
+                .map(str::to_string)
+                .collect()
+        };
+        if !unknown.is_empty() {
+            self.violation(format!("{} lists unknown clients {unknown:?}", op.name));
+        }
+    }
+
+    /// Compares a reply with what the model predicts (the lock was held: exact).
+    fn check_reply(&mut self, client: &Client, op: &Op, reply: &Value) {
+        if GC_ONLY.contains(&op.name.as_str()) {
+            if reply["ok"] != false {
+                self.violation(format!("{} (GatewayClient only) answered {reply}", op.name));
+            }
+            return;
+        }
+        if reply["ok"] != true {
+            self.violation(format!("{} failed: {reply}", op.request("")));
+            return;
+        }
+        let result = &reply["result"];
+        if op.name == "multi" {
+            let all_ok = result
+                .as_array()
+                .is_some_and(|r| r.iter().all(|x| x["ok"] == true));
+            if !all_ok {
+                self.violation(format!("{} failed: {reply}", op.request("")));
+            }
+            return;
+        }
+        let Some((name, args)) = &op.query else {
+            return;
+        };
+        let expected = {
+            let w = self.world.borrow();
+            let state = w.model.current();
+            if name == "sessionGet" {
+                match state.clients.get(&client.id) {
+                    Some(c) if c.session.is_some() => Some(session_json(&c.session)),
+                    Some(_) => Some(Value::Null),
+                    None => None,
+                }
+            } else {
+                expect_query(state, name, args)
+            }
+        };
+        if let Some(expected) = expected {
+            if *result != expected {
+                self.violation(format!(
+                    "{name} {args} answered {result}, the model says {expected}"
+                ));
+            }
+        }
+    }
+}

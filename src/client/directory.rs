@@ -1,0 +1,151 @@
+//! Where the gateways are: a fixed list, or the register's list fetched the way the
+//! original GatewayClient does (`worker_connect`, one `broadcast_addresses` line back) and
+//! kept for a short while.
+
+use std::net::{SocketAddr, SocketAddrV4};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::time::Instant;
+
+use super::error::{ClientError, LinkFailure};
+use super::exchange;
+use crate::protocol::register::{decode_from_register, FromRegister, ToRegister};
+use crate::worker::sender::GatewayAddr;
+
+/// The source of the gateway list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Gateways {
+    /// Ask these registers, in order, until one answers.
+    Register(Vec<String>),
+    /// These gateway lan addresses (`lanIp:lanPort`), never refreshed.
+    Fixed(Vec<GatewayAddr>),
+}
+
+/// Timeouts and bounds of a register lookup.
+#[derive(Debug, Clone, Copy)]
+pub struct LookupLimits {
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Wait for the line after connecting.
+    pub reply_timeout: Duration,
+    /// Longest line accepted from the register.
+    pub register_line_max: usize,
+    /// How long a fetched list is reused.
+    pub register_cache_ttl: Duration,
+}
+
+/// The gateway list and its cache.
+#[derive(Debug)]
+pub struct Directory {
+    source: Gateways,
+    secret_key: String,
+    limits: LookupLimits,
+    cached: Mutex<Option<(Instant, Vec<GatewayAddr>)>>,
+}
+
+impl Directory {
+    /// A directory reading `source`, presenting `secret_key` to registers.
+    pub fn new(source: Gateways, secret_key: String, limits: LookupLimits) -> Directory {
+        Directory {
+            source,
+            secret_key,
+            limits,
+            cached: Mutex::new(None),
+        }
+    }
+
+    /// The gateways now: the fixed list, the cached register list if fresh, else a new
+    /// lookup. An empty register list is an error, as in the original.
+    pub async fn gateways(&self) -> Result<Vec<GatewayAddr>, ClientError> {
+        let registers = match &self.source {
+            Gateways::Fixed(list) => return Ok(list.clone()),
+            Gateways::Register(registers) => registers,
+        };
+        if let Some((at, list)) = &*self.cached.lock().unwrap_or_else(|p| p.into_inner()) {
+            if at.elapsed() < self.limits.register_cache_ttl {
+                return Ok(list.clone());
+            }
+        }
+        let Some(first) = registers.first() else {
+            return Err(ClientError::NotConfigured);
+        };
+        let mut last_error = None;
+        for register in registers {
+            match self.ask(register).await {
+                Ok(list) if list.is_empty() => {
+                    return Err(ClientError::NoGateway {
+                        register: register.clone(),
+                    })
+                }
+                Ok(list) => {
+                    *self.cached.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some((Instant::now(), list.clone()));
+                    return Ok(list);
+                }
+                Err(reason) => {
+                    tracing::debug!(%register, %reason, "register lookup failed");
+                    last_error = Some(ClientError::Register {
+                        register: register.clone(),
+                        reason,
+                    });
+                }
+            }
+        }
+        Err(last_error.unwrap_or_else(|| ClientError::Register {
+            register: first.clone(),
+            reason: "no answer".to_owned(),
+        }))
+    }
+
+    /// One lookup at `register`.
+    async fn ask(&self, register: &str) -> Result<Vec<GatewayAddr>, String> {
+        let addr = resolve(register).await?;
+        let mut request = BytesMut::new();
+        ToRegister::WorkerConnect {
+            secret_key: self.secret_key.clone(),
+        }
+        .encode(&mut request);
+        let limits = &self.limits;
+        let line = exchange::line(
+            addr,
+            &request,
+            limits.connect_timeout,
+            limits.reply_timeout,
+            limits.register_line_max,
+        )
+        .await
+        .map_err(|e| match e {
+            LinkFailure::Closed => {
+                "closed the connection without a list (wrong secret key?)".into()
+            }
+            other => other.to_string(),
+        })?;
+        let addresses = match decode_from_register(&line) {
+            Ok(FromRegister::BroadcastAddresses(list)) => list,
+            Ok(FromRegister::Other { event }) => return Err(format!("unexpected event `{event}`")),
+            Err(e) => return Err(e.to_string()),
+        };
+        Ok(addresses
+            .iter()
+            .filter_map(|a| match a.parse::<SocketAddrV4>() {
+                Ok(addr) => Some(addr),
+                Err(_) => {
+                    // A client id can only name an ipv4:port gateway (spec 3).
+                    tracing::warn!(address = %a, "register lists a gateway that is not ipv4:port; skipped");
+                    None
+                }
+            })
+            .collect())
+    }
+}
+
+/// `host:port` → the first socket address it resolves to.
+pub async fn resolve(address: &str) -> Result<SocketAddr, String> {
+    tokio::net::lookup_host(address)
+        .await
+        .map_err(|e| format!("bad address `{address}`: {e}"))?
+        .next()
+        .ok_or_else(|| format!("bad address `{address}`: resolves to nothing"))
+}
