@@ -17,8 +17,72 @@ use hashbrown::HashMap;
 use crate::protocol::public::PublicDecoder;
 
 /// A hasher with fixed keys: map iteration never decides output, but a fixed hasher
-/// keeps every run of the same input identical even in memory layout.
+/// keeps every run of the same input identical even in memory layout. For maps keyed by
+/// names that come from outside (uids, groups).
 pub type FixedState = BuildHasherDefault<std::collections::hash_map::DefaultHasher>;
+
+/// The hasher of maps keyed by ids the gateway allocates itself (connection ids, link
+/// ids): fixed like [`FixedState`], and a few instructions instead of SipHash's ~100,
+/// which the profile showed as the largest cost of a message (see README, Benchmarks).
+/// Not for keys a peer chooses: it has no resistance to crafted collisions.
+pub type IdState = BuildHasherDefault<IdHasher>;
+
+/// FxHash's multiply-rotate step over the integers a key writes (see [`IdState`]).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IdHasher {
+    hash: u64,
+}
+
+impl IdHasher {
+    const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+    fn add(&mut self, word: u64) {
+        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(Self::SEED);
+    }
+}
+
+impl std::hash::Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            self.add(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
+        }
+        let mut tail = [0u8; 8];
+        let rest = chunks.remainder();
+        tail[..rest.len()].copy_from_slice(rest);
+        self.add(u64::from_le_bytes(tail) ^ ((rest.len() as u64) << 56));
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    fn write_u16(&mut self, i: u16) {
+        self.add(u64::from(i));
+    }
+
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    fn write_isize(&mut self, i: isize) {
+        self.add(i as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        // hashbrown takes the bucket from the low bits and the tag from the top 7: fold
+        // the well-mixed high half into the low one.
+        self.hash ^ (self.hash >> 32)
+    }
+}
 
 /// A uid or group a client belongs to, with the sequence number of its place in that
 /// uid's or group's member order.
@@ -70,7 +134,7 @@ struct Group {
 /// All clients and their indexes.
 #[derive(Debug, Default)]
 pub struct ClientTable {
-    clients: HashMap<u32, Client, FixedState>,
+    clients: HashMap<u32, Client, IdState>,
     order: BTreeMap<u64, u32>,
     uids: HashMap<Bytes, BTreeMap<u64, u32>, FixedState>,
     groups: HashMap<Bytes, Group, FixedState>,

@@ -292,6 +292,14 @@ impl GatewayCore {
         if !self.clients.contains(f.connection_id) {
             return;
         }
+        // The common case, a string message to protocol-encode: no allocation.
+        if f.flag & (FLAG_BODY_IS_SCALAR | FLAG_NOT_CALL_ENCODE) == FLAG_BODY_IS_SCALAR {
+            let binary = f.flag & FLAG_BINARY != 0;
+            if let Some(bytes) = self.encode_for_one(f.connection_id, &f.body, binary) {
+                self.deliver(f.connection_id, &bytes);
+                return;
+            }
+        }
         if let Some(bytes) = self.prepare(f, true) {
             self.deliver(f.connection_id, &bytes);
         }
@@ -376,17 +384,24 @@ impl GatewayCore {
             Some(PhpValue::Array(a)) => a,
             _ => return,
         };
-        let exclude = ext.get_str("exclude").cloned();
+        // An empty exclude list excludes nobody: skip the per-member lookup.
+        let exclude = ext
+            .get_str("exclude")
+            .filter(|e| !matches!(e, PhpValue::Array(a) if a.is_empty()))
+            .cloned();
         for group in values(ext.get_str("group")) {
             let Some(key) = array_key(&group) else {
                 continue;
             };
-            let members: Vec<u32> = self.clients.group_members(&key.to_bytes()).collect();
-            for cid in members {
+            let mut members = std::mem::take(&mut self.recipients);
+            members.clear();
+            members.extend(self.clients.group_members(&key.to_bytes()));
+            for &cid in &members {
                 if !excluded(exclude.as_ref(), cid) {
                     self.deliver(cid, &bytes);
                 }
             }
+            self.recipients = members;
         }
     }
 

@@ -9,11 +9,13 @@ use bytes::{Bytes, BytesMut};
 use hashbrown::{HashMap, HashSet};
 
 use super::action::{Action, CloseReason, ConnectionId, GatewayStats, LinkId, Refused, Target};
-use super::clients::{ClientTable, FixedState, IdAllocator};
+use super::clients::{ClientTable, IdAllocator, IdState};
 use super::config::GatewayConfig;
 use super::routing::{RouteEntry, Router};
 use super::wire;
-use crate::protocol::frame::{Command, Frame, Header, FLAG_BINARY, FLAG_BODY_IS_SCALAR};
+use crate::protocol::frame::{
+    self, Command, Frame, Header, FLAG_BINARY, FLAG_BODY_IS_SCALAR, HEADER_LEN,
+};
 use crate::protocol::public::{websocket, PublicEvent, PublicProtocol};
 use crate::protocol::register::ToRegister;
 
@@ -23,6 +25,13 @@ pub const LINK_PING_INTERVAL: Duration = Duration::from_secs(25);
 pub const REGISTER_RECONNECT_DELAY: Duration = Duration::from_secs(1);
 /// Uptime before "no worker" is worth a log line (spec 5.2).
 const NO_WORKER_QUIET_PERIOD: Duration = Duration::from_secs(2);
+/// Block size of a link's output arena: event frames are encoded into it and split off, so
+/// forwarding a client event allocates nothing once the link's writes keep up (the block
+/// is reclaimed in place when every frame cut from it has been written and dropped).
+const LINK_OUT_BLOCK: usize = 64 * 1024;
+/// Block size of the shared arena single-client messages are encoded into (see
+/// [`GatewayCore::encode_for_one`]). Bounds what one stuck client can pin: one block.
+const CLIENT_OUT_BLOCK: usize = 16 * 1024;
 
 /// One internal connection (worker or API caller).
 #[derive(Debug)]
@@ -38,6 +47,8 @@ pub(super) struct Link {
     pub(super) pending: usize,
     /// A graceful close was requested; input is ignored until the driver reports it.
     pub(super) closing: bool,
+    /// Output arena (see [`LINK_OUT_BLOCK`]); unallocated until the first event.
+    pub(super) out: BytesMut,
 }
 
 /// A register connection's state.
@@ -85,9 +96,9 @@ pub struct GatewayCore {
     started: Duration,
     pub(super) clients: ClientTable,
     /// Ids the core closed and the driver has not yet reported closed.
-    closing_clients: HashSet<u32, FixedState>,
+    closing_clients: HashSet<u32, IdState>,
     ids: IdAllocator,
-    pub(super) links: HashMap<u64, Link, FixedState>,
+    pub(super) links: HashMap<u64, Link, IdState>,
     next_link: u64,
     pub(super) router: Router,
     registers: Vec<RegisterState>,
@@ -103,6 +114,10 @@ pub struct GatewayCore {
     events: Vec<PublicEvent>,
     /// Read buffer shared by every connection that holds no partial unit.
     scratch: BytesMut,
+    /// Output arena for single-client messages (see [`CLIENT_OUT_BLOCK`]).
+    client_out: BytesMut,
+    /// Reused list of a broadcast's recipients.
+    pub(super) recipients: Vec<u32>,
     /// [`GatewayCore::handle_shutdown`] ran: no timers, no register reconnects.
     shutting_down: bool,
 }
@@ -166,6 +181,8 @@ impl GatewayCore {
             stats: GatewayStats::default(),
             events: Vec::new(),
             scratch: BytesMut::new(),
+            client_out: BytesMut::new(),
+            recipients: Vec::new(),
             shutting_down: false,
         }
     }
@@ -502,21 +519,26 @@ impl GatewayCore {
             SocketAddr::V4(v4) => (*v4.ip(), v4.port()),
             SocketAddr::V6(v6) => (Ipv4Addr::UNSPECIFIED, v6.port()),
         };
-        let frame = Frame {
-            header: Header {
-                cmd,
-                local_ip: self.config.lan_ip,
-                local_port: self.config.lan_port,
-                client_ip,
-                client_port,
-                connection_id: id,
-                flag,
-                gateway_port: self.config.gateway_port,
-            },
-            ext_data: session,
-            body,
+        let header = Header {
+            cmd,
+            local_ip: self.config.lan_ip,
+            local_port: self.config.lan_port,
+            client_ip,
+            client_port,
+            connection_id: id,
+            flag,
+            gateway_port: self.config.gateway_port,
         };
-        self.transmit_link(link, wire::encode_frame(&frame));
+        let Some(l) = self.links.get_mut(&link.0) else {
+            return;
+        };
+        let len = HEADER_LEN + session.len() + body.len();
+        if l.out.capacity() - l.out.len() < len {
+            l.out.reserve(len.max(LINK_OUT_BLOCK));
+        }
+        frame::encode_frame(&mut l.out, &header, &session, &body);
+        let bytes = l.out.split().freeze();
+        self.transmit_link(link, bytes);
     }
 
     /// Writes protocol-level bytes (handshake response, pong, close reply) to a client.
@@ -567,6 +589,44 @@ impl GatewayCore {
         });
     }
 
+    /// Encodes a message for client `id` alone into the shared client arena, when the
+    /// client has no unflushed output and is past its handshake; `None` otherwise (the
+    /// caller then encodes into a buffer of the message's own).
+    ///
+    /// Why only then: a frame cut from the arena keeps its whole block alive until it is
+    /// written. A client whose output is flushed gets its frame written at once; one that
+    /// has output waiting (a slow reader) gets buffers of its own, so it pins at most one
+    /// block however long it stalls. In steady traffic the block is reclaimed in place and
+    /// a reply costs no allocation.
+    pub(super) fn encode_for_one(
+        &mut self,
+        id: u32,
+        payload: &[u8],
+        binary: bool,
+    ) -> Option<Bytes> {
+        let client = self.clients.get(id)?;
+        if client.pending != 0 || !client.decoder.is_ready() {
+            return None;
+        }
+        let len = payload.len() + 14;
+        if len > CLIENT_OUT_BLOCK {
+            return None;
+        }
+        if self.client_out.capacity() - self.client_out.len() < len {
+            self.client_out.reserve(CLIENT_OUT_BLOCK);
+        }
+        if self
+            .config
+            .protocol
+            .encode(payload, binary, &mut self.client_out)
+            .is_err()
+        {
+            self.client_out.clear();
+            return None;
+        }
+        Some(self.client_out.split().freeze())
+    }
+
     /// Encodes `payload` with the public protocol; `None` when the frame protocol's
     /// length cannot hold it.
     pub(super) fn encode_for_clients(&self, payload: &[u8], binary: bool) -> Option<Bytes> {
@@ -600,6 +660,7 @@ impl GatewayCore {
                 key: None,
                 pending: 0,
                 closing: false,
+                out: BytesMut::new(),
             },
         );
         Ok(LinkId(id))

@@ -23,7 +23,8 @@ use hashbrown::HashMap;
 
 /// A fixed (not randomly seeded) hasher: the connection maps are iterated at shutdown, and
 /// nothing observable may depend on a per-process random seed (simulation determinism).
-type FixedState = std::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher>;
+/// Keys are ids the core allocates, so the cheap id hasher fits.
+type FixedState = super::clients::IdState;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 

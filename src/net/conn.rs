@@ -6,12 +6,13 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
+use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use tokio::sync::Notify;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use super::NetStream;
 
@@ -118,7 +119,9 @@ pub(crate) async fn drive<S: NetStream>(
 async fn conn_loop<S: NetStream>(owner: &impl ConnOwner, stream: &mut S, io: &ConnIo) -> ConnEnd {
     // A graceful close waits at most SHUTDOWN_TIME_MAX without progress for the queued
     // output: a peer that stops reading after a KICK must not hold its connection forever.
-    let mut flush_deadline: Option<Instant> = None;
+    // Boxed and made only once a graceful close starts: an inline `Sleep` would add its
+    // size to every connection's task, idle or not.
+    let mut flush_deadline: Option<Pin<Box<Sleep>>> = None;
     loop {
         let closing = io.outbox.borrow().closing;
         if closing == Some(Closing::Now) {
@@ -134,7 +137,11 @@ async fn conn_loop<S: NetStream>(owner: &impl ConnOwner, stream: &mut S, io: &Co
         };
         // The deadline counts from the last progress: a slow reader still gets everything.
         if closing == Some(Closing::AfterFlush) && (flush_deadline.is_none() || written > 0) {
-            flush_deadline = Some(Instant::now() + SHUTDOWN_TIME_MAX);
+            let at = Instant::now() + SHUTDOWN_TIME_MAX;
+            match flush_deadline.as_mut() {
+                Some(sleep) => sleep.as_mut().reset(at),
+                None => flush_deadline = Some(Box::pin(tokio::time::sleep_until(at))),
+            }
         }
         let has_output = !io.outbox.borrow().chunks.is_empty();
         if closing == Some(Closing::AfterFlush) && !has_output {
@@ -148,7 +155,7 @@ async fn conn_loop<S: NetStream>(owner: &impl ConnOwner, stream: &mut S, io: &Co
                     return ConnEnd::Error(e);
                 }
             }
-            () = sleep_until_deadline(flush_deadline), if flush_deadline.is_some() => {
+            () = sleep_until_deadline(&mut flush_deadline), if flush_deadline.is_some() => {
                 tracing::debug!("graceful close timed out; dropping queued output");
                 return ConnEnd::Closed(Closing::Now);
             }
@@ -166,9 +173,9 @@ async fn conn_loop<S: NetStream>(owner: &impl ConnOwner, stream: &mut S, io: &Co
     }
 }
 
-async fn sleep_until_deadline(deadline: Option<Instant>) {
+async fn sleep_until_deadline(deadline: &mut Option<Pin<Box<Sleep>>>) {
     match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
+        Some(sleep) => sleep.as_mut().await,
         None => std::future::pending().await,
     }
 }

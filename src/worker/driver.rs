@@ -2,8 +2,9 @@
 //! and time, hands client events to the business code and runs its API calls.
 //!
 //! Shape: one main loop owns the core; each link (register or gateway) is a local task
-//! that connects, writes what the core transmits and reads into fresh chunks sent back to
-//! the main loop. Generic over [`Net`], so the same code runs on tokio sockets and under
+//! that connects, writes what the core transmits and reads into its own buffer, handing
+//! the bytes to the main loop as slices of a reused staging buffer (no allocation per
+//! read once the main loop keeps up). Generic over [`Net`], so the same code runs on tokio sockets and under
 //! turmoil. Everything runs on a `LocalSet` of its own (the `Net` futures need not be
 //! `Send`), so [`run`] can be awaited from a current-thread runtime or a turmoil host.
 //!
@@ -17,7 +18,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io::{self, IoSlice};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
@@ -28,6 +29,9 @@ use super::core::{
 use super::sender::CurrentClient;
 use crate::net::{Net, NetStream};
 use crate::protocol::php::PhpValue;
+
+/// Buffers handed to one vectored write on a link.
+const WRITE_SLICES_MAX: usize = 64;
 
 /// A request from the business code to the worker.
 #[derive(Debug)]
@@ -74,7 +78,9 @@ pub struct DriverConfig {
     pub events_pending_max: usize,
     /// Messages from link tasks waiting for the main loop at most.
     pub link_inbox_max: usize,
-    /// Bytes read per `try_read`.
+    /// Bytes read per `try_read`: the size of each link's read buffer, allocated once per
+    /// link. What a read returns is copied into a per-link staging buffer and handed to the
+    /// main loop as a slice of it, so steady traffic allocates nothing per read.
     pub read_chunk_len: usize,
 }
 
@@ -327,6 +333,10 @@ async fn link_loop<S: NetStream>(
     read_chunk_len: usize,
 ) -> LinkEnd {
     let mut queue: VecDeque<Bytes> = VecDeque::new();
+    // One zeroed read buffer per link for its whole life, and a staging buffer the read
+    // bytes are copied into and split off from (see `read_chunk_len`).
+    let mut read_buf = vec![0u8; read_chunk_len.max(1)];
+    let mut staging = BytesMut::with_capacity(read_chunk_len.max(1));
     loop {
         tokio::select! {
             biased;
@@ -352,12 +362,14 @@ async fn link_loop<S: NetStream>(
                 if let Err(e) = ready {
                     return LinkEnd::Lost(Some(e));
                 }
-                let mut chunk = vec![0u8; read_chunk_len];
-                match stream.try_read(&mut chunk) {
+                match stream.try_read(&mut read_buf) {
                     Ok(0) => return LinkEnd::Lost(None),
                     Ok(n) => {
-                        chunk.truncate(n);
-                        if inbox.send(FromLink::Bytes(link, Bytes::from(chunk))).await.is_err() {
+                        // Reclaims the staging buffer in place once the main loop has
+                        // dropped the chunks it handed out: no allocation per read.
+                        staging.extend_from_slice(&read_buf[..n]);
+                        let chunk = staging.split().freeze();
+                        if inbox.send(FromLink::Bytes(link, chunk)).await.is_err() {
                             return LinkEnd::ClosedByCore;
                         }
                     }
@@ -371,8 +383,14 @@ async fn link_loop<S: NetStream>(
 
 /// Writes what the socket takes now from the front of `queue`; the count written.
 fn write_some<S: NetStream>(stream: &mut S, queue: &mut VecDeque<Bytes>) -> io::Result<usize> {
-    let slices: Vec<IoSlice<'_>> = queue.iter().take(64).map(|b| IoSlice::new(b)).collect();
-    let n = match stream.try_write_vectored(&slices) {
+    // A fixed array, not a Vec: no allocation per write.
+    let mut slices = [IoSlice::new(&[]); WRITE_SLICES_MAX];
+    let mut count = 0;
+    for (slot, bytes) in slices.iter_mut().zip(queue.iter()) {
+        *slot = IoSlice::new(bytes);
+        count += 1;
+    }
+    let n = match stream.try_write_vectored(&slices[..count]) {
         Ok(n) => n,
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
         Err(e) => return Err(e),
