@@ -129,7 +129,7 @@ pub const GC_ONLY: &[&str] = &[
     "isUidsOnline",
 ];
 
-/// Every query of [`QUERIES`] with all its argument values, for the final audit.
+/// Every query of `QUERIES` with all its argument values, for the final audit.
 pub fn audit_queries(config: &WorkloadConfig, clients: &[ClientId]) -> Vec<(String, Value)> {
     let mut out = Vec::new();
     for (name, arg) in QUERIES {

@@ -11,16 +11,11 @@
 //! per connection (`Connection: close`), a bounded head, a read timeout and a bounded
 //! number of connections at once: it is a demo, but it still listens on a public address.
 
-use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{watch, Semaphore};
-
 use super::error::CliError;
+use super::http::{request_target, Handler, HttpListener, HttpServer, Limits, Response};
 
 /// The page, with [`WEBSOCKET_PLACEHOLDER`] where the gateway's URL goes.
 pub const PAGE: &str = include_str!("../../web/chat.html");
@@ -95,36 +90,27 @@ fn host_name(value: &str) -> Option<String> {
 /// The demo page's port, bound before the rest of `start` runs (so a port in use fails
 /// early) and served once the gateway's address is known.
 pub struct DemoListener {
-    listener: std::net::TcpListener,
-    /// The bound address (with the real port when 0 was asked).
-    pub addr: SocketAddr,
+    listener: HttpListener,
 }
 
 impl DemoListener {
     /// Binds `addr`.
     pub fn bind(addr: SocketAddr) -> Result<DemoListener, CliError> {
-        let listener = std::net::TcpListener::bind(addr).map_err(|e| CliError::bind(addr, e))?;
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| CliError::io("demo page listener", e))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| CliError::io("demo page listener", e))?;
-        Ok(DemoListener { listener, addr })
+        let listener = HttpListener::bind(addr, "demo page")?;
+        Ok(DemoListener { listener })
     }
 
     /// Serves the page, pointing at `gateway`, on a thread of its own.
     pub fn serve(self, gateway: Gateway) -> Result<DemoServer, CliError> {
-        let (stop, stopped) = watch::channel(false);
-        let listener = self.listener;
-        let thread = std::thread::Builder::new()
-            .name("demo-page".to_owned())
-            .spawn(move || serve_thread(listener, gateway, stopped))
-            .map_err(|e| CliError::io("starting the demo page thread", e))?;
+        let limits = Limits {
+            head_max: REQUEST_HEAD_MAX,
+            timeout: REQUEST_TIMEOUT,
+            connections_max: CONNECTIONS_MAX,
+        };
+        let server = self.listener.serve("demo-page", limits, gateway)?;
         Ok(DemoServer {
-            addr: self.addr,
-            stop,
-            thread,
+            addr: server.addr,
+            server,
         })
     }
 }
@@ -133,8 +119,7 @@ impl DemoListener {
 pub struct DemoServer {
     /// The address it listens on.
     pub addr: SocketAddr,
-    stop: watch::Sender<bool>,
-    thread: JoinHandle<()>,
+    server: HttpServer,
 }
 
 impl DemoServer {
@@ -150,156 +135,28 @@ impl DemoServer {
 
     /// Stops answering and waits for the thread.
     pub fn shutdown(self) {
-        let _ = self.stop.send(true);
-        let _ = self.thread.join();
+        self.server.shutdown();
     }
 }
 
-fn serve_thread(
-    listener: std::net::TcpListener,
-    gateway: Gateway,
-    mut stopped: watch::Receiver<bool>,
-) {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            tracing::error!(error = %e, "demo page cannot start");
-            return;
-        }
-    };
-    runtime.block_on(async move {
-        let listener = match tokio::net::TcpListener::from_std(listener) {
-            Ok(listener) => listener,
-            Err(e) => {
-                tracing::error!(error = %e, "demo page cannot start");
-                return;
-            }
-        };
-        let gateway = Arc::new(gateway);
-        let permits = Arc::new(Semaphore::new(CONNECTIONS_MAX));
-        loop {
-            tokio::select! {
-                biased;
-                _ = stopped.wait_for(|stop| *stop) => return,
-                accepted = listener.accept() => {
-                    let Ok((stream, _)) = accepted else { continue };
-                    let Ok(permit) = permits.clone().try_acquire_owned() else {
-                        continue; // over CONNECTIONS_MAX: drop the socket
-                    };
-                    let gateway = gateway.clone();
-                    tokio::spawn(async move {
-                        let _ = answer(stream, &gateway).await;
-                        drop(permit);
-                    });
-                }
-            }
-        }
-    });
-}
-
-/// Reads one request head and answers it; the connection is closed after each answer.
-/// A client that sends no complete head within [`REQUEST_TIMEOUT`] is closed unanswered.
-async fn answer(mut stream: tokio::net::TcpStream, gateway: &Gateway) -> io::Result<()> {
-    let head = match tokio::time::timeout(REQUEST_TIMEOUT, read_head(&mut stream)).await {
-        Ok(head) => head?,
-        Err(_) => return Ok(()),
-    };
-    let response = match head {
-        Some(head) => respond(&head, gateway),
-        None => Response::text(
-            "431 Request Header Fields Too Large",
-            "request head too large\n",
-        ),
-    };
-    stream.write_all(&response.to_bytes()).await?;
-    stream.shutdown().await
-}
-
-/// The request head up to and including its blank line; `None` when no blank line comes
-/// within [`REQUEST_HEAD_MAX`] bytes. A head cut short by the peer's close is answered
-/// as it is.
-async fn read_head(stream: &mut tokio::net::TcpStream) -> io::Result<Option<Vec<u8>>> {
-    let mut head = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    loop {
-        if let Some(end) = head_end(&head) {
-            head.truncate(end);
-            return Ok(Some(head));
-        }
-        if head.len() >= REQUEST_HEAD_MAX {
-            return Ok(None);
-        }
-        let room = (REQUEST_HEAD_MAX - head.len()).min(chunk.len());
-        let n = stream.read(&mut chunk[..room]).await?;
-        if n == 0 {
-            return Ok(Some(head));
-        }
-        head.extend_from_slice(&chunk[..n]);
-    }
-}
-
-/// Where the head ends (past its blank line), accepting bare `\n` line ends too.
-fn head_end(bytes: &[u8]) -> Option<usize> {
-    let crlf = bytes
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|i| i + 4);
-    let lf = bytes.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
-    match (crlf, lf) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
-/// An HTTP answer before serialization.
-#[derive(Debug)]
-struct Response {
-    status: &'static str,
-    content_type: &'static str,
-    body: String,
-}
-
-impl Response {
-    fn text(status: &'static str, body: &str) -> Response {
-        Response {
-            status,
-            content_type: "text/plain; charset=utf-8",
-            body: body.to_owned(),
-        }
-    }
-
-    fn to_bytes(&self) -> Vec<u8> {
-        let mut out = format!(
-            "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n\
-             Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n\
-             Connection: close\r\n\r\n",
-            self.status,
-            self.content_type,
-            self.body.len()
-        )
-        .into_bytes();
-        out.extend_from_slice(self.body.as_bytes());
-        out
+impl Handler for Gateway {
+    fn respond(&self, head: &[u8]) -> Response {
+        respond(head, self)
     }
 }
 
 /// Routes one request head: `GET /` (any query) is the page, the rest is not here.
 fn respond(head: &[u8], gateway: &Gateway) -> Response {
+    let (method, path) = request_target(head);
     let head = String::from_utf8_lossy(head);
-    let mut lines = head.lines();
-    let request_line = lines.next().unwrap_or_default();
-    let mut parts = request_line.split_whitespace();
-    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = target.split('?').next().unwrap_or("");
-    let host = lines
+    let host = head
+        .lines()
+        .skip(1)
         .take_while(|line| !line.trim().is_empty())
         .filter_map(|line| line.split_once(':'))
         .find(|(name, _)| name.trim().eq_ignore_ascii_case("host"))
         .map(|(_, value)| value.trim());
-    match (method, path) {
+    match (method.as_str(), path.as_str()) {
         ("GET", "/") => Response {
             status: "200 OK",
             content_type: "text/html; charset=utf-8",
@@ -372,21 +229,5 @@ mod tests {
         let post = respond(b"POST / HTTP/1.1\r\n\r\n", &g);
         assert_eq!(post.status, "405 Method Not Allowed");
         assert_eq!(respond(b"", &g).status, "405 Method Not Allowed");
-    }
-
-    #[test]
-    fn the_head_ends_at_the_first_blank_line() {
-        assert_eq!(head_end(b"GET / HTTP/1.1\r\n\r\nbody"), Some(18));
-        assert_eq!(head_end(b"GET /\n\n"), Some(7));
-        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: x\r\n"), None);
-    }
-
-    #[test]
-    fn responses_close_the_connection_and_count_their_body() {
-        let bytes = Response::text("404 Not Found", "nope\n").to_bytes();
-        let text = String::from_utf8(bytes).unwrap();
-        assert!(text.starts_with("HTTP/1.1 404 Not Found\r\n"));
-        assert!(text.contains("\r\nContent-Length: 5\r\n"));
-        assert!(text.contains("\r\nConnection: close\r\n\r\nnope\n"));
     }
 }

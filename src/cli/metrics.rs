@@ -7,17 +7,13 @@
 //! a shard's thread and a shard never waits for a scrape.
 
 use std::fmt::Write as _;
-use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{watch, Semaphore};
-
 use super::error::CliError;
+use super::http::{request_target, Handler, HttpListener, HttpServer, Limits, Response};
 use gatewayworker::gateway::{driver as gateway_driver, GatewayCore};
 use gatewayworker::register::{driver as register_driver, RegisterCore};
 use gatewayworker::worker::metrics::{
@@ -509,129 +505,47 @@ fn render_worker(out: &mut String, worker: &WorkerObserver) {
 pub struct MetricsServer {
     /// The address it answers on.
     pub addr: SocketAddr,
-    stop: watch::Sender<bool>,
-    thread: JoinHandle<()>,
+    server: HttpServer,
 }
 
 impl MetricsServer {
     /// Binds `addr` (errors such as "in use" come back here) and serves `source` on a
     /// thread of its own.
     pub fn start(addr: SocketAddr, source: Source) -> Result<MetricsServer, CliError> {
-        let listener = std::net::TcpListener::bind(addr).map_err(|e| CliError::bind(addr, e))?;
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| CliError::io("metrics listener", e))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| CliError::io("metrics listener", e))?;
-        let (stop, stopped) = watch::channel(false);
-        let thread = std::thread::Builder::new()
-            .name("metrics".to_owned())
-            .spawn(move || serve_thread(listener, source, stopped))
-            .map_err(|e| CliError::io("starting the metrics thread", e))?;
-        Ok(MetricsServer { addr, stop, thread })
+        let limits = Limits {
+            head_max: REQUEST_HEAD_MAX,
+            timeout: REQUEST_TIMEOUT,
+            connections_max: CONNECTIONS_MAX,
+        };
+        let server = HttpListener::bind(addr, "metrics")?.serve("metrics", limits, source)?;
+        Ok(MetricsServer {
+            addr: server.addr,
+            server,
+        })
     }
 
     /// Stops answering and waits for the thread.
     pub fn shutdown(self) {
-        let _ = self.stop.send(true);
-        let _ = self.thread.join();
+        self.server.shutdown();
     }
 }
 
-fn serve_thread(
-    listener: std::net::TcpListener,
-    source: Source,
-    mut stopped: watch::Receiver<bool>,
-) {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            tracing::error!(error = %e, "metrics endpoint cannot start");
-            return;
-        }
-    };
-    runtime.block_on(async move {
-        let listener = match tokio::net::TcpListener::from_std(listener) {
-            Ok(listener) => listener,
-            Err(e) => {
-                tracing::error!(error = %e, "metrics endpoint cannot start");
-                return;
-            }
-        };
-        let source = Arc::new(source);
-        let permits = Arc::new(Semaphore::new(CONNECTIONS_MAX));
-        loop {
-            tokio::select! {
-                biased;
-                _ = stopped.wait_for(|stop| *stop) => return,
-                accepted = listener.accept() => {
-                    let Ok((stream, _)) = accepted else { continue };
-                    let Ok(permit) = permits.clone().try_acquire_owned() else {
-                        continue; // over CONNECTIONS_MAX: drop the socket
-                    };
-                    let source = source.clone();
-                    tokio::spawn(async move {
-                        let _ = answer(stream, &source).await;
-                        drop(permit);
-                    });
-                }
-            }
-        }
-    });
-}
-
-/// Reads one request head and answers it; the connection is closed after each answer.
-async fn answer(mut stream: tokio::net::TcpStream, source: &Source) -> io::Result<()> {
-    let head = match tokio::time::timeout(REQUEST_TIMEOUT, read_head(&mut stream)).await {
-        Ok(head) => head?,
-        Err(_) => return Ok(()),
-    };
-    let (status, body) = match head {
-        None => ("431 Request Header Fields Too Large", String::new()),
-        Some(head) => route(&head, source),
-    };
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
-}
-
-/// The request head up to its blank line; `None` when it exceeds [`REQUEST_HEAD_MAX`].
-async fn read_head(stream: &mut tokio::net::TcpStream) -> io::Result<Option<Vec<u8>>> {
-    let mut head = Vec::with_capacity(512);
-    let mut chunk = [0u8; 1024];
-    loop {
-        if head.windows(4).any(|w| w == b"\r\n\r\n") || head.windows(2).any(|w| w == b"\n\n") {
-            return Ok(Some(head));
-        }
-        if head.len() > REQUEST_HEAD_MAX {
-            return Ok(None);
-        }
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(Some(head)); // answer what arrived; a bare request line is fine
-        }
-        head.extend_from_slice(&chunk[..n]);
+impl Handler for Source {
+    fn respond(&self, head: &[u8]) -> Response {
+        route(head, self)
     }
 }
 
-fn route(head: &[u8], source: &Source) -> (&'static str, String) {
-    let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
-    let line = String::from_utf8_lossy(line);
-    let mut parts = line.split_whitespace();
-    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = target.split('?').next().unwrap_or("");
-    match (method, path) {
-        ("GET", "/metrics") => ("200 OK", source.render()),
-        ("GET", _) => ("404 Not Found", "try /metrics\n".to_owned()),
-        _ => ("405 Method Not Allowed", "only GET\n".to_owned()),
+fn route(head: &[u8], source: &Source) -> Response {
+    let (method, path) = request_target(head);
+    match (method.as_str(), path.as_str()) {
+        ("GET", "/metrics") => Response {
+            status: "200 OK",
+            content_type: "text/plain; version=0.0.4; charset=utf-8",
+            body: source.render(),
+        },
+        ("GET", _) => Response::text("404 Not Found", "try /metrics\n"),
+        _ => Response::text("405 Method Not Allowed", "only GET\n"),
     }
 }
 
@@ -680,16 +594,22 @@ mod tests {
     #[test]
     fn routes() {
         let source = Source::register();
-        assert_eq!(route(b"GET /metrics HTTP/1.1\r\n\r\n", &source).0, "200 OK");
         assert_eq!(
-            route(b"GET /metrics?x=1 HTTP/1.1\r\n\r\n", &source).0,
+            route(b"GET /metrics HTTP/1.1\r\n\r\n", &source).status,
             "200 OK"
         );
-        assert_eq!(route(b"GET / HTTP/1.1\r\n\r\n", &source).0, "404 Not Found");
         assert_eq!(
-            route(b"POST /metrics HTTP/1.1\r\n\r\n", &source).0,
+            route(b"GET /metrics?x=1 HTTP/1.1\r\n\r\n", &source).status,
+            "200 OK"
+        );
+        assert_eq!(
+            route(b"GET / HTTP/1.1\r\n\r\n", &source).status,
+            "404 Not Found"
+        );
+        assert_eq!(
+            route(b"POST /metrics HTTP/1.1\r\n\r\n", &source).status,
             "405 Method Not Allowed"
         );
-        assert_eq!(route(b"", &source).0, "405 Method Not Allowed");
+        assert_eq!(route(b"", &source).status, "405 Method Not Allowed");
     }
 }

@@ -4,7 +4,10 @@
 //! * `args`: the flags (clap derive); the same structs are the config file's tables.
 //! * `config`: the TOML file and its unknown-key check.
 //! * `logging`: tracing to stderr, `RUST_LOG` filter, text or JSON.
+//! * `http`: the small one-request-per-connection HTTP server of the metrics endpoint and
+//!   the demo page (bounded head, timeout, connections).
 //! * `metrics`: the Prometheus endpoint and the counters the drivers publish to it.
+//! * `demo`: the demo chat page `start` serves.
 //! * `signals`: waiting for SIGINT/SIGTERM.
 //! * `address`: `websocket://host:port`-style listen addresses.
 //! * `error`: every failure as one actionable line and an exit code.
@@ -21,6 +24,7 @@ mod config;
 mod demo;
 mod error;
 mod gateway;
+mod http;
 mod logging;
 mod metrics;
 mod register;

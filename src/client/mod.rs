@@ -4,11 +4,11 @@
 //!
 //! It finds the gateways through a register (or a fixed list of lan addresses), turns each
 //! call into the very frames a PHP GatewayClient writes (the worker's
-//! [`Sender`](crate::worker::sender::Sender) with [`Caller::Client`]), and talks to each
+//! [`Sender`] with [`Caller::Client`]), and talks to each
 //! gateway the way the original does: one short TCP connection per frame, the
 //! GATEWAY_CLIENT_CONNECT prefix in the same write when a secret key is set, and for a query
 //! one reply record read back. Query replies of several gateways are folded by the same
-//! [`Merge`](crate::worker::merge::Merge) a worker uses, so results are the worker's.
+//! [`Merge`] a worker uses, so results are the worker's.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), gatewayworker::client::ClientError> {

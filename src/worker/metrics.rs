@@ -17,7 +17,7 @@ pub const EVENT_BUCKETS_US: [u64; 12] = [
     50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 100_000, 250_000, 1_000_000,
 ];
 
-/// Every failure kind, in the order of [`EventMetrics::failures`].
+/// Every failure kind, in the order of [`EventMetricsSnapshot::failures`].
 pub const FAILURE_KINDS: [FailureKind; 6] = [
     FailureKind::OutOfFuel,
     FailureKind::Deadline,
