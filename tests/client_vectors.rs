@@ -4,16 +4,18 @@
 //! carries the vector's auth prefix (`sender_api/auth_prefix`) followed by the vector's
 //! frame, byte for byte — one connection per frame, as the PHP GatewayClient opens them.
 
+mod sender_vectors;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 use gatewayworker::client::GatewayClient;
 use gatewayworker::protocol::frame::{Command, FrameDecoder};
-use gatewayworker::protocol::php::PhpValue;
-use gatewayworker::testing::vectors::{encode_hex, php, section, vector};
+use gatewayworker::testing::vectors::{encode_hex, section, vector};
 use gatewayworker::worker::api::ApiCall;
+use sender_vectors::api_call;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -84,103 +86,14 @@ async fn scripted_gateway(
     addr
 }
 
-fn arg(v: &Value, name: &str) -> PhpValue {
-    let args = v["input"]["call"]["args"].as_array().expect("args");
-    let a = args.iter().find(|a| a["name"] == name).expect("argument");
-    php(&a["value"])
-}
-
-/// The vector's call as an `ApiCall` when its arguments are strings (or lists of them).
-fn api_call(v: &Value) -> Option<ApiCall> {
-    let a = |name: &str| arg(v, name);
-    let s = |name: &str| match a(name) {
-        PhpValue::Str(s) => Some(s),
-        _ => None,
-    };
-    // A scalar uid or group: PHP writes an int as its decimal text in ext_data.
-    let name = |name: &str| match a(name) {
-        PhpValue::Str(s) => Some(s),
-        PhpValue::Int(n) => Some(Bytes::from(n.to_string())),
-        _ => None,
-    };
-    let strings = |name: &str| -> Option<Option<Vec<Bytes>>> {
-        match a(name) {
-            PhpValue::Null => Some(None),
-            PhpValue::Str(s) => Some(Some(vec![s])),
-            PhpValue::Array(list) => list
-                .iter()
-                .map(|(_, v)| match v {
-                    PhpValue::Str(s) => Some(s.clone()),
-                    _ => None,
-                })
-                .collect::<Option<Vec<_>>>()
-                .map(Some),
-            _ => None,
-        }
-    };
-    let raw = || a("raw") == PhpValue::Bool(true);
-    Some(match v["input"]["call"]["method"].as_str()? {
-        // A GatewayClient has no `raw` for sendToClient (vector sendToClient_raw differs).
-        "sendToClient" if !raw() => ApiCall::SendToClient {
-            client_id: s("client_id")?,
-            message: a("message"),
-            raw: false,
-        },
-        "sendToAll" => ApiCall::SendToAll {
-            message: a("message"),
-            client_id_list: strings("client_id_array")?,
-            exclude: strings("exclude_client_id")?,
-            raw: raw(),
-        },
-        "sendToGroup" => ApiCall::SendToGroup {
-            groups: strings("group")??,
-            message: a("message"),
-            exclude: strings("exclude_client_id")?,
-            raw: raw(),
-        },
-        "sendToUid" if !raw() => ApiCall::SendToUid {
-            uids: strings("uid")??,
-            message: a("message"),
-            raw: false,
-        },
-        "bindUid" => ApiCall::BindUid {
-            client_id: s("client_id")?,
-            uid: name("uid")?,
-        },
-        "unbindUid" => ApiCall::UnbindUid {
-            client_id: s("client_id")?,
-            uid: name("uid")?,
-        },
-        "joinGroup" => ApiCall::JoinGroup {
-            client_id: s("client_id")?,
-            group: s("group")?,
-        },
-        "leaveGroup" => ApiCall::LeaveGroup {
-            client_id: s("client_id")?,
-            group: s("group")?,
-        },
-        "ungroup" => ApiCall::Ungroup { group: s("group")? },
-        "closeClient" => ApiCall::CloseClient {
-            client_id: s("client_id")?,
-            message: Some(a("message")).filter(|m| *m != PhpValue::Null),
-        },
-        "destoryClient" => ApiCall::DestroyClient {
-            client_id: s("client_id")?,
-        },
-        "setSession" => ApiCall::SetSession {
-            client_id: s("client_id")?,
-            session: a("session"),
-        },
-        "updateSession" => ApiCall::UpdateSession {
-            client_id: s("client_id")?,
-            session: a("session"),
-        },
-        "getClientIdCountByGroup" => ApiCall::GetClientCountByGroup { group: s("group")? },
-        "getAllClientSessions" => ApiCall::GetAllClientSessions { group: s("group")? },
-        "getClientSessionsByGroup" => ApiCall::GetClientSessionsByGroup { group: s("group")? },
-        "getClientIdByUid" => ApiCall::GetClientIdByUid { uid: s("uid")? },
-        "getAllGroupIdList" => ApiCall::GetAllGroupIdList,
-        _ => return None,
+/// The vector's call as an `ApiCall`, as a GatewayClient can make it: it has no `raw`
+/// for sendToClient and sendToUid (vectors sendToClient_raw and sendToUid differ).
+fn client_call(v: &Value) -> Option<ApiCall> {
+    api_call(v).filter(|call| {
+        !matches!(
+            call,
+            ApiCall::SendToClient { raw: true, .. } | ApiCall::SendToUid { raw: true, .. }
+        )
     })
 }
 
@@ -213,7 +126,7 @@ async fn client_writes_the_vector_bytes_with_the_auth_prefix() {
         if v["name"] == "auth_prefix" {
             continue;
         }
-        let Some(call) = api_call(v) else {
+        let Some(call) = client_call(v) else {
             continue;
         };
         let gateways: Vec<String> = v["input"]["gateways"]

@@ -3,15 +3,17 @@
 //! Each call is made through the PHP-typed sender functions (the vectors' argument types)
 //! and, where the arguments are plain strings, through `Sender::plan(&ApiCall)` as well.
 
+mod sender_vectors;
+
 use std::net::SocketAddrV4;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 use gatewayworker::protocol::frame::Frame;
 use gatewayworker::protocol::php::PhpValue;
-use gatewayworker::testing::vectors::{bytes, encode_hex, php, section, vector};
-use gatewayworker::worker::api::ApiCall;
+use gatewayworker::testing::vectors::{bytes, encode_hex, section, vector};
 use gatewayworker::worker::merge::{GroupScan, Merge};
 use gatewayworker::worker::sender::{auth_frame, Caller, Plan, Sender};
+use sender_vectors::{api_call, arg, flag, text};
 use serde_json::Value;
 
 /// Frame bytes (spec 1.1), written here so that the test does not trust the code under test.
@@ -31,27 +33,6 @@ fn encode(frame: &Frame) -> Vec<u8> {
     out.put_slice(&frame.ext_data);
     out.put_slice(&frame.body);
     out.to_vec()
-}
-
-fn arg(v: &Value, name: &str) -> PhpValue {
-    let args = v["input"]["call"]["args"].as_array().expect("args");
-    let a = args
-        .iter()
-        .find(|a| a["name"] == name)
-        .unwrap_or_else(|| panic!("{}: no argument {name}", v["name"]));
-    php(&a["value"])
-}
-
-fn text(value: &PhpValue) -> Bytes {
-    match value {
-        PhpValue::Str(s) => s.clone(),
-        PhpValue::Int(n) => Bytes::from(n.to_string()),
-        other => panic!("not a string argument: {other:?}"),
-    }
-}
-
-fn flag(value: &PhpValue) -> bool {
-    matches!(value, PhpValue::Bool(true))
 }
 
 /// The plan of the vector's call through the PHP-typed functions.
@@ -100,93 +81,6 @@ fn typed_plan(sender: &Sender, v: &Value) -> Plan {
         other => panic!("vector method {other} not mapped"),
     };
     result.unwrap_or_else(|e| panic!("{}: {e}", v["name"]))
-}
-
-/// The same call as an `ApiCall`, when its arguments are plain strings.
-fn api_call(v: &Value) -> Option<ApiCall> {
-    let method = v["input"]["call"]["method"].as_str()?;
-    let a = |name: &str| arg(v, name);
-    let s = |name: &str| match a(name) {
-        PhpValue::Str(s) => Some(s),
-        _ => None,
-    };
-    let strings = |name: &str| -> Option<Option<Vec<Bytes>>> {
-        match a(name) {
-            PhpValue::Null => Some(None),
-            PhpValue::Array(list) => list
-                .iter()
-                .map(|(_, v)| match v {
-                    PhpValue::Str(s) => Some(s.clone()),
-                    _ => None,
-                })
-                .collect::<Option<Vec<_>>>()
-                .map(Some),
-            PhpValue::Str(s) => Some(Some(vec![s])),
-            _ => None,
-        }
-    };
-    Some(match method {
-        "sendToClient" => ApiCall::SendToClient {
-            client_id: s("client_id")?,
-            message: a("message"),
-            raw: flag(&a("raw")),
-        },
-        "sendToAll" => ApiCall::SendToAll {
-            message: a("message"),
-            client_id_list: strings("client_id_array")?,
-            exclude: strings("exclude_client_id")?,
-            raw: flag(&a("raw")),
-        },
-        "sendToUid" => ApiCall::SendToUid {
-            uids: strings("uid")??,
-            message: a("message"),
-            raw: flag(&a("raw")),
-        },
-        "sendToGroup" => ApiCall::SendToGroup {
-            groups: strings("group")??,
-            message: a("message"),
-            exclude: strings("exclude_client_id")?,
-            raw: flag(&a("raw")),
-        },
-        "bindUid" => ApiCall::BindUid {
-            client_id: s("client_id")?,
-            uid: text(&a("uid")),
-        },
-        "unbindUid" => ApiCall::UnbindUid {
-            client_id: s("client_id")?,
-            uid: text(&a("uid")),
-        },
-        "joinGroup" => ApiCall::JoinGroup {
-            client_id: s("client_id")?,
-            group: s("group")?,
-        },
-        "leaveGroup" => ApiCall::LeaveGroup {
-            client_id: s("client_id")?,
-            group: s("group")?,
-        },
-        "ungroup" => ApiCall::Ungroup { group: s("group")? },
-        "closeClient" => ApiCall::CloseClient {
-            client_id: s("client_id")?,
-            message: Some(a("message")).filter(|m| *m != PhpValue::Null),
-        },
-        "destoryClient" => ApiCall::DestroyClient {
-            client_id: s("client_id")?,
-        },
-        "setSession" => ApiCall::SetSession {
-            client_id: s("client_id")?,
-            session: a("session"),
-        },
-        "updateSession" => ApiCall::UpdateSession {
-            client_id: s("client_id")?,
-            session: a("session"),
-        },
-        "getClientIdCountByGroup" => ApiCall::GetClientCountByGroup { group: s("group")? },
-        "getAllClientSessions" => ApiCall::GetAllClientSessions { group: s("group")? },
-        "getClientSessionsByGroup" => ApiCall::GetClientSessionsByGroup { group: s("group")? },
-        "getClientIdByUid" => ApiCall::GetClientIdByUid { uid: s("uid")? },
-        "getAllGroupIdList" => ApiCall::GetAllGroupIdList,
-        _ => return None,
-    })
 }
 
 /// Frames of a plan grouped per gateway in first-appearance order, as hex.
