@@ -1,6 +1,8 @@
 //! The wasm host against real guests built from `wasm-workers/` (run `scripts/build-wasm`
 //! first): events in, Gateway API calls out to a recording handler, isolation, hot reload.
 
+mod php_values;
+
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -12,6 +14,7 @@ use gatewayworker::wasm::{
     Plugin, PluginSlot, WasmHost, WasmWorker, WorkerEvent,
 };
 use gatewayworker::worker::api::{ApiCall, ApiError, ApiResult};
+use php_values::{b, list, map, s};
 
 const CID: &str = "7f0000010fa000000009";
 
@@ -31,31 +34,6 @@ struct Recorder {
     delay: Option<Duration>,
     /// Sleeps asked for through `gw.sleep_ms`.
     slept: Arc<Mutex<Vec<Duration>>>,
-}
-
-fn s(text: &str) -> PhpValue {
-    PhpValue::str(text)
-}
-
-fn b(text: &str) -> Bytes {
-    Bytes::copy_from_slice(text.as_bytes())
-}
-
-fn map(entries: &[(&str, PhpValue)]) -> PhpValue {
-    PhpValue::Array(
-        entries
-            .iter()
-            .map(|(k, v)| (PhpKey::from_bytes(k.as_bytes()), v.clone()))
-            .collect::<PhpArray>(),
-    )
-}
-
-fn list(items: Vec<PhpValue>) -> PhpValue {
-    let mut a = PhpArray::new();
-    for v in items {
-        a.push(v);
-    }
-    PhpValue::Array(a)
 }
 
 impl Recorder {

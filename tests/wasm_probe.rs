@@ -3,6 +3,8 @@
 //! bytes it sends with `sendToCurrentClient` and the exact Gateway API calls it makes, with
 //! a scripted handler that answers as the PHP library would.
 
+mod php_values;
+
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -15,6 +17,7 @@ use gatewayworker::wasm::{
     WasmWorker, WorkerEvent,
 };
 use gatewayworker::worker::api::{ApiCall, ApiResult};
+use php_values::{b, list, map, s};
 
 /// The calling client.
 const CID: &str = "7f0000010fa000000009";
@@ -182,31 +185,6 @@ fn split(calls: Vec<ApiRequest>) -> (Vec<ApiCall>, Vec<String>) {
         }
     }
     (other, texts)
-}
-
-fn s(text: &str) -> PhpValue {
-    PhpValue::str(text)
-}
-
-fn b(text: &str) -> Bytes {
-    Bytes::copy_from_slice(text.as_bytes())
-}
-
-fn map(entries: &[(&str, PhpValue)]) -> PhpValue {
-    PhpValue::Array(
-        entries
-            .iter()
-            .map(|(k, v)| (PhpKey::from_bytes(k.as_bytes()), v.clone()))
-            .collect::<PhpArray>(),
-    )
-}
-
-fn list(items: Vec<PhpValue>) -> PhpValue {
-    let mut a = PhpArray::new();
-    for v in items {
-        a.push(v);
-    }
-    PhpValue::Array(a)
 }
 
 fn empty() -> PhpValue {
