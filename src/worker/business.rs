@@ -370,7 +370,7 @@ impl Instance {
         // `events_pending_max`), so a channel of one keeps them in its queue.
         let (events_tx, events) = mpsc::channel(1);
         let (commands, commands_rx) = mpsc::channel(COMMANDS_MAX);
-        let links = driver::run_watched(
+        let links = driver::run_local(
             net,
             config,
             self.settings.driver.clone(),
@@ -387,7 +387,24 @@ impl Instance {
             events: self.events,
             clock: self.clock,
         };
-        tokio::join!(links, business.run(events, self.stopped));
+        // The driver's loop, its link tasks and the business code are tasks of one
+        // `LocalSet`: an event's hops between them (event out, API call in, reply and
+        // write-back) are local wake-ups handled in one pass of the set, not one trip
+        // through the runtime (and an `epoll_wait`) each.
+        let local = tokio::task::LocalSet::new();
+        let (stopped, index) = (self.stopped, self.index);
+        local
+            .run_until(async move {
+                let links = tokio::task::spawn_local(links);
+                let business = tokio::task::spawn_local(business.run(events, stopped));
+                let (links, business) = tokio::join!(links, business);
+                for (task, ended) in [("driver", links), ("business", business)] {
+                    if let Err(e) = ended {
+                        tracing::error!(index, task, error = %e, "worker instance task failed");
+                    }
+                }
+            })
+            .await;
     }
 }
 

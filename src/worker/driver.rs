@@ -142,7 +142,10 @@ struct Driver<N: Net> {
     pending_events: VecDeque<ClientEvent>,
 }
 
-async fn run_local<N: Net>(
+/// [`run_watched`] on the caller's `LocalSet` (it spawns its link tasks with
+/// `spawn_local`). A business worker runs it as a local task next to its business code,
+/// so a hand-off between them is a local wake-up, not a round trip through the runtime.
+pub(crate) async fn run_local<N: Net>(
     net: N,
     config: WorkerConfig,
     driver_config: DriverConfig,
@@ -341,7 +344,26 @@ async fn link_loop<S: NetStream>(
         tokio::select! {
             biased;
             bytes = outbox.recv() => match bytes {
-                Some(bytes) => queue.push_back(bytes),
+                Some(bytes) => {
+                    queue.push_back(bytes);
+                    // Write once the thread has nothing else to run: `yield_now` defers
+                    // this task until the runtime ran out of ready tasks and polled the
+                    // network. The business code meanwhile handles every event of the
+                    // read that woke it, so their replies leave in one vectored write
+                    // (and reach the gateway as one read) instead of one syscall each.
+                    // A call that waits (a query, a sleep) empties the run queue, so
+                    // nothing waits on this for long.
+                    tokio::task::yield_now().await;
+                    loop {
+                        match outbox.try_recv() {
+                            Ok(bytes) => queue.push_back(bytes),
+                            Err(mpsc::error::TryRecvError::Empty) => break,
+                            Err(mpsc::error::TryRecvError::Disconnected) => {
+                                return LinkEnd::ClosedByCore
+                            }
+                        }
+                    }
+                }
                 None => return LinkEnd::ClosedByCore,
             },
             ready = stream.write_ready(), if !queue.is_empty() => {
