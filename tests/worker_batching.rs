@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -69,14 +70,14 @@ impl NetListener for NoListener {
 }
 
 impl NetStream for CountingStream {
-    async fn read_ready(&self) -> io::Result<()> {
-        self.inner.read_ready().await
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.inner.poll_read_ready(cx)
     }
     fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.inner.try_read(buf)
     }
-    async fn write_ready(&self) -> io::Result<()> {
-        self.inner.write_ready().await
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.inner.poll_write_ready(cx)
     }
     fn try_write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         self.writes.fetch_add(1, Ordering::SeqCst);

@@ -313,16 +313,16 @@ impl<S> NetStream for AsyncStream<S>
 where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
-    async fn read_ready(&self) -> io::Result<()> {
-        poll_fn(|cx| self.state.borrow_mut().poll_read_ready(cx)).await
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.state.borrow_mut().poll_read_ready(cx)
     }
 
     fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.state.get_mut().try_read(buf)
     }
 
-    async fn write_ready(&self) -> io::Result<()> {
-        poll_fn(|cx| self.state.borrow_mut().poll_write_ready(cx)).await
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.state.borrow_mut().poll_write_ready(cx)
     }
 
     fn try_write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {

@@ -3,15 +3,16 @@
 //! into the driver's scratch buffer, feeds the core, writes what was queued with vectored
 //! writes, and ends when the peer goes or the core closes the connection.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
-use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
 use super::NetStream;
@@ -45,7 +46,39 @@ struct Outbox {
 #[derive(Default)]
 pub(crate) struct ConnIo {
     outbox: RefCell<Outbox>,
-    wake: Notify,
+    wake: Wake,
+}
+
+/// A wake-up for the one task that serves a connection: a flag that stays set until the
+/// task sees it, and the task's waker. (A `tokio::sync::Notify` would do the same, but
+/// waiting on it keeps a 64-byte future in every idle connection's task.)
+#[derive(Default)]
+struct Wake {
+    pending: Cell<bool>,
+    waker: Cell<Option<Waker>>,
+}
+
+impl Wake {
+    fn notify(&self) {
+        self.pending.set(true);
+        if let Some(waker) = self.waker.take() {
+            waker.wake();
+        }
+    }
+
+    /// Ready (and cleared) when notified since the last time; otherwise keeps `cx`'s
+    /// waker for the next notification.
+    fn poll(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.pending.replace(false) {
+            return Poll::Ready(());
+        }
+        let waker = match self.waker.take() {
+            Some(waker) if waker.will_wake(cx.waker()) => waker,
+            _ => cx.waker().clone(),
+        };
+        self.waker.set(Some(waker));
+        Poll::Pending
+    }
 }
 
 impl ConnIo {
@@ -55,7 +88,7 @@ impl ConnIo {
             return;
         }
         self.outbox.borrow_mut().chunks.push_back(bytes);
-        self.wake.notify_one();
+        self.wake.notify();
     }
 
     /// Asks the connection to end.
@@ -66,7 +99,7 @@ impl ConnIo {
             outbox.closing = Some(closing);
         }
         drop(outbox);
-        self.wake.notify_one();
+        self.wake.notify();
     }
 }
 
@@ -97,10 +130,13 @@ pub(crate) async fn drive<S: NetStream>(
     io: &ConnIo,
 ) -> ConnEnd {
     let end = conn_loop(owner, stream, io).await;
+    // The shutdown futures (each with a timer) are boxed: inline, their size would be
+    // part of every connection's task for its whole life, though only a closing
+    // connection ever runs them.
     if let ConnEnd::Closed(Closing::AfterFlush) = end {
         // The driver's queue is written; a stream with buffers of its own (TLS, the
         // async adapter) still has to push them out and say goodbye.
-        match tokio::time::timeout(SHUTDOWN_TIME_MAX, stream.shutdown()).await {
+        match Box::pin(tokio::time::timeout(SHUTDOWN_TIME_MAX, stream.shutdown())).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::debug!(error = %e, "shutdown failed"),
             Err(_) => tracing::debug!("shutdown timed out"),
@@ -111,9 +147,21 @@ pub(crate) async fn drive<S: NetStream>(
         // (TLS, the async adapter under simulation), which the drop would lose where a
         // kernel socket still sends what it took. One poll, no wait: what the socket
         // takes now goes out (a reply just before destroyCurrentClient, sim seed 5).
-        let _ = tokio::time::timeout(Duration::ZERO, stream.shutdown()).await;
+        let _ = Box::pin(tokio::time::timeout(Duration::ZERO, stream.shutdown())).await;
     }
     end
+}
+
+/// What woke a connection task, in the order they are checked.
+enum Wakeup {
+    /// The core queued output or asked to close.
+    Notified,
+    /// The socket takes writes again.
+    Writable(io::Result<()>),
+    /// A graceful close made no progress for [`SHUTDOWN_TIME_MAX`].
+    FlushTimedOut,
+    /// The socket has something to read.
+    Readable(io::Result<()>),
 }
 
 async fn conn_loop<S: NetStream>(owner: &impl ConnOwner, stream: &mut S, io: &ConnIo) -> ConnEnd {
@@ -147,19 +195,44 @@ async fn conn_loop<S: NetStream>(owner: &impl ConnOwner, stream: &mut S, io: &Co
         if closing == Some(Closing::AfterFlush) && !has_output {
             return ConnEnd::Closed(Closing::AfterFlush);
         }
-        tokio::select! {
-            biased;
-            () = io.wake.notified() => {}
-            ready = stream.write_ready(), if has_output => {
+        // One hand-written poll instead of `select!` over futures: an idle connection's
+        // task then holds no readiness or notification future at all. Checked in a
+        // fixed order (as a biased select): the core's wake-up, writability, the flush
+        // deadline, readability.
+        let wakeup = std::future::poll_fn(|cx| {
+            if io.wake.poll(cx).is_ready() {
+                return Poll::Ready(Wakeup::Notified);
+            }
+            if has_output {
+                if let Poll::Ready(ready) = stream.poll_write_ready(cx) {
+                    return Poll::Ready(Wakeup::Writable(ready));
+                }
+            }
+            if let Some(deadline) = flush_deadline.as_mut() {
+                if deadline.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Wakeup::FlushTimedOut);
+                }
+            }
+            if closing.is_none() {
+                if let Poll::Ready(ready) = stream.poll_read_ready(cx) {
+                    return Poll::Ready(Wakeup::Readable(ready));
+                }
+            }
+            Poll::Pending
+        })
+        .await;
+        match wakeup {
+            Wakeup::Notified => {}
+            Wakeup::Writable(ready) => {
                 if let Err(e) = ready {
                     return ConnEnd::Error(e);
                 }
             }
-            () = sleep_until_deadline(&mut flush_deadline), if flush_deadline.is_some() => {
+            Wakeup::FlushTimedOut => {
                 tracing::debug!("graceful close timed out; dropping queued output");
                 return ConnEnd::Closed(Closing::Now);
             }
-            ready = stream.read_ready(), if closing.is_none() => {
+            Wakeup::Readable(ready) => {
                 if let Err(e) = ready {
                     return ConnEnd::Error(e);
                 }
@@ -170,13 +243,6 @@ async fn conn_loop<S: NetStream>(owner: &impl ConnOwner, stream: &mut S, io: &Co
                 }
             }
         }
-    }
-}
-
-async fn sleep_until_deadline(deadline: &mut Option<Pin<Box<Sleep>>>) {
-    match deadline {
-        Some(sleep) => sleep.as_mut().await,
-        None => std::future::pending().await,
     }
 }
 
