@@ -5,7 +5,7 @@
 //! scripts/bench                                   # builds release, runs everything
 //! loadgen suite --server-bin target/release/gatewayworker --wasm-dir wasm-workers/dist \
 //!     [--out artifacts/bench/results.md] [--only echo,idle,broadcast] [--quick]
-//!     [--gateway-count N] [--worker-count N] [--ref-threads N]
+//!     [--gateway-count N] [--worker-count N] [--ref-threads N] [--repeat N]
 //! loadgen ref-echo PORT THREADS | loadgen ref-fanout PORT     # the references, alone
 //! ```
 //!
@@ -46,6 +46,8 @@ struct Options {
     worker_count: usize,
     ref_threads: usize,
     window: Duration,
+    /// Runs per figure; the run with the median rate is reported.
+    repeat: usize,
 }
 
 fn main() {
@@ -64,7 +66,7 @@ fn main() {
         None => Ok(()),
         Some(_) => Err(io::Error::other(
             "usage: loadgen suite --server-bin PATH --wasm-dir DIR [--out FILE] [--only LIST] [--quick] \
-             [--gateway-count N] [--worker-count N] [--ref-threads N] [--window-secs S] | loadgen ref-echo PORT THREADS | loadgen ref-fanout PORT",
+             [--gateway-count N] [--worker-count N] [--ref-threads N] [--window-secs S] [--repeat N] | loadgen ref-echo PORT THREADS | loadgen ref-fanout PORT",
         )),
     };
     if let Err(e) = result {
@@ -84,6 +86,7 @@ fn parse(args: &[String]) -> io::Result<Options> {
         worker_count: 1,
         ref_threads: 1,
         window: Duration::from_secs(2),
+        repeat: 3,
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -101,7 +104,11 @@ fn parse(args: &[String]) -> io::Result<Options> {
             "--wasm-dir" => o.wasm_dir = value()?.into(),
             "--out" => o.out = Some(value()?.into()),
             "--only" => o.only = value()?.split(',').map(str::to_owned).collect(),
-            "--quick" => o.quick = true,
+            "--quick" => {
+                o.quick = true;
+                o.repeat = 1;
+            }
+            "--repeat" => o.repeat = number(value()?)?.max(1),
             "--gateway-count" => o.gateway_count = number(value()?)?.max(1),
             "--worker-count" => o.worker_count = number(value()?)?.max(1),
             "--ref-threads" => o.ref_threads = number(value()?)?.max(1),
@@ -280,15 +287,26 @@ async fn run_all(o: &Options, report: &mut Report, fd_hard: u64) -> io::Result<(
             let _ = writeln!(
                 report.details,
                 "\n### Echo (closed loop, one message in flight per client)\n\n\
-                 | clients | size | ours msgs/s | ref msgs/s | ratio | ours p50/p99/p999 µs | ref p50/p99/p999 µs | ours server µs/msg (gateway + worker) | ref server µs/msg | loadgen CPU ours/ref | errors |\n\
-                 |---|---|---|---|---|---|---|---|---|---|---|"
+                 | clients | size | ours msgs/s | ref msgs/s | ratio | ours p50/p99/p999 µs | ref p50/p99/p999 µs | ours server µs/msg (gateway + worker) | ref server µs/msg | server write calls/msg ours/ref | loadgen CPU ours/ref | errors |\n\
+                 |---|---|---|---|---|---|---|---|---|---|---|---|"
             );
             for &size in sizes {
                 for &c in clients {
-                    let a =
-                        scenarios::echo(ours_addr, c, size, warmup, o.window, &ours.pids()).await?;
-                    let b = scenarios::echo(ref_addr, c, size, warmup, o.window, &reference.pids())
-                        .await?;
+                    // Ours and the reference alternate, so a slow moment of the machine
+                    // hits both; each keeps its median run.
+                    let (mut runs_a, mut runs_b) = (Vec::new(), Vec::new());
+                    for _ in 0..o.repeat {
+                        runs_a.push(
+                            scenarios::echo(ours_addr, c, size, warmup, o.window, &ours.pids())
+                                .await?,
+                        );
+                        runs_b.push(
+                            scenarios::echo(ref_addr, c, size, warmup, o.window, &reference.pids())
+                                .await?,
+                        );
+                    }
+                    let a = median_run(runs_a, EchoResult::rate);
+                    let b = median_run(runs_b, EchoResult::rate);
                     eprintln!(
                         "echo C={c} {size}B: ours {:.0}/s {:.2}µs/msg, ref {:.0}/s {:.2}µs/msg",
                         a.rate(),
@@ -340,15 +358,24 @@ async fn run_all(o: &Options, report: &mut Report, fd_hard: u64) -> io::Result<(
         let _ = writeln!(
             report.details,
             "\n### Broadcast (sendToGroup from the probe worker; {window} broadcasts in flight; 64-byte messages)\n\n\
-             | receivers | ours deliveries/s | ref deliveries/s | ratio | ours p50/p99 µs | ref p50/p99 µs | ours server µs/delivery (gateway + worker) | ref server µs/delivery | loadgen CPU ours/ref | missing |\n\
-             |---|---|---|---|---|---|---|---|---|---|"
+             | receivers | ours deliveries/s | ref deliveries/s | ratio | ours p50/p99 µs | ref p50/p99 µs | ours server µs/delivery (gateway + worker) | ref server µs/delivery | server write calls/delivery ours/ref | loadgen CPU ours/ref | missing |\n\
+             |---|---|---|---|---|---|---|---|---|---|---|"
         );
         for &k in ks {
-            let a = scenarios::broadcast(ours_addr, k, window, 64, o.window, &ours.pids()).await?;
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            let b =
-                scenarios::broadcast(ref_addr, k, window, 64, o.window, &reference.pids()).await?;
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            let (mut runs_a, mut runs_b) = (Vec::new(), Vec::new());
+            for _ in 0..o.repeat {
+                runs_a.push(
+                    scenarios::broadcast(ours_addr, k, window, 64, o.window, &ours.pids()).await?,
+                );
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                runs_b.push(
+                    scenarios::broadcast(ref_addr, k, window, 64, o.window, &reference.pids())
+                        .await?,
+                );
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            let a = median_run(runs_a, BroadcastResult::rate);
+            let b = median_run(runs_b, BroadcastResult::rate);
             eprintln!(
                 "broadcast K={k}: ours {:.0}/s {:.3}µs/delivery, ref {:.0}/s {:.3}µs/delivery",
                 a.rate(),
@@ -361,6 +388,13 @@ async fn run_all(o: &Options, report: &mut Report, fd_hard: u64) -> io::Result<(
         ours.check_alive()?;
     }
     Ok(())
+}
+
+/// The run with the median rate (the lower middle one of an even count).
+fn median_run<T>(mut runs: Vec<T>, rate: impl Fn(&T) -> f64) -> T {
+    assert!(!runs.is_empty(), "at least one run per figure");
+    runs.sort_by(|a, b| rate(a).total_cmp(&rate(b)));
+    runs.swap_remove((runs.len() - 1) / 2)
 }
 
 /// Gateway and worker CPU per message, µs: the servers were started register, gateway,
@@ -381,7 +415,7 @@ fn echo_row(report: &mut Report, c: usize, size: usize, a: &EchoResult, b: &Echo
     };
     let _ = writeln!(
         report.details,
-        "| {c} | {size} B | {} | {} | {} | {} | {} | {:.1} ({}) | {:.1} | {:.2}/{:.2} s | {}/{} |",
+        "| {c} | {size} B | {} | {} | {} | {} | {} | {:.1} ({}) | {:.1} | {:.2}/{:.2} | {:.2}/{:.2} s | {}/{} |",
         fmt_rate(a.rate()),
         fmt_rate(b.rate()),
         ratio(a.rate(), b.rate()),
@@ -390,6 +424,8 @@ fn echo_row(report: &mut Report, c: usize, size: usize, a: &EchoResult, b: &Echo
         a.server_us(),
         split_us(&a.cpu.split, a.msgs),
         b.server_us(),
+        a.writes_per(),
+        b.writes_per(),
         a.cpu.loadgen.as_secs_f64(),
         b.cpu.loadgen.as_secs_f64(),
         a.errors,
@@ -410,7 +446,7 @@ fn echo_row(report: &mut Report, c: usize, size: usize, a: &EchoResult, b: &Echo
 fn broadcast_row(report: &mut Report, k: usize, a: &BroadcastResult, b: &BroadcastResult) {
     let _ = writeln!(
         report.details,
-        "| {k} | {} | {} | {} | {}/{} | {}/{} | {:.3} ({}) | {:.3} | {:.2}/{:.2} s | {}/{} |",
+        "| {k} | {} | {} | {} | {}/{} | {}/{} | {:.3} ({}) | {:.3} | {:.3}/{:.3} | {:.2}/{:.2} s | {}/{} |",
         fmt_rate(a.rate()),
         fmt_rate(b.rate()),
         ratio(a.rate(), b.rate()),
@@ -421,6 +457,8 @@ fn broadcast_row(report: &mut Report, k: usize, a: &BroadcastResult, b: &Broadca
         a.server_us(),
         split_us(&a.cpu.split, a.deliveries),
         b.server_us(),
+        a.writes_per(),
+        b.writes_per(),
         a.cpu.loadgen.as_secs_f64(),
         b.cpu.loadgen.as_secs_f64(),
         a.missing,
@@ -479,14 +517,17 @@ fn render(o: &Options, report: &Report) -> String {
         text,
         "## Benchmark results\n\n\
          Loopback, {} core(s); gateway shards {}, worker instances {}, reference threads {}; \
-         measured window {:.0} s per figure after a warm-up. Server CPU = user+system time of the \
-         server processes (gateway + worker + register, or the reference) over the window, from /proc.\n\n\
+         measured window {:.0} s after a warm-up; each echo and broadcast figure is the median of {} \
+         runs (ours and the reference alternating). Server CPU = user+system time of the \
+         server processes (gateway + worker + register, or the reference) over the window, from /proc; \
+         server write calls = their `syscw` from /proc over the same window.\n\n\
          | figure | ours | reference | ratio | server CPU per message |\n|---|---|---|---|---|",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         o.gateway_count,
         o.worker_count,
         o.ref_threads,
         o.window.as_secs_f64(),
+        o.repeat,
     );
     text.push_str(&report.summary);
     text.push_str(&report.details);

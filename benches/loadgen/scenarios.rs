@@ -62,11 +62,14 @@ pub struct Cpu {
     pub split: Vec<Duration>,
     /// This process.
     pub loadgen: Duration,
+    /// Write system calls of the server processes: how well writes are coalesced.
+    pub writes: u64,
 }
 
 struct CpuMark {
     split: Vec<Duration>,
     loadgen: Duration,
+    writes: u64,
     at: Instant,
 }
 
@@ -75,6 +78,7 @@ impl CpuMark {
         CpuMark {
             split: pids.iter().map(|p| sys::cpu_time(*p)).collect(),
             loadgen: sys::self_cpu(),
+            writes: pids.iter().map(|p| sys::write_calls(*p)).sum(),
             at: Instant::now(),
         }
     }
@@ -92,6 +96,7 @@ impl CpuMark {
                 server: split.iter().sum(),
                 split,
                 loadgen: now.loadgen.saturating_sub(self.loadgen),
+                writes: now.writes.saturating_sub(self.writes),
             },
             now.at - self.at,
         )
@@ -155,6 +160,10 @@ impl EchoResult {
     /// Server CPU per message, µs.
     pub fn server_us(&self) -> f64 {
         self.cpu.server.as_secs_f64() * 1e6 / self.msgs.max(1) as f64
+    }
+    /// Server write system calls per message.
+    pub fn writes_per(&self) -> f64 {
+        self.cpu.writes as f64 / self.msgs.max(1) as f64
     }
 }
 
@@ -259,6 +268,10 @@ impl BroadcastResult {
     /// Server CPU per delivery, µs.
     pub fn server_us(&self) -> f64 {
         self.cpu.server.as_secs_f64() * 1e6 / self.deliveries.max(1) as f64
+    }
+    /// Server write system calls per delivery.
+    pub fn writes_per(&self) -> f64 {
+        self.cpu.writes as f64 / self.deliveries.max(1) as f64
     }
 }
 

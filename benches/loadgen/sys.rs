@@ -90,6 +90,20 @@ pub fn cpu_time(pid: u32) -> Duration {
 }
 
 /// VmRSS of `pid` in KiB.
+/// Write system calls (`write`, `writev`: the `syscw` of `/proc/<pid>/io`) a process has
+/// made, all threads; 0 when unreadable. Socket `recv`/`send` calls are not counted
+/// there, but every write of ours and of the references is a `writev`/`write`.
+pub fn write_calls(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .ok()
+        .and_then(|io| {
+            io.lines()
+                .find_map(|l| l.strip_prefix("syscw:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 pub fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
