@@ -35,6 +35,8 @@ const READY_TIME_MAX: Duration = Duration::from_secs(30);
 const IDLE_CONNS_WANTED: usize = 100_000;
 /// File descriptors kept free in a process for listeners, links and the like.
 const FD_RESERVE: u64 = 200;
+/// Connections left below the per-process maximum when spreading over processes.
+const SPREAD_MARGIN: usize = 1_000;
 
 struct Options {
     server_bin: PathBuf,
@@ -62,6 +64,14 @@ fn main() {
             refs::run(kind, port, threads)
         }
         Some("suite") => parse(&args[1..]).and_then(suite),
+        Some("idle-hold") => {
+            let addr = args.get(1).and_then(|a| a.parse().ok());
+            let count = args.get(2).and_then(|c| c.parse().ok());
+            match (addr, count) {
+                (Some(addr), Some(count)) => scenarios::idle_hold(addr, count),
+                _ => Err(io::Error::other("usage: loadgen idle-hold ADDR COUNT")),
+            }
+        }
         // `cargo test --all-targets` runs bench targets without arguments: nothing to do.
         None => Ok(()),
         Some(_) => Err(io::Error::other(
@@ -127,10 +137,21 @@ impl Options {
 
 /// Our system: register, gateway and business worker as three processes.
 fn start_ours(o: &Options, wasm: &str) -> io::Result<(sys::Servers, SocketAddr)> {
+    let (servers, addrs) = start_ours_spread(o, wasm, 1)?;
+    Ok((servers, addrs[0]))
+}
+
+/// Register, `gateways` gateway processes (each with its own public and lan ports, all
+/// announced to the register) and one business worker linked to all of them: how a
+/// deployment holds more connections than one process's fd limit allows. Gateway `i` is
+/// named `gateway{i}` (the first one `gateway`).
+fn start_ours_spread(
+    o: &Options,
+    wasm: &str,
+    gateways: usize,
+) -> io::Result<(sys::Servers, Vec<SocketAddr>)> {
     let mut servers = sys::Servers::new();
     let register = sys::free_port()?;
-    let public = sys::free_port()?;
-    let lan = sys::free_port()?;
     let bin = &o.server_bin;
     let s = |v: &str| v.to_owned();
     servers.spawn(
@@ -143,23 +164,34 @@ fn start_ours(o: &Options, wasm: &str) -> io::Result<(sys::Servers, SocketAddr)>
         ],
     )?;
     std::thread::sleep(Duration::from_millis(200));
-    servers.spawn(
-        "gateway",
-        bin,
-        &[
-            s("gateway"),
-            s("--listen"),
-            format!("websocket://127.0.0.1:{public}"),
-            s("--lan-ip"),
-            s("127.0.0.1"),
-            s("--start-port"),
-            lan.to_string(),
-            s("--count"),
-            o.gateway_count.to_string(),
-            s("--register"),
-            format!("127.0.0.1:{register}"),
-        ],
-    )?;
+    let mut publics = Vec::with_capacity(gateways);
+    for i in 0..gateways {
+        let public = sys::free_port()?;
+        let lan = sys::free_port()?;
+        let name = if i == 0 {
+            "gateway".to_owned()
+        } else {
+            format!("gateway{i}")
+        };
+        servers.spawn(
+            &name,
+            bin,
+            &[
+                s("gateway"),
+                s("--listen"),
+                format!("websocket://127.0.0.1:{public}"),
+                s("--lan-ip"),
+                s("127.0.0.1"),
+                s("--start-port"),
+                lan.to_string(),
+                s("--count"),
+                o.gateway_count.to_string(),
+                s("--register"),
+                format!("127.0.0.1:{register}"),
+            ],
+        )?;
+        publics.push(SocketAddr::from(([127, 0, 0, 1], public)));
+    }
     servers.spawn(
         "worker",
         bin,
@@ -173,7 +205,28 @@ fn start_ours(o: &Options, wasm: &str) -> io::Result<(sys::Servers, SocketAddr)>
             format!("127.0.0.1:{register}"),
         ],
     )?;
-    Ok((servers, SocketAddr::from(([127, 0, 0, 1], public))))
+    Ok((servers, publics))
+}
+
+/// `count` raw echo reference processes, one port each.
+fn start_ref_spread(count: usize) -> io::Result<(sys::Servers, Vec<SocketAddr>)> {
+    let mut servers = sys::Servers::new();
+    let me = std::env::current_exe()?;
+    let mut addrs = Vec::with_capacity(count);
+    for i in 0..count {
+        let port = sys::free_port()?;
+        servers.spawn(
+            &format!("ref-echo{i}"),
+            &me,
+            &[s_owned("ref-echo"), port.to_string(), s_owned("1")],
+        )?;
+        addrs.push(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    Ok((servers, addrs))
+}
+
+fn s_owned(v: &str) -> String {
+    v.to_owned()
 }
 
 fn start_ref(kind: &str, threads: usize) -> io::Result<(sys::Servers, SocketAddr)> {
@@ -333,13 +386,46 @@ async fn run_all(o: &Options, report: &mut Report, fd_hard: u64) -> io::Result<(
             if most < IDLE_CONNS_WANTED {
                 report.notes.push(format!(
                     "idle: 100k connections need 100k fds in the gateway process (and in the load generator); \
-                     the hard RLIMIT_NOFILE here is {fd_hard}, so one gateway process holds at most ≈{most}; measured up to that"
+                     the hard RLIMIT_NOFILE here is {fd_hard}, so one gateway process holds at most ≈{most}: the single-process steps stop there"
                 ));
             }
             let gateway = ours.pid("gateway").unwrap_or(0);
-            let a = scenarios::idle(ours_addr, &steps, &sources, gateway).await?;
+            let mut a = scenarios::idle(ours_addr, &steps, &sources, gateway).await?;
             let reference_pid = reference.pids()[0];
-            let b = scenarios::idle(ref_addr, &steps, &sources, reference_pid).await?;
+            let mut b = scenarios::idle(ref_addr, &steps, &sources, reference_pid).await?;
+            if most < IDLE_CONNS_WANTED && !o.quick {
+                // One process cannot hold 100k here; a deployment of several gateway
+                // processes can (the original runs several gateway processes too).
+                let processes = IDLE_CONNS_WANTED.div_ceil(most - SPREAD_MARGIN);
+                report.notes.push(format!(
+                    "idle {IDLE_CONNS_WANTED}: spread over {processes} gateway processes (one register, one worker linked to all) \
+                     and {processes} holder processes of the load generator, as no process may hold more than {most} connections here; \
+                     the reference likewise runs as {processes} raw echo processes"
+                ));
+                let (mut spread, addrs) = start_ours_spread(o, "echo.wasm", processes)?;
+                for addr in &addrs {
+                    wait_ready(&mut spread, *addr, true).await?;
+                }
+                let pids: Vec<u32> = (0..processes)
+                    .filter_map(|i| {
+                        spread.pid(&if i == 0 {
+                            "gateway".to_owned()
+                        } else {
+                            format!("gateway{i}")
+                        })
+                    })
+                    .collect();
+                let targets: Vec<(SocketAddr, u32)> = addrs.into_iter().zip(pids).collect();
+                a.push(scenarios::idle_spread(&targets, IDLE_CONNS_WANTED)?);
+                spread.check_alive()?;
+                drop(spread);
+                let (mut refs, addrs) = start_ref_spread(processes)?;
+                for addr in &addrs {
+                    wait_ready(&mut refs, *addr, true).await?;
+                }
+                let targets: Vec<(SocketAddr, u32)> = addrs.into_iter().zip(refs.pids()).collect();
+                b.push(scenarios::idle_spread(&targets, IDLE_CONNS_WANTED)?);
+            }
             idle_rows(report, &a, &b);
         }
         ours.check_alive()?;
@@ -500,12 +586,19 @@ fn idle_rows(report: &mut Report, a: &[IdleStep], b: &[IdleStep]) {
         );
         let _ = writeln!(
             report.summary,
-            "| idle WebSocket connections, {} held | {:.0} B gateway RSS/conn, {}/{} probes answered | {} (raw echo server) | {} | – |",
+            "| idle WebSocket connections, {} held{} | {:.0} B gateway RSS/conn, {}/{} probes answered | {} (raw echo server{}) | {} | – |",
             x.conns,
+            if x.processes > 1 {
+                format!(" across {} gateway processes", x.processes)
+            } else {
+                String::new()
+            },
             x.rss_per_conn,
             x.answered,
             x.conns,
             y.map_or("–".to_owned(), |y| format!("{:.0} B RSS/conn", y.rss_per_conn)),
+            y.filter(|y| y.processes > 1)
+                .map_or(String::new(), |y| format!(" ×{}", y.processes)),
             y.map_or("–".to_owned(), |y| ratio(x.rss_per_conn, y.rss_per_conn)),
         );
     }

@@ -507,6 +507,8 @@ async fn send_phase(
 pub struct IdleStep {
     /// Connections held.
     pub conns: usize,
+    /// Server processes holding them.
+    pub processes: usize,
     /// Server RSS growth since no connection, bytes per connection.
     pub rss_per_conn: f64,
     /// Connections that answered the probe.
@@ -558,6 +560,7 @@ pub async fn idle(
         let full = stopped.is_some();
         out.push(IdleStep {
             conns: conns.len(),
+            processes: 1,
             rss_per_conn,
             answered,
             stopped,
@@ -567,4 +570,142 @@ pub async fn idle(
         }
     }
     Ok(out)
+}
+
+/// Child process of [`idle_spread`]: opens `count` websocket connections to `addr` from
+/// 127.0.0.1–8, prints `ready N` (or `stopped N why`), then answers stdin: `probe`
+/// sends a probe on every connection and prints `answered N`; `quit` or the end of
+/// stdin ends it.
+pub fn idle_hold(addr: SocketAddr, count: usize) -> io::Result<()> {
+    use std::io::{BufRead, Write as _};
+    sys::raise_fd_limit(count as u64 + 100);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let local = tokio::task::LocalSet::new();
+    let sources: Vec<IpAddr> = (1..=8)
+        .map(|i| IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, i)))
+        .collect();
+    let mut conns: Vec<Conn> = Vec::with_capacity(count);
+    let mut stopped = None;
+    local.block_on(&runtime, async {
+        while conns.len() < count {
+            let batch = (count - conns.len()).min(1000);
+            match connect_many(addr, batch, &sources).await {
+                Ok(more) => conns.extend(more),
+                Err(e) => {
+                    stopped = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+    });
+    let mut stdout = io::stdout();
+    match &stopped {
+        Some(why) => writeln!(stdout, "stopped {} {why}", conns.len())?,
+        None => writeln!(stdout, "ready {}", conns.len())?,
+    }
+    stdout.flush()?;
+    let mut frame = Vec::new();
+    ws::encode_frame(OPCODE_TEXT, b"probe", true, &mut frame);
+    for line in io::stdin().lock().lines() {
+        if line?.trim() != "probe" {
+            break;
+        }
+        let answered = local.block_on(&runtime, async {
+            for (_, wr) in conns.iter_mut() {
+                let _ = wr.write_all(&frame).await;
+            }
+            let deadline = Instant::now() + DRAIN_TIME_MAX;
+            let mut answered = 0;
+            for (rd, _) in conns.iter_mut() {
+                if let Ok(Ok((_, p))) = tokio::time::timeout_at(deadline.into(), rd.next()).await {
+                    if p == b"probe" {
+                        answered += 1;
+                    }
+                }
+            }
+            answered
+        });
+        writeln!(stdout, "answered {answered}")?;
+        stdout.flush()?;
+    }
+    Ok(())
+}
+
+/// Holds `total` idle connections spread evenly over `targets` (server address and
+/// pid), one holder process ([`idle_hold`]) per target, each within its own fd limit;
+/// then the servers' RSS growth per connection, and a probe of every connection.
+///
+/// Blocking on purpose (std processes and pipes): nothing else runs in the load
+/// generator meanwhile, and the holders are other processes.
+pub fn idle_spread(targets: &[(SocketAddr, u32)], total: usize) -> io::Result<IdleStep> {
+    use std::io::{BufRead, BufReader, Write as _};
+    use std::process::{Command, Stdio};
+    let me = std::env::current_exe()?;
+    let rss = || {
+        targets
+            .iter()
+            .map(|(_, pid)| sys::rss_kib(*pid))
+            .sum::<u64>()
+    };
+    let rss0 = rss();
+    let share = total / targets.len();
+    let mut holders = Vec::with_capacity(targets.len());
+    for (i, (addr, _)) in targets.iter().enumerate() {
+        let count = if i == 0 {
+            total - share * (targets.len() - 1)
+        } else {
+            share
+        };
+        let child = Command::new(&me)
+            .args(["idle-hold", &addr.to_string(), &count.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        holders.push(child);
+    }
+    let mut lines = Vec::with_capacity(holders.len());
+    let mut conns = 0;
+    let mut stopped = None;
+    for child in &mut holders {
+        let mut out = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let mut line = String::new();
+        out.read_line(&mut line)?;
+        let mut words = line.split_whitespace();
+        let status = words.next().unwrap_or("");
+        conns += words
+            .next()
+            .and_then(|n| n.parse::<usize>().ok())
+            .unwrap_or(0);
+        if status != "ready" {
+            stopped = Some(format!("holder: {}", line.trim()));
+        }
+        lines.push(out);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let rss_per_conn = rss().saturating_sub(rss0) as f64 * 1024.0 / conns.max(1) as f64;
+    let mut answered = 0;
+    for (child, out) in holders.iter_mut().zip(&mut lines) {
+        let stdin = child.stdin.as_mut().expect("piped stdin");
+        writeln!(stdin, "probe")?;
+        stdin.flush()?;
+        let mut line = String::new();
+        out.read_line(&mut line)?;
+        answered += line
+            .strip_prefix("answered ")
+            .and_then(|n| n.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+    }
+    for child in &mut holders {
+        drop(child.stdin.take());
+        let _ = child.wait();
+    }
+    Ok(IdleStep {
+        conns,
+        processes: targets.len(),
+        rss_per_conn,
+        answered,
+        stopped,
+    })
 }
