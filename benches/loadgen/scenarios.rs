@@ -569,7 +569,17 @@ pub async fn idle(
             break;
         }
     }
+    reset_on_close(&conns);
     Ok(out)
+}
+
+/// Makes closing `conns` send a reset instead of a FIN, so their source ports do not sit
+/// in TIME_WAIT for a minute: idle runs bind ~250k source ports on 127.0.0.1–8 (28k
+/// ephemeral ports each), and later scenarios need ports too.
+fn reset_on_close(conns: &[Conn]) {
+    for (_, wr) in conns {
+        let _ = socket2::SockRef::from(wr.as_ref()).set_linger(Some(Duration::ZERO));
+    }
 }
 
 /// Child process of [`idle_spread`]: opens `count` websocket connections to `addr` from
@@ -630,6 +640,7 @@ pub fn idle_hold(addr: SocketAddr, count: usize) -> io::Result<()> {
         writeln!(stdout, "answered {answered}")?;
         stdout.flush()?;
     }
+    reset_on_close(&conns);
     Ok(())
 }
 

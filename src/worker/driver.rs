@@ -165,9 +165,20 @@ pub(crate) async fn run_local<N: Net>(
         calls: HashMap::new(),
         pending_events: VecDeque::new(),
     };
+    // One timer for the loop's life, moved only when the core's deadline moves: a fresh
+    // `sleep_until` per turn would register and deregister a timer several times per event.
+    let timer = tokio::time::sleep_until(origin);
+    tokio::pin!(timer);
+    let mut timer_at = None;
     loop {
         d.dispatch();
         let deadline = d.core.poll_timeout().map(|at| d.origin + at);
+        if deadline != timer_at {
+            if let Some(at) = deadline {
+                timer.as_mut().reset(at);
+            }
+            timer_at = deadline;
+        }
         let take_input = d.pending_events.len() < d.config.events_pending_max;
         tokio::select! {
             biased;
@@ -186,18 +197,11 @@ pub(crate) async fn run_local<N: Net>(
                 Some(command) => d.on_command(command),
                 None => return,
             },
-            () = sleep_until(deadline), if deadline.is_some() => {
+            () = &mut timer, if deadline.is_some() => {
                 let now = d.now();
                 d.core.handle_timeout(now);
             }
         }
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 
