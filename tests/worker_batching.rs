@@ -94,8 +94,12 @@ impl NetStream for CountingStream {
     }
 }
 
+fn guest(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("wasm-workers/dist/{name}.wasm"))
+}
+
 fn echo_wasm() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("wasm-workers/dist/echo.wasm")
+    guest("echo")
 }
 
 fn message_event(gateway_port: u16, cid: u32, body: &[u8]) -> Frame {
@@ -177,6 +181,75 @@ fn replies_to_one_read_of_events_leave_in_one_write() {
             link
         };
         let (_, _link) = timeout(Duration::from_secs(10), async {
+            tokio::join!(worker, script)
+        })
+        .await
+        .expect("the exchange finished");
+    });
+}
+
+/// The flip side of holding replies for a batch: an event that runs long (here `spin`,
+/// stopped by its fuel limit after ten fuel slices) must not hold the replies to the
+/// events before it for its whole run. They leave at its first fuel yield.
+#[test]
+fn a_long_event_holds_earlier_replies_for_one_fuel_slice_at_most() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let register = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let gateway = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let register_addr = register.local_addr().unwrap().to_string();
+        let gateway_port = gateway.local_addr().unwrap().port();
+
+        let spin = guest("spin");
+        // The production settings: long events yield every 10M fuel.
+        let settings = BusinessSettings::new("slices", 1, vec![register_addr], &spin);
+        assert!(settings.host.fuel_yield_interval.is_some());
+        let host = WasmHost::new(settings.host.clone()).unwrap();
+        let slot = PluginSlot::from_file(&host, &spin).unwrap();
+        let (stop, stopped) = watch::channel(false);
+        let worker =
+            business::run_instance(TokioNet, host, slot, settings, 0, stopped, || 0);
+
+        let script = async move {
+            let (reg, _) = register.accept().await.unwrap();
+            let mut reg = BufReader::new(reg);
+            let mut line = String::new();
+            reg.read_line(&mut line).await.unwrap();
+            let list = format!(
+                "{{\"event\":\"broadcast_addresses\",\"addresses\":[\"127.0.0.1:{gateway_port}\"]}}\n"
+            );
+            reg.get_mut().write_all(list.as_bytes()).await.unwrap();
+            let (mut link, _) = gateway.accept().await.unwrap();
+            let mut buf = BytesMut::new();
+            read_frame(&mut link, &mut buf).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+
+            // One read: a short event, the long one, another short one.
+            let mut batch = BytesMut::new();
+            message_event(gateway_port, 1, b"a").encode(&mut batch);
+            message_event(gateway_port, 2, b"spin").encode(&mut batch);
+            message_event(gateway_port, 3, b"b").encode(&mut batch);
+            let sent = std::time::Instant::now();
+            link.write_all(&batch).await.unwrap();
+            let first = read_frame(&mut link, &mut buf).await;
+            let first_at = sent.elapsed();
+            assert_eq!(first.header.connection_id, 1);
+            assert_eq!(&first.body[..], b"a#1");
+            let last = read_frame(&mut link, &mut buf).await;
+            let last_at = sent.elapsed();
+            assert_eq!(last.header.connection_id, 3, "the spin event has no reply");
+            // `b` comes after the whole spin (ten slices); `a` after at most its first.
+            assert!(
+                first_at * 3 < last_at,
+                "the reply before the long event took {first_at:?}, the one after it {last_at:?}"
+            );
+            let _ = stop.send(true);
+            link
+        };
+        let (_, _link) = timeout(Duration::from_secs(20), async {
             tokio::join!(worker, script)
         })
         .await

@@ -37,6 +37,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::api::{ApiError, ApiResult};
 use super::core::{ClientEvent, EventKind, WorkerConfig};
+use super::defer::{DeferSelfWakes, SelfWakes};
 use super::driver::{self, DriverConfig, ToWorker};
 use super::metrics::{EventMetrics, WorkerObserver};
 use super::sender::CurrentClient;
@@ -381,6 +382,7 @@ impl Instance {
         let worker = WasmWorker::new(&self.host, &self.slot, DriverApi::new(commands.clone()));
         let business = Business {
             index: self.index,
+            self_wakes: Arc::new(SelfWakes::default()),
             worker,
             commands,
             stats: self.stats,
@@ -411,6 +413,7 @@ impl Instance {
 /// The business side of one instance: events in, one at a time.
 struct Business {
     index: u32,
+    self_wakes: Arc<SelfWakes>,
     worker: WasmWorker<DriverApi>,
     commands: mpsc::Sender<ToWorker>,
     stats: Arc<Mutex<Vec<WorkerStats>>>,
@@ -455,7 +458,13 @@ impl Business {
         let wasm_event = to_wasm_event(&event, (self.clock)());
         self.worker.handler_mut().current = Some(event.client.clone());
         let started = Instant::now();
-        let outcome = self.worker.handle(&wasm_event).await;
+        // A long event's fuel yields let the link tasks write the replies to the events
+        // before it (see `defer`).
+        let outcome = {
+            let handled = self.worker.handle(&wasm_event);
+            tokio::pin!(handled);
+            DeferSelfWakes::new(handled.as_mut(), &self.self_wakes).await
+        };
         let failure = outcome.as_ref().err().map(|f| f.kind);
         self.events.record(started.elapsed(), failure);
         self.worker.handler_mut().current = None;

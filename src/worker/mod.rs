@@ -16,6 +16,7 @@
 pub mod api;
 pub mod business;
 pub mod core;
+mod defer;
 pub mod driver;
 pub mod gather;
 pub mod merge;
