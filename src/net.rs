@@ -151,25 +151,7 @@ impl NetStream for TokioStream {
     }
 
     fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        // A read that returns less than asked for drained the socket: say so to tokio
-        // (a `WouldBlock` from inside `try_io` clears the readiness), so the next wait
-        // sleeps at once instead of costing one more `recv` that fails with EAGAIN —
-        // one syscall less per message. Tokio's own `poll_read` does the same. Safe with
-        // edge-triggered epoll: bytes arriving after the read raise a new event, and a
-        // clear only drops the readiness the read itself observed.
-        let mut drained = 0;
-        let read = self.0.try_io(tokio::io::Interest::READABLE, || {
-            let n = std::io::Read::read(&mut &*socket2::SockRef::from(&self.0), buf)?;
-            if n > 0 && n < buf.len() {
-                drained = n;
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            Ok(n)
-        });
-        match read {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock && drained > 0 => Ok(drained),
-            other => other,
-        }
+        try_read_drained(&self.0, buf)
     }
 
     fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -190,6 +172,31 @@ impl NetStream for TokioStream {
 
     fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.0.peer_addr()
+    }
+}
+
+/// `TcpStream::try_read`, telling tokio when a read drained the socket.
+///
+/// A read that returns less than asked for drained the socket: it says so (a
+/// `WouldBlock` from inside `try_io` clears the readiness), so the next wait sleeps at
+/// once instead of costing one more `recv` that fails with EAGAIN — one syscall less per
+/// message. Tokio's own `poll_read` does the same. Safe with edge-triggered epoll: bytes
+/// arriving after the read raise a new event, and a clear only drops the readiness the
+/// read itself observed. (Public for the benchmarks' reference servers, which read the
+/// same way.)
+pub fn try_read_drained(stream: &tokio::net::TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    let mut drained = 0;
+    let read = stream.try_io(tokio::io::Interest::READABLE, || {
+        let n = std::io::Read::read(&mut &*socket2::SockRef::from(stream), buf)?;
+        if n > 0 && n < buf.len() {
+            drained = n;
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(n)
+    });
+    match read {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock && drained > 0 => Ok(drained),
+        other => other,
     }
 }
 

@@ -6,6 +6,7 @@
 //! `echo.wasm`; the worker's network is TokioNet wrapped to count the writes on each
 //! stream.
 
+use std::future::Future;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,13 +17,16 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use gatewayworker::net::{Net, NetListener, NetStream, TokioNet, TokioStream};
-use gatewayworker::protocol::frame::{Command, Frame, FrameDecoder, Header};
-use gatewayworker::wasm::{HostConfig, PluginSlot, WasmHost};
+use gatewayworker::protocol::frame::{Command, Frame, Header};
+use gatewayworker::wasm::{PluginSlot, WasmHost};
 use gatewayworker::worker::business::{self, BusinessSettings};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::timeout;
+
+mod common;
+use common::TestLink;
 
 /// Events sent to the worker in one write.
 const BATCH: usize = 40;
@@ -111,19 +115,35 @@ fn message_event(gateway_port: u16, cid: u32, body: &[u8]) -> Frame {
     Frame::new(header, Bytes::new(), Bytes::copy_from_slice(body))
 }
 
-async fn read_frame(stream: &mut TcpStream, buf: &mut BytesMut) -> Frame {
-    let mut decoder = FrameDecoder::default();
-    loop {
-        if let Some(frame) = decoder.decode(buf).expect("valid frame") {
-            return frame;
-        }
-        let n = stream.read_buf(buf).await.expect("read");
-        assert!(n > 0, "worker closed the link");
-    }
+/// Plays the register (announcing `gateway` as the only gateway) and the gateway: accepts
+/// the worker's link and its WORKER_CONNECT, then waits for the worker to settle.
+async fn accept_worker_link(register: TcpListener, gateway: TcpListener) -> TestLink {
+    let gateway_port = gateway.local_addr().unwrap().port();
+    let (reg, _) = register.accept().await.unwrap();
+    let mut reg = BufReader::new(reg);
+    let mut line = String::new();
+    reg.read_line(&mut line).await.unwrap();
+    let list = format!(
+        "{{\"event\":\"broadcast_addresses\",\"addresses\":[\"127.0.0.1:{gateway_port}\"]}}\n"
+    );
+    reg.get_mut().write_all(list.as_bytes()).await.unwrap();
+    let (stream, _) = gateway.accept().await.unwrap();
+    let mut link = TestLink::over(stream);
+    let hello = link.next_frame().await;
+    assert_eq!(hello.header.cmd, Command::WorkerConnect);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    link
 }
 
-#[test]
-fn replies_to_one_read_of_events_leave_in_one_write() {
+/// Runs one business worker instance of `wasm` over `net` (with the production settings:
+/// long events yield every 10M fuel) against a fake register and gateway, and `script`
+/// on the gateway's side of the link (its public port given); stops the worker after it.
+fn with_worker<N, F, Fut>(net: N, wasm: PathBuf, script: F)
+where
+    N: Net,
+    F: FnOnce(TestLink, u16) -> Fut,
+    Fut: Future<Output = TestLink>,
+{
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -133,58 +153,53 @@ fn replies_to_one_read_of_events_leave_in_one_write() {
         let gateway = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let register_addr = register.local_addr().unwrap().to_string();
         let gateway_port = gateway.local_addr().unwrap().port();
-
-        let host = WasmHost::new(HostConfig::default()).unwrap();
-        let slot = PluginSlot::from_file(&host, &echo_wasm()).unwrap();
-        let settings = BusinessSettings::new("batch", 1, vec![register_addr], echo_wasm());
+        let settings = BusinessSettings::new("batch", 1, vec![register_addr], &wasm);
+        assert!(settings.host.fuel_yield_interval.is_some());
+        let host = WasmHost::new(settings.host.clone()).unwrap();
+        let slot = PluginSlot::from_file(&host, &wasm).unwrap();
         let (stop, stopped) = watch::channel(false);
-        let net = CountingNet::default();
-        let writes = net.writes.clone();
         let worker = business::run_instance(net, host, slot, settings, 0, stopped, || 0);
-
         let script = async move {
-            let (reg, _) = register.accept().await.unwrap();
-            let mut reg = BufReader::new(reg);
-            let mut line = String::new();
-            reg.read_line(&mut line).await.unwrap();
-            let list = format!(
-                "{{\"event\":\"broadcast_addresses\",\"addresses\":[\"127.0.0.1:{gateway_port}\"]}}\n"
-            );
-            reg.get_mut().write_all(list.as_bytes()).await.unwrap();
-            let (mut link, _) = gateway.accept().await.unwrap();
-            let mut buf = BytesMut::new();
-            let hello = read_frame(&mut link, &mut buf).await;
-            assert_eq!(hello.header.cmd, Command::WorkerConnect);
-            // Let the worker settle (its start-up writes are done), then count.
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            let before = writes.load(Ordering::SeqCst);
-
-            let mut batch = BytesMut::new();
-            for i in 0..BATCH as u32 {
-                message_event(gateway_port, i + 1, format!("m{i}").as_bytes()).encode(&mut batch);
-            }
-            link.write_all(&batch).await.unwrap();
-            for i in 0..BATCH as u32 {
-                let reply = read_frame(&mut link, &mut buf).await;
-                assert_eq!(reply.header.cmd, Command::SendToOne);
-                assert_eq!(reply.header.connection_id, i + 1, "replies in event order");
-                assert_eq!(&reply.body[..], format!("m{i}").as_bytes());
-            }
-            let used = writes.load(Ordering::SeqCst) - before;
-            // One write carries every reply; allow a second in case the kernel split the
-            // batch of events across two reads. One write per event would be 40.
-            assert!(
-                (1..=2).contains(&used),
-                "{BATCH} replies took {used} writes"
-            );
+            let link = accept_worker_link(register, gateway).await;
+            let link = script(link, gateway_port).await;
             let _ = stop.send(true);
             link
         };
-        let (_, _link) = timeout(Duration::from_secs(10), async {
+        // The link stays open until the worker has stopped.
+        let (_, _link) = timeout(Duration::from_secs(20), async {
             tokio::join!(worker, script)
         })
         .await
         .expect("the exchange finished");
+    });
+}
+
+#[test]
+fn replies_to_one_read_of_events_leave_in_one_write() {
+    let net = CountingNet::default();
+    let writes = net.writes.clone();
+    with_worker(net, echo_wasm(), |mut link, gateway_port| async move {
+        // The worker's start-up writes are done: count from here.
+        let before = writes.load(Ordering::SeqCst);
+        let mut batch = BytesMut::new();
+        for i in 0..BATCH as u32 {
+            message_event(gateway_port, i + 1, format!("m{i}").as_bytes()).encode(&mut batch);
+        }
+        link.send_raw(&batch).await;
+        for i in 0..BATCH as u32 {
+            let reply = link.next_frame().await;
+            assert_eq!(reply.header.cmd, Command::SendToOne);
+            assert_eq!(reply.header.connection_id, i + 1, "replies in event order");
+            assert_eq!(&reply.body[..], format!("m{i}").as_bytes());
+        }
+        let used = writes.load(Ordering::SeqCst) - before;
+        // One write carries every reply; allow a second in case the kernel split the
+        // batch of events across two reads. One write per event would be 40.
+        assert!(
+            (1..=2).contains(&used),
+            "{BATCH} replies took {used} writes"
+        );
+        link
     });
 }
 
@@ -193,52 +208,22 @@ fn replies_to_one_read_of_events_leave_in_one_write() {
 /// events before it for its whole run. They leave at its first fuel yield.
 #[test]
 fn a_long_event_holds_earlier_replies_for_one_fuel_slice_at_most() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let register = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let gateway = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let register_addr = register.local_addr().unwrap().to_string();
-        let gateway_port = gateway.local_addr().unwrap().port();
-
-        let spin = guest("spin");
-        // The production settings: long events yield every 10M fuel.
-        let settings = BusinessSettings::new("slices", 1, vec![register_addr], &spin);
-        assert!(settings.host.fuel_yield_interval.is_some());
-        let host = WasmHost::new(settings.host.clone()).unwrap();
-        let slot = PluginSlot::from_file(&host, &spin).unwrap();
-        let (stop, stopped) = watch::channel(false);
-        let worker =
-            business::run_instance(TokioNet, host, slot, settings, 0, stopped, || 0);
-
-        let script = async move {
-            let (reg, _) = register.accept().await.unwrap();
-            let mut reg = BufReader::new(reg);
-            let mut line = String::new();
-            reg.read_line(&mut line).await.unwrap();
-            let list = format!(
-                "{{\"event\":\"broadcast_addresses\",\"addresses\":[\"127.0.0.1:{gateway_port}\"]}}\n"
-            );
-            reg.get_mut().write_all(list.as_bytes()).await.unwrap();
-            let (mut link, _) = gateway.accept().await.unwrap();
-            let mut buf = BytesMut::new();
-            read_frame(&mut link, &mut buf).await;
-            tokio::time::sleep(Duration::from_millis(100)).await;
-
+    with_worker(
+        TokioNet,
+        guest("spin"),
+        |mut link, gateway_port| async move {
             // One read: a short event, the long one, another short one.
             let mut batch = BytesMut::new();
             message_event(gateway_port, 1, b"a").encode(&mut batch);
             message_event(gateway_port, 2, b"spin").encode(&mut batch);
             message_event(gateway_port, 3, b"b").encode(&mut batch);
             let sent = std::time::Instant::now();
-            link.write_all(&batch).await.unwrap();
-            let first = read_frame(&mut link, &mut buf).await;
+            link.send_raw(&batch).await;
+            let first = link.next_frame().await;
             let first_at = sent.elapsed();
             assert_eq!(first.header.connection_id, 1);
             assert_eq!(&first.body[..], b"a#1");
-            let last = read_frame(&mut link, &mut buf).await;
+            let last = link.next_frame().await;
             let last_at = sent.elapsed();
             assert_eq!(last.header.connection_id, 3, "the spin event has no reply");
             // `b` comes after the whole spin (ten slices); `a` after at most its first.
@@ -246,13 +231,7 @@ fn a_long_event_holds_earlier_replies_for_one_fuel_slice_at_most() {
                 first_at * 3 < last_at,
                 "the reply before the long event took {first_at:?}, the one after it {last_at:?}"
             );
-            let _ = stop.send(true);
             link
-        };
-        let (_, _link) = timeout(Duration::from_secs(20), async {
-            tokio::join!(worker, script)
-        })
-        .await
-        .expect("the exchange finished");
-    });
+        },
+    );
 }

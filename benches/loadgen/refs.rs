@@ -30,25 +30,6 @@ thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; SCRATCH_LEN]);
 }
 
-/// `try_read` that tells tokio when a short read drained the socket, saving the `recv`
-/// that would fail with EAGAIN before the next wait: the gateway's streams read this way
-/// (see `TokioStream::try_read`), so the reference does too.
-fn try_read_drained(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
-    let mut drained = 0;
-    let read = stream.try_io(tokio::io::Interest::READABLE, || {
-        let n = std::io::Read::read(&mut &*socket2::SockRef::from(stream), buf)?;
-        if n > 0 && n < buf.len() {
-            drained = n;
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        Ok(n)
-    });
-    match read {
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock && drained > 0 => Ok(drained),
-        other => other,
-    }
-}
-
 /// Runs a reference server on `port` until killed.
 pub fn run(kind: &str, port: u16, threads: usize) -> io::Result<()> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -98,7 +79,8 @@ async fn echo_conn(mut stream: TcpStream) -> io::Result<()> {
         stream.readable().await?;
         let closed = SCRATCH.with(|scratch| -> io::Result<bool> {
             let mut scratch = scratch.borrow_mut();
-            let n = match try_read_drained(&stream, &mut scratch) {
+            // Reads as the gateway's streams do (a short read clears the readiness).
+            let n = match gatewayworker::net::try_read_drained(&stream, &mut scratch) {
                 Ok(0) => return Ok(true),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),

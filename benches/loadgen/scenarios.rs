@@ -545,18 +545,7 @@ pub async fn idle(
         tokio::time::sleep(Duration::from_millis(500)).await;
         let rss = sys::rss_kib(server_pid);
         let rss_per_conn = rss.saturating_sub(rss0) as f64 * 1024.0 / conns.len().max(1) as f64;
-        for (_, wr) in conns.iter_mut() {
-            let _ = wr.write_all(&frame).await;
-        }
-        let deadline = Instant::now() + DRAIN_TIME_MAX;
-        let mut answered = 0;
-        for (rd, _) in conns.iter_mut() {
-            if let Ok(Ok((_, p))) = tokio::time::timeout_at(deadline.into(), rd.next()).await {
-                if p == b"probe" {
-                    answered += 1;
-                }
-            }
-        }
+        let answered = probe_all(&mut conns, &frame).await;
         let full = stopped.is_some();
         out.push(IdleStep {
             conns: conns.len(),
@@ -571,6 +560,24 @@ pub async fn idle(
     }
     reset_on_close(&conns);
     Ok(out)
+}
+
+/// Sends `frame` (a text "probe") on every connection and counts the echoes that come
+/// back within [`DRAIN_TIME_MAX`].
+async fn probe_all(conns: &mut [Conn], frame: &[u8]) -> usize {
+    for (_, wr) in conns.iter_mut() {
+        let _ = wr.write_all(frame).await;
+    }
+    let deadline = Instant::now() + DRAIN_TIME_MAX;
+    let mut answered = 0;
+    for (rd, _) in conns.iter_mut() {
+        if let Ok(Ok((_, p))) = tokio::time::timeout_at(deadline.into(), rd.next()).await {
+            if p == b"probe" {
+                answered += 1;
+            }
+        }
+    }
+    answered
 }
 
 /// Makes closing `conns` send a reset instead of a FIN, so their source ports do not sit
@@ -622,21 +629,7 @@ pub fn idle_hold(addr: SocketAddr, count: usize) -> io::Result<()> {
         if line?.trim() != "probe" {
             break;
         }
-        let answered = local.block_on(&runtime, async {
-            for (_, wr) in conns.iter_mut() {
-                let _ = wr.write_all(&frame).await;
-            }
-            let deadline = Instant::now() + DRAIN_TIME_MAX;
-            let mut answered = 0;
-            for (rd, _) in conns.iter_mut() {
-                if let Ok(Ok((_, p))) = tokio::time::timeout_at(deadline.into(), rd.next()).await {
-                    if p == b"probe" {
-                        answered += 1;
-                    }
-                }
-            }
-            answered
-        });
+        let answered = local.block_on(&runtime, probe_all(&mut conns, &frame));
         writeln!(stdout, "answered {answered}")?;
         stdout.flush()?;
     }

@@ -89,31 +89,23 @@ pub fn cpu_time(pid: u32) -> Duration {
     Duration::from_nanos(ticks * 1_000_000_000 / hz)
 }
 
-/// VmRSS of `pid` in KiB.
 /// Write system calls (`write`, `writev`: the `syscw` of `/proc/<pid>/io`) a process has
 /// made, all threads; 0 when unreadable. Socket `recv`/`send` calls are not counted
 /// there, but every write of ours and of the references is a `writev`/`write`.
 pub fn write_calls(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/io"))
-        .ok()
-        .and_then(|io| {
-            io.lines()
-                .find_map(|l| l.strip_prefix("syscw:"))
-                .and_then(|v| v.trim().parse().ok())
-        })
-        .unwrap_or(0)
+    proc_value(pid, "io", "syscw:").unwrap_or(0)
 }
 
+/// VmRSS of `pid` in KiB.
 pub fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(str::to_owned))
-        })
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    proc_value(pid, "status", "VmRSS:").unwrap_or(0)
+}
+
+/// The number after `key` on its line of `/proc/<pid>/<file>`.
+fn proc_value(pid: u32, file: &str, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok()?;
+    let line = text.lines().find_map(|l| l.strip_prefix(key))?;
+    line.split_whitespace().next()?.parse().ok()
 }
 
 /// The load generator's own CPU time (getrusage, all its threads).

@@ -48,6 +48,12 @@ impl TestLink {
     /// Connects without a handshake.
     pub async fn connect(addr: SocketAddr) -> TestLink {
         let stream = TcpStream::connect(addr).await.expect("connect to lan port");
+        TestLink::over(stream)
+    }
+
+    /// Speaks frames over a connected stream (a link the test accepted, playing the
+    /// gateway for a worker).
+    pub fn over(stream: TcpStream) -> TestLink {
         stream.set_nodelay(true).unwrap();
         TestLink {
             stream,
