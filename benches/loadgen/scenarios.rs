@@ -66,6 +66,17 @@ pub struct Cpu {
     pub writes: u64,
 }
 
+impl Cpu {
+    /// Server CPU per item (message or delivery), µs.
+    pub fn server_us_per(&self, items: u64) -> f64 {
+        self.server.as_secs_f64() * 1e6 / items.max(1) as f64
+    }
+    /// Server write system calls per item.
+    pub fn writes_per(&self, items: u64) -> f64 {
+        self.writes as f64 / items.max(1) as f64
+    }
+}
+
 struct CpuMark {
     split: Vec<Duration>,
     loadgen: Duration,
@@ -159,11 +170,11 @@ impl EchoResult {
     }
     /// Server CPU per message, µs.
     pub fn server_us(&self) -> f64 {
-        self.cpu.server.as_secs_f64() * 1e6 / self.msgs.max(1) as f64
+        self.cpu.server_us_per(self.msgs)
     }
     /// Server write system calls per message.
     pub fn writes_per(&self) -> f64 {
-        self.cpu.writes as f64 / self.msgs.max(1) as f64
+        self.cpu.writes_per(self.msgs)
     }
 }
 
@@ -267,11 +278,11 @@ impl BroadcastResult {
     }
     /// Server CPU per delivery, µs.
     pub fn server_us(&self) -> f64 {
-        self.cpu.server.as_secs_f64() * 1e6 / self.deliveries.max(1) as f64
+        self.cpu.server_us_per(self.deliveries)
     }
     /// Server write system calls per delivery.
     pub fn writes_per(&self) -> f64 {
-        self.cpu.writes as f64 / self.deliveries.max(1) as f64
+        self.cpu.writes_per(self.deliveries)
     }
 }
 
