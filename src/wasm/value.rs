@@ -15,8 +15,13 @@ const TAG_FLOAT: u8 = 0x04;
 const TAG_STR: u8 = 0x05;
 const TAG_ARRAY: u8 = 0x06;
 
-/// Arrays nested deeper than this are refused (the guest SDK has the same bound).
-pub const GWV_DEPTH_MAX: usize = 64;
+/// Most arrays nested in one GWV value (the outermost counts 1); deeper values are refused
+/// with [`GwvError::TooDeep`] before the next array is read (the guest SDK has the same
+/// bound). The decoder recurses once per array, so this bounds its stack use.
+pub const GWV_DEPTH_MAX_ARRAYS: usize = 64;
+
+/// [`GWV_DEPTH_MAX_ARRAYS`] under its historical name.
+pub const GWV_DEPTH_MAX: usize = GWV_DEPTH_MAX_ARRAYS;
 
 /// Why GWV bytes from a guest were refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -27,8 +32,8 @@ pub enum GwvError {
     /// A tag byte is not one of the seven tags (or not a key tag where a key is due).
     #[error("unknown tag {0:#04x}")]
     BadTag(u8),
-    /// Arrays nest deeper than [`GWV_DEPTH_MAX`].
-    #[error("nesting deeper than {GWV_DEPTH_MAX}")]
+    /// Arrays nest deeper than [`GWV_DEPTH_MAX_ARRAYS`].
+    #[error("nesting deeper than {GWV_DEPTH_MAX_ARRAYS} arrays")]
     TooDeep,
     /// Bytes remain after one complete value.
     #[error("trailing bytes after the value")]
@@ -140,7 +145,7 @@ impl<'a> Reader<'a> {
     }
 
     fn array(&mut self, depth: usize) -> Result<PhpArray, GwvError> {
-        if depth >= GWV_DEPTH_MAX {
+        if depth >= GWV_DEPTH_MAX_ARRAYS {
             return Err(GwvError::TooDeep);
         }
         let count = self.u32()?;

@@ -10,8 +10,12 @@ use serde_json::{Map, Number, Value};
 use super::float::to_json_repr;
 use super::{PhpArray, PhpKey, PhpValue};
 
-/// PHP's default `$depth` of `json_encode` and `json_decode`.
-pub const JSON_DEPTH_MAX_DEFAULT: usize = 512;
+/// PHP's default `$depth` of `json_encode` and `json_decode`, in nested arrays/objects
+/// (the outermost counts 1); also the bound of [`to_json_value`] and [`from_json_value`].
+pub const JSON_DEPTH_MAX_ARRAYS: usize = 512;
+
+/// The same bound under its historical name.
+pub const JSON_DEPTH_MAX_DEFAULT: usize = JSON_DEPTH_MAX_ARRAYS;
 
 /// Flags of [`json_encode`]; the default is PHP's `json_encode($value)` without flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -495,6 +499,10 @@ pub enum JsonValueError {
     /// An integer beyond `i64`; PHP would make it a float and lose digits.
     #[error("integer {0} does not fit i64")]
     IntOutOfRange(String),
+    /// Arrays nested deeper than [`JSON_DEPTH_MAX_ARRAYS`] (what PHP's `json_encode` and
+    /// `json_decode` refuse too).
+    #[error("nesting deeper than {JSON_DEPTH_MAX_ARRAYS} arrays")]
+    TooDeep,
 }
 
 /// Maps a PHP value to a [`serde_json::Value`], failing instead of losing data.
@@ -506,7 +514,20 @@ pub enum JsonValueError {
 /// the same PHP array because object keys are re-normalised (spec 7.3), so the int/string
 /// distinction of keys survives as long as string keys are not canonical integers.
 /// Errors: non-UTF-8 strings or keys, NaN/INF, and canonical-integer string keys.
+/// Arrays nested deeper than [`JSON_DEPTH_MAX_ARRAYS`] fail with
+/// [`JsonValueError::TooDeep`], so the recursion is bounded whatever the value.
 pub fn to_json_value(value: &PhpValue) -> Result<Value, JsonValueError> {
+    to_json_value_at(value, 0)
+}
+
+fn to_json_value_at(value: &PhpValue, depth: usize) -> Result<Value, JsonValueError> {
+    let depth = match value {
+        PhpValue::Array(_) if depth >= JSON_DEPTH_MAX_ARRAYS => {
+            return Err(JsonValueError::TooDeep)
+        }
+        PhpValue::Array(_) => depth + 1,
+        _ => depth,
+    };
     Ok(match value {
         PhpValue::Null => Value::Null,
         PhpValue::Bool(b) => Value::Bool(*b),
@@ -516,7 +537,7 @@ pub fn to_json_value(value: &PhpValue) -> Result<Value, JsonValueError> {
         PhpValue::Array(array) if array.is_list() => Value::Array(
             array
                 .iter()
-                .map(|(_, v)| to_json_value(v))
+                .map(|(_, v)| to_json_value_at(v, depth))
                 .collect::<Result<_, _>>()?,
         ),
         PhpValue::Array(array) => {
@@ -532,7 +553,7 @@ pub fn to_json_value(value: &PhpValue) -> Result<Value, JsonValueError> {
                         name
                     }
                 };
-                map.insert(name, to_json_value(value)?);
+                map.insert(name, to_json_value_at(value, depth)?);
             }
             Value::Object(map)
         }
@@ -541,7 +562,21 @@ pub fn to_json_value(value: &PhpValue) -> Result<Value, JsonValueError> {
 
 /// Maps a [`serde_json::Value`] to a PHP value as `json_decode($text, true)` would, except
 /// that an integer beyond `i64` is an error rather than a float (see [`to_json_value`]).
+/// Arrays/objects nested deeper than [`JSON_DEPTH_MAX_ARRAYS`] fail with
+/// [`JsonValueError::TooDeep`] (`serde_json` itself parses at most 128 levels, but a
+/// `Value` can be built by other means).
 pub fn from_json_value(value: &Value) -> Result<PhpValue, JsonValueError> {
+    from_json_value_at(value, 0)
+}
+
+fn from_json_value_at(value: &Value, depth: usize) -> Result<PhpValue, JsonValueError> {
+    let depth = match value {
+        Value::Array(_) | Value::Object(_) if depth >= JSON_DEPTH_MAX_ARRAYS => {
+            return Err(JsonValueError::TooDeep)
+        }
+        Value::Array(_) | Value::Object(_) => depth + 1,
+        _ => depth,
+    };
     Ok(match value {
         Value::Null => PhpValue::Null,
         Value::Bool(b) => PhpValue::Bool(*b),
@@ -558,7 +593,8 @@ pub fn from_json_value(value: &Value) -> Result<PhpValue, JsonValueError> {
         Value::Array(items) => {
             let mut array = PhpArray::with_capacity(items.len());
             for item in items {
-                array.push_unique(PhpKey::Int(array.len() as i64), from_json_value(item)?);
+                let value = from_json_value_at(item, depth)?;
+                array.push(value);
             }
             PhpValue::Array(array)
         }
@@ -567,7 +603,10 @@ pub fn from_json_value(value: &Value) -> Result<PhpValue, JsonValueError> {
             for (name, item) in map {
                 // "5" and "05" are distinct JSON keys, but a key like "5" could collide
                 // with nothing else in a map, so insert() never overwrites here.
-                array.insert(PhpKey::from_bytes(name.as_bytes()), from_json_value(item)?);
+                array.insert(
+                    PhpKey::from_bytes(name.as_bytes()),
+                    from_json_value_at(item, depth)?,
+                );
             }
             PhpValue::Array(array)
         }

@@ -15,6 +15,11 @@ pub fn array_replace_recursive(base: &PhpArray, patch: &PhpArray) -> PhpArray {
 }
 
 /// [`array_replace_recursive`] applied to `base` itself.
+///
+/// Depth: it recurses only where both sides hold arrays, so at most as deep as the
+/// shallower input, and the result is no deeper than the deeper input; merging values from
+/// the bounded decoders (see the depth table in [`super`]) stays bounded, however often a
+/// session is merged.
 pub fn replace_recursive_in_place(base: &mut PhpArray, patch: &PhpArray) {
     for (key, value) in patch.iter() {
         if let (Some(PhpValue::Array(inner)), PhpValue::Array(patch_inner)) =

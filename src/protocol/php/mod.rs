@@ -12,6 +12,26 @@
 //! * [`merge`]: `array_replace_recursive` and the session update of cmd 9 (spec 7.4).
 //! * [`json`]: `json_encode`/`json_decode` as PHP does them, and a checked mapping to
 //!   `serde_json::Value`.
+//!
+//! # Depth bounds
+//!
+//! Depth is counted in nested arrays, the outermost array counting 1 (a scalar is depth
+//! 0). Every decoder that builds a [`PhpValue`] from untrusted bytes bounds it:
+//!
+//! | decoder | bound | past it |
+//! | --- | --- | --- |
+//! | [`unserialize`] (strict and lenient) | [`UnserializeLimits::DEPTH_MAX_DEFAULT`](unserialize::UnserializeLimits::DEPTH_MAX_DEFAULT) = 512 non-empty arrays (+1 empty) | error / `false` |
+//! | [`json::json_decode`], [`json::from_json_value`] | [`json::JSON_DEPTH_MAX_ARRAYS`] = 512 | error |
+//! | `parse_str` (websocket query string) | `PARSE_STR_NESTING_MAX_LEVELS` = 64 brackets | the variable is deleted, as in PHP |
+//! | GWV (guest values, `wasm::value`) | `GWV_DEPTH_MAX_ARRAYS` = 64 | error |
+//! | [`merge::array_replace_recursive`] | result no deeper than its deepest input | — |
+//!
+//! So a value a peer can make us build, even wrapped in the few arrays the gateway and
+//! worker put around it, stays under [`PEER_VALUE_DEPTH_MAX_ARRAYS`]. The recursive
+//! consumers (`serialize`, `json_encode`, `to_json_value`, GWV `encode`, `Clone`,
+//! `PartialEq`, `Debug`) recurse once per level, and are tested at that depth on a 2 MiB
+//! stack (the default of the gateway's and worker's threads) in a debug build. Dropping is iterative (see [`PhpArray`]'s `Drop`), so
+//! even a hand-built value of any depth drops in constant stack space.
 
 pub mod body;
 pub mod float;
@@ -24,6 +44,12 @@ use std::collections::hash_map::DefaultHasher;
 use std::hash::BuildHasherDefault;
 
 use bytes::Bytes;
+
+/// The deepest array nesting (outermost array = 1) that a value built from peer input can
+/// reach, with a wide margin: the decoders stop at 513 (see the module's depth table),
+/// and the gateway and worker wrap such values in at most a few more arrays. Recursive
+/// consumers are safe up to this depth (tested on a 2 MiB stack, debug build).
+pub const PEER_VALUE_DEPTH_MAX_ARRAYS: usize = 1024;
 
 /// One PHP value of the subset GatewayWorker uses.
 #[derive(Debug, Clone, PartialEq)]
@@ -142,7 +168,8 @@ impl PhpArray {
     pub fn with_capacity(capacity: usize) -> PhpArray {
         PhpArray {
             entries: Vec::with_capacity(capacity),
-            ..PhpArray::default()
+            index: None,
+            next_free: 0,
         }
     }
 
@@ -202,13 +229,13 @@ impl PhpArray {
     }
 
     /// `$array[] = value`: appends under the next int key (one past the largest int key
-    /// ever used, or 0). Once `i64::MAX` has been used nothing is added, as in PHP (which
-    /// warns "next element is already occupied").
-    pub fn push(&mut self, value: PhpValue) {
-        let Ok(next) = i64::try_from(self.next_free) else {
-            return;
-        };
+    /// ever used, or 0) and returns that key. Once `i64::MAX` has been used nothing is
+    /// added and `None` is returned, as in PHP (which warns "next element is already
+    /// occupied").
+    pub fn push(&mut self, value: PhpValue) -> Option<i64> {
+        let next = i64::try_from(self.next_free).ok()?;
         self.append(PhpKey::Int(next), value);
+        Some(next)
     }
 
     /// Removes `key`, returning its value (O(n): later entries move up).
@@ -232,8 +259,8 @@ impl PhpArray {
     }
 
     /// Consumes the array into its entries, in order.
-    pub fn into_entries(self) -> Vec<(PhpKey, PhpValue)> {
-        self.entries
+    pub fn into_entries(mut self) -> Vec<(PhpKey, PhpValue)> {
+        std::mem::take(&mut self.entries)
     }
 
     /// True when the keys are exactly 0, 1, …, n−1 in this order (PHP's
@@ -267,6 +294,34 @@ impl PhpArray {
     }
 }
 
+impl Drop for PhpArray {
+    /// Drops nested arrays iteratively: the entries of every nested non-empty array are
+    /// moved onto an explicit heap stack before their owner is freed, so each array's own
+    /// drop finds no entries and never recurses. A value of any depth (even one built by
+    /// hand, far beyond what the decoders accept) drops in constant stack space.
+    fn drop(&mut self) {
+        fn has_nested(entries: &[(PhpKey, PhpValue)]) -> bool {
+            entries
+                .iter()
+                .any(|(_, v)| matches!(v, PhpValue::Array(a) if !a.entries.is_empty()))
+        }
+        if !has_nested(&self.entries) {
+            return;
+        }
+        let mut pending = vec![std::mem::take(&mut self.entries)];
+        while let Some(mut entries) = pending.pop() {
+            for (_, value) in &mut entries {
+                if let PhpValue::Array(inner) = value {
+                    if !inner.entries.is_empty() {
+                        pending.push(std::mem::take(&mut inner.entries));
+                    }
+                }
+            }
+            // `entries` drops here; every array in it is empty by now.
+        }
+    }
+}
+
 impl FromIterator<(PhpKey, PhpValue)> for PhpArray {
     fn from_iter<I: IntoIterator<Item = (PhpKey, PhpValue)>>(iter: I) -> PhpArray {
         let mut array = PhpArray::new();
@@ -278,6 +333,21 @@ impl FromIterator<(PhpKey, PhpValue)> for PhpArray {
 }
 
 impl PhpValue {
+    /// The array nesting depth of the value (scalar 0, `[]` 1, `[[1]]` 2), computed
+    /// without recursion.
+    pub fn depth_arrays(&self) -> usize {
+        let mut deepest = 0;
+        let mut pending: Vec<(&PhpValue, usize)> = vec![(self, 0)];
+        while let Some((value, depth)) = pending.pop() {
+            if let PhpValue::Array(array) = value {
+                let depth = depth + 1;
+                deepest = deepest.max(depth);
+                pending.extend(array.entries.iter().map(|(_, v)| (v, depth)));
+            }
+        }
+        deepest
+    }
+
     /// A string value from UTF-8 text.
     pub fn str(text: &str) -> PhpValue {
         PhpValue::Str(Bytes::copy_from_slice(text.as_bytes()))
@@ -354,6 +424,80 @@ mod tests {
         assert!(PhpValue::Float(-0.0).is_empty());
         assert!(PhpValue::Array(PhpArray::new()).is_empty());
         assert!(!PhpValue::Float(f64::NAN).is_empty());
+    }
+
+    /// `levels` arrays, each holding the next under key 0, around `null`.
+    fn nested(levels: usize) -> PhpValue {
+        let mut value = PhpValue::Null;
+        for _ in 0..levels {
+            let mut array = PhpArray::with_capacity(1);
+            array.push_unique(PhpKey::Int(0), value);
+            value = PhpValue::Array(array);
+        }
+        value
+    }
+
+    /// Runs `f` on a fresh thread with a `stack_bytes` stack; a stack overflow aborts the
+    /// whole test binary, which fails the run.
+    fn on_small_stack(stack_bytes: usize, f: impl FnOnce() + Send + 'static) {
+        std::thread::Builder::new()
+            .stack_size(stack_bytes)
+            .spawn(f)
+            .expect("spawn")
+            .join()
+            .expect("no panic");
+    }
+
+    #[test]
+    fn a_million_deep_value_drops_on_a_64_kib_stack() {
+        // Built on the test thread (iteratively), dropped on a 64 KiB stack: the default
+        // recursive drop would need hundreds of bytes per level.
+        let value = nested(1_000_000);
+        assert_eq!(value.depth_arrays(), 1_000_000);
+        on_small_stack(64 * 1024, move || drop(value));
+        // Wide and deep mixed: many nested arrays side by side in one array.
+        let mut wide = PhpArray::new();
+        for i in 0..1000 {
+            wide.insert(PhpKey::Int(i), nested(1000));
+        }
+        on_small_stack(64 * 1024, move || drop(wide));
+    }
+
+    /// The stack of a gateway shard or worker thread: `std::thread::Builder`'s default.
+    const SHARD_STACK_BYTES: usize = 2 * 1024 * 1024;
+
+    #[test]
+    fn recursive_consumers_are_safe_at_the_peer_depth_bound() {
+        on_small_stack(SHARD_STACK_BYTES, || {
+            let value = nested(PEER_VALUE_DEPTH_MAX_ARRAYS);
+            let bytes = serialize::serialize(&value);
+            assert_eq!(
+                bytes.len(),
+                PEER_VALUE_DEPTH_MAX_ARRAYS * "a:1:{i:0;}".len() + 2
+            );
+            let copy = value.clone();
+            assert_eq!(copy, value);
+            assert!(format!("{value:?}").len() > PEER_VALUE_DEPTH_MAX_ARRAYS);
+            assert_eq!(
+                json::json_encode(&value, json::JsonEncodeOptions::default()),
+                Err(json::JsonEncodeError::TooDeep {
+                    depth_max: json::JSON_DEPTH_MAX_ARRAYS
+                })
+            );
+            assert_eq!(
+                json::to_json_value(&value),
+                Err(json::JsonValueError::TooDeep)
+            );
+            let mut merged = match nested(PEER_VALUE_DEPTH_MAX_ARRAYS) {
+                PhpValue::Array(a) => a,
+                _ => unreachable!(),
+            };
+            let PhpValue::Array(patch) = &value else {
+                unreachable!()
+            };
+            merge::replace_recursive_in_place(&mut merged, patch);
+            assert_eq!(PhpValue::Array(merged), value);
+        });
     }
 
     #[test]

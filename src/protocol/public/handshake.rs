@@ -367,25 +367,59 @@ pub fn url_decode(bytes: &[u8]) -> Vec<u8> {
     out
 }
 
-/// PHP's `parse_str` for a query string: `&`-separated `name=value` pairs, both
-/// URL-decoded; `name[]`/`name[key]` build nested arrays; in the base name (before the
-/// first `[`) spaces and dots become `_`; later pairs overwrite earlier ones.
+/// PHP's `max_input_nesting_level` default: a `parse_str` name may open at most this many
+/// brackets (`a[1]…[64]`); one more and the whole top-level variable is deleted.
+pub const PARSE_STR_NESTING_MAX_LEVELS: usize = 64;
+
+/// PHP's `max_input_vars` default: `parse_str` registers at most this many `&`-separated
+/// pairs and ignores everything after them.
+pub const PARSE_STR_VARS_MAX: usize = 1000;
+
+/// PHP's `parse_str` for a query string, as PHP 8 does it with its default limits
+/// (php-src `main/php_variables.c`, `php_default_treat_data` + `php_register_variable_ex`):
+///
+/// * `&`-separated pairs, empty ones skipped; each non-empty pair counts, and pairs past
+///   the [`PARSE_STR_VARS_MAX`]th are ignored (PHP warns "Input variables exceeded" and
+///   stops).
+/// * `name=value` split on the first `=` (no `=`: empty value), then both URL-decoded;
+///   the name ends at its first NUL byte (PHP handles it as a C string).
+/// * `name[]`/`name[key]` build nested arrays (`[ ]` with one whitespace byte is `[]`);
+///   in the base name (before the first `[`) leading spaces are dropped and spaces and
+///   dots become `_`; later pairs overwrite earlier ones.
+/// * A name opening more than [`PARSE_STR_NESTING_MAX_LEVELS`] brackets deletes the whole
+///   top-level variable of its base name (including what earlier pairs stored there) and
+///   its value is dropped (PHP warns "Input variable nesting level exceeded").
+///
+/// The result nests at most `PARSE_STR_NESTING_MAX_LEVELS + 1` arrays deep and holds at
+/// most [`PARSE_STR_VARS_MAX`] values; the work is linear in the input.
 pub fn parse_str(query: &[u8]) -> PhpArray {
     let mut result = PhpArray::new();
-    for pair in query.split(|&b| b == b'&') {
-        if pair.is_empty() {
-            continue;
+    for (count, pair) in query
+        .split(|&b| b == b'&')
+        .filter(|p| !p.is_empty())
+        .enumerate()
+    {
+        if count >= PARSE_STR_VARS_MAX {
+            break;
         }
         let (name, value) = match pair.iter().position(|&b| b == b'=') {
             Some(eq) => (&pair[..eq], &pair[eq + 1..]),
             None => (pair, &b""[..]),
         };
-        let name = url_decode(name);
+        let mut name = url_decode(name);
+        if let Some(nul) = name.iter().position(|&b| b == 0) {
+            name.truncate(nul);
+        }
         let value = PhpValue::Str(Bytes::from(url_decode(value)));
-        let Some((base, path)) = variable_path(&name) else {
-            continue;
-        };
-        assign(&mut result, PhpKey::from_bytes(&base), &path, value);
+        match variable_path(&name) {
+            VariableName::Empty => {}
+            VariableName::TooDeep { base } => {
+                result.remove(&PhpKey::from_bytes(&base));
+            }
+            VariableName::Path { base, path } => {
+                assign(&mut result, PhpKey::from_bytes(&base), &path, value)
+            }
+        }
     }
     result
 }
@@ -393,73 +427,112 @@ pub fn parse_str(query: &[u8]) -> PhpArray {
 /// One bracketed index of a `parse_str` name: `None` for `[]` (append).
 type Index = Option<Vec<u8>>;
 
-/// Splits a variable name the way PHP registers it: the base name (leading spaces
-/// dropped, ` ` and `.` mapped to `_`) and the bracketed indexes (`None` = `[]`, append).
-/// `None` when the base name is empty.
-fn variable_path(name: &[u8]) -> Option<(Vec<u8>, Vec<Index>)> {
+/// A `parse_str` variable name as PHP registers it.
+#[derive(Debug, PartialEq)]
+enum VariableName {
+    /// The base name is empty: nothing is registered.
+    Empty,
+    /// More than [`PARSE_STR_NESTING_MAX_LEVELS`] brackets: `base` is deleted.
+    TooDeep { base: Vec<u8> },
+    /// `base[path…]`: at most [`PARSE_STR_NESTING_MAX_LEVELS`] indexes.
+    Path { base: Vec<u8>, path: Vec<Index> },
+}
+
+/// C's `isspace` in the "C" locale.
+fn is_c_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
+}
+
+/// Splits a variable name the way PHP 8's `php_register_variable_ex` does: the base name
+/// (leading spaces dropped, ` ` and `.` mapped to `_`) and the bracketed indexes
+/// (`None` = `[]`, append). The nesting check comes first at every `[`, as in PHP, so the
+/// 65th `[` is too deep whatever follows it.
+fn variable_path(name: &[u8]) -> VariableName {
     let name = &name[name.iter().position(|&b| b != b' ').unwrap_or(name.len())..];
-    let mut base = Vec::with_capacity(name.len());
+    let first_bracket = name.iter().position(|&b| b == b'[');
+    let base_part = &name[..first_bracket.unwrap_or(name.len())];
+    let mut base: Vec<u8> = base_part
+        .iter()
+        .map(|&b| if b == b' ' || b == b'.' { b'_' } else { b })
+        .collect();
+    if base.is_empty() {
+        return VariableName::Empty;
+    }
+    let Some(first_bracket) = first_bracket else {
+        return VariableName::Path {
+            base,
+            path: Vec::new(),
+        };
+    };
     let mut path = Vec::new();
-    let mut i = 0;
-    while i < name.len() {
-        let b = name[i];
-        if b == b'[' {
-            match name[i + 1..].iter().position(|&c| c == b']') {
-                Some(_) => {
-                    // From here on only indexes count.
-                    let mut rest = &name[i..];
-                    while let Some(stripped) = rest.strip_prefix(b"[") {
-                        let Some(close) = stripped.iter().position(|&c| c == b']') else {
-                            break;
-                        };
-                        let index = &stripped[..close];
-                        path.push((!index.is_empty()).then(|| index.to_vec()));
-                        rest = &stripped[close + 1..];
-                    }
-                    break;
+    // `rest` starts at a `[` on every turn.
+    let mut rest = &name[first_bracket..];
+    loop {
+        if path.len() >= PARSE_STR_NESTING_MAX_LEVELS {
+            return VariableName::TooDeep { base };
+        }
+        let inner = &rest[1..];
+        let skip = usize::from(inner.first().is_some_and(|&b| is_c_space(b)));
+        if inner.get(skip) == Some(&b']') {
+            path.push(None);
+            rest = &inner[skip + 1..];
+        } else {
+            match inner.iter().position(|&c| c == b']') {
+                Some(close) => {
+                    path.push(Some(inner[..close].to_vec()));
+                    rest = &inner[close + 1..];
                 }
                 None => {
-                    // An unmatched `[` becomes `_` and the rest stays in the base name,
-                    // with ` `, `.` and `[` mapped to `_` too (PHP 8).
-                    base.push(b'_');
-                    base.extend(name[i + 1..].iter().map(|&c| match c {
-                        b' ' | b'.' | b'[' => b'_',
-                        c => c,
-                    }));
-                    break;
+                    if path.is_empty() {
+                        // An unmatched first `[` becomes `_` and the rest stays in the
+                        // base name, with ` `, `.` and `[` mapped to `_` too (PHP 8).
+                        base.push(b'_');
+                        base.extend(inner.iter().map(|&c| match c {
+                            b' ' | b'.' | b'[' => b'_',
+                            c => c,
+                        }));
+                    }
+                    // A later unmatched `[` ends the name at the index before it.
+                    return VariableName::Path { base, path };
                 }
             }
         }
-        base.push(if b == b' ' || b == b'.' { b'_' } else { b });
-        i += 1;
+        if !rest.starts_with(b"[") {
+            // Text after a `]` that does not open another index is ignored.
+            return VariableName::Path { base, path };
+        }
     }
-    if base.is_empty() {
-        return None;
-    }
-    Some((base, path))
 }
 
-/// `$target[key][path...] = value`, creating (or replacing non-array values with) arrays.
+/// `$target[key][path...] = value`, creating (or replacing non-array values with) arrays;
+/// an append (`[]`) on an array whose next int key is taken drops the value, as in PHP.
+/// Iterative: the path is at most [`PARSE_STR_NESTING_MAX_LEVELS`] long anyway.
 fn assign(target: &mut PhpArray, key: PhpKey, path: &[Index], value: PhpValue) {
-    let Some((first, rest)) = path.split_first() else {
-        target.insert(key, value);
-        return;
-    };
-    if !matches!(target.get(&key), Some(PhpValue::Array(_))) {
-        target.insert(key.clone(), PhpValue::Array(PhpArray::new()));
-    }
-    let Some(PhpValue::Array(inner)) = target.get_mut(&key) else {
-        return;
-    };
-    match first {
-        Some(index) => assign(inner, PhpKey::from_bytes(index), rest, value),
-        None if rest.is_empty() => inner.push(value),
-        None => {
-            inner.push(PhpValue::Array(PhpArray::new()));
-            let last = inner.iter().last().map(|(k, _)| k.clone());
-            if let Some(k) = last {
-                assign(inner, k, rest, value);
+    let mut target = target;
+    let mut key = Some(key);
+    for index in path {
+        let slot = match key {
+            Some(k) => {
+                if !matches!(target.get(&k), Some(PhpValue::Array(_))) {
+                    target.insert(k.clone(), PhpValue::Array(PhpArray::new()));
+                }
+                k
             }
+            None => match target.push(PhpValue::Array(PhpArray::new())) {
+                Some(n) => PhpKey::Int(n),
+                None => return,
+            },
+        };
+        let Some(PhpValue::Array(inner)) = target.get_mut(&slot) else {
+            return;
+        };
+        target = inner;
+        key = index.as_deref().map(PhpKey::from_bytes);
+    }
+    match key {
+        Some(k) => target.insert(k, value),
+        None => {
+            target.push(value);
         }
     }
 }
@@ -515,6 +588,115 @@ mod tests {
         let p: PhpArray = [(PhpKey::from_bytes(b"a"), s("z"))].into_iter().collect();
         assert_eq!(a.get_str("p"), Some(&PhpValue::Array(p)));
         assert_eq!(a.get(&PhpKey::Int(7)), Some(&s("seven")));
+    }
+
+    /// `$name[]…[]=$leaf` with `levels` brackets, as a query pair.
+    fn nested_pair(name: &str, levels: usize, leaf: &str) -> String {
+        format!("{name}{}={leaf}", "[]".repeat(levels))
+    }
+
+    /// The value `parse_str` builds for `nested_pair(_, levels, leaf)`.
+    fn nested_list(levels: usize, leaf: &str) -> PhpValue {
+        let mut value = s(leaf);
+        for _ in 0..levels {
+            value = PhpValue::Array([(PhpKey::Int(0), value)].into_iter().collect());
+        }
+        value
+    }
+
+    fn keys(a: &PhpArray) -> Vec<PhpKey> {
+        a.iter().map(|(k, _)| k.clone()).collect()
+    }
+
+    // Vectors derived from php-src PHP 8 `main/php_variables.c`. In
+    // `php_register_variable_ex` the loop over a name's brackets starts each turn with
+    // `if (++nest_level > PG(max_input_nesting_level))` (default 64): at the 65th `[`, before
+    // that bracket is even parsed, `zend_symtable_str_del(track_vars_array, var, var_len)`
+    // deletes the whole top-level variable of that base name and the value is dropped.
+
+    #[test]
+    fn php_vector_nesting_64_levels_are_kept() {
+        let a = get(&nested_pair("a", 64, "1"));
+        assert_eq!(a.get_str("a"), Some(&nested_list(64, "1")));
+        assert_eq!(a.len(), 1);
+    }
+
+    #[test]
+    fn php_vector_nesting_65_levels_drop_the_variable() {
+        assert!(get(&nested_pair("a", 65, "1")).is_empty());
+        // The check precedes the bracket's parsing: an unmatched 65th `[` is too deep too.
+        assert!(get(&format!("a{}[x=1", "[]".repeat(64))).is_empty());
+        // …while an unmatched 64th `[` just ends the name at the 63rd index.
+        let a = get(&format!("a{}[x=1", "[]".repeat(63)));
+        assert_eq!(a.get_str("a"), Some(&nested_list(63, "1")));
+        // The attack: ~7,000 levels in a 16 KiB head.
+        assert!(get(&nested_pair("a", 7000, "1")).is_empty());
+    }
+
+    #[test]
+    fn php_vector_too_deep_deletes_an_earlier_shallow_variable_of_the_same_name() {
+        let deep = nested_pair("a", 65, "z");
+        let a = get(&format!("x=1&a=1&b=2&{deep}&c=3"));
+        assert_eq!(keys(&a), [key("x"), key("b"), key("c")]);
+        // Deleted, not reset: a later `a` is appended at the end.
+        let a = get(&format!("a=1&b=2&{deep}&a=3"));
+        assert_eq!(keys(&a), [key("b"), key("a")]);
+        assert_eq!(a.get_str("a"), Some(&s("3")));
+        // Also an array built by earlier pairs, and through the base name's mapping
+        // (`a.b` registers as `a_b`; zend_symtable_str_del normalises "5" to int 5).
+        let a = get(&format!(
+            "a_b[k]=1&{}&5=five&{}",
+            nested_pair("a.b", 65, "z"),
+            nested_pair("5", 65, "z")
+        ));
+        assert!(a.is_empty(), "{a:?}");
+    }
+
+    // `php_default_treat_data`: tokens come from `php_strtok_r(res, "&")` (empty tokens are
+    // skipped), and each token does `if (++count > max_input_vars) { warning; break; }`
+    // (default 1000) before it is decoded or registered: the 1001st and later pairs are
+    // ignored, whatever the earlier pairs were (empty names and too deep ones count too).
+
+    #[test]
+    fn php_vector_1000_vars_are_kept_and_the_1001st_is_ignored() {
+        let pairs: Vec<String> = (0..1000).map(|i| format!("v{i}={i}")).collect();
+        let a = get(&pairs.join("&"));
+        assert_eq!(a.len(), 1000);
+        assert_eq!(a.get_str("v999"), Some(&s("999")));
+        let a = get(&format!("{}&v1000=1000", pairs.join("&&")));
+        assert_eq!(a.len(), 1000);
+        assert_eq!(a.get_str("v1000"), None);
+        // Pairs that register nothing still count.
+        let mut counted: Vec<String> = vec!["=x".into(), "%20=y".into(), nested_pair("d", 65, "z")];
+        counted.extend((3..1000).map(|i| format!("v{i}=1")));
+        counted.push("last=1".into());
+        let a = get(&counted.join("&"));
+        assert_eq!(a.len(), 997);
+        assert_eq!(a.get_str("last"), None);
+        // A pair overwriting another still counts: 1001 pairs of one name keep the 1000th.
+        let same: Vec<String> = (0..1001).map(|i| format!("k={i}")).collect();
+        assert_eq!(get(&same.join("&")).get_str("k"), Some(&s("999")));
+    }
+
+    #[test]
+    fn php_vector_bracket_details() {
+        // `if (isspace(*ip)) ip++; if (*ip == ']') index_s = NULL;`: `[ ]` appends.
+        let a = get("a[ ]=1&a[\t]=2&b[  ]=3&c[ x]=4");
+        let list: PhpArray = [(PhpKey::Int(0), s("1")), (PhpKey::Int(1), s("2"))]
+            .into_iter()
+            .collect();
+        assert_eq!(a.get_str("a"), Some(&PhpValue::Array(list)));
+        let b: PhpArray = [(PhpKey::from_bytes(b"  "), s("3"))].into_iter().collect();
+        assert_eq!(a.get_str("b"), Some(&PhpValue::Array(b)));
+        let c: PhpArray = [(PhpKey::from_bytes(b" x"), s("4"))].into_iter().collect();
+        assert_eq!(a.get_str("c"), Some(&PhpValue::Array(c)));
+        // The name is a C string after url-decoding: it ends at a NUL byte.
+        let a = get("a%00b=1&%00=2");
+        assert_eq!(keys(&a), [key("a")]);
+        // `zend_hash_next_index_insert` failing drops the value (and `[][x]` builds nothing).
+        let a = get("a[9223372036854775807]=1&a[]=2&a[][x]=3");
+        let full: PhpArray = [(PhpKey::Int(i64::MAX), s("1"))].into_iter().collect();
+        assert_eq!(a.get_str("a"), Some(&PhpValue::Array(full)));
     }
 
     #[test]
