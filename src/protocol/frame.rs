@@ -550,13 +550,20 @@ impl ReplyDecoder {
                 reply_size_max: self.reply_size_max,
             });
         }
-        let record_len = REPLY_PREFIX_LEN + len as usize;
+        // Checked: on a target where this could overflow the record is too large anyway.
+        let record_len = usize::try_from(len)
+            .ok()
+            .and_then(|len| len.checked_add(REPLY_PREFIX_LEN))
+            .ok_or(ReplyDecodeError::TooLarge {
+                len,
+                reply_size_max: self.reply_size_max,
+            })?;
         if src.len() < record_len {
             src.reserve((record_len - src.len()).min(RESERVE_AHEAD_MAX));
             return Ok(None);
         }
         src.advance(REPLY_PREFIX_LEN);
-        Ok(Some(src.split_to(len as usize).freeze()))
+        Ok(Some(src.split_to(record_len - REPLY_PREFIX_LEN).freeze()))
     }
 }
 
@@ -694,6 +701,33 @@ mod tests {
         let frame = FrameDecoder::default().decode(&mut src).unwrap().unwrap();
         assert_eq!(frame.ext_data.as_ptr() as usize, base + HEADER_LEN);
         assert_eq!(frame.body.as_ptr() as usize, base + HEADER_LEN + 3);
+    }
+
+    #[test]
+    fn lengths_at_u32_max_wait_with_a_bounded_reservation() {
+        // Frame: pack_len = u32::MAX with the bound at u32::MAX is legal; the decoder waits
+        // and reserves at most RESERVE_AHEAD_MAX ahead.
+        let mut header = BytesMut::new();
+        encode_frame(&mut header, &Header::new(Command::SendToOne), b"", b"");
+        header[0..4].copy_from_slice(&u32::MAX.to_be_bytes());
+        let mut src = header.clone();
+        let mut decoder = FrameDecoder::new(u32::MAX);
+        assert_eq!(decoder.decode(&mut src), Ok(None));
+        assert!(src.capacity() <= HEADER_LEN + RESERVE_AHEAD_MAX + 64);
+        assert_eq!(frame_len(&header, u32::MAX), Ok(Some(u32::MAX as usize)));
+        // Reply: the same for a u32::MAX payload.
+        let mut src = BytesMut::from(&u32::MAX.to_be_bytes()[..]);
+        let mut replies = ReplyDecoder::new(u32::MAX);
+        assert_eq!(replies.decode(&mut src), Ok(None));
+        assert!(src.capacity() <= REPLY_PREFIX_LEN + RESERVE_AHEAD_MAX + 64);
+        let mut src = BytesMut::from(&u32::MAX.to_be_bytes()[..]);
+        assert_eq!(
+            ReplyDecoder::new(u32::MAX - 1).decode(&mut src),
+            Err(ReplyDecodeError::TooLarge {
+                len: u32::MAX,
+                reply_size_max: u32::MAX - 1
+            })
+        );
     }
 
     #[test]

@@ -62,7 +62,8 @@ impl TextDecoder {
                 if input.len() >= max {
                     return self.fail(input, out, input.len());
                 }
-                self.scanned = input.len() as u32;
+                // input.len() < max <= u32::MAX here; saturating keeps it a plain hint.
+                self.scanned = u32::try_from(input.len()).unwrap_or(u32::MAX);
                 return;
             };
             let line_len = from + offset + 1;

@@ -75,6 +75,10 @@ pub enum WebsocketError {
     /// A control frame with more than 125 payload bytes.
     #[error("control frame payload of {0} bytes")]
     ControlTooLong(u64),
+    /// A 64-bit payload length with the most significant bit set (RFC 6455 5.2: "the most
+    /// significant bit MUST be 0").
+    #[error("64-bit payload length {0:#x} has the most significant bit set")]
+    LengthTopBit(u64),
     /// A continuation frame with no message in progress.
     #[error("continuation frame without a message in progress")]
     UnexpectedContinuation,
@@ -277,7 +281,11 @@ impl WebsocketDecoder {
             _ => {}
         }
         if head.opcode < OPCODE_CLOSE {
-            let len = self.message.len() as u64 + head.payload_len;
+            // Checked: an overflowing sum is too big by definition.
+            let len = u64::try_from(self.message.len())
+                .ok()
+                .and_then(|buffered| buffered.checked_add(head.payload_len))
+                .unwrap_or(u64::MAX);
             if len > u64::from(self.package_size_max) {
                 return Err(WebsocketError::TooBig {
                     len,
@@ -285,15 +293,23 @@ impl WebsocketDecoder {
                 });
             }
         }
-        // Bounded above: payload_len <= package_size_max (data) or 125 (control).
-        let frame_len = head.header_len + head.payload_len as usize;
+        // payload_len <= package_size_max (data) or 125 (control) by now, so this cannot
+        // fail; it is checked anyway rather than trusted.
+        let frame_len = usize::try_from(head.payload_len)
+            .ok()
+            .and_then(|payload_len| payload_len.checked_add(head.header_len))
+            .ok_or(WebsocketError::TooBig {
+                len: head.payload_len,
+                max: self.package_size_max,
+            })?;
+        let payload_len = frame_len - head.header_len;
         if input.len() < frame_len {
             self.check_partial_text(&head, &input[head.header_len.min(input.len())..])?;
             return Ok(false);
         }
         self.partial_checked = 0;
         input.advance(head.header_len);
-        let mut payload = input.split_to(head.payload_len as usize);
+        let mut payload = input.split_to(payload_len);
         unmask(&mut payload, head.mask);
         match head.opcode {
             OPCODE_PING => {
@@ -459,7 +475,10 @@ fn parse_head(buf: &[u8]) -> Result<Option<FrameHead>, WebsocketError> {
             None => return Ok(None),
         },
         127 => match buf.get(2..10) {
-            Some(b) => (8, u64::from_be_bytes(b.try_into().expect("8 bytes"))),
+            Some(b) => match u64::from_be_bytes(b.try_into().expect("8 bytes")) {
+                len if len >> 63 != 0 => return Err(WebsocketError::LengthTopBit(len)),
+                len => (8, len),
+            },
             None => return Ok(None),
         },
         n => (0, u64::from(n)),
@@ -773,13 +792,67 @@ mod tests {
             &feed(&mut d, &client_frame(0x00, b"45")[..6]),
             WebsocketError::TooBig { len: 5, max: 4 },
         );
-        // A 64-bit length with the top bit set is too big, not a panic.
+        // A 64-bit length with the top bit set is a protocol error (1002), not a panic.
         let mut d = open(4);
         let huge = [0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4];
-        assert!(matches!(
-            feed(&mut d, &huge)[1],
-            PublicEvent::Close(CloseReason::Websocket(WebsocketError::TooBig { .. }))
-        ));
+        assert_failed(&feed(&mut d, &huge), WebsocketError::LengthTopBit(1 << 63));
+    }
+
+    /// A continuation header announcing `len` in the 64-bit form.
+    fn continuation_u64(len: u64) -> Vec<u8> {
+        let mut frame = vec![0x80, 0xFF];
+        frame.extend_from_slice(&len.to_be_bytes());
+        frame.extend_from_slice(&MASK);
+        frame
+    }
+
+    #[test]
+    fn continuation_with_the_top_length_bit_fails_with_1002() {
+        // The issue's two frames: a 1-byte text fragment, then a continuation whose length
+        // is all ones. Before the fix `1 + u64::MAX` overflowed (a panic in debug builds;
+        // in release the sum wrapped and `split_to` panicked).
+        let mut d = open(10 * 1024 * 1024);
+        assert!(feed(&mut d, &client_frame(0x01, b"a")).is_empty());
+        assert_failed(
+            &feed(&mut d, &continuation_u64(u64::MAX)),
+            WebsocketError::LengthTopBit(u64::MAX),
+        );
+        assert!(d.is_closed());
+        // Any length with the top bit, in a first frame too.
+        let mut d = open(u32::MAX);
+        let mut first = continuation_u64(1 << 63);
+        first[0] = 0x82;
+        assert_failed(&feed(&mut d, &first), WebsocketError::LengthTopBit(1 << 63));
+    }
+
+    #[test]
+    fn lengths_near_the_integer_limits_are_too_big_not_wrapped() {
+        // The largest legal 64-bit length on top of a buffered fragment.
+        let mut d = open(u32::MAX);
+        assert!(feed(&mut d, &client_frame(0x01, b"a")).is_empty());
+        assert_failed(
+            &feed(&mut d, &continuation_u64(u64::MAX >> 1)),
+            WebsocketError::TooBig {
+                len: 1 << 63,
+                max: u32::MAX,
+            },
+        );
+        // One past u32::MAX in total.
+        let mut d = open(u32::MAX);
+        assert!(feed(&mut d, &client_frame(0x01, b"a")).is_empty());
+        assert_failed(
+            &feed(&mut d, &continuation_u64(u64::from(u32::MAX))),
+            WebsocketError::TooBig {
+                len: 1 << 32,
+                max: u32::MAX,
+            },
+        );
+        // Exactly u32::MAX in one frame is within the bound: the decoder waits for it.
+        let mut d = open(u32::MAX);
+        let mut whole = continuation_u64(u64::from(u32::MAX));
+        whole[0] = 0x82;
+        assert!(feed(&mut d, &whole).is_empty());
+        assert!(!d.is_closed());
     }
 
     #[test]
