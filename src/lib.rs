@@ -10,7 +10,6 @@
 //! Nothing under `protocol` reads a clock, a random source or a socket.
 
 #![warn(missing_docs)]
-
 // Without the `runtime` feature (the fuzz build) only the codecs are compiled: `protocol`
 // and `wasm::value`; helpers of theirs used only by the runtime are then unused.
 #![cfg_attr(not(feature = "runtime"), allow(dead_code, unused_imports))]
