@@ -13,23 +13,42 @@
 //!
 //! The guest side (SDK, examples) lives in the separate `wasm-workers/` workspace.
 
+// Without the `runtime` feature (the fuzz build) only the GWV codec is compiled.
+#[cfg(feature = "runtime")]
 pub mod abi;
+#[cfg(feature = "runtime")]
 mod config;
+#[cfg(feature = "runtime")]
 mod event;
+#[cfg(feature = "runtime")]
 mod handler;
+#[cfg(feature = "runtime")]
 mod host;
+#[cfg(feature = "runtime")]
 mod imports;
+#[cfg(feature = "runtime")]
 mod reload;
+#[cfg(feature = "runtime")]
 mod session;
+#[cfg(feature = "runtime")]
 mod store;
 pub mod value;
+#[cfg(feature = "runtime")]
 mod worker;
 
+#[cfg(feature = "runtime")]
 pub use config::HostConfig;
+#[cfg(feature = "runtime")]
 pub use event::{ClientInfo, EventFailure, EventKind, EventOutcome, FailureKind, WorkerEvent};
+#[cfg(feature = "runtime")]
 pub use handler::{ApiHandler, ApiRequest, LogLevel};
+#[cfg(feature = "runtime")]
 pub use host::{HostError, LoadError, Plugin, WasmHost};
+#[cfg(feature = "runtime")]
 pub use imports::{AbiViolation, SLEEP_MS_MAX};
+#[cfg(feature = "runtime")]
 pub use reload::{FileWatcher, PluginSlot, ReloadHandle};
+#[cfg(feature = "runtime")]
 pub use store::StoreData;
+#[cfg(feature = "runtime")]
 pub use worker::{WasmWorker, WorkerStats};
