@@ -84,8 +84,16 @@ pub struct ClientSettings {
     pub connect_timeout: Duration,
     /// Wait for an answer once connected.
     pub reply_timeout: Duration,
-    /// Largest reply record payload accepted (`..._max`).
+    /// Largest reply record payload accepted (`..._max`); a longer reply fails that
+    /// gateway's part with [`LinkFailure::TooLarge`] (and the connection is dropped).
+    /// The default, 64 MiB, is the gateway's `reply_size_max` and the worker's.
     pub reply_size_max: u32,
+    /// Largest frame sent to a gateway: its `package_size_max`, 10 MiB by default. A
+    /// call whose frame would be longer fails with [`ApiError::TooLarge`] before anything
+    /// is sent (the gateway would close the connection on it).
+    ///
+    /// [`ApiError::TooLarge`]: crate::worker::api::ApiError::TooLarge
+    pub package_size_max: usize,
     /// Longest register line accepted.
     pub register_line_max: usize,
     /// How long a register's list is reused.
@@ -113,6 +121,7 @@ impl ClientSettings {
             connect_timeout: CONNECT_TIMEOUT_DEFAULT,
             reply_timeout: REPLY_TIMEOUT_DEFAULT,
             reply_size_max: REPLY_SIZE_MAX_DEFAULT,
+            package_size_max: crate::protocol::frame::PACKAGE_SIZE_MAX_DEFAULT as usize,
             register_line_max: REGISTER_LINE_MAX_DEFAULT,
             register_cache_ttl: REGISTER_CACHE_TTL_DEFAULT,
             timeout_policy: TimeoutPolicy::Fail,
@@ -434,6 +443,20 @@ impl GatewayClient {
         };
         let settings = &self.inner.settings;
         let plan = Sender::new(Caller::Client, &gateways, settings.group_scan).plan(call)?;
+        let max = settings.package_size_max;
+        if let Some(len) = plan
+            .frames
+            .iter()
+            .map(|o| o.frame.encoded_len())
+            .find(|&len| len > max)
+        {
+            tracing::warn!(
+                len,
+                max,
+                "call refused: frame over the gateway's package size"
+            );
+            return Err(crate::worker::api::ApiError::TooLarge { len, max }.into());
+        }
         match plan.completion {
             Completion::Ready(result) => {
                 let value = result?;

@@ -48,6 +48,9 @@ pub enum CloseReason {
     BadFrame,
     /// A worker registered again under the same key; the old link is closed.
     WorkerReplaced,
+    /// A reply could not be queued (over `reply_size_max`, or the link's output past
+    /// `link_pending_max` plus one largest reply): closing keeps replies aligned.
+    ReplyOverflow,
     /// The gateway is shutting down ([`GatewayCore::handle_shutdown`](super::GatewayCore::handle_shutdown)).
     Shutdown,
 }

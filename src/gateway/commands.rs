@@ -152,7 +152,7 @@ impl GatewayCore {
             Some(GetAllClientSessions) => self.reply_all_sessions(link),
             Some(IsOnline) => {
                 let online = self.clients.contains(f.connection_id);
-                self.transmit_link(link, reply(&PhpValue::Int(i64::from(online))));
+                self.transmit_reply(link, reply(&PhpValue::Int(i64::from(online))));
             }
             Some(BindUid) => {
                 if is_empty_bytes(&f.ext_data) {
@@ -165,7 +165,7 @@ impl GatewayCore {
             Some(SendToUid) => self.send_to_uid(&f),
             Some(GetClientIdByUid) => {
                 let ids = int_list(self.clients.uid_members(&f.ext_data));
-                self.transmit_link(link, reply(&ids));
+                self.transmit_reply(link, reply(&ids));
             }
             Some(BatchGetClientIdByUid) => self.reply_batch_client_ids(link, &f),
             Some(JoinGroup) => {
@@ -189,7 +189,7 @@ impl GatewayCore {
                 } else {
                     self.clients.group_len(&f.ext_data).unwrap_or(0)
                 };
-                self.transmit_link(link, reply(&PhpValue::Int(count as i64)));
+                self.transmit_reply(link, reply(&PhpValue::Int(count as i64)));
             }
             Some(Select) => self.reply_select(link, &f),
             Some(GetGroupIdList) => {
@@ -197,7 +197,7 @@ impl GatewayCore {
                 for (i, name) in self.clients.group_names().enumerate() {
                     list.push_unique(PhpKey::Int(i as i64), key_value(name));
                 }
-                self.transmit_link(link, reply(&PhpValue::Array(list)));
+                self.transmit_reply(link, reply(&PhpValue::Array(list)));
             }
             Some(Ungroup) => {
                 if !is_empty_bytes(&f.ext_data) {
@@ -433,7 +433,7 @@ impl GatewayCore {
                 .unwrap_or_default();
             map.push_unique(PhpKey::Int(i64::from(cid)), PhpValue::Str(session));
         }
-        self.transmit_link(link, reply(&PhpValue::Array(map)));
+        self.transmit_reply(link, reply(&PhpValue::Array(map)));
     }
 
     fn reply_group_sessions(&mut self, link: LinkId, f: &RawFrame) {
@@ -446,7 +446,7 @@ impl GatewayCore {
                 .unwrap_or_default();
             map.push_unique(PhpKey::Int(i64::from(cid)), PhpValue::Str(session));
         }
-        self.transmit_link(link, reply(&PhpValue::Array(map)));
+        self.transmit_reply(link, reply(&PhpValue::Array(map)));
     }
 
     /// GET_SESSION_BY_CLIENT_ID (quirk 7): `N;` unknown, `a:0:{}` falsy, else verbatim.
@@ -456,7 +456,7 @@ impl GatewayCore {
             Some(c) if is_empty_bytes(&c.session) => Bytes::from_static(b"a:0:{}"),
             Some(c) => c.session.clone(),
         };
-        self.transmit_link(link, wire::encode_reply(&payload));
+        self.transmit_reply(link, wire::encode_reply(&payload));
     }
 
     fn reply_batch_client_ids(&mut self, link: LinkId, f: &RawFrame) {
@@ -466,7 +466,7 @@ impl GatewayCore {
             let ids = int_list(self.clients.uid_members(&key.to_bytes()));
             map.insert(key, ids);
         }
-        self.transmit_link(link, reply(&PhpValue::Array(map)));
+        self.transmit_reply(link, reply(&PhpValue::Array(map)));
     }
 
     fn reply_batch_group_counts(&mut self, link: LinkId, f: &RawFrame) {
@@ -478,7 +478,7 @@ impl GatewayCore {
             let count = self.clients.group_len(&key.to_bytes()).unwrap_or(0);
             map.insert(key, PhpValue::Int(count as i64));
         }
-        self.transmit_link(link, reply(&PhpValue::Array(map)));
+        self.transmit_reply(link, reply(&PhpValue::Array(map)));
     }
 
     /// SELECT (spec 2.7).
@@ -487,7 +487,7 @@ impl GatewayCore {
             Some(PhpValue::Array(query)) if !query.is_empty() => self.select(&query),
             _ => PhpArray::new(),
         };
-        self.transmit_link(link, reply(&PhpValue::Array(result)));
+        self.transmit_reply(link, reply(&PhpValue::Array(result)));
     }
 
     fn select(&self, query: &PhpArray) -> PhpArray {

@@ -53,9 +53,15 @@ pub struct GatewayConfig {
     /// the message is dropped like at `client_pending_max`.
     pub pending_before_handshake_max: usize,
     /// Per-link pending output, default 10 240 000 bytes (`sendToWorkerBufferSize`).
-    /// An event or reply for a link whose unflushed output has reached it is dropped
-    /// (counted in `link_frames_dropped`, logged); the link stays open.
+    /// An event (or ping) for a link whose unflushed output has reached it is dropped
+    /// (counted in `link_frames_dropped`, logged); the link stays open. A reply is never
+    /// dropped: one that would take the output past this plus one largest reply record
+    /// closes the link (see `reply_size_max`).
     pub link_pending_max: usize,
+    /// Largest reply payload, default 64 MiB ([`crate::protocol::frame::REPLY_SIZE_MAX_DEFAULT`],
+    /// what workers and GatewayClients accept). A reply that would be larger closes the
+    /// link instead of being sent (the peer fails its pending calls).
+    pub reply_size_max: usize,
     /// Largest internal frame and largest client message, default 10 485 760 bytes
     /// (workerman's `maxPackageSize`). A larger one closes that connection.
     pub package_size_max: usize,
@@ -90,6 +96,7 @@ impl GatewayConfig {
             client_pending_max: 1_024_000,
             pending_before_handshake_max: 1_024_000,
             link_pending_max: 10_240_000,
+            reply_size_max: crate::protocol::frame::REPLY_SIZE_MAX_DEFAULT as usize,
             package_size_max: crate::protocol::frame::PACKAGE_SIZE_MAX_DEFAULT as usize,
             handshake_timeout: Duration::from_secs(10),
             clients_max: 1_000_000,

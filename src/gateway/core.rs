@@ -774,7 +774,63 @@ impl GatewayCore {
         }
     }
 
-    /// Queues bytes for a link, dropping them at `link_pending_max`.
+    /// Queues a reply record for a link. A reply is never dropped while the link stays
+    /// open: the peer matches replies to its requests by order, so one missing reply would
+    /// hand every later one to the wrong call. A reply whose payload exceeds
+    /// `reply_size_max`, or one that would take the link's pending output past
+    /// `link_pending_max` plus one largest reply record (the headroom lets a legitimate big
+    /// reply through behind a full window of events), closes the link instead (after
+    /// flushing what was queued before; counted in `link_frames_dropped`, logged at
+    /// error): the peer sees the close and fails its pending calls.
+    pub(super) fn transmit_reply(&mut self, id: LinkId, bytes: Bytes) {
+        let Some(link) = self.links.get(&id.0) else {
+            return;
+        };
+        if link.closing {
+            // Nothing more goes out on a closing link: no reply can be misaligned.
+            self.stats.link_frames_dropped += 1;
+            return;
+        }
+        let payload = bytes
+            .len()
+            .saturating_sub(crate::protocol::frame::REPLY_PREFIX_LEN);
+        let record_max = self
+            .config
+            .reply_size_max
+            .saturating_add(crate::protocol::frame::REPLY_PREFIX_LEN);
+        let limit = self.config.link_pending_max.saturating_add(record_max);
+        let overflow = if payload > self.config.reply_size_max {
+            Some("reply larger than reply_size_max")
+        } else if link.pending.saturating_add(bytes.len()) > limit {
+            Some("link send buffer full")
+        } else {
+            None
+        };
+        if let Some(what) = overflow {
+            self.stats.link_frames_dropped += 1;
+            tracing::error!(
+                link = id.0,
+                pending = link.pending,
+                len = bytes.len(),
+                what,
+                "reply cannot be queued: link closed"
+            );
+            self.close_link(id, CloseReason::ReplyOverflow);
+            return;
+        }
+        if let Some(link) = self.links.get_mut(&id.0) {
+            link.pending += bytes.len();
+        }
+        self.actions.push_back(Action::Transmit {
+            to: Target::Link(id),
+            bytes,
+        });
+    }
+
+    /// Queues an event (or ping) frame for a link, dropping it at `link_pending_max`
+    /// (counted in `link_frames_dropped`, logged), as the original does. Events are not
+    /// matched by order, so a dropped one misaligns nothing; replies go through
+    /// [`GatewayCore::transmit_reply`].
     pub(super) fn transmit_link(&mut self, id: LinkId, bytes: Bytes) {
         let Some(link) = self.links.get_mut(&id.0) else {
             return;

@@ -37,8 +37,8 @@ pub fn status_of(error: &ApiError) -> i32 {
         ApiError::NoCurrentClient => STATUS_NO_CURRENT_CLIENT,
         ApiError::NotAvailable => STATUS_NOT_AVAILABLE,
         ApiError::MalformedClientId => STATUS_MALFORMED_CLIENT_ID,
-        ApiError::BadArgument(_) => STATUS_BAD_ARGUMENT,
-        ApiError::Timeout { .. } => STATUS_TIMEOUT,
+        ApiError::BadArgument(_) | ApiError::TooLarge { .. } => STATUS_BAD_ARGUMENT,
+        ApiError::Timeout { .. } | ApiError::Busy { .. } => STATUS_TIMEOUT,
         ApiError::NoGateway => STATUS_NO_GATEWAY,
     }
 }

@@ -8,9 +8,14 @@ pub struct HostConfig {
     /// Fuel (≈ wasm instructions) one event may use, including the buffer copies in and
     /// out. Deterministic: the simulation's CPU budget. 100 M ≈ tens of ms of guest code.
     pub fuel_per_event: u64,
-    /// Wall-clock backstop per event (epoch interruption): catches what fuel cannot (a
-    /// slow machine, a fuel budget set too high). Counted from the start of the event and
-    /// re-armed whenever an API call returns, so waiting for gateways does not use it up.
+    /// Wall-clock bound on one event (epoch interruption): catches what fuel cannot (a
+    /// slow machine, a fuel budget set too high, a guest looping on `gw.sleep_ms`).
+    /// Counted from the start of the event; the time an API call waits for its reply is
+    /// given back (the deadline moves by that much, so waiting for gateways, itself bounded
+    /// by the worker's query timeout, does not use it up); time in guest code and in
+    /// `gw.sleep_ms` is not. A sleep that would outlast the budget sleeps what is left and
+    /// ends the event. At the bound the event fails with [`super::FailureKind::Deadline`]
+    /// and its instance is recreated. Rounded up to whole `epoch_tick`s.
     /// `None` turns epochs off, as the simulation requires (epochs tick on a real thread).
     pub epoch_deadline: Option<Duration>,
     /// Period of the epoch ticker thread; the deadline is rounded up to whole ticks.

@@ -101,10 +101,16 @@ async fn run_call<H: ApiHandler>(
         current_client,
         current_session,
     };
+    let started = std::time::Instant::now();
     let result = data.handler.call(request).await;
-    // The deadline bounds time spent in guest code: a query that legitimately waits for
-    // slow gateways (bounded by the worker's own query timeout) must not use it up.
-    if let Some(ticks) = caller.data().epoch_ticks {
+    // The deadline bounds the event's own time: a query that legitimately waits for slow
+    // gateways (bounded by the worker's own query timeout) must not use it up, so the
+    // deadline moves back by the time this call waited; the rest of the budget stays spent.
+    let data = caller.data_mut();
+    if let Some(deadline) = data.event_deadline {
+        data.event_deadline = deadline.checked_add(started.elapsed());
+    }
+    if let Some(ticks) = caller.data().ticks_left(std::time::Instant::now()) {
         caller.as_context_mut().set_epoch_deadline(ticks);
     }
     finish(caller.data_mut(), result)
@@ -256,17 +262,30 @@ pub(crate) fn define<H: ApiHandler>(linker: &mut Linker<StoreData<H>>) -> wasmti
         "sleep_ms",
         |mut caller: Caller<'_, StoreData<H>>, (ms,): (i32,)| {
             Box::new(async move {
-                let duration = std::time::Duration::from_millis(ms.clamp(0, SLEEP_MS_MAX) as u64);
-                let slept = caller.data_mut().handler.sleep(duration).await;
-                if let Some(ticks) = caller.data().epoch_ticks {
-                    caller.as_context_mut().set_epoch_deadline(ticks);
+                let mut duration =
+                    std::time::Duration::from_millis(ms.clamp(0, SLEEP_MS_MAX) as u64);
+                // Sleeping is the event's own time: it is not given back (a guest looping
+                // on sleep_ms would otherwise hold its instance forever). A sleep that
+                // would outlast the event's budget sleeps what is left, then the event
+                // ends as a deadline failure.
+                let left = caller
+                    .data()
+                    .event_deadline
+                    .map(|d| d.saturating_duration_since(std::time::Instant::now()));
+                let expires = left.is_some_and(|left| left <= duration);
+                if let Some(left) = left {
+                    duration = duration.min(left);
                 }
-                if slept {
+                let slept = caller.data_mut().handler.sleep(duration).await;
+                if expires && slept {
+                    return Err(wasmtime::Error::from(wasmtime::Trap::Interrupt));
+                }
+                Ok::<i32, wasmtime::Error>(if slept {
                     0
                 } else {
                     let text = "sleep is not offered by this host".to_string();
                     fail(caller.data_mut(), abi::STATUS_NOT_AVAILABLE, text)
-                }
+                })
             })
         },
     )?;

@@ -68,8 +68,12 @@ pub struct StoreData<H: ApiHandler> {
     /// The result slot: the last result (GWV) or error text.
     pub(crate) result: Vec<u8>,
     pub(crate) request_size_max: usize,
-    /// The epoch deadline in ticks, re-armed after every API call (see `imports::run_call`).
-    pub(crate) epoch_ticks: Option<u64>,
+    /// The epoch ticker's period (deadlines are rounded up to whole ticks).
+    pub(crate) epoch_tick: std::time::Duration,
+    /// When the current event's wall-clock budget runs out. Set when an event starts,
+    /// pushed back by the time each API call waited for its reply (`imports::run_call`),
+    /// never by a `gw.sleep_ms`: sleeping counts (see [`super::HostConfig::epoch_deadline`]).
+    pub(crate) event_deadline: Option<std::time::Instant>,
 }
 
 impl<H: ApiHandler> StoreData<H> {
@@ -86,7 +90,8 @@ impl<H: ApiHandler> StoreData<H> {
             now_ms: 0,
             result: Vec::new(),
             request_size_max: config.request_size_max,
-            epoch_ticks: config.epoch_deadline_ticks(),
+            epoch_tick: config.epoch_tick,
+            event_deadline: None,
         }
     }
 
@@ -96,5 +101,14 @@ impl<H: ApiHandler> StoreData<H> {
         self.memory = None;
         self.event = None;
         self.result = Vec::new();
+        self.event_deadline = None;
+    }
+
+    /// Epoch ticks left until `event_deadline` (rounded up; 0 once it passed).
+    pub(crate) fn ticks_left(&self, now: std::time::Instant) -> Option<u64> {
+        let deadline = self.event_deadline?;
+        let left = deadline.saturating_duration_since(now).as_nanos();
+        let tick = self.epoch_tick.as_nanos().max(1);
+        Some(u64::try_from(left.div_ceil(tick)).unwrap_or(u64::MAX))
     }
 }

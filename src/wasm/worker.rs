@@ -280,6 +280,10 @@ fn arm<H: ApiHandler>(
     store.set_fuel(config.fuel_per_event)?;
     if let Some(ticks) = config.epoch_deadline_ticks() {
         store.set_epoch_deadline(ticks);
+        let budget = config
+            .epoch_tick
+            .saturating_mul(u32::try_from(ticks).unwrap_or(u32::MAX));
+        store.data_mut().event_deadline = std::time::Instant::now().checked_add(budget);
     }
     Ok(())
 }

@@ -154,10 +154,26 @@ pub enum ApiError {
     /// `getAllGatewayAddresses return empty`).
     #[error("no gateway known")]
     NoGateway,
-    /// Some gateways did not answer a query in time.
-    #[error("query timed out on {missing} gateway(s)")]
+    /// Some gateways did not answer a query: in time, or at all because their link
+    /// closed or its queue was full.
+    #[error("query got no answer from {missing} gateway(s) (timed out or link closed)")]
     Timeout {
         /// Number of gateways that did not answer.
         missing: usize,
+    },
+    /// A frame of the call would exceed the gateway's package size limit; nothing was
+    /// sent (the gateway would close the whole link on it).
+    #[error("frame of {len} bytes exceeds the gateway package size limit of {max} bytes")]
+    TooLarge {
+        /// The frame's length.
+        len: usize,
+        /// The limit (`package_size_max`).
+        max: usize,
+    },
+    /// A gateway link already awaits `max` replies; the query was not sent.
+    #[error("too many queries awaiting replies on a gateway link (at most {max})")]
+    Busy {
+        /// The bound (`pending_replies_max`).
+        max: usize,
     },
 }

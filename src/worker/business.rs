@@ -192,6 +192,8 @@ pub struct RunningWorker {
     watcher: Option<FileWatcher>,
     connected: Vec<watch::Receiver<usize>>,
     events: Arc<EventMetrics>,
+    /// Shared by every instance's driver ([`DriverConfig::connection_panics`]).
+    connection_panics: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl RunningWorker {
@@ -201,6 +203,7 @@ impl RunningWorker {
             stats: self.stats.clone(),
             connected: self.connected.clone(),
             events: self.events.clone(),
+            connection_panics: self.connection_panics.clone(),
         }
     }
 
@@ -313,6 +316,7 @@ pub fn start(settings: BusinessSettings) -> Result<RunningWorker, StartError> {
         watcher,
         connected,
         events,
+        connection_panics: settings.driver.connection_panics.clone(),
     })
 }
 

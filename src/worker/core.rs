@@ -213,8 +213,26 @@ pub struct WorkerConfig {
     pub link_queue_max: usize,
     /// Bytes handed to the driver per link before it confirms them.
     pub link_window_max: usize,
-    /// Largest frame or reply accepted from a gateway (10 MiB like workerman).
+    /// Largest frame accepted from a gateway, and largest frame sent to one (10 MiB like
+    /// workerman's `maxPackageSize`, the gateway's `package_size_max`): a frame from a
+    /// gateway over it closes the link; a call whose frame would be over it is refused
+    /// before anything is sent (a bool-send returns false, other calls
+    /// [`ApiError::TooLarge`]; counted in [`WorkerStats::frames_too_large`]), since the
+    /// gateway would close the whole link on it.
     pub package_size_max: usize,
+    /// Largest reply payload accepted from a gateway (64 MiB,
+    /// [`crate::protocol::frame::REPLY_SIZE_MAX_DEFAULT`], the same bound as the gateway's
+    /// `reply_size_max` and the GatewayClient's). A larger one closes the link.
+    pub reply_size_max: usize,
+    /// Replies awaited on one link at most (queries and session reloads). A query that
+    /// would exceed it fails at once with [`ApiError::Busy`] (counted in
+    /// [`WorkerStats::calls_refused_busy`]); a session reload that would is skipped (the
+    /// event goes out with the session it carried).
+    pub pending_replies_max: usize,
+    /// Bytes of client events held by the core while the driver has no room for them
+    /// ([`WorkerCore::set_event_room`]); at or past it, [`WorkerCore::input_paused`] is true
+    /// and the driver stops reading links until the business code catches up.
+    pub held_events_bytes_max: usize,
     /// Longest register line accepted.
     pub register_line_max: usize,
     /// Clients whose session version is remembered at most (beyond, no reload check).
@@ -244,6 +262,9 @@ impl WorkerConfig {
             link_queue_max: 10_240_000,
             link_window_max: 1 << 20,
             package_size_max: 10_485_760,
+            reply_size_max: crate::protocol::frame::REPLY_SIZE_MAX_DEFAULT as usize,
+            pending_replies_max: 1024,
+            held_events_bytes_max: 16 << 20,
             register_line_max: 1 << 20,
             session_versions_max: 1 << 20,
             parked_events_max: 4096,
@@ -264,6 +285,12 @@ pub struct WorkerStats {
     pub protocol_errors: u64,
     /// Session reloads (GET_SESSION before an event).
     pub session_reloads: u64,
+    /// Calls refused because a frame would exceed `package_size_max`.
+    pub frames_too_large: u64,
+    /// Queries refused because a link already awaited `pending_replies_max` replies.
+    pub calls_refused_busy: u64,
+    /// Session reloads skipped for the same reason.
+    pub reloads_skipped_busy: u64,
 }
 
 /// What a reply expected on a link is for.
@@ -352,6 +379,11 @@ pub struct WorkerCore {
     events_in_flight: HashMap<Bytes, u32>,
     actions: VecDeque<Action>,
     stats: WorkerStats,
+    /// Events the driver can still take ([`WorkerCore::set_event_room`]).
+    event_room: usize,
+    /// Events released in order but waiting for room, and their estimated bytes.
+    held: VecDeque<ClientEvent>,
+    held_bytes: usize,
 }
 
 impl WorkerCore {
@@ -382,6 +414,9 @@ impl WorkerCore {
             events_in_flight: HashMap::new(),
             actions: VecDeque::new(),
             stats: WorkerStats::default(),
+            event_room: usize::MAX,
+            held: VecDeque::new(),
+            held_bytes: 0,
         };
         core.handle_timeout(now);
         core
@@ -390,6 +425,33 @@ impl WorkerCore {
     /// Counters.
     pub fn stats(&self) -> &WorkerStats {
         &self.stats
+    }
+
+    /// Tells the core how many more events the driver can take now (its queue's free
+    /// room). Beyond it, events are held in order (replies and acknowledgements are still
+    /// handled: queries waiting on a link are never starved by throttled events); held
+    /// events go out, oldest first, as room is given back. Default: unlimited.
+    pub fn set_event_room(&mut self, room: usize) {
+        self.event_room = room;
+        while self.event_room > 0 {
+            let Some(event) = self.held.pop_front() else {
+                break;
+            };
+            self.held_bytes = self.held_bytes.saturating_sub(event_cost(&event));
+            self.event_room -= 1;
+            self.actions.push_back(Action::Event(event));
+        }
+    }
+
+    /// True while the held events reach `held_events_bytes_max`: the driver should stop
+    /// reading links (TCP backpressure towards the gateways) until room frees up.
+    pub fn input_paused(&self) -> bool {
+        self.held_bytes >= self.config.held_events_bytes_max
+    }
+
+    /// Events held for want of room, and their estimated bytes.
+    pub fn held_events(&self) -> (usize, usize) {
+        (self.held.len(), self.held_bytes)
     }
 
     /// The gateway list in use (register order).
@@ -673,6 +735,17 @@ impl WorkerCore {
             self.config.group_scan,
         );
         let plan = sender.set_socket_session(&client.client_id, &text)?;
+        if let Some(len) = plan
+            .frames
+            .iter()
+            .map(|o| o.frame.encoded_len())
+            .find(|&len| len > self.config.package_size_max)
+        {
+            self.stats.frames_too_large += 1;
+            tracing::warn!(len, "session write-back refused: frame too large");
+            let max = self.config.package_size_max;
+            return Err(ApiError::TooLarge { len, max });
+        }
         for o in &plan.frames {
             self.send_frame(o.to, &o.frame);
         }
@@ -689,6 +762,44 @@ impl WorkerCore {
     }
 
     fn execute(&mut self, now: Duration, id: CallId, plan: Plan, targets: &[GatewayAddr]) {
+        // A frame over the gateway's package limit would make it close the whole link:
+        // refuse the call before anything is sent.
+        if let Some(len) = plan
+            .frames
+            .iter()
+            .map(|o| o.frame.encoded_len())
+            .find(|&len| len > self.config.package_size_max)
+        {
+            self.stats.frames_too_large += 1;
+            tracing::warn!(
+                len,
+                max = self.config.package_size_max,
+                "call refused: frame too large"
+            );
+            let result = match plan.completion {
+                Completion::SendOutcome => Ok(PhpValue::Bool(false)),
+                _ => Err(ApiError::TooLarge {
+                    len,
+                    max: self.config.package_size_max,
+                }),
+            };
+            return self.done(id, result, Vec::new());
+        }
+        if matches!(plan.completion, Completion::Replies(_)) {
+            let max = self.config.pending_replies_max;
+            let busy = plan.frames.iter().any(|o| {
+                self.gateways
+                    .get(&o.to)
+                    .and_then(|g| g.link)
+                    .and_then(|link| self.links.get(&link))
+                    .is_some_and(|l| l.pending.len() >= max)
+            });
+            if busy {
+                self.stats.calls_refused_busy += 1;
+                tracing::warn!(max, "query refused: too many replies awaited on a link");
+                return self.done(id, Err(ApiError::Busy { max }), Vec::new());
+            }
+        }
         match plan.completion {
             Completion::Ready(result) => {
                 for o in &plan.frames {
@@ -956,7 +1067,8 @@ impl WorkerCore {
                 return;
             };
             if reply {
-                match ReplyDecoder::new(size_max).decode(&mut l.inbound) {
+                let reply_max = u32::try_from(self.config.reply_size_max).unwrap_or(u32::MAX);
+                match ReplyDecoder::new(reply_max).decode(&mut l.inbound) {
                     Ok(Some(payload)) => {
                         let pending = l.pending.pop_front();
                         self.on_reply(link, pending, &payload);
@@ -1110,7 +1222,18 @@ impl WorkerCore {
                             },
                             ..reload
                         };
-                        if self.enqueue(link, frame_bytes(&reload)) {
+                        let busy = self
+                            .links
+                            .get(&link)
+                            .is_some_and(|l| l.pending.len() >= self.config.pending_replies_max);
+                        if busy {
+                            self.stats.reloads_skipped_busy += 1;
+                            tracing::warn!(
+                                ?link,
+                                "session reload skipped: too many replies awaited"
+                            );
+                        }
+                        if !busy && self.enqueue(link, frame_bytes(&reload)) {
                             self.stats.session_reloads += 1;
                             if let Some(l) = self.links.get_mut(&link) {
                                 l.pending.push_back(Pending::SessionReload);
@@ -1140,7 +1263,13 @@ impl WorkerCore {
             .events_in_flight
             .entry(event.client.client_id.clone())
             .or_default() += 1;
-        self.actions.push_back(Action::Event(event));
+        if self.event_room > 0 && self.held.is_empty() {
+            self.event_room -= 1;
+            self.actions.push_back(Action::Event(event));
+        } else {
+            self.held_bytes = self.held_bytes.saturating_add(event_cost(&event));
+            self.held.push_back(event);
+        }
     }
 
     /// The business code is done with an event of `client_id`: when it was the client's
@@ -1197,6 +1326,15 @@ fn backoff(config: &WorkerConfig, failures: u32) -> Duration {
         .reconnect_delay
         .saturating_mul(factor)
         .min(config.reconnect_delay_max.max(config.reconnect_delay))
+}
+
+/// Estimated bytes an event holds (its frame's parts plus a fixed overhead).
+fn event_cost(event: &ClientEvent) -> usize {
+    let body = match &event.body {
+        PhpValue::Str(b) => b.len(),
+        other => serialize(other).len(),
+    };
+    HEADER_LEN + 256 + event.session_text.len() + body + event.client.client_id.len()
 }
 
 /// Commands a gateway sends on a worker link; no serialized reply starts with these bytes.

@@ -1235,3 +1235,213 @@ fn events_held_behind_a_running_one_are_bounded() {
         "over the bound the head goes out as it is"
     );
 }
+
+// ---- hardening: size limits, pending-reply bound, event room ------------------------
+
+const GW0: &str = "10.0.0.5:2900";
+
+fn gw0() -> GatewayAddr {
+    GW0.parse().unwrap()
+}
+
+/// A call over the gateway's package size is refused before anything is sent: a
+/// bool-send returns false, a session call fails with `TooLarge`, a session write-back
+/// too; the gateway would otherwise close the whole link on the frame.
+#[test]
+fn frames_over_the_package_size_are_refused_unsent() {
+    let mut config = Harness::config();
+    config.package_size_max = 1000;
+    let (mut h, _link) = Harness::linked_to_one_gateway(config);
+    let client = Bytes::from_static(b"0a0000050b5400000001");
+    h.core.call(
+        h.now,
+        &ApiCall::SendToClient {
+            client_id: client.clone(),
+            message: PhpValue::Str(Bytes::from(vec![b'x'; 2000])),
+            raw: false,
+        },
+        None,
+    );
+    let a = h.drain();
+    assert!(transmits(&a).is_empty(), "nothing sent: {a:?}");
+    assert_eq!(done(&a)[0].result, Ok(PhpValue::Bool(false)));
+    let big = map(vec![(
+        PhpKey::from_bytes(b"k"),
+        PhpValue::Str(Bytes::from(vec![b'y'; 2000])),
+    )]);
+    h.core.call(
+        h.now,
+        &ApiCall::SetSession {
+            client_id: client.clone(),
+            session: big.clone(),
+        },
+        None,
+    );
+    let a = h.drain();
+    assert!(transmits(&a).is_empty(), "nothing sent: {a:?}");
+    assert!(
+        matches!(
+            done(&a)[0].result,
+            Err(ApiError::TooLarge { max: 1000, .. })
+        ),
+        "{a:?}"
+    );
+    let current = CurrentClient {
+        client_id: client,
+        gateway: gw0(),
+        connection_id: 1,
+        session: PhpValue::Null,
+    };
+    let outcome = h
+        .core
+        .end_event(h.now, &current, EventKind::Message, &PhpValue::Null, &big);
+    assert!(matches!(outcome, Err(ApiError::TooLarge { .. })));
+    assert!(transmits(&h.drain()).is_empty());
+    assert_eq!(h.core.stats().frames_too_large, 3);
+    // A frame at the limit still goes.
+    h.core.call(
+        h.now,
+        &ApiCall::SendToClient {
+            client_id: Bytes::from_static(b"0a0000050b5400000001"),
+            message: PhpValue::Str(Bytes::from(vec![b'x'; 100])),
+            raw: false,
+        },
+        None,
+    );
+    let a = h.drain();
+    assert_eq!(transmits(&a).len(), 1);
+    assert_eq!(done(&a)[0].result, Ok(PhpValue::Bool(true)));
+}
+
+/// A reply larger than the frame limit but within `reply_size_max` (64 MiB, the bound
+/// the gateway and the GatewayClient use too) is accepted; a larger one closes the link.
+#[test]
+fn replies_are_bounded_by_reply_size_max_not_the_frame_limit() {
+    let (mut h, link) = Harness::linked_to_one_gateway(Harness::config());
+    h.core.call(
+        h.now,
+        &ApiCall::GetAllClientSessions {
+            group: Bytes::new(),
+        },
+        None,
+    );
+    h.drain();
+    // An 11 MiB string reply: over the 10 MiB package size.
+    let text = vec![b'z'; 11 << 20];
+    let payload = serialize(&PhpValue::Str(Bytes::from(text)));
+    let mut record = BytesMut::new();
+    record.put_u32(payload.len() as u32);
+    record.put_slice(&payload);
+    h.core.handle_bytes(h.now, link, &record);
+    let a = h.drain();
+    assert!(
+        !a.iter().any(|a| matches!(a, Action::Close { .. })),
+        "link kept"
+    );
+    assert_eq!(done(&a).len(), 1);
+    assert_eq!(h.core.stats().protocol_errors, 0);
+
+    let mut config = Harness::config();
+    config.reply_size_max = 100;
+    let (mut h, link) = Harness::linked_to_one_gateway(config);
+    h.core.call(h.now, &ApiCall::GetAllClientCount, None);
+    h.drain();
+    let mut record = BytesMut::new();
+    record.put_u32(101);
+    record.put_u8(b's');
+    h.core.handle_bytes(h.now, link, &record);
+    let a = h.drain();
+    assert!(a.iter().any(|a| matches!(a, Action::Close { .. })), "{a:?}");
+    assert_eq!(
+        done(&a)[0].result,
+        Err(ApiError::Timeout { missing: 1 }),
+        "the pending call fails with the link"
+    );
+}
+
+/// At most `pending_replies_max` replies are awaited per link: a query beyond fails at
+/// once with `Busy` (counted), nothing is sent for it, and the link's replies stay
+/// aligned with the calls that were sent.
+#[test]
+fn awaited_replies_per_link_are_bounded() {
+    let mut config = Harness::config();
+    config.pending_replies_max = 2;
+    let (mut h, link) = Harness::linked_to_one_gateway(config);
+    let first = h.core.call(h.now, &ApiCall::GetAllClientCount, None);
+    let second = h.core.call(h.now, &ApiCall::GetAllUidCount, None);
+    let a = h.drain();
+    assert_eq!(transmits(&a).len(), 2);
+    assert!(done(&a).is_empty());
+    let third = h.core.call(h.now, &ApiCall::GetAllClientCount, None);
+    let a = h.drain();
+    assert!(transmits(&a).is_empty(), "the refused query is not sent");
+    let d = done(&a);
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].id, third);
+    assert_eq!(d[0].result, Err(ApiError::Busy { max: 2 }));
+    assert_eq!(h.core.stats().calls_refused_busy, 1);
+    // The two replies go to the two calls that were sent, in order.
+    let mut bytes = BytesMut::new();
+    bytes.extend_from_slice(&reply(&PhpValue::Int(5)));
+    bytes.extend_from_slice(&reply(&PhpValue::Array(PhpArray::new())));
+    h.core.handle_bytes(h.now, link, &bytes);
+    let d = done(&h.drain());
+    assert_eq!(d.len(), 2);
+    assert_eq!(
+        (d[0].id, d[0].result.clone()),
+        (first, Ok(PhpValue::Int(5)))
+    );
+    assert_eq!(d[1].id, second);
+    // Room again: a query goes out.
+    h.core.call(h.now, &ApiCall::GetAllClientCount, None);
+    assert_eq!(transmits(&h.drain()).len(), 1);
+}
+
+/// Events beyond the driver's room are held in order while replies keep being handled;
+/// room given back releases them; held bytes at the bound pause input.
+#[test]
+fn events_beyond_the_room_are_held_and_replies_still_flow() {
+    let mut config = Harness::config();
+    config.held_events_bytes_max = 2000;
+    let (mut h, link) = Harness::linked_to_one_gateway(config);
+    h.core.set_event_room(2);
+    let call = h.core.call(h.now, &ApiCall::GetAllClientCount, None);
+    h.drain();
+    let mut bytes = BytesMut::new();
+    for cid in 1..=5 {
+        bytes.extend_from_slice(&event_frame(gw0(), Command::OnMessage, cid, b"", b"m", 1));
+    }
+    bytes.extend_from_slice(&reply(&PhpValue::Int(9)));
+    h.core.handle_bytes(h.now, link, &bytes);
+    let a = h.drain();
+    let e = events(&a);
+    assert_eq!(
+        e.iter().map(|e| e.client.connection_id).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    let d = done(&a);
+    assert_eq!((d[0].id, d[0].result.clone()), (call, Ok(PhpValue::Int(9))));
+    assert_eq!(h.core.held_events().0, 3);
+    assert!(!h.core.input_paused());
+    // More events while no room: held until the bound pauses input.
+    let mut cid = 6;
+    while !h.core.input_paused() {
+        let f = event_frame(gw0(), Command::OnMessage, cid, b"", b"m", 1);
+        h.core.handle_bytes(h.now, link, &f);
+        assert!(events(&h.drain()).is_empty());
+        cid += 1;
+        assert!(cid < 100, "the bound holds");
+    }
+    let (held, bytes_held) = h.core.held_events();
+    assert!(
+        bytes_held >= 2000 && held == cid as usize - 3,
+        "{held} {bytes_held}"
+    );
+    // Room given back: the held events go out oldest first and input resumes.
+    h.core.set_event_room(1000);
+    let e = events(&h.drain());
+    let ids: Vec<u32> = e.iter().map(|e| e.client.connection_id).collect();
+    assert_eq!(ids, (3..cid).collect::<Vec<_>>());
+    assert!(!h.core.input_paused());
+    assert_eq!(h.core.held_events(), (0, 0));
+}

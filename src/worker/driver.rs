@@ -9,13 +9,25 @@
 //! `Send`), so [`run`] can be awaited from a current-thread runtime or a turmoil host.
 //!
 //! Bounds: link chunks travel through a channel of `link_inbox_max` messages; events
-//! wait in a queue of at most `events_pending_max` for the business code, and while it is
-//! full the loop stops taking link input, so gateways see TCP backpressure instead of the
-//! worker growing. Bytes towards a link are bounded by the core's window.
+//! wait in a queue of at most `events_pending_max` for the business code. While it is
+//! full the loop keeps reading links, so the replies and acknowledgements the business
+//! code waits for still arrive; the core holds the events it cannot hand over
+//! ([`WorkerCore::set_event_room`]) up to `held_events_bytes_max` bytes, and only past
+//! that does the loop stop taking link input (gateways then see TCP backpressure; a reply
+//! behind the unread bytes waits, and its query may time out). Bytes towards a link are
+//! bounded by the core's window.
+//!
+//! Panics: a panic while the core handles one link's bytes is caught; that link is
+//! closed (the core's link-closed path runs: its pending calls fail, it is reconnected),
+//! the panic is logged at error and counted (`gatewayworker_connection_panics_total`,
+//! [`DriverConfig::connection_panics`]). Other links and the worker carry on.
 //! `tokio::select!` is always `biased;` (deterministic under simulation).
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, IoSlice};
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -82,6 +94,9 @@ pub struct DriverConfig {
     /// link. What a read returns is copied into a per-link staging buffer and handed to the
     /// main loop as a slice of it, so steady traffic allocates nothing per read.
     pub read_chunk_len: usize,
+    /// Counts panics caught while handling a link's bytes (each closed that link only);
+    /// shared with the metrics endpoint.
+    pub connection_panics: Arc<AtomicU64>,
 }
 
 impl Default for DriverConfig {
@@ -90,6 +105,7 @@ impl Default for DriverConfig {
             events_pending_max: 1024,
             link_inbox_max: 256,
             read_chunk_len: 64 * 1024,
+            connection_panics: Arc::new(AtomicU64::new(0)),
         }
     }
 }
@@ -172,6 +188,14 @@ pub(crate) async fn run_local<N: Net>(
     let mut timer_at = None;
     loop {
         d.dispatch();
+        // The core hands over no more events than the queue has room for and holds the
+        // rest, so link input (replies included) keeps flowing while events wait.
+        let room = d
+            .config
+            .events_pending_max
+            .saturating_sub(d.pending_events.len());
+        d.core.set_event_room(room);
+        d.dispatch();
         let deadline = d.core.poll_timeout().map(|at| d.origin + at);
         if deadline != timer_at {
             if let Some(at) = deadline {
@@ -179,7 +203,7 @@ pub(crate) async fn run_local<N: Net>(
             }
             timer_at = deadline;
         }
-        let take_input = d.pending_events.len() < d.config.events_pending_max;
+        let take_input = !d.core.input_paused();
         tokio::select! {
             biased;
             permit = events.reserve(), if !d.pending_events.is_empty() => {
@@ -214,7 +238,24 @@ impl<N: Net> Driver<N> {
         let now = self.now();
         match message {
             FromLink::Connected(link) => self.core.handle_connected(now, link),
-            FromLink::Bytes(link, bytes) => self.core.handle_bytes(now, link, &bytes),
+            FromLink::Bytes(link, bytes) => {
+                let core = &mut self.core;
+                let handled = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    #[cfg(test)]
+                    tests::panic_hook(&bytes);
+                    core.handle_bytes(now, link, &bytes);
+                }));
+                if handled.is_err() {
+                    self.config
+                        .connection_panics
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(?link, "panic while handling a link's bytes: link closed");
+                    // Dropping the sender ends the link task; the core forgets the link
+                    // (pending calls fail) and reconnects as after any close.
+                    self.links.remove(&link);
+                    self.core.handle_closed(now, link);
+                }
+            }
             FromLink::Written(link, n) => self.core.handle_written(now, link, n),
             FromLink::Closed(link) => {
                 self.links.remove(&link);
@@ -436,3 +477,7 @@ fn write_some<S: NetStream>(stream: &mut S, queue: &mut VecDeque<Bytes>) -> io::
     }
     Ok(n)
 }
+
+#[cfg(test)]
+#[path = "driver_tests.rs"]
+mod tests;

@@ -111,7 +111,12 @@ pub struct WorkerObserver {
     pub(super) stats: Arc<Mutex<Vec<WorkerStats>>>,
     pub(super) connected: Vec<watch::Receiver<usize>>,
     pub(super) events: Arc<EventMetrics>,
+    pub(super) connection_panics: Arc<AtomicU64>,
 }
+
+/// The metric family of [`WorkerObserver::connection_panics`] (the gateway's has the
+/// same name).
+pub const CONNECTION_PANICS_METRIC: &str = "gatewayworker_connection_panics_total";
 
 impl WorkerObserver {
     /// Life counters of each instance, by index.
@@ -127,6 +132,12 @@ impl WorkerObserver {
     /// Event durations and failures of all instances.
     pub fn events(&self) -> EventMetricsSnapshot {
         self.events.snapshot()
+    }
+
+    /// Panics caught while a driver handled a link's bytes, all instances (each closed
+    /// that link only): [`CONNECTION_PANICS_METRIC`].
+    pub fn connection_panics(&self) -> u64 {
+        self.connection_panics.load(Ordering::Relaxed)
     }
 }
 

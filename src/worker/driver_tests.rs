@@ -1,0 +1,133 @@
+//! The driver over real sockets with a test-only hook (compiled into tests only): a panic
+//! while handling one link's bytes closes that link only.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::timeout;
+
+use super::{run, DriverConfig, ToWorker};
+use crate::net::TokioNet;
+use crate::protocol::frame::{Command, Frame, FrameDecoder, Header};
+use crate::worker::api::{ApiCall, ApiError};
+use crate::worker::core::WorkerConfig;
+
+/// Bytes that make the driver panic while handing them to the core (tests only).
+const PANIC_MARKER: &[u8] = b"\xffdriver-test-panic\xff";
+
+/// Called inside the driver's guarded section for every chunk a link delivers.
+pub(super) fn panic_hook(bytes: &[u8]) {
+    if bytes.windows(PANIC_MARKER.len()).any(|w| w == PANIC_MARKER) {
+        panic!("test hook: panic while handling link bytes");
+    }
+}
+
+async fn read_frame(stream: &mut TcpStream, buf: &mut BytesMut) -> Option<Frame> {
+    let mut decoder = FrameDecoder::default();
+    loop {
+        if let Some(frame) = decoder.decode(buf).expect("valid frame") {
+            return Some(frame);
+        }
+        if stream.read_buf(buf).await.ok()? == 0 {
+            return None;
+        }
+    }
+}
+
+fn message(gateway_port: u16, cid: u32, body: &[u8]) -> Bytes {
+    let mut header = Header::new(Command::OnMessage);
+    header.local_ip = "127.0.0.1".parse().unwrap();
+    header.local_port = gateway_port;
+    header.connection_id = cid;
+    header.flag = 1;
+    let frame = Frame::new(header, Bytes::new(), Bytes::copy_from_slice(body));
+    let mut out = BytesMut::new();
+    frame.encode(&mut out);
+    out.freeze()
+}
+
+#[tokio::test]
+async fn a_panic_on_one_link_closes_that_link_only() {
+    let register = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gateway = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gateway_port = gateway.local_addr().unwrap().port();
+    let mut config = WorkerConfig::new("p", 0, vec![register.local_addr().unwrap().to_string()]);
+    config.query_timeout = Duration::from_secs(60);
+    let driver = DriverConfig::default();
+    let panics = driver.connection_panics.clone();
+    let (events_tx, mut events) = mpsc::channel(16);
+    let (commands, commands_rx) = mpsc::channel(16);
+    let worker = run(TokioNet, config, driver, events_tx, commands_rx);
+
+    let script = async move {
+        let (reg, _) = register.accept().await.unwrap();
+        let mut reg = BufReader::new(reg);
+        let mut line = String::new();
+        reg.read_line(&mut line).await.unwrap();
+        let broadcast = format!(
+            "{{\"event\":\"broadcast_addresses\",\"addresses\":[\"127.0.0.1:{gateway_port}\"]}}\n"
+        );
+        reg.get_mut().write_all(broadcast.as_bytes()).await.unwrap();
+        let (mut gw, _) = gateway.accept().await.unwrap();
+        let mut buf = BytesMut::new();
+        let hello = read_frame(&mut gw, &mut buf).await.expect("hello");
+        assert_eq!(hello.header.cmd, Command::WorkerConnect);
+
+        // A query is pending on the link when the panic comes.
+        let (reply, result) = oneshot::channel();
+        commands
+            .send(ToWorker::Call {
+                call: ApiCall::GetAllClientCount,
+                current: None,
+                reply,
+            })
+            .await
+            .unwrap();
+        let query = read_frame(&mut gw, &mut buf).await.expect("query");
+        assert_eq!(query.header.cmd, Command::GetClientCountByGroup);
+        gw.write_all(&message(gateway_port, 1, PANIC_MARKER))
+            .await
+            .unwrap();
+
+        // The pending call fails at once (not after the 60 s query timeout).
+        let done = timeout(Duration::from_secs(10), result)
+            .await
+            .expect("the call failed when its link closed")
+            .unwrap();
+        assert!(
+            matches!(done.result, Err(ApiError::Timeout { missing: 1 })),
+            "{:?}",
+            done.result
+        );
+        assert_eq!(panics.load(Ordering::Relaxed), 1);
+        // The link is closed: the fake gateway reads EOF.
+        assert!(read_frame(&mut gw, &mut buf).await.is_none());
+        // The register link is untouched and the worker reconnects like after any close,
+        // then serves events again.
+        let (mut gw, _) = timeout(Duration::from_secs(10), gateway.accept())
+            .await
+            .expect("reconnect")
+            .unwrap();
+        let mut buf = BytesMut::new();
+        let hello = read_frame(&mut gw, &mut buf).await.expect("hello again");
+        assert_eq!(hello.header.cmd, Command::WorkerConnect);
+        gw.write_all(&message(gateway_port, 2, b"fine"))
+            .await
+            .unwrap();
+        let ev = timeout(Duration::from_secs(10), events.recv())
+            .await
+            .expect("event")
+            .expect("worker running");
+        assert_eq!(ev.client.connection_id, 2);
+        reg.get_mut().write_all(b"").await.unwrap();
+    };
+    tokio::select! {
+        biased;
+        () = worker => panic!("the worker stopped"),
+        outcome = timeout(Duration::from_secs(40), script) => outcome.expect("script timed out"),
+    }
+}
