@@ -29,8 +29,10 @@ pub struct RegisterConfig {
     /// `connections_max` connections could each hold a partial line just short of
     /// `line_length_max` (10 000 × 10 MiB). When a read takes the total over it, the
     /// unregistered connections holding the most are closed (largest first, without a
-    /// message, counted in `unregistered_input_closes`) until it fits; the total can
-    /// exceed it by at most one read (the driver's 16 KiB buffer) in between. Registered
+    /// message, counted in `unregistered_input_closes`) until it fits; the check runs
+    /// after every read, so in between the total can exceed it by one connection's last
+    /// read and the growth of its buffer (the allocation at most doubles, and one
+    /// connection's buffer stays under `line_length_max`). Registered
     /// gateways and workers are not counted (their lines are still bounded by
     /// `line_length_max` each). Keep it at or above `line_length_max` so that one
     /// maximal line still fits.
