@@ -1,14 +1,30 @@
-//! gatewayworker: a Rust reimplementation of the GatewayWorker long-connection system.
+//! gatewayworker: a Rust reimplementation of the GatewayWorker long-connection system
+//! (Register, Gateway, BusinessWorker running wasm plugins, GatewayClient), byte-compatible
+//! with the PHP original's binary protocol.
 //!
-//! The crate is laid out the way the system is built:
+//! Codemap of `src/`: each role is a sans-IO core (no socket, no clock, no randomness:
+//! time and keys come in as inputs) plus a driver that owns the sockets.
 //!
-//! * [`protocol`]: wire codecs with no I/O (the 28-byte GatewayProtocol frame, client ids,
-//!   PHP values, register messages, the client-facing protocols).
-//! * later: `gateway`, `worker`, `register`, `client` (each a sans-IO core plus its tokio
-//!   driver), `wasm` (the plugin host) and `cli`.
+//! * [`protocol`]: wire codecs with no I/O: the 28-byte GatewayProtocol frame, client ids,
+//!   PHP serialize/unserialize and JSON, register lines, the client-facing protocols
+//!   (websocket, text).
+//! * [`net`]: the [`net::Net`] trait drivers are generic over (tokio sockets here, turmoil
+//!   in `sim/`), the per-connection I/O loop shared by the gateway and register drivers
+//!   (with its panic containment), accept-loop backoff, TLS for `wss://`.
+//! * [`register`]: the directory of gateway addresses: core and driver.
+//! * [`gateway`]: the client-facing server: the client table, worker links and routing
+//!   (core), one driver per shard, and [`gateway::shards`] to run `count` shards.
+//! * [`worker`]: the BusinessWorker: links to every gateway, events to handlers, Gateway
+//!   API calls to frames (core, driver, and the `count`-instance process).
+//! * [`wasm`]: the plugin host running the business logic as wasm modules.
+//! * [`client`]: the GatewayClient library, the Gateway API for programs outside the
+//!   cluster.
+//! * `testing` (hidden): vectors and helpers shared by tests, `sim/` and benches.
 //!
-//! Nothing under `protocol` reads a clock, a random source or a socket.
+//! The `gatewayworker` binary (`src/main.rs`, `src/cli/`) adds the command line, the
+//! config file, logging, the metrics endpoint and the demo.
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 // Without the `runtime` feature (the fuzz build) only the codecs are compiled: `protocol`
 // and `wasm::value`; helpers of theirs used only by the runtime are then unused.

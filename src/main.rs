@@ -1,5 +1,7 @@
 //! The `gatewayworker` binary; everything lives in [`cli`].
 
+#![forbid(unsafe_code)]
+
 mod cli;
 
 fn main() {

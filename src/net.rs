@@ -11,12 +11,22 @@ use std::future::Future;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 mod async_stream;
 pub(crate) mod conn;
 pub mod tls;
 
 pub use async_stream::{AsyncStream, AsyncStreamLimits, READ_BUFFER_CEILING};
+pub use conn::{catch_panic, connection_panics_total, Panicked};
+
+/// Stack size, in bytes, of every thread that runs a role's driver (gateway shards, the
+/// register, the http servers): 8 MiB, the usual main-thread size on Linux, instead of
+/// the 2 MiB std gives spawned threads by default (or whatever `RUST_MIN_STACK` says).
+/// Set explicitly so that the depth the decoders allow (they bound their recursion, e.g.
+/// PHP values and JSON nesting) always fits whatever the environment. It is address
+/// space: only the pages a thread touches become memory.
+pub const ROLE_THREAD_STACK_BYTES: usize = 8 * 1024 * 1024;
 
 /// A way to listen and connect: tokio in production, turmoil in the simulation.
 pub trait Net: Clone + 'static {
@@ -220,4 +230,108 @@ impl TokioListener {
     pub fn from_std(listener: std::net::TcpListener) -> io::Result<TokioListener> {
         Ok(TokioListener(tokio::net::TcpListener::from_std(listener)?))
     }
+}
+
+/// First pause of an accept loop after an error that is not one connection's own (the
+/// process or the kernel is out of something: EMFILE, ENFILE, ENOBUFS, ENOMEM); each
+/// further error in a row doubles it up to [`ACCEPT_PAUSE_MAX`].
+pub const ACCEPT_PAUSE_MIN: Duration = Duration::from_millis(10);
+/// Longest pause of an accept loop between two failing accepts. Connections arriving
+/// meanwhile wait in the kernel's listen backlog (1024, see [`bind_std`]).
+pub const ACCEPT_PAUSE_MAX: Duration = Duration::from_secs(1);
+/// An accept loop that keeps failing logs one warning per interval, with the number of
+/// errors since the last line.
+pub const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The error policy of one accept loop: errors that concern only the connection being
+/// accepted (aborted or reset before accept, interrupted) are retried at once; any other
+/// error (typically EMFILE, ENFILE, ENOBUFS, ENOMEM, which persist until something is
+/// freed) pauses the loop, from [`ACCEPT_PAUSE_MIN`] doubling to [`ACCEPT_PAUSE_MAX`], so
+/// it does not spin on a listener that stays readable; warnings are rate-limited to one
+/// per [`ACCEPT_LOG_INTERVAL`], each with the number of errors since the previous one.
+#[derive(Debug)]
+pub struct AcceptBackoff {
+    what: &'static str,
+    pause: Duration,
+    paused_until: Option<tokio::time::Instant>,
+    /// Errors not yet reported in a log line.
+    unlogged: u64,
+    last_log: Option<tokio::time::Instant>,
+}
+
+impl AcceptBackoff {
+    /// The policy for the accept loop named `what` (used in its log lines).
+    pub fn new(what: &'static str) -> AcceptBackoff {
+        AcceptBackoff {
+            what,
+            pause: ACCEPT_PAUSE_MIN,
+            paused_until: None,
+            unlogged: 0,
+            last_log: None,
+        }
+    }
+
+    /// Accepts with `attempt` (one accept call), retrying through errors under this
+    /// policy until one succeeds. Cancel-safe when `attempt` is: a pause interrupted by
+    /// cancellation resumes where it was on the next call.
+    pub async fn accept<T>(&mut self, mut attempt: impl AsyncFnMut() -> io::Result<T>) -> T {
+        loop {
+            if let Some(until) = self.paused_until {
+                tokio::time::sleep_until(until).await;
+                self.paused_until = None;
+            }
+            match attempt().await {
+                Ok(accepted) => {
+                    self.succeeded();
+                    return accepted;
+                }
+                Err(e) => self.failed(&e),
+            }
+        }
+    }
+
+    /// A success ends the pause, not the log rate limit: a loop that succeeds and fails
+    /// in turn (fds freed one at a time) still logs one line per interval.
+    fn succeeded(&mut self) {
+        self.pause = ACCEPT_PAUSE_MIN;
+    }
+
+    fn failed(&mut self, e: &io::Error) {
+        if is_connection_error(e) {
+            tracing::debug!(listener = self.what, error = %e, "accept failed for one connection");
+            return;
+        }
+        self.unlogged += 1;
+        let now = tokio::time::Instant::now();
+        let due = self
+            .last_log
+            .is_none_or(|at| now.saturating_duration_since(at) >= ACCEPT_LOG_INTERVAL);
+        if due {
+            tracing::warn!(
+                listener = self.what,
+                error = %e,
+                errors = self.unlogged,
+                pause_ms = u64::try_from(self.pause.as_millis()).unwrap_or(u64::MAX),
+                "accept failing; pausing the accept loop ({} errors since the last report)",
+                self.unlogged
+            );
+            self.unlogged = 0;
+            self.last_log = Some(now);
+        }
+        self.paused_until = Some(now + self.pause);
+        self.pause = (self.pause * 2).min(ACCEPT_PAUSE_MAX);
+    }
+}
+
+/// Errors `accept` returns for the one connection it was taking (the next accept may
+/// well succeed): retried at once.
+fn is_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::WouldBlock
+    )
 }

@@ -1,6 +1,7 @@
 //! The repository's copy of the spec and vectors (`spec/`) must equal the ground truth in
-//! `../shared/spec/` whenever that folder is present (it is beside every CI clone), so
-//! that tests on a fresh clone test against the same bytes.
+//! `../shared/spec/` (it is beside every CI clone), so that tests on a fresh clone test
+//! against the same bytes. A missing ground truth fails the test: a check that silently
+//! passes when it cannot compare would hide a drifted copy.
 
 use std::path::Path;
 
@@ -11,13 +12,17 @@ fn spec_copies_match_the_shared_ground_truth() {
     for name in ["vectors.json", "gatewayworker-wire.md", "ops.md"] {
         let ours = std::fs::read(repo.join("spec").join(name))
             .unwrap_or_else(|e| panic!("spec/{name} missing from the repository: {e}"));
-        match std::fs::read(shared.join(name)) {
-            Ok(truth) => assert!(
-                ours == truth,
-                "spec/{name} differs from ../shared/spec/{name}: copy it again"
-            ),
-            Err(_) => eprintln!("../shared/spec/{name} not present; using the repository copy"),
-        }
+        let truth = std::fs::read(shared.join(name)).unwrap_or_else(|e| {
+            panic!(
+                "../shared/spec/{name} cannot be read ({e}): the ground truth must sit beside \
+                 the repository ({})",
+                shared.display()
+            )
+        });
+        assert!(
+            ours == truth,
+            "spec/{name} differs from ../shared/spec/{name}: copy it again"
+        );
     }
 }
 

@@ -20,7 +20,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gatewayworker::gateway::{driver as gateway_driver, GatewayConfig, PublicProtocol};
+use gatewayworker::gateway::{driver as gateway_driver, GatewayConfig, HashKey, PublicProtocol};
 use gatewayworker::net::Net;
 use gatewayworker::register::{driver as register_driver, RegisterConfig};
 use gatewayworker::wasm::{HostConfig, Plugin, PluginSlot, WasmHost};
@@ -279,6 +279,7 @@ pub fn run(config: &SimConfig) -> Outcome {
         let name = format!("gw{g}");
         let text = g >= config.gateways - config.text_gateways.min(config.gateways);
         let shards = config.shards;
+        let hash_seed = config.seed ^ (g as u64 + 1).wrapping_mul(0x6a09_e667_f3bc_c909);
         let host_name = name.clone();
         sim.host(name.as_str(), move || {
             let name = host_name.clone();
@@ -286,7 +287,7 @@ pub fn run(config: &SimConfig) -> Outcome {
                 let ip = host_ip(&name);
                 let mut serving = Vec::new();
                 for k in 0..shards as u16 {
-                    serving.push(serve_shard(ip, k, text));
+                    serving.push(serve_shard(ip, k, text, hash_seed));
                 }
                 for result in futures_util::future::join_all(serving).await {
                     result?;
@@ -411,7 +412,7 @@ pub fn run(config: &SimConfig) -> Outcome {
     }
 }
 
-async fn serve_shard(ip: Ipv4Addr, k: u16, text: bool) -> std::io::Result<()> {
+async fn serve_shard(ip: Ipv4Addr, k: u16, text: bool, hash_seed: u64) -> std::io::Result<()> {
     let net = TurmoilNet::default();
     let any = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
     let public = net
@@ -419,6 +420,8 @@ async fn serve_shard(ip: Ipv4Addr, k: u16, text: bool) -> std::io::Result<()> {
         .await?;
     let lan = net.bind(SocketAddr::new(any, LAN_PORT + k), false).await?;
     let mut config = GatewayConfig::new(ip, LAN_PORT + k, PUBLIC_PORT + k);
+    // The uid/group hasher's key comes from the seed, as production draws a random one.
+    config.hash_key = HashKey::from_seed(hash_seed ^ u64::from(k));
     config.register_addresses = vec![register_address()];
     if text {
         config.protocol = PublicProtocol::Text;

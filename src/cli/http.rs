@@ -13,6 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{watch, Semaphore};
 
 use super::error::CliError;
+use gatewayworker::net::{AcceptBackoff, ROLE_THREAD_STACK_BYTES};
 
 /// The bounds of one server.
 #[derive(Debug, Clone, Copy)]
@@ -100,6 +101,7 @@ impl HttpListener {
         let listener = self.listener;
         let thread = std::thread::Builder::new()
             .name(name.to_owned())
+            .stack_size(ROLE_THREAD_STACK_BYTES)
             .spawn(move || serve_thread(listener, name, limits, Arc::new(handler), stopped))
             .map_err(|e| CliError::io(format!("starting the {name} thread"), e))?;
         Ok(HttpServer {
@@ -153,12 +155,13 @@ fn serve_thread<H: Handler>(
             }
         };
         let permits = Arc::new(Semaphore::new(limits.connections_max));
+        // Accept errors pause the loop (EMFILE and the like) instead of spinning.
+        let mut backoff = AcceptBackoff::new(name);
         loop {
             tokio::select! {
                 biased;
                 _ = stopped.wait_for(|stop| *stop) => return,
-                accepted = listener.accept() => {
-                    let Ok((stream, _)) = accepted else { continue };
+                (stream, _) = backoff.accept(async || listener.accept().await) => {
                     let Ok(permit) = permits.clone().try_acquire_owned() else {
                         continue; // over connections_max: drop the socket
                     };

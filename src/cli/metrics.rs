@@ -179,7 +179,9 @@ const REGISTER_WORKERS: usize = 2;
 const REGISTER_LINES_DROPPED: usize = 3;
 const REGISTER_REFUSED: usize = 4;
 const REGISTER_CLOSED: usize = 5;
-const REGISTER_SLOTS: usize = 6;
+const REGISTER_UNREGISTERED_INPUT: usize = 6;
+const REGISTER_UNREGISTERED_CLOSES: usize = 7;
+const REGISTER_SLOTS: usize = 8;
 
 const REGISTER_METRICS: &[Metric] = &[
     Metric {
@@ -223,6 +225,20 @@ const REGISTER_METRICS: &[Metric] = &[
         kind: "counter",
         label: None,
         slot: REGISTER_CLOSED,
+    },
+    Metric {
+        name: "gatewayworker_register_unregistered_input_bytes",
+        help: "Input buffered by connections not registered as gateway or worker (bounded by unregistered_input_max).",
+        kind: "gauge",
+        label: None,
+        slot: REGISTER_UNREGISTERED_INPUT,
+    },
+    Metric {
+        name: "gatewayworker_register_unregistered_input_closes_total",
+        help: "Unregistered connections closed because their input, all together, was over unregistered_input_max.",
+        kind: "counter",
+        label: None,
+        slot: REGISTER_UNREGISTERED_CLOSES,
     },
 ];
 
@@ -333,6 +349,16 @@ impl Source {
                     REGISTER_CLOSED,
                     stats.connections_closed_by_register,
                 );
+                store(
+                    &slots,
+                    REGISTER_UNREGISTERED_INPUT,
+                    core.unregistered_input(),
+                );
+                store(
+                    &slots,
+                    REGISTER_UNREGISTERED_CLOSES,
+                    stats.unregistered_input_closes,
+                );
             }),
         })
     }
@@ -352,6 +378,16 @@ impl Source {
             out,
             "gatewayworker_build_info{{version=\"{}\",role=\"{role}\"}} 1",
             env!("CARGO_PKG_VERSION")
+        );
+        out.push_str(
+            "# HELP gatewayworker_connection_panics_total Panics caught while handling one \
+             connection (that connection was closed; the process went on).\n",
+        );
+        out.push_str("# TYPE gatewayworker_connection_panics_total counter\n");
+        let _ = writeln!(
+            out,
+            "gatewayworker_connection_panics_total {}",
+            gatewayworker::net::connection_panics_total()
         );
         self.render_families(&mut out);
         out
@@ -589,6 +625,29 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("role=\"register\""));
+        assert!(
+            text.contains("gatewayworker_register_unregistered_input_bytes 0\n"),
+            "{text}"
+        );
+    }
+
+    /// Every role's endpoint exposes the process's contained panics, once.
+    #[test]
+    fn connection_panics_are_exposed_once_per_process() {
+        for source in [
+            Source::register(),
+            Source::gateway(2),
+            Source::All(vec![Source::register(), Source::gateway(1)]),
+        ] {
+            let text = source.render();
+            assert_eq!(
+                text.matches("\ngatewayworker_connection_panics_total ")
+                    .count(),
+                1,
+                "{text}"
+            );
+            assert!(text.contains("# TYPE gatewayworker_connection_panics_total counter\n"));
+        }
     }
 
     #[test]

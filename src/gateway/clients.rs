@@ -14,17 +14,16 @@ use std::net::SocketAddr;
 use bytes::{Bytes, BytesMut};
 use hashbrown::HashMap;
 
+use super::config::{HashKey, NameState};
 use crate::protocol::public::PublicDecoder;
 
-/// A hasher with fixed keys: map iteration never decides output, but a fixed hasher
-/// keeps every run of the same input identical even in memory layout. For maps keyed by
-/// names that come from outside (uids, groups).
-pub type FixedState = BuildHasherDefault<std::collections::hash_map::DefaultHasher>;
-
 /// The hasher of maps keyed by ids the gateway allocates itself (connection ids, link
-/// ids): fixed like [`FixedState`], and a few instructions instead of SipHash's ~100,
+/// ids): fixed (map iteration never decides output, and a fixed hasher keeps every run
+/// of the same input identical even in memory layout), and a few instructions instead
+/// of SipHash's ~100,
 /// which the profile showed as the largest cost of a message (see README, Benchmarks).
-/// Not for keys a peer chooses: it has no resistance to crafted collisions.
+/// Not for keys a peer chooses: it has no resistance to crafted collisions; the uid and
+/// group maps use [`NameState`], keyed by the config's [`HashKey`](super::config::HashKey).
 pub type IdState = BuildHasherDefault<IdHasher>;
 
 /// FxHash's multiply-rotate step over the integers a key writes (see [`IdState`]).
@@ -139,13 +138,29 @@ pub struct ClientTable {
     /// pointer. With 10k idle connections that is ~150 bytes per connection.
     clients: HashMap<u32, Box<Client>, IdState>,
     order: BTreeMap<u64, u32>,
-    uids: HashMap<Bytes, BTreeMap<u64, u32>, FixedState>,
-    groups: HashMap<Bytes, Group, FixedState>,
+    uids: HashMap<Bytes, BTreeMap<u64, u32>, NameState>,
+    groups: HashMap<Bytes, Group, NameState>,
     group_order: BTreeMap<u64, Bytes>,
     seq: u64,
 }
 
 impl ClientTable {
+    /// An empty table whose name maps hash with `key`.
+    pub fn with_hash_key(key: HashKey) -> ClientTable {
+        ClientTable {
+            uids: HashMap::with_hasher(NameState::new(key)),
+            groups: HashMap::with_hasher(NameState::new(key)),
+            ..ClientTable::default()
+        }
+    }
+
+    /// The hash the uid and group maps compute for `name` (for tests of the keying).
+    #[cfg(test)]
+    pub fn name_hash(&self, name: &[u8]) -> u64 {
+        use std::hash::BuildHasher;
+        self.groups.hasher().hash_one(name)
+    }
+
     fn next_seq(&mut self) -> u64 {
         self.seq += 1;
         self.seq
@@ -385,7 +400,7 @@ impl ClientTable {
     }
 }
 
-fn remove_member(index: &mut HashMap<Bytes, BTreeMap<u64, u32>, FixedState>, m: &Membership) {
+fn remove_member(index: &mut HashMap<Bytes, BTreeMap<u64, u32>, NameState>, m: &Membership) {
     if let Some(members) = index.get_mut(&m.name) {
         members.remove(&m.seq);
         if members.is_empty() {

@@ -7,6 +7,67 @@ use bytes::Bytes;
 
 pub use crate::protocol::public::PublicProtocol;
 
+/// The 128-bit key of the hasher of the gateway's maps keyed by names a peer chooses
+/// (uids, groups: the chat example's room names come from clients).
+///
+/// With a key an attacker knows, names that all fall into one bucket can be computed
+/// offline and sent to make every lookup in that map linear (hash flooding). The core
+/// takes the key as config and never draws randomness itself: the production path
+/// ([`GatewaySettings::new`](super::shards::GatewaySettings::new)) draws a random key
+/// per process with [`HashKey::random`], the simulation derives one from its seed with
+/// [`HashKey::from_seed`]. [`GatewayConfig::new`] uses the fixed all-zero key, for
+/// tests and tools that want identical runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HashKey(pub [u64; 2]);
+
+impl HashKey {
+    /// A key derived from `seed` (splitmix64 steps): the same seed gives the same key.
+    pub fn from_seed(seed: u64) -> HashKey {
+        let mut rng = super::SplitMix64(seed);
+        HashKey([rng.next_u64(), rng.next_u64()])
+    }
+
+    /// A key from the operating system's randomness (the per-process random keys of
+    /// std's `RandomState`, which come from the OS). For drivers, never the core.
+    pub fn random() -> HashKey {
+        use std::hash::{BuildHasher, Hasher};
+        // Each `RandomState::new()` on a thread differs from the previous one (std bumps
+        // its random per-thread key), so two of them give two independent words.
+        let word = |salt: u64| {
+            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+            hasher.write_u64(salt);
+            hasher.finish()
+        };
+        HashKey([word(0x6761_7465), word(0x7761_7973)])
+    }
+}
+
+/// The hasher of maps keyed by peer-chosen names: keyed SipHash-2-4 with a
+/// [`HashKey`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NameState {
+    key: HashKey,
+}
+
+impl NameState {
+    /// The hasher for `key`.
+    pub fn new(key: HashKey) -> NameState {
+        NameState { key }
+    }
+}
+
+impl std::hash::BuildHasher for NameState {
+    // std's keyed SipHash-2-4: deprecated only in favour of out-of-tree crates, and the one
+    // keyed SipHash std exposes (`RandomState` cannot take a key, which the simulation needs).
+    #[allow(deprecated)]
+    type Hasher = std::hash::SipHasher;
+
+    #[allow(deprecated)]
+    fn build_hasher(&self) -> std::hash::SipHasher {
+        std::hash::SipHasher::new_with_keys(self.key.0[0], self.key.0[1])
+    }
+}
+
 /// How a client without a (still registered) worker gets one (spec 5.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RoutingMode {
@@ -75,6 +136,14 @@ pub struct GatewayConfig {
     pub clients_max: usize,
     /// Most internal links at once, default 10 000. At the bound a new link is refused.
     pub links_max: usize,
+    /// Key of the hasher of the uid and group maps; see [`HashKey`]. The all-zero key by
+    /// default; the production path sets a random one.
+    pub hash_key: HashKey,
+    /// Tests only: the driver panics (after the core took the bytes) when a client's or
+    /// link's input contains this sequence, to prove panic containment. `None` by
+    /// default; no setting or command-line flag reaches it.
+    #[doc(hidden)]
+    pub test_panic_trigger: Option<Bytes>,
 }
 
 impl GatewayConfig {
@@ -101,6 +170,8 @@ impl GatewayConfig {
             handshake_timeout: Duration::from_secs(10),
             clients_max: 1_000_000,
             links_max: 10_000,
+            hash_key: HashKey::default(),
+            test_panic_trigger: None,
         }
     }
 
@@ -120,5 +191,41 @@ impl GatewayConfig {
     /// `lanIp:lanPort`, the address announced to the register.
     pub fn lan_address(&self) -> String {
         format!("{}:{}", self.lan_ip, self.lan_port)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{GatewayConfig, HashKey};
+    use crate::gateway::GatewayCore;
+
+    fn core_with(key: HashKey) -> GatewayCore {
+        let mut config = GatewayConfig::new("10.0.0.5".parse().unwrap(), 2000, 8282);
+        config.hash_key = key;
+        GatewayCore::new(config, Duration::ZERO)
+    }
+
+    /// The uid and group maps hash names with the configured key: another key, other
+    /// hashes (so colliding names computed for one key are not collisions for another).
+    #[test]
+    fn the_cores_name_hash_depends_on_the_configured_key() {
+        let a = core_with(HashKey([1, 2]));
+        let b = core_with(HashKey([3, 4]));
+        let a_again = core_with(HashKey([1, 2]));
+        for name in [&b"room"[..], b"", b"1", b"a somewhat longer group name"] {
+            assert_ne!(a.clients.name_hash(name), b.clients.name_hash(name));
+            assert_eq!(a.clients.name_hash(name), a_again.clients.name_hash(name));
+        }
+    }
+
+    #[test]
+    fn keys_from_a_seed_are_reproducible_and_random_keys_differ() {
+        assert_eq!(HashKey::from_seed(7), HashKey::from_seed(7));
+        assert_ne!(HashKey::from_seed(7), HashKey::from_seed(8));
+        let (r1, r2) = (HashKey::random(), HashKey::random());
+        assert_ne!(r1, r2);
+        assert_ne!(r1, HashKey::default());
     }
 }

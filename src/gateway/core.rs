@@ -160,6 +160,7 @@ impl GatewayCore {
         let heartbeat_at = config.heartbeat_period().map(|p| now + p);
         let worker_ping_at =
             (config.lan_ip != Ipv4Addr::LOCALHOST).then(|| now + LINK_PING_INTERVAL);
+        let hash_key = config.hash_key;
         let mut actions = VecDeque::new();
         for index in 0..config.register_addresses.len() {
             actions.push_back(Action::ConnectRegister { index });
@@ -169,7 +170,7 @@ impl GatewayCore {
             router: Router::new(config.routing),
             config,
             started: now,
-            clients: ClientTable::default(),
+            clients: ClientTable::with_hash_key(hash_key),
             closing_clients: HashSet::default(),
             ids: IdAllocator::default(),
             links: HashMap::default(),

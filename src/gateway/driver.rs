@@ -31,10 +31,13 @@ use tokio::time::Instant;
 use super::{Action, ConnectionId, GatewayConfig, GatewayCore, LinkId, Target};
 pub use crate::net::conn::SHUTDOWN_TIME_MAX;
 use crate::net::conn::{self, Closing, ConnEnd, ConnIo, ConnOwner};
-use crate::net::{Net, NetListener, NetStream};
+use crate::net::{AcceptBackoff, Net, NetListener, NetStream};
 
 /// Size of the per-shard read buffer: one read takes at most this much from a socket.
 const SCRATCH_SIZE: usize = 64 * 1024;
+/// Pause of the timer task after its core call panicked (caught), so that a deadline
+/// whose handling panics every time costs one log line per pause, not a busy loop.
+const TIMER_PANIC_PAUSE: Duration = Duration::from_secs(1);
 /// Longest register line kept while waiting for its `\n` (the register sends short JSON).
 const REGISTER_LINE_MAX: usize = 1024 * 1024;
 
@@ -124,8 +127,14 @@ impl<N: Net> Shard<N> {
     fn input(&mut self, endpoint: Endpoint, bytes: &[u8]) {
         let now = self.now();
         match endpoint {
-            Endpoint::Client(id) => self.core.handle_client_bytes(now, id, bytes),
-            Endpoint::Link(id) => self.core.handle_link_bytes(now, id, bytes),
+            Endpoint::Client(id) => {
+                self.core.handle_client_bytes(now, id, bytes);
+                self.test_panic_hook(bytes);
+            }
+            Endpoint::Link(id) => {
+                self.core.handle_link_bytes(now, id, bytes);
+                self.test_panic_hook(bytes);
+            }
             Endpoint::Register(index) => {
                 let pending = self.register_input.entry(index).or_default();
                 pending.extend_from_slice(bytes);
@@ -144,6 +153,18 @@ impl<N: Net> Shard<N> {
         }
     }
 
+    /// Tests only: panics, after the core has taken the input (its actions are queued,
+    /// not yet carried out), when the bytes contain the configured trigger. The trigger is
+    /// a hidden config field that nothing but tests sets (`None` by default, not reachable
+    /// from the command line).
+    fn test_panic_hook(&self, bytes: &[u8]) {
+        if let Some(trigger) = &self.core.config().test_panic_trigger {
+            if !trigger.is_empty() && bytes.windows(trigger.len()).any(|w| w == &trigger[..]) {
+                panic!("test panic trigger");
+            }
+        }
+    }
+
     fn flushed(&mut self, endpoint: Endpoint, bytes: usize) {
         let now = self.now();
         match endpoint {
@@ -156,13 +177,17 @@ impl<N: Net> Shard<N> {
     fn closed(&mut self, endpoint: Endpoint) {
         self.conns.remove(&endpoint);
         let now = self.now();
-        match endpoint {
-            Endpoint::Client(id) => self.core.handle_client_closed(now, id),
-            Endpoint::Link(id) => self.core.handle_link_closed(now, id),
-            Endpoint::Register(index) => {
-                self.register_input.remove(&index);
-                self.core.handle_register_closed(now, index);
-            }
+        let core = &mut self.core;
+        let result = conn::catch_panic(|| match endpoint {
+            Endpoint::Client(id) => core.handle_client_closed(now, id),
+            Endpoint::Link(id) => core.handle_link_closed(now, id),
+            Endpoint::Register(index) => core.handle_register_closed(now, index),
+        });
+        if let Endpoint::Register(index) = endpoint {
+            self.register_input.remove(&index);
+        }
+        if let Err(panic) = result {
+            tracing::error!(?endpoint, %panic, "panic in the core's close handler (caught)");
         }
     }
 }
@@ -257,19 +282,20 @@ async fn serve_local<N: Net, P: NetListener>(
     let mut publish_tick = observer
         .as_ref()
         .map(|o| tokio::time::interval(o.period.max(Duration::from_millis(1))));
+    // Accept errors pause the loop (EMFILE and the like), see `AcceptBackoff`.
+    let mut public_backoff = AcceptBackoff::new("public");
+    let mut lan_backoff = AcceptBackoff::new("lan");
     tokio::pin!(shutdown);
     let result = loop {
         tokio::select! {
             biased;
             () = &mut shutdown => break Ok(()),
-            accepted = public.accept() => match accepted {
-                Ok((stream, peer)) => accept_client(&shard, stream, peer),
-                Err(e) => tracing::warn!(error = %e, "accept on the public port failed"),
-            },
-            accepted = lan.accept() => match accepted {
-                Ok((stream, peer)) => accept_link(&shard, stream, peer),
-                Err(e) => tracing::warn!(error = %e, "accept on the lan port failed"),
-            },
+            (stream, peer) = public_backoff.accept(async || public.accept().await) => {
+                contained("accepting a client", || accept_client(&shard, stream, peer));
+            }
+            (stream, peer) = lan_backoff.accept(async || lan.accept().await) => {
+                contained("accepting a link", || accept_link(&shard, stream, peer));
+            }
             () = next_tick(&mut publish_tick), if publish_tick.is_some() => {
                 if let Some(o) = observer.as_mut() {
                     (o.publish)(&shard.borrow().core);
@@ -313,6 +339,15 @@ async fn wait_for_closes<N: Net>(shard: &Rc<RefCell<Shard<N>>>) {
         io.close(Closing::Now);
     }
     tokio::task::yield_now().await;
+}
+
+/// Runs a driver step that is not one connection's I/O (an accept, a timer tick) and
+/// contains a panic in it: logged and counted, and the driver goes on. A socket being
+/// accepted is dropped with the unwinding.
+fn contained(what: &str, f: impl FnOnce()) {
+    if let Err(panic) = conn::catch_panic(f) {
+        tracing::error!(%panic, "panic while {what} (caught)");
+    }
 }
 
 /// Waits for the next tick of an optional interval (forever when there is none).
@@ -417,10 +452,17 @@ async fn run_timer<N: Net>(shard: SharedShard<N>, wake: Rc<Notify>) {
                 continue;
             }
         }
-        let mut s = shard.borrow_mut();
-        let now = s.now();
-        s.core.handle_timeout(now);
-        s.dispatch(&shard);
+        let caught = conn::catch_panic(|| {
+            let mut s = shard.borrow_mut();
+            let now = s.now();
+            s.core.handle_timeout(now);
+            s.dispatch(&shard);
+        });
+        if let Err(panic) = caught {
+            tracing::error!(%panic, "panic in the core's timer handler (caught)");
+            // A deadline that panics every time must not spin the shard.
+            tokio::time::sleep(TIMER_PANIC_PAUSE).await;
+        }
     }
 }
 
@@ -442,12 +484,36 @@ async fn run_conn<N: Net, S: NetStream>(
     .await;
     match &end {
         ConnEnd::Error(e) => tracing::debug!(?endpoint, error = %e, "connection error"),
+        ConnEnd::Panicked(panic) => log_panic(endpoint, panic),
         other => tracing::trace!(?endpoint, ?other, "connection ended"),
     }
     drop(stream);
+    // The normal close path, also after a caught panic: the core forgets the connection
+    // (ON_CLOSE to the worker, indexes, id released).
     let mut s = shard.borrow_mut();
     s.closed(endpoint);
     s.dispatch(&shard);
+}
+
+/// Logs a contained panic at error with the connection's id.
+fn log_panic(endpoint: Endpoint, panic: &conn::Panicked) {
+    match endpoint {
+        Endpoint::Client(id) => tracing::error!(
+            connection_id = id.0,
+            %panic,
+            "panic while handling a client (caught); closing that client"
+        ),
+        Endpoint::Link(id) => tracing::error!(
+            link = id.0,
+            %panic,
+            "panic while handling a link (caught); closing that link"
+        ),
+        Endpoint::Register(index) => tracing::error!(
+            register = index,
+            %panic,
+            "panic while handling the register connection (caught); closing it"
+        ),
+    }
 }
 
 /// One connection of a shard, as the shared connection loop sees it.

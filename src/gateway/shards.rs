@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::watch;
 
-use super::{driver, GatewayConfig};
+use super::{driver, GatewayConfig, HashKey};
 use crate::net::tls::{TlsListener, TlsSettings};
 use crate::net::{bind_std, TokioListener, TokioNet};
 
@@ -47,7 +47,12 @@ impl GatewaySettings {
             lan_bind: IpAddr::V4(lan_ip),
             start_port,
             count,
-            core: GatewayConfig::new(lan_ip, start_port, listen.port()),
+            core: GatewayConfig {
+                // Names from clients key the uid and group maps: a random key per
+                // process, so colliding names cannot be computed offline.
+                hash_key: HashKey::random(),
+                ..GatewayConfig::new(lan_ip, start_port, listen.port())
+            },
             tls: None,
         }
     }
@@ -135,6 +140,7 @@ pub fn start_observed(
         let tls = tls.clone();
         let thread = std::thread::Builder::new()
             .name(format!("gateway-{i}"))
+            .stack_size(crate::net::ROLE_THREAD_STACK_BYTES)
             .spawn(move || -> io::Result<()> {
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()

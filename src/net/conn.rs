@@ -7,8 +7,10 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io::{self, IoSlice};
+use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -27,6 +29,53 @@ const WRITE_SLICES_MAX: usize = 64;
 /// [`NetStream::shutdown`] (a TLS stream pushing its last records): a peer that stopped
 /// reading is dropped then.
 pub const SHUTDOWN_TIME_MAX: Duration = Duration::from_secs(5);
+
+/// Panics caught around a core call for one connection, since the process started, all
+/// roles together (`gatewayworker_connection_panics_total`).
+static CONNECTION_PANICS: AtomicU64 = AtomicU64::new(0);
+
+/// How many panics [`catch_panic`] has caught in this process (every role's drivers).
+pub fn connection_panics_total() -> u64 {
+    CONNECTION_PANICS.load(Ordering::Relaxed)
+}
+
+/// A panic caught by [`catch_panic`]; its message, when the payload was a string.
+#[derive(Debug)]
+pub struct Panicked(pub String);
+
+impl std::fmt::Display for Panicked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Runs `f`, a driver's call into its core on behalf of one connection (or one timer
+/// tick), and contains a panic in it: the panic is counted (see
+/// [`connection_panics_total`]) and handed back, and the caller closes that one
+/// connection through its normal close path instead of letting the panic end the task
+/// (which the `LocalSet` would swallow, leaving the connection in the core forever).
+///
+/// `AssertUnwindSafe` is sound here in Rust's sense (no undefined behaviour can follow); what
+/// it asserts is that the state `f` touches stays usable. The cores are plain data with
+/// no invariants spanning an `await`: a panic can at worst leave the one connection that
+/// was being served half-updated (a message half-routed, an input buffer dropped), and
+/// the caller then removes that connection through the core's own close handler, which
+/// removes it from every index it is in by what the connection records. A `RefCell`
+/// borrow held by `f` is released by the unwinding. The alternative, stopping the whole
+/// driver (every client of a shard) on one connection's bad input, is the worse failure.
+pub fn catch_panic<R>(f: impl FnOnce() -> R) -> Result<R, Panicked> {
+    panic::catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
+        CONNECTION_PANICS.fetch_add(1, Ordering::Relaxed);
+        let message = if let Some(s) = payload.downcast_ref::<&str>() {
+            (*s).to_owned()
+        } else if let Some(s) = payload.downcast_ref::<String>() {
+            s.clone()
+        } else {
+            "non-string panic payload".to_owned()
+        };
+        Panicked(message)
+    })
+}
 
 /// How the core asked a connection to end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,6 +168,9 @@ pub(crate) enum ConnEnd {
     PeerClosed,
     Closed(Closing),
     Error(io::Error),
+    /// The core (or the driver's code around it) panicked while handling this
+    /// connection's input or flush; caught, counted, and the connection is dropped at once.
+    Panicked(Panicked),
 }
 
 /// Runs one connection until it ends; after a graceful close it also shuts the stream
@@ -176,12 +228,14 @@ async fn conn_loop<S: NetStream>(owner: &impl ConnOwner, stream: &mut S, io: &Co
             // As the original's `send` then `destroy`: what was queued before the close
             // gets one non-blocking write (a reply sent just before destroyCurrentClient
             // reaches the client); what the socket does not take now is dropped.
-            let _ = write_some(owner, stream, io);
+            if let Err(Stop::Panicked(p)) = write_some(owner, stream, io) {
+                return ConnEnd::Panicked(p);
+            }
             return ConnEnd::Closed(Closing::Now);
         }
         let written = match write_some(owner, stream, io) {
             Ok(written) => written,
-            Err(e) => return ConnEnd::Error(e),
+            Err(stop) => return stop.into(),
         };
         // The deadline counts from the last progress: a slow reader still gets everything.
         if closing == Some(Closing::AfterFlush) && (flush_deadline.is_none() || written > 0) {
@@ -239,7 +293,7 @@ async fn conn_loop<S: NetStream>(owner: &impl ConnOwner, stream: &mut S, io: &Co
                 match read_some(owner, stream) {
                     Ok(true) => {}
                     Ok(false) => return ConnEnd::PeerClosed,
-                    Err(e) => return ConnEnd::Error(e),
+                    Err(stop) => return stop.into(),
                 }
             }
         }
@@ -248,24 +302,45 @@ async fn conn_loop<S: NetStream>(owner: &impl ConnOwner, stream: &mut S, io: &Co
 
 /// Reads what the socket has (bounded per turn) and feeds it to the core. `Ok(false)` at
 /// the end of the stream.
-fn read_some<S: NetStream>(owner: &impl ConnOwner, stream: &mut S) -> io::Result<bool> {
+fn read_some<S: NetStream>(owner: &impl ConnOwner, stream: &mut S) -> Result<bool, Stop> {
     let scratch = owner.scratch();
     let mut buf = scratch.borrow_mut();
     for _ in 0..READS_PER_TURN_MAX {
         match stream.try_read(&mut buf) {
             Ok(0) => return Ok(false),
             Ok(n) => {
-                owner.input(&buf[..n]);
+                catch_panic(|| owner.input(&buf[..n])).map_err(Stop::Panicked)?;
                 if n < buf.len() {
                     return Ok(true);
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+            Err(e) => return Err(Stop::Io(e)),
         }
     }
     Ok(true)
+}
+
+/// Why reading or writing stopped the connection.
+enum Stop {
+    Io(io::Error),
+    Panicked(Panicked),
+}
+
+impl From<io::Error> for Stop {
+    fn from(e: io::Error) -> Stop {
+        Stop::Io(e)
+    }
+}
+
+impl From<Stop> for ConnEnd {
+    fn from(stop: Stop) -> ConnEnd {
+        match stop {
+            Stop::Io(e) => ConnEnd::Error(e),
+            Stop::Panicked(p) => ConnEnd::Panicked(p),
+        }
+    }
 }
 
 /// Writes as much queued output as the socket takes now, in one vectored call per round,
@@ -274,7 +349,7 @@ fn write_some<S: NetStream>(
     owner: &impl ConnOwner,
     stream: &mut S,
     io: &ConnIo,
-) -> io::Result<usize> {
+) -> Result<usize, Stop> {
     let mut total = 0;
     loop {
         let written = {
@@ -290,16 +365,16 @@ fn write_some<S: NetStream>(
                 count += 1;
             }
             match stream.try_write_vectored(&slices[..count]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero).into()),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(total),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
         };
         total += written;
         consume(&mut io.outbox.borrow_mut().chunks, written);
-        owner.flushed(written);
+        catch_panic(|| owner.flushed(written)).map_err(Stop::Panicked)?;
     }
 }
 

@@ -24,6 +24,9 @@ pub enum CloseReason {
     NoAddress,
     /// A non-empty `event` the register does not know.
     UnknownEvent,
+    /// The input buffered by unregistered connections went over
+    /// `unregistered_input_max`, and this one held the most.
+    UnregisteredInputBudget,
 }
 
 /// One instruction for the driver; see the drain contract on
@@ -88,4 +91,7 @@ pub struct RegisterStats {
     pub connections_refused: u64,
     /// Connections closed, by any reason the core decided.
     pub connections_closed_by_register: u64,
+    /// Of those, unregistered connections closed because the input buffered by all
+    /// unregistered connections went over `unregistered_input_max`.
+    pub unregistered_input_closes: u64,
 }

@@ -24,6 +24,24 @@ pub struct RegisterConfig {
     /// 10 000. At the bound a new connection is refused at accept (the driver drops the
     /// socket). The original has no bound besides the process's file limit.
     pub connections_max: usize,
+    /// Input buffered at once by all connections not registered as a gateway or worker
+    /// (the allocation of their partial lines), default 16 777 216 bytes. Without it,
+    /// `connections_max` connections could each hold a partial line just short of
+    /// `line_length_max` (10 000 × 10 MiB). When a read takes the total over it, the
+    /// unregistered connections holding the most are closed (largest first, without a
+    /// message, counted in `unregistered_input_closes`) until it fits; the check runs
+    /// after every read, so in between the total can exceed it by one connection's last
+    /// read and the growth of its buffer (the allocation at most doubles, and one
+    /// connection's buffer stays under `line_length_max`). Registered
+    /// gateways and workers are not counted (their lines are still bounded by
+    /// `line_length_max` each). Keep it at or above `line_length_max` so that one
+    /// maximal line still fits.
+    pub unregistered_input_max: usize,
+    /// Tests only: the driver panics (after the core took the bytes) when a connection's
+    /// input contains this sequence, to prove panic containment. `None` by default; no
+    /// setting or command-line flag reaches it.
+    #[doc(hidden)]
+    pub test_panic_trigger: Option<Vec<u8>>,
 }
 
 impl Default for RegisterConfig {
@@ -41,6 +59,8 @@ impl RegisterConfig {
             line_length_max: LINE_LENGTH_MAX_DEFAULT,
             pending_max: 1_048_576,
             connections_max: 10_000,
+            unregistered_input_max: 16 * 1024 * 1024,
+            test_panic_trigger: None,
         }
     }
 }

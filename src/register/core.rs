@@ -31,6 +31,20 @@ struct Conn {
     pending: usize,
     /// The core closed it; input is ignored until the driver reports the end.
     closing: bool,
+    /// What this connection adds to `RegisterCore::unregistered_input` now.
+    counted: usize,
+}
+
+impl Conn {
+    /// Bytes of input buffer it holds while not registered as a gateway or worker
+    /// (the allocation, not only the bytes in it); 0 once registered or closing.
+    fn unregistered_input(&self) -> usize {
+        if self.gateway.is_none() && self.worker.is_none() && !self.closing {
+            self.input.capacity()
+        } else {
+            0
+        }
+    }
 }
 
 /// The register's state machine: no sockets, no clock.
@@ -70,6 +84,9 @@ pub struct RegisterCore {
     next_seq: u64,
     /// Pending first-line deadlines.
     deadlines: BTreeSet<(Duration, ConnId)>,
+    /// Input buffered by connections not registered (yet) as gateway or worker, all
+    /// together: bounded by `unregistered_input_max`.
+    unregistered_input: usize,
     actions: VecDeque<Action>,
     stats: RegisterStats,
 }
@@ -85,6 +102,7 @@ impl RegisterCore {
             workers: BTreeMap::new(),
             next_seq: 0,
             deadlines: BTreeSet::new(),
+            unregistered_input: 0,
             actions: VecDeque::new(),
             stats: RegisterStats::default(),
         }
@@ -150,15 +168,62 @@ impl RegisterCore {
                 worker: None,
                 pending: 0,
                 closing: false,
+                counted: 0,
             },
         );
         Ok(id)
+    }
+
+    /// Input buffered now by connections not registered as gateway or worker, all
+    /// together (bounded by `unregistered_input_max`).
+    pub fn unregistered_input(&self) -> usize {
+        self.unregistered_input
     }
 
     /// Bytes read from `id`; complete lines are handled in order. Unknown or closing
     /// connections are ignored.
     pub fn handle_bytes(&mut self, now: Duration, id: ConnId, bytes: &[u8]) {
         let _ = now;
+        self.take_bytes(id, bytes);
+        self.recount(id);
+        self.enforce_unregistered_budget();
+    }
+
+    /// Brings `id`'s share of `unregistered_input` up to date.
+    fn recount(&mut self, id: ConnId) {
+        if let Some(conn) = self.conns.get_mut(&id) {
+            let now_counted = conn.unregistered_input();
+            self.unregistered_input = self.unregistered_input - conn.counted + now_counted;
+            conn.counted = now_counted;
+        }
+    }
+
+    /// Over `unregistered_input_max`, closes the unregistered connections holding the
+    /// most input, largest first, until the total fits again: a flood of half-sent lines
+    /// from many connections costs the flooders their connections, and a registering
+    /// gateway or worker (whose first line is short) is the last to go.
+    fn enforce_unregistered_budget(&mut self) {
+        while self.unregistered_input > self.config.unregistered_input_max {
+            let largest = self
+                .conns
+                .iter()
+                .filter(|(_, conn)| conn.counted > 0)
+                .max_by_key(|(_, conn)| conn.counted)
+                .map(|(id, _)| *id);
+            let Some(id) = largest else {
+                return;
+            };
+            tracing::warn!(
+                conn = id.0,
+                budget = self.config.unregistered_input_max,
+                "register: input of unregistered connections over budget; closing the largest"
+            );
+            self.stats.unregistered_input_closes += 1;
+            self.close(id, CloseReason::UnregisteredInputBudget);
+        }
+    }
+
+    fn take_bytes(&mut self, id: ConnId, bytes: &[u8]) {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
@@ -204,7 +269,9 @@ impl RegisterCore {
         if !conn.closing {
             self.forget(id);
         }
-        self.conns.remove(&id);
+        if let Some(conn) = self.conns.remove(&id) {
+            self.unregistered_input -= conn.counted;
+        }
     }
 
     /// Closes every connection whose first-line deadline is at or before `now`.
@@ -360,6 +427,7 @@ impl RegisterCore {
         conn.closing = true;
         conn.input = BytesMut::new();
         self.stats.connections_closed_by_register += 1;
+        self.recount(id);
         self.actions.push_back(Action::Close {
             id,
             after_flush: true,

@@ -22,10 +22,13 @@ use tokio::time::Instant;
 
 use super::{Action, ConnId, RegisterConfig, RegisterCore};
 use crate::net::conn::{self, Closing, ConnEnd, ConnIo, ConnOwner};
-use crate::net::{bind_std, Net, NetListener, TokioListener, TokioNet};
+use crate::net::{bind_std, AcceptBackoff, Net, NetListener, TokioListener, TokioNet};
 
 /// Size of the shared read buffer: one read takes at most this much from a socket.
 const SCRATCH_SIZE: usize = 16 * 1024;
+/// Pause of the timer task after its core call panicked (caught): one log line per
+/// pause, not a busy loop, if the same deadline panics every time.
+const TIMER_PANIC_PAUSE: Duration = Duration::from_secs(1);
 /// The register process: its core and the output side of its connections.
 struct Register {
     core: RegisterCore,
@@ -76,7 +79,10 @@ impl Register {
     fn closed(&mut self, id: ConnId) {
         self.conns.remove(&id);
         let now = self.now();
-        self.core.handle_closed(now, id);
+        let core = &mut self.core;
+        if let Err(panic) = conn::catch_panic(|| core.handle_closed(now, id)) {
+            tracing::error!(conn = id.0, %panic, "panic in the register's close handler (caught)");
+        }
     }
 }
 
@@ -145,15 +151,19 @@ async fn serve_local<N: Net>(
     let mut publish_tick = observer
         .as_ref()
         .map(|o| tokio::time::interval(o.period.max(Duration::from_millis(1))));
+    // Accept errors pause the loop (EMFILE and the like), see `AcceptBackoff`.
+    let mut backoff = AcceptBackoff::new("register");
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             biased;
             () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => accept::<N>(&register, stream, peer),
-                Err(e) => tracing::warn!(error = %e, "accept on the register port failed"),
-            },
+            (stream, peer) = backoff.accept(async || listener.accept().await) => {
+                // A socket being accepted is dropped with the unwinding.
+                if let Err(panic) = conn::catch_panic(|| accept::<N>(&register, stream, peer)) {
+                    tracing::error!(%panic, "panic while accepting a register connection (caught)");
+                }
+            }
             () = next_tick(&mut publish_tick), if publish_tick.is_some() => {
                 if let Some(o) = observer.as_mut() {
                     (o.publish)(&register.borrow().core);
@@ -222,10 +232,17 @@ async fn run_timer(register: Shared, wake: Rc<Notify>) {
                 continue;
             }
         }
-        let mut r = register.borrow_mut();
-        let now = r.now();
-        r.core.handle_timeout(now);
-        r.dispatch();
+        let caught = conn::catch_panic(|| {
+            let mut r = register.borrow_mut();
+            let now = r.now();
+            r.core.handle_timeout(now);
+            r.dispatch();
+        });
+        if let Err(panic) = caught {
+            tracing::error!(%panic, "panic in the register's timer handler (caught)");
+            // A deadline that panics every time must not spin the register.
+            tokio::time::sleep(TIMER_PANIC_PAUSE).await;
+        }
     }
 }
 
@@ -242,9 +259,15 @@ async fn run_conn<N: Net>(register: Shared, id: ConnId, mut stream: N::Stream, i
     .await;
     match &end {
         ConnEnd::Error(e) => tracing::debug!(conn = id.0, error = %e, "connection error"),
+        ConnEnd::Panicked(panic) => tracing::error!(
+            conn = id.0,
+            %panic,
+            "panic while handling a register connection (caught); closing it"
+        ),
         other => tracing::trace!(conn = id.0, ?other, "connection ended"),
     }
     drop(stream);
+    // The normal close path, also after a caught panic (see `conn::catch_panic`).
     let mut r = register.borrow_mut();
     r.closed(id);
     r.dispatch();
@@ -265,6 +288,13 @@ impl ConnOwner for RegisterConn<'_> {
         let mut r = self.register.borrow_mut();
         let now = r.now();
         r.core.handle_bytes(now, self.id, bytes);
+        // Tests only (a hidden config field, `None` by default): panic after the core
+        // took the bytes, to prove the containment in `conn::drive`.
+        if let Some(trigger) = &r.core.config().test_panic_trigger {
+            if !trigger.is_empty() && bytes.windows(trigger.len()).any(|w| w == &trigger[..]) {
+                panic!("test panic trigger");
+            }
+        }
         r.dispatch();
     }
 
@@ -342,6 +372,7 @@ pub fn start_observed(
     let config = settings.core;
     let thread = std::thread::Builder::new()
         .name("register".to_owned())
+        .stack_size(crate::net::ROLE_THREAD_STACK_BYTES)
         .spawn(move || -> io::Result<()> {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

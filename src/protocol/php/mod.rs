@@ -40,8 +40,7 @@ pub mod merge;
 pub mod serialize;
 pub mod unserialize;
 
-use std::collections::hash_map::DefaultHasher;
-use std::hash::BuildHasherDefault;
+use std::collections::hash_map::RandomState;
 
 use bytes::Bytes;
 
@@ -83,8 +82,10 @@ pub enum PhpKey {
 ///
 /// Small arrays are searched linearly; from [`PhpArray::INDEX_FROM_LEN`] entries on a hash
 /// index maps keys to positions so lookups stay O(1) however hostile the keys' order.
-/// The index uses SipHash with fixed keys (`DefaultHasher::new()`): nothing about the
-/// array depends on a random seed, and the index never decides iteration order.
+/// The index uses std's randomly keyed SipHash (`RandomState`): keys come from peers (a
+/// client's JSON, a session), and with fixed keys colliding ones could be computed
+/// offline. The index never decides iteration order, so nothing observable depends on
+/// the random key.
 #[derive(Clone, Default)]
 pub struct PhpArray {
     entries: Vec<(PhpKey, PhpValue)>,
@@ -95,7 +96,7 @@ pub struct PhpArray {
     next_free: i128,
 }
 
-type KeyIndex = hashbrown::HashMap<PhpKey, usize, BuildHasherDefault<DefaultHasher>>;
+type KeyIndex = hashbrown::HashMap<PhpKey, usize, RandomState>;
 
 impl PartialEq for PhpArray {
     /// Same entries in the same order (the index and the next free key are bookkeeping).
