@@ -20,9 +20,10 @@ pub mod tls;
 pub use async_stream::{AsyncStream, AsyncStreamLimits, READ_BUFFER_CEILING};
 pub use conn::{catch_panic, connection_panics_total, Panicked};
 
-/// Stack size, in bytes, of every thread that runs a role's driver (gateway shards, the
-/// register, the http servers): 8 MiB, the usual main-thread size on Linux, instead of
-/// the 2 MiB std gives spawned threads by default (or whatever `RUST_MIN_STACK` says).
+/// Stack size, in bytes, of every thread that runs a role's driver (gateway shards,
+/// business worker instances, the register, the http servers): 8 MiB, the usual
+/// main-thread size on Linux, instead of the 2 MiB std gives spawned threads by default
+/// (or whatever `RUST_MIN_STACK` says).
 /// Set explicitly so that the depth the decoders allow (they bound their recursion, e.g.
 /// PHP values and JSON nesting) always fits whatever the environment. It is address
 /// space: only the pages a thread touches become memory.

@@ -283,19 +283,22 @@ pub fn start(settings: BusinessSettings) -> Result<RunningWorker, StartError> {
             clock: unix_ms,
         };
         let name = format!("worker-{}-{index}", settings.core.name);
-        let thread = std::thread::Builder::new().name(name).spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::error!(index, error = %e, "worker runtime failed to start");
-                    return;
-                }
-            };
-            runtime.block_on(instance.run(TokioNet));
-        });
+        let thread = std::thread::Builder::new()
+            .name(name)
+            .stack_size(crate::net::ROLE_THREAD_STACK_BYTES)
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!(index, error = %e, "worker runtime failed to start");
+                        return;
+                    }
+                };
+                runtime.block_on(instance.run(TokioNet));
+            });
         match thread {
             Ok(t) => threads.push(t),
             Err(e) => {

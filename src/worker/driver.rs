@@ -25,7 +25,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, IoSlice};
-use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -240,16 +239,18 @@ impl<N: Net> Driver<N> {
             FromLink::Connected(link) => self.core.handle_connected(now, link),
             FromLink::Bytes(link, bytes) => {
                 let core = &mut self.core;
-                let handled = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                // `catch_panic` also counts it in the process-wide
+                // `gatewayworker_connection_panics_total` the metrics endpoint renders.
+                let handled = crate::net::catch_panic(|| {
                     #[cfg(test)]
                     tests::panic_hook(&bytes);
                     core.handle_bytes(now, link, &bytes);
-                }));
-                if handled.is_err() {
+                });
+                if let Err(panicked) = handled {
                     self.config
                         .connection_panics
                         .fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(?link, "panic while handling a link's bytes: link closed");
+                    tracing::error!(?link, %panicked, "panic while handling a link's bytes: link closed");
                     // Dropping the sender ends the link task; the core forgets the link
                     // (pending calls fail) and reconnects as after any close.
                     self.links.remove(&link);
