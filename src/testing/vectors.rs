@@ -3,8 +3,8 @@
 //! The ground truth is `../shared/spec/vectors.json` (beside the repository); the repository
 //! keeps a copy in `spec/vectors.json` so that a fresh clone can run its tests. The file is
 //! found in this order: `$GATEWAYWORKER_VECTORS`, the repository copy. A test
-//! (`tests/vectors_copy.rs`) checks that the copy is identical to the shared one whenever
-//! the shared one exists.
+//! (`tests/vectors/copy.rs`) checks that the copy is identical to the shared one (and fails
+//! when the shared one cannot be read).
 //!
 //! Every accessor panics with a message that names the file and section: a missing file
 //! or section is a test failure, never a skip.

@@ -4,15 +4,13 @@
 //! crate. Every call of the API is made through the library and checked from the
 //! clients' side or by a query.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::common::*;
 use bytes::BytesMut;
-use common::*;
 use futures_util::StreamExt;
 use gatewayworker::client::{ClientError, GatewayClient, LinkFailure};
 use gatewayworker::gateway::shards::RunningGateway;

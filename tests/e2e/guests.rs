@@ -2,14 +2,11 @@
 //! BusinessWorker running the example and test guests of `wasm-workers/dist/`, driven by
 //! real WebSocket clients. Echo, chat, isolation of failing events, hot reload.
 
-mod common;
-mod system;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
+use crate::system::{guest, next_text, System};
 use futures_util::SinkExt;
-use system::{guest, next_text, System};
 use tokio_tungstenite::tungstenite::Message;
 
 /// Sends `text` and returns the next text the client receives.
@@ -482,7 +479,7 @@ async fn shutdown_closes_links_and_a_new_worker_takes_over() {
 
     let register = sys.register.as_ref().unwrap().addr.to_string();
     let mut settings = BusinessSettings::new("e2e", 2, vec![register], guest("echo"));
-    settings.core.secret_key = system::SECRET.into();
+    settings.core.secret_key = crate::system::SECRET.into();
     let worker = business::start(settings).expect("a new worker starts");
     let waited = Instant::now();
     while worker.connected_gateways() != [2, 2] {

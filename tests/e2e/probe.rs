@@ -2,14 +2,11 @@
 //! sockets: our register, our gateway with 2 shards, our BusinessWorker with 2 instances,
 //! real WebSocket clients. Replies are compared byte for byte.
 
-mod common;
-mod system;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
+use crate::system::{guest, next_text, System};
 use futures_util::{SinkExt, StreamExt};
-use system::{guest, next_text, System};
 use tokio_tungstenite::tungstenite::Message;
 
 /// A probe client: its id (from the connect message) and its socket.

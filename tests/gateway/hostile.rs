@@ -2,11 +2,9 @@
 //! never panics the gateway, and the well-behaved clients and workers around it keep
 //! being served.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use gatewayworker::protocol::frame::{Command, FLAG_BODY_IS_SCALAR};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -5,15 +5,13 @@
 //! config field nothing but tests sets): the driver panics right after the core took the
 //! bytes, before it carried out what the core queued.
 
-mod common;
-
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::{TestLink, WAIT};
 use bytes::Bytes;
-use common::{TestLink, WAIT};
 use gatewayworker::gateway::driver::Observer;
 use gatewayworker::gateway::shards::{self, GatewaySettings, RunningGateway};
 use gatewayworker::gateway::PublicProtocol;

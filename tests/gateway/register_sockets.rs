@@ -1,12 +1,10 @@
 //! The register over real sockets on 127.0.0.1: plain TCP peers writing the lines a PHP
 //! gateway and worker write, and, end to end, our gateway announcing itself to it.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{start_gateway, WAIT};
+use crate::common::{start_gateway, WAIT};
 use gatewayworker::register::driver::{start, RegisterSettings, RunningRegister};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -2,12 +2,10 @@
 //! public port, scripted worker and API links on the lan port speaking our frame codec.
 //! Each test is a short story of what a PHP worker and a browser would see.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use bytes::Bytes;
-use common::*;
 use futures_util::SinkExt;
 use gatewayworker::protocol::client_id::ClientId;
 use gatewayworker::protocol::frame::{Command, FLAG_BINARY, FLAG_BODY_IS_SCALAR};

@@ -1,15 +1,13 @@
 //! `wss://` through real sockets: a self-signed certificate made at test time, a real
 //! WebSocket client over rustls trusting it, and a scripted worker link.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use futures_util::{SinkExt, StreamExt};
 use gatewayworker::gateway::shards::{self, GatewaySettings};
 use gatewayworker::net::tls::TlsSettings;

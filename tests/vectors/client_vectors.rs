@@ -4,18 +4,16 @@
 //! carries the vector's auth prefix (`sender_api/auth_prefix`) followed by the vector's
 //! frame, byte for byte — one connection per frame, as the PHP GatewayClient opens them.
 
-mod sender_vectors;
-
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::sender_vectors::api_call;
 use bytes::{BufMut, BytesMut};
 use gatewayworker::client::GatewayClient;
 use gatewayworker::protocol::frame::{Command, FrameDecoder};
 use gatewayworker::testing::vectors::{encode_hex, section, vector};
 use gatewayworker::worker::api::ApiCall;
-use sender_vectors::api_call;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;

@@ -3,17 +3,15 @@
 //! Each call is made through the PHP-typed sender functions (the vectors' argument types)
 //! and, where the arguments are plain strings, through `Sender::plan(&ApiCall)` as well.
 
-mod sender_vectors;
-
 use std::net::SocketAddrV4;
 
+use crate::sender_vectors::{api_call, arg, flag, text};
 use bytes::{BufMut, BytesMut};
 use gatewayworker::protocol::frame::Frame;
 use gatewayworker::protocol::php::PhpValue;
 use gatewayworker::testing::vectors::{bytes, encode_hex, section, vector};
 use gatewayworker::worker::merge::{GroupScan, Merge};
 use gatewayworker::worker::sender::{auth_frame, Caller, Plan, Sender};
-use sender_vectors::{api_call, arg, flag, text};
 use serde_json::Value;
 
 /// Frame bytes (spec 1.1), written here so that the test does not trust the code under test.

@@ -25,8 +25,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::timeout;
 
-mod common;
-use common::TestLink;
+use crate::common::TestLink;
 
 /// Events sent to the worker in one write.
 const BATCH: usize = 40;

@@ -2,12 +2,10 @@
 //! tiny fake register and real WebSocket clients: events in, API calls out, query replies
 //! interleaved with events on the same links, session write-back seen by the gateway.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use bytes::Bytes;
-use common::*;
 use gatewayworker::net::TokioNet;
 use gatewayworker::protocol::php::{PhpArray, PhpKey, PhpValue};
 use gatewayworker::worker::api::{ApiCall, ApiResult};

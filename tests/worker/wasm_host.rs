@@ -1,12 +1,11 @@
 //! The wasm host against real guests built from `wasm-workers/` (run `scripts/build-wasm`
 //! first): events in, Gateway API calls out to a recording handler, isolation, hot reload.
 
-mod php_values;
-
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use crate::php_values::{b, list, map, s};
 use bytes::Bytes;
 use gatewayworker::protocol::php::{PhpArray, PhpKey, PhpValue};
 use gatewayworker::wasm::{
@@ -14,7 +13,6 @@ use gatewayworker::wasm::{
     Plugin, PluginSlot, WasmHost, WasmWorker, WorkerEvent,
 };
 use gatewayworker::worker::api::{ApiCall, ApiError, ApiResult};
-use php_values::{b, list, map, s};
 
 const CID: &str = "7f0000010fa000000009";
 

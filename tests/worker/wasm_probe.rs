@@ -3,12 +3,11 @@
 //! bytes it sends with `sendToCurrentClient` and the exact Gateway API calls it makes, with
 //! a scripted handler that answers as the PHP library would.
 
-mod php_values;
-
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use crate::php_values::{b, list, map, s};
 use bytes::Bytes;
 use gatewayworker::protocol::php::{PhpArray, PhpKey, PhpValue};
 use gatewayworker::testing::vectors::{php, section};
@@ -17,7 +16,6 @@ use gatewayworker::wasm::{
     WasmWorker, WorkerEvent,
 };
 use gatewayworker::worker::api::{ApiCall, ApiResult};
-use php_values::{b, list, map, s};
 
 /// The calling client.
 const CID: &str = "7f0000010fa000000009";

@@ -1,0 +1,14 @@
+//! Whole systems: register + gateway + business worker with real guests and real
+//! WebSocket clients, the GatewayClient library, and the `gatewayworker` binary.
+//!
+//! Integration tests are grouped by area, one binary per folder of `tests/`, so the suite
+//! links a few binaries instead of one per file (each links wasmtime).
+mod cli;
+mod client_scripted;
+mod client_sockets;
+#[path = "../common/mod.rs"]
+mod common;
+mod guests;
+mod probe;
+#[path = "../system/mod.rs"]
+mod system;

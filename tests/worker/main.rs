@@ -1,0 +1,16 @@
+//! The business worker: its driver against scripted and real gateways, batching,
+//! backpressure, and the wasm host with real guest modules.
+//!
+//! Integration tests are grouped by area, one binary per folder of `tests/`, so the suite
+//! links a few binaries instead of one per file (each links wasmtime).
+mod backpressure;
+mod batching;
+#[path = "../common/mod.rs"]
+mod common;
+mod driver;
+mod gateway;
+#[path = "../php_values/mod.rs"]
+mod php_values;
+mod wasm_event_deadline;
+mod wasm_host;
+mod wasm_probe;
