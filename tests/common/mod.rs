@@ -20,12 +20,37 @@ use tokio_tungstenite::tungstenite::Message;
 /// How long a test waits for anything before failing.
 pub const WAIT: Duration = Duration::from_secs(5);
 
-/// A gateway on 127.0.0.1 with free ports.
-pub fn start_gateway(count: usize, tweak: impl FnOnce(&mut GatewaySettings)) -> RunningGateway {
+/// Logs of the code under test go to the test's output (`RUST_LOG` filters them); once per
+/// process, later calls do nothing.
+pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
+}
+
+/// A port that was free a moment ago, for a child process that must be told its port.
+/// Taken below the kernel's ephemeral range (32768 and up), so that no outgoing connection
+/// of a test running in parallel can grab it between this check and the server's bind; a
+/// counter keeps the tests of this process apart, and the offset keeps test processes apart.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const BASE: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    let offset = std::process::id().wrapping_mul(7919) % SPAN;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (BASE + (offset + n) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A gateway on 127.0.0.1 with free ports.
+pub fn start_gateway(count: usize, tweak: impl FnOnce(&mut GatewaySettings)) -> RunningGateway {
+    init_tracing();
     let mut settings = GatewaySettings::new(
         SocketAddr::from(([127, 0, 0, 1], 0)),
         Ipv4Addr::LOCALHOST,

@@ -8,6 +8,8 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use crate::common::free_port;
+
 use bytes::BytesMut;
 use gatewayworker::protocol::frame::{self, encode_frame, Header, FLAG_BODY_IS_SCALAR};
 
@@ -18,24 +20,6 @@ fn bin() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_gatewayworker"));
     command.env("RUST_LOG", "info");
     command
-}
-
-/// A port that was free a moment ago. Taken below the kernel's ephemeral range (32768 and
-/// up), so that no outgoing connection of a test running in parallel can grab it between
-/// this check and the server's bind; a counter keeps the tests of this process apart.
-fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    const BASE: u32 = 20_000;
-    const SPAN: u32 = 12_000;
-    let offset = std::process::id().wrapping_mul(7919) % SPAN;
-    loop {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let port = (BASE + (offset + n) % SPAN) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
 }
 
 /// Runs a command that is expected to end on its own, killing it after `WAIT`.

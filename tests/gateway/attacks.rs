@@ -5,31 +5,17 @@
 //! being served. Every wait is bounded by `WAIT`.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::common::free_port;
 
 /// Longest a test waits for any one thing.
 const WAIT: Duration = Duration::from_secs(10);
 
 /// The gateway's bound on a handshake head (spec 6.3; `HANDSHAKE_SIZE_MAX`).
 const HEAD_MAX: usize = 16 * 1024;
-
-/// A port that was free a moment ago, below the ephemeral range (see tests/cli.rs).
-fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    const BASE: u32 = 20_000;
-    const SPAN: u32 = 12_000;
-    let offset = std::process::id().wrapping_mul(7927) % SPAN;
-    loop {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let port = (BASE + (offset + n) % SPAN) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
 
 /// Retries `check` until it returns `Some` or `WAIT` passes.
 fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {

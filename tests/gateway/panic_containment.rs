@@ -29,10 +29,7 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// A text-protocol gateway with the panic trigger set, and a live view of its client and
 /// link counts.
 fn gateway() -> (RunningGateway, Arc<AtomicUsize>, Arc<AtomicUsize>) {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
+    crate::common::init_tracing();
     let mut settings = GatewaySettings::new(
         SocketAddr::from(([127, 0, 0, 1], 0)),
         Ipv4Addr::LOCALHOST,
