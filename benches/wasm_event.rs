@@ -15,12 +15,12 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use gatewayworker::api::ApiResult;
 use gatewayworker::protocol::php::PhpValue;
 use gatewayworker::wasm::{
     ApiHandler, ApiRequest, ClientInfo, EventKind, HostConfig, LogLevel, PluginSlot, WasmHost,
     WasmWorker, WorkerEvent,
 };
-use gatewayworker::worker::api::ApiResult;
 
 /// Events per measured round, and the wall-clock bound of the whole benchmark.
 const EVENTS: u32 = 20_000;

@@ -14,9 +14,14 @@
 //! * [`register`]: the directory of gateway addresses: core and driver.
 //! * [`gateway`]: the client-facing server: the client table, worker links and routing
 //!   (core), one driver per shard, and [`gateway::shards`] to run `count` shards.
-//! * [`worker`]: the BusinessWorker: links to every gateway, events to handlers, Gateway
-//!   API calls to frames (core, driver, and the `count`-instance process).
+//! * [`api`]: the Gateway API as data, transport-free: [`api::ApiCall`], the planner that
+//!   turns a call into frames per gateway, and how query replies merge. Used by the
+//!   worker, the wasm host and the client.
+//! * [`worker`]: the worker engine: [`worker::WorkerCore`] (links to every gateway, events
+//!   out, API calls in) and [`worker::Engine`], which runs a core's links on one task.
 //! * [`wasm`]: the plugin host running the business logic as wasm modules.
+//! * [`business`]: the BusinessWorker process: `count` instances, each one wasm instance
+//!   and one engine on a thread of its own; reload; metrics.
 //! * [`client`]: the GatewayClient library, the Gateway API for programs outside the
 //!   cluster.
 //! * `testing` (hidden): vectors and helpers shared by tests, `sim/` and benches.
@@ -30,6 +35,10 @@
 // and `wasm::value`; helpers of theirs used only by the runtime are then unused.
 #![cfg_attr(not(feature = "runtime"), allow(dead_code, unused_imports))]
 
+#[cfg(feature = "runtime")]
+pub mod api;
+#[cfg(feature = "runtime")]
+pub mod business;
 #[cfg(feature = "runtime")]
 pub mod client;
 #[cfg(feature = "runtime")]

@@ -20,11 +20,11 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
+use gatewayworker::business::{self, BusinessSettings, DriverApi};
 use gatewayworker::gateway::{driver as gateway_driver, GatewayConfig, HashKey, PublicProtocol};
 use gatewayworker::net::Net;
 use gatewayworker::register::{driver as register_driver, RegisterConfig};
 use gatewayworker::wasm::{HostConfig, Plugin, PluginSlot, WasmHost};
-use gatewayworker::worker::business::{self, BusinessSettings, DriverApi};
 use serde_json::{json, Value};
 use tokio::sync::{watch, Mutex};
 use tokio::time::Instant;

@@ -7,11 +7,11 @@ use std::io::Write as _;
 use std::time::Duration;
 
 use bytes::Bytes;
+use gatewayworker::api::gather::TimeoutPolicy;
+use gatewayworker::api::ApiCall;
 use gatewayworker::client::{GatewayClient, GatewayClientBuilder};
 use gatewayworker::protocol::php::json::{json_decode, json_encode, JsonEncodeOptions};
 use gatewayworker::protocol::php::PhpValue;
-use gatewayworker::worker::api::ApiCall;
-use gatewayworker::worker::gather::TimeoutPolicy;
 
 use super::args::{ClientCall, ClientOptions};
 use super::error::CliError;

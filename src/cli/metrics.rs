@@ -14,11 +14,11 @@ use std::time::Duration;
 
 use super::error::CliError;
 use super::http::{request_target, Handler, HttpListener, HttpServer, Limits, Response};
-use gatewayworker::gateway::{driver as gateway_driver, GatewayCore};
-use gatewayworker::register::{driver as register_driver, RegisterCore};
-use gatewayworker::worker::metrics::{
+use gatewayworker::business::metrics::{
     failure_label, WorkerObserver, EVENT_BUCKETS_US, FAILURE_KINDS,
 };
+use gatewayworker::gateway::{driver as gateway_driver, GatewayCore};
+use gatewayworker::register::{driver as register_driver, RegisterCore};
 
 /// How often drivers copy their counters for the endpoint.
 pub const PUBLISH_PERIOD: Duration = Duration::from_secs(1);

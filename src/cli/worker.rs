@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use gatewayworker::worker::business::{self, BusinessSettings, RunningWorker};
+use gatewayworker::business::{self, BusinessSettings, RunningWorker};
 
 use super::args::WorkerArgs;
 use super::error::CliError;

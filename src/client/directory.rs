@@ -11,8 +11,8 @@ use tokio::time::Instant;
 
 use super::error::{ClientError, LinkFailure};
 use super::exchange;
+use crate::protocol::client_id::GatewayAddr;
 use crate::protocol::register::{decode_from_register, FromRegister, ToRegister};
-use crate::worker::sender::GatewayAddr;
 
 /// The source of the gateway list.
 #[derive(Debug, Clone, PartialEq, Eq)]

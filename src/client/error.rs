@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use crate::worker::api::ApiError;
-use crate::worker::sender::GatewayAddr;
+use crate::api::ApiError;
+use crate::protocol::client_id::GatewayAddr;
 
 /// Why a call failed. Every variant says where (register or gateway address) and why, in
 /// one line a person can act on.

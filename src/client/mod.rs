@@ -4,7 +4,7 @@
 //!
 //! It finds the gateways through a register (or a fixed list of lan addresses), turns each
 //! call into the very frames a PHP GatewayClient writes (the worker's
-//! [`Sender`] with [`Caller::Client`]), and talks to each
+//! [`Planner`] with [`Caller::Client`]), and talks to each
 //! gateway the way the original does: one short TCP connection per frame, the
 //! GATEWAY_CLIENT_CONNECT prefix in the same write when a secret key is set, and for a query
 //! one reply record read back. Query replies of several gateways are folded by the same
@@ -48,15 +48,14 @@ use tokio::task::JoinSet;
 pub use directory::Gateways;
 pub use error::{ClientError, LinkFailure};
 
+use crate::api::gather::{Gather, TimeoutPolicy};
+use crate::api::merge::{php_int, GroupScan, Merge};
+use crate::api::plan::{auth_frame, frame_bytes, Caller, Completion, Outgoing, Planner};
+use crate::api::ApiCall;
+use crate::protocol::client_id::GatewayAddr;
 use crate::protocol::php::body::scalar_to_string;
 use crate::protocol::php::unserialize::unserialize_lenient;
 use crate::protocol::php::{is_empty_bytes, PhpArray, PhpValue};
-use crate::worker::api::ApiCall;
-use crate::worker::gather::{Gather, TimeoutPolicy};
-use crate::worker::merge::{php_int, GroupScan, Merge};
-use crate::worker::sender::{
-    auth_frame, frame_bytes, Caller, Completion, GatewayAddr, Outgoing, Sender,
-};
 use directory::{Directory, LookupLimits};
 use pool::Pool;
 
@@ -92,7 +91,7 @@ pub struct ClientSettings {
     /// call whose frame would be longer fails with [`ApiError::TooLarge`] before anything
     /// is sent (the gateway would close the connection on it).
     ///
-    /// [`ApiError::TooLarge`]: crate::worker::api::ApiError::TooLarge
+    /// [`ApiError::TooLarge`]: crate::api::ApiError::TooLarge
     pub package_size_max: usize,
     /// Longest register line accepted.
     pub register_line_max: usize,
@@ -218,7 +217,7 @@ impl GatewayClientBuilder {
         let source = match (self.registers.is_empty(), self.gateways.is_empty()) {
             (true, true) => return Err(ClientError::NotConfigured),
             (false, false) => {
-                return Err(ClientError::Api(crate::worker::api::ApiError::BadArgument(
+                return Err(ClientError::Api(crate::api::ApiError::BadArgument(
                     "give either registers or gateways, not both".to_owned(),
                 )))
             }
@@ -248,7 +247,7 @@ impl GatewayClientBuilder {
 /// `ip:port` of a gateway lan address; client ids can only name IPv4 gateways.
 fn parse_gateway(address: &str) -> Result<GatewayAddr, ClientError> {
     address.parse::<SocketAddrV4>().map_err(|_| {
-        ClientError::Api(crate::worker::api::ApiError::BadArgument(format!(
+        ClientError::Api(crate::api::ApiError::BadArgument(format!(
             "gateway address `{address}` is not ipv4:port"
         )))
     })
@@ -419,7 +418,7 @@ impl GatewayClient {
     /// #     -> Result<(), gatewayworker::client::ClientError> {
     /// use bytes::Bytes;
     /// use gatewayworker::protocol::php::{PhpArray, PhpKey, PhpValue};
-    /// use gatewayworker::worker::api::ApiCall;
+    /// use gatewayworker::api::ApiCall;
     ///
     /// // An array message: the gateway JSON-encodes it for websocket clients.
     /// let mut news = PhpArray::new();
@@ -434,7 +433,7 @@ impl GatewayClient {
     /// # Ok(()) }
     /// ```
     ///
-    /// [`ApiError::NoCurrentClient`]: crate::worker::api::ApiError::NoCurrentClient
+    /// [`ApiError::NoCurrentClient`]: crate::api::ApiError::NoCurrentClient
     pub async fn call(&self, call: &ApiCall) -> Result<PhpValue, ClientError> {
         let gateways = if needs_gateway_list(call) {
             self.gateways().await?
@@ -442,7 +441,7 @@ impl GatewayClient {
             Vec::new()
         };
         let settings = &self.inner.settings;
-        let plan = Sender::new(Caller::Client, &gateways, settings.group_scan).plan(call)?;
+        let plan = Planner::new(Caller::Client, &gateways, settings.group_scan).plan(call)?;
         let max = settings.package_size_max;
         if let Some(len) = plan
             .frames
@@ -455,7 +454,7 @@ impl GatewayClient {
                 max,
                 "call refused: frame over the gateway's package size"
             );
-            return Err(crate::worker::api::ApiError::TooLarge { len, max }.into());
+            return Err(crate::api::ApiError::TooLarge { len, max }.into());
         }
         match plan.completion {
             Completion::Ready(result) => {

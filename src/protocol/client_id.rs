@@ -122,6 +122,26 @@ impl FromStr for ClientId {
     }
 }
 
+/// A gateway's internal address (its `lan_ip:lan_port`): where workers connect, and what
+/// the first 12 hex characters of a client id name.
+pub type GatewayAddr = SocketAddrV4;
+
+/// The gateway address and connection id a client id names; `None` when malformed.
+///
+/// *Difference*: the original only checks the length and reads a non-hex character as 0
+/// (with a warning), addressing some other gateway or connection; we treat such an id as
+/// malformed, like one of the wrong length.
+pub fn client_address(client_id: &[u8]) -> Option<(GatewayAddr, u32)> {
+    ClientId::parse(client_id)
+        .ok()
+        .map(|id| (id.gateway_address(), id.connection_id))
+}
+
+/// The client id text (20 lowercase hex characters) of connection `cid` on `gateway`.
+pub fn client_id_text(gateway: GatewayAddr, cid: u32) -> bytes::Bytes {
+    bytes::Bytes::copy_from_slice(&ClientId::new(gateway, cid).to_hex())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

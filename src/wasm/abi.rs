@@ -3,8 +3,8 @@
 
 use bytes::Bytes;
 
+use crate::api::{ApiCall, ApiError, Name};
 use crate::protocol::php::{PhpKey, PhpValue};
-use crate::worker::api::{ApiCall, ApiError, Name};
 
 /// The only ABI version this host runs (`gw_abi_version` must return it).
 pub const ABI_VERSION: i32 = 1;

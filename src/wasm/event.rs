@@ -3,8 +3,8 @@
 
 use bytes::Bytes;
 
+use crate::api::ClientIdText;
 use crate::protocol::php::PhpValue;
-use crate::worker::api::ClientIdText;
 
 /// The address facts of the client an event is about (PHP's `$_SERVER` in an event).
 #[derive(Debug, Clone, PartialEq)]

@@ -5,8 +5,8 @@
 use std::future::Future;
 use std::time::Duration;
 
+use crate::api::{ApiCall, ApiResult, ClientIdText};
 use crate::protocol::php::PhpValue;
-use crate::worker::api::{ApiCall, ApiResult, ClientIdText};
 
 /// One API call from a guest, with the context the call was made in.
 #[derive(Debug, Clone, PartialEq)]

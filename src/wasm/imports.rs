@@ -8,8 +8,8 @@ use super::abi::{self, RequestError, FLAG_BINARY, SEND_FLAG_RAW};
 use super::handler::{ApiHandler, ApiRequest, LogLevel};
 use super::store::StoreData;
 use super::value;
+use crate::api::{ApiCall, ApiResult};
 use crate::protocol::php::{PhpKey, PhpValue};
-use crate::worker::api::{ApiCall, ApiResult};
 
 /// Longest single `gw.sleep_ms`, in milliseconds (the op language clamps to 2 s as well).
 pub const SLEEP_MS_MAX: i32 = 2_000;
@@ -150,7 +150,7 @@ pub(crate) fn define<H: ApiHandler>(linker: &mut Linker<StoreData<H>>) -> wasmti
             Box::new(async move {
                 let bytes = read_guest(&caller, ptr, len)?;
                 if caller.data().event.is_none() {
-                    let e = crate::worker::api::ApiError::NoCurrentClient;
+                    let e = crate::api::ApiError::NoCurrentClient;
                     return Ok(finish(caller.data_mut(), Err(e)));
                 }
                 let call = ApiCall::SendToCurrentClient {

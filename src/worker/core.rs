@@ -67,12 +67,15 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
-use super::api::{ApiCall, ApiError, ApiResult};
-use super::gather::Gather;
-pub use super::gather::TimeoutPolicy;
-use super::merge::GroupScan;
-use super::sender::{client_id_text, frame_bytes, json_encode};
-use super::sender::{frame, Caller, Completion, CurrentClient, GatewayAddr, Plan, Sender};
+use crate::api::gather::Gather;
+pub use crate::api::gather::TimeoutPolicy;
+use crate::api::merge::GroupScan;
+use crate::api::plan::{frame, Caller, Completion, Plan, Planner};
+use crate::api::plan::{frame_bytes, json_encode};
+use crate::api::CurrentClient;
+use crate::api::{ApiCall, ApiError, ApiResult};
+use crate::protocol::client_id::client_id_text;
+use crate::protocol::client_id::GatewayAddr;
 use crate::protocol::frame::{Command, Frame, Header, FLAG_BINARY, HEADER_LEN};
 use crate::protocol::frame::{FrameDecodeError, FrameDecoder, ReplyDecoder};
 use crate::protocol::php::body::decode_body;
@@ -680,7 +683,7 @@ impl WorkerCore {
     ) -> CallId {
         let targets = self.linked_gateways();
         let mut plan =
-            Sender::new(Caller::Worker { current }, &targets, self.config.group_scan).plan(call);
+            Planner::new(Caller::Worker { current }, &targets, self.config.group_scan).plan(call);
         if let (true, Ok(plan)) = (binary, plan.as_mut()) {
             mark_binary(plan);
         }
@@ -727,7 +730,7 @@ impl WorkerCore {
             _ => return Err(ApiError::BadArgument("$_SESSION must be an array".into())),
         };
         let targets = self.linked_gateways();
-        let sender = Sender::new(
+        let sender = Planner::new(
             Caller::Worker {
                 current: Some(client),
             },

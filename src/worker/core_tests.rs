@@ -7,9 +7,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use quickcheck::{QuickCheck, TestResult};
 
 use super::*;
+use crate::api::plan::frame_bytes;
 use crate::protocol::php::serialize::serialize;
 use crate::protocol::php::unserialize::unserialize_lenient;
-use crate::worker::sender::frame_bytes;
 
 const REGISTER: &str = "10.0.0.1:1236";
 

@@ -33,11 +33,11 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use super::api::{ApiCall, ApiError};
 use super::core::{
     Action, CallDone, CallId, ClientEvent, EventKind, LinkId, Peer, WorkerConfig, WorkerCore,
 };
-use super::sender::CurrentClient;
+use crate::api::CurrentClient;
+use crate::api::{ApiCall, ApiError};
 use crate::net::{Net, NetStream};
 use crate::protocol::php::PhpValue;
 

@@ -11,9 +11,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::timeout;
 
 use super::{run, DriverConfig, ToWorker};
+use crate::api::{ApiCall, ApiError};
 use crate::net::TokioNet;
 use crate::protocol::frame::{Command, Frame, FrameDecoder, Header};
-use crate::worker::api::{ApiCall, ApiError};
 use crate::worker::core::WorkerConfig;
 
 /// Bytes that make the driver panic while handing them to the core (tests only).

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
+use gatewayworker::api::gather::TimeoutPolicy;
 use gatewayworker::client::{ClientError, ClientSettings, GatewayClient, Gateways, LinkFailure};
 use gatewayworker::protocol::frame::{Command, FrameDecoder};
 use gatewayworker::testing::vectors::encode_hex;
-use gatewayworker::worker::gather::TimeoutPolicy;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;

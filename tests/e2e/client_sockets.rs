@@ -12,13 +12,13 @@ use std::time::Duration;
 use crate::common::*;
 use bytes::BytesMut;
 use futures_util::StreamExt;
+use gatewayworker::api::ApiError;
 use gatewayworker::client::{ClientError, GatewayClient, LinkFailure};
 use gatewayworker::gateway::shards::RunningGateway;
 use gatewayworker::protocol::frame::{encode_frame, Command, Header, FLAG_BODY_IS_SCALAR};
 use gatewayworker::protocol::php::json::{json_decode, to_json_value};
 use gatewayworker::protocol::php::PhpValue;
 use gatewayworker::register::driver::{start, RegisterSettings, RunningRegister};
-use gatewayworker::worker::api::ApiError;
 use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::Message;
 

@@ -457,7 +457,7 @@ async fn hot_reload_with_events_queued_behind_a_long_event() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_closes_links_and_a_new_worker_takes_over() {
     use futures_util::StreamExt;
-    use gatewayworker::worker::business::{self, BusinessSettings};
+    use gatewayworker::business::{self, BusinessSettings};
 
     let mut sys = System::start(guest("echo"), 2, 2, |_| {}).await;
     let mut ws = sys.client().await;

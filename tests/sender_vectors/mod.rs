@@ -4,9 +4,9 @@
 #![allow(dead_code)] // Each test binary uses a different subset.
 
 use bytes::Bytes;
+use gatewayworker::api::ApiCall;
 use gatewayworker::protocol::php::PhpValue;
 use gatewayworker::testing::vectors::php;
-use gatewayworker::worker::api::ApiCall;
 use serde_json::Value;
 
 /// The vector's argument `name`, as a PHP value.

@@ -7,9 +7,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use gatewayworker::business::{self, BusinessSettings, RunningWorker};
 use gatewayworker::gateway::shards::{GatewaySettings, RunningGateway};
 use gatewayworker::register::driver::{self as register, RegisterSettings, RunningRegister};
-use gatewayworker::worker::business::{self, BusinessSettings, RunningWorker};
 
 use crate::common::{start_gateway, ws_connect, ws_next, WsClient, WAIT};
 

@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use crate::sender_vectors::api_call;
 use bytes::{BufMut, BytesMut};
+use gatewayworker::api::ApiCall;
 use gatewayworker::client::GatewayClient;
 use gatewayworker::protocol::frame::{Command, FrameDecoder};
 use gatewayworker::testing::vectors::{encode_hex, section, vector};
-use gatewayworker::worker::api::ApiCall;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;

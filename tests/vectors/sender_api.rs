@@ -1,17 +1,17 @@
 //! `sender_api` vectors: for each API call of the original worker library, with three
 //! gateways linked, the exact frames written to each gateway, byte for byte and in order.
 //! Each call is made through the PHP-typed sender functions (the vectors' argument types)
-//! and, where the arguments are plain strings, through `Sender::plan(&ApiCall)` as well.
+//! and, where the arguments are plain strings, through `Planner::plan(&ApiCall)` as well.
 
 use std::net::SocketAddrV4;
 
 use crate::sender_vectors::{api_call, arg, flag, text};
 use bytes::{BufMut, BytesMut};
+use gatewayworker::api::merge::{GroupScan, Merge};
+use gatewayworker::api::plan::{auth_frame, Caller, Plan, Planner};
 use gatewayworker::protocol::frame::Frame;
 use gatewayworker::protocol::php::PhpValue;
 use gatewayworker::testing::vectors::{bytes, encode_hex, section, vector};
-use gatewayworker::worker::merge::{GroupScan, Merge};
-use gatewayworker::worker::sender::{auth_frame, Caller, Plan, Sender};
 use serde_json::Value;
 
 /// Frame bytes (spec 1.1), written here so that the test does not trust the code under test.
@@ -34,7 +34,7 @@ fn encode(frame: &Frame) -> Vec<u8> {
 }
 
 /// The plan of the vector's call through the PHP-typed functions.
-fn typed_plan(sender: &Sender, v: &Value) -> Plan {
+fn typed_plan(sender: &Planner, v: &Value) -> Plan {
     let method = v["input"]["call"]["method"].as_str().expect("method");
     let a = |name: &str| arg(v, name);
     let result = match method {
@@ -132,7 +132,7 @@ fn every_call_writes_the_vector_frames() {
         }
         assert_eq!(v["input"]["context"], "BusinessWorker (no auth prefix)");
         let gateways = gateways(v);
-        let sender = Sender::new(
+        let sender = Planner::new(
             Caller::Worker { current: None },
             &gateways,
             GroupScan::Complete,

@@ -16,10 +16,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use gatewayworker::business::{self, BusinessSettings};
 use gatewayworker::net::{Net, NetListener, NetStream, TokioNet, TokioStream};
 use gatewayworker::protocol::frame::{Command, Frame, Header};
 use gatewayworker::wasm::{PluginSlot, WasmHost};
-use gatewayworker::worker::business::{self, BusinessSettings};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::watch;

@@ -6,10 +6,10 @@
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use gatewayworker::api::ApiCall;
 use gatewayworker::net::TokioNet;
 use gatewayworker::protocol::frame::{Command, Frame, FrameDecoder, Header};
 use gatewayworker::protocol::php::{PhpKey, PhpValue};
-use gatewayworker::worker::api::ApiCall;
 use gatewayworker::worker::core::{EventKind, WorkerConfig};
 use gatewayworker::worker::driver::{run, DriverConfig, ToWorker};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};

@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use crate::common::*;
 use bytes::Bytes;
+use gatewayworker::api::CurrentClient;
+use gatewayworker::api::{ApiCall, ApiResult};
 use gatewayworker::net::TokioNet;
 use gatewayworker::protocol::php::{PhpArray, PhpKey, PhpValue};
-use gatewayworker::worker::api::{ApiCall, ApiResult};
 use gatewayworker::worker::core::{ClientEvent, EventKind, WorkerConfig};
 use gatewayworker::worker::driver::{run, DriverConfig, ToWorker};
-use gatewayworker::worker::sender::CurrentClient;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};

@@ -6,12 +6,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use gatewayworker::api::{ApiCall, ApiResult};
 use gatewayworker::protocol::php::PhpValue;
 use gatewayworker::wasm::{
     ApiHandler, ApiRequest, ClientInfo, EventKind, FailureKind, HostConfig, LogLevel, PluginSlot,
     WasmHost, WasmWorker, WorkerEvent,
 };
-use gatewayworker::worker::api::{ApiCall, ApiResult};
 
 /// Answers `getAllClientCount` after `delay` (a slow gateway); sleeps on the real clock.
 #[derive(Clone, Default)]

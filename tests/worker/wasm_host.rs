@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use crate::php_values::{b, list, map, s};
 use bytes::Bytes;
+use gatewayworker::api::{ApiCall, ApiError, ApiResult};
 use gatewayworker::protocol::php::{PhpArray, PhpKey, PhpValue};
 use gatewayworker::wasm::{
     ApiHandler, ApiRequest, ClientInfo, EventKind, FailureKind, HostConfig, LoadError, LogLevel,
     Plugin, PluginSlot, WasmHost, WasmWorker, WorkerEvent,
 };
-use gatewayworker::worker::api::{ApiCall, ApiError, ApiResult};
 
 const CID: &str = "7f0000010fa000000009";
 

@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use crate::php_values::{b, list, map, s};
 use bytes::Bytes;
+use gatewayworker::api::{ApiCall, ApiResult};
 use gatewayworker::protocol::php::{PhpArray, PhpKey, PhpValue};
 use gatewayworker::testing::vectors::{php, section};
 use gatewayworker::wasm::{
     ApiHandler, ApiRequest, ClientInfo, EventKind, HostConfig, Plugin, PluginSlot, WasmHost,
     WasmWorker, WorkerEvent,
 };
-use gatewayworker::worker::api::{ApiCall, ApiResult};
 
 /// The calling client.
 const CID: &str = "7f0000010fa000000009";

@@ -26,6 +26,9 @@
 //! reply may already send its next message on its own connection; that message can reach
 //! the gateway first and arrive with the previous session.
 
+mod defer;
+pub mod metrics;
+
 use std::io;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -35,18 +38,18 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::api::{ApiError, ApiResult};
-use super::core::{ClientEvent, EventKind, WorkerConfig};
-use super::defer::{DeferSelfWakes, SelfWakes};
-use super::driver::{self, DriverConfig, ToWorker};
-use super::metrics::{EventMetrics, WorkerObserver};
-use super::sender::CurrentClient;
+use self::defer::{DeferSelfWakes, SelfWakes};
+use self::metrics::{EventMetrics, WorkerObserver};
+use crate::api::CurrentClient;
+use crate::api::{ApiError, ApiResult};
 use crate::net::{Net, TokioNet};
 use crate::protocol::php::PhpValue;
 use crate::wasm::{
     ApiHandler, ApiRequest, ClientInfo, EventKind as WasmEventKind, FileWatcher, HostConfig,
     HostError, LoadError, PluginSlot, ReloadHandle, WasmHost, WasmWorker, WorkerEvent, WorkerStats,
 };
+use crate::worker::core::{ClientEvent, EventKind, WorkerConfig};
+use crate::worker::driver::{self, DriverConfig, ToWorker};
 
 /// Everything a BusinessWorker process needs.
 #[derive(Debug, Clone)]

@@ -6,6 +6,10 @@ use std::net::Ipv4Addr;
 
 use quickcheck::QuickCheck;
 
+use std::net::SocketAddrV4;
+
+use crate::protocol::client_id::client_id_text;
+
 use super::*;
 use crate::protocol::php::json::json_decode;
 
@@ -27,16 +31,16 @@ fn ext(o: &Outgoing) -> &[u8] {
 
 const GATEWAYS: [GatewayAddr; 0] = [];
 
-fn worker(gateways: &[GatewayAddr]) -> Sender<'_> {
-    Sender::new(
+fn worker(gateways: &[GatewayAddr]) -> Planner<'_> {
+    Planner::new(
         Caller::Worker { current: None },
         gateways,
         GroupScan::Complete,
     )
 }
 
-fn client(gateways: &[GatewayAddr]) -> Sender<'_> {
-    Sender::new(Caller::Client, gateways, GroupScan::Complete)
+fn client(gateways: &[GatewayAddr]) -> Planner<'_> {
+    Planner::new(Caller::Client, gateways, GroupScan::Complete)
 }
 
 fn ready(plan: &Plan) -> &PhpValue {
@@ -247,7 +251,7 @@ fn current_client_paths() {
         connection_id: 9,
         session: PhpValue::Null,
     };
-    let w = Sender::new(
+    let w = Planner::new(
         Caller::Worker {
             current: Some(&current),
         },

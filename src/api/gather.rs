@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
-use super::api::{ApiError, ApiResult};
 use super::merge::Merge;
-use super::sender::GatewayAddr;
+use super::{ApiError, ApiResult};
+use crate::protocol::client_id::GatewayAddr;
 use crate::protocol::php::PhpValue;
 
 /// What a query returns when some gateways did not answer.

@@ -8,7 +8,7 @@
 //!
 //! The functions take PHP-typed arguments (`&PhpValue`) like the original, because the
 //! original's output depends on PHP types (`sendToUid([1001, "bob"])` writes
-//! `[1001,"bob"]`); [`Sender::plan`] maps an [`ApiCall`] onto them.
+//! `[1001,"bob"]`); [`Planner::plan`] maps an [`ApiCall`] onto them.
 //!
 //! Two callers exist, with the original's differences:
 //!
@@ -24,35 +24,18 @@
 //! in front of every request buffer, not into the plan.
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::Ipv4Addr;
 
 use bytes::Bytes;
 
-use super::api::{ApiCall, ApiError, ApiResult};
 use super::merge::{GroupScan, Merge};
-use crate::protocol::client_id::ClientId;
+use super::{ApiCall, ApiError, ApiResult, CurrentClient};
+use crate::protocol::client_id::{client_address, GatewayAddr};
 use crate::protocol::frame::{Command, Frame, Header, FLAG_NOT_CALL_ENCODE};
 use crate::protocol::php::body::{encode_body, scalar_to_string};
 use crate::protocol::php::json::{self, JsonEncodeOptions};
 use crate::protocol::php::serialize::serialize;
 use crate::protocol::php::{is_empty_bytes, PhpArray, PhpKey, PhpValue};
-
-/// A gateway's internal address (`lanIp:lanPort`), as a client id encodes it.
-pub type GatewayAddr = SocketAddrV4;
-
-/// The client whose event is being handled (the original's `Context`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct CurrentClient {
-    /// Its client id text (20 lowercase hex characters).
-    pub client_id: Bytes,
-    /// The gateway it is connected to.
-    pub gateway: GatewayAddr,
-    /// Its connection id on that gateway.
-    pub connection_id: u32,
-    /// The handler's current `$_SESSION` (null when it has none); `getAllClientSessions`
-    /// reports it for the current client instead of the gateway's copy.
-    pub session: PhpValue,
-}
 
 /// Who makes the call; see the module table.
 #[derive(Debug, Clone, Copy)]
@@ -178,22 +161,6 @@ pub fn frame(
     }
 }
 
-/// The gateway address and connection id a client id names; `None` when malformed.
-///
-/// *Difference*: the original only checks the length and reads a non-hex character as 0
-/// (with a warning), addressing some other gateway or connection; we treat such an id as
-/// malformed, like one of the wrong length.
-pub fn client_address(client_id: &[u8]) -> Option<(GatewayAddr, u32)> {
-    ClientId::parse(client_id)
-        .ok()
-        .map(|id| (id.gateway_address(), id.connection_id))
-}
-
-/// The client id text (20 lowercase hex characters) of connection `cid` on `gateway`.
-pub fn client_id_text(gateway: GatewayAddr, cid: u32) -> Bytes {
-    Bytes::copy_from_slice(&ClientId::new(gateway, cid).to_hex())
-}
-
 /// The bytes of one frame on the wire.
 pub fn frame_bytes(frame: &Frame) -> Bytes {
     let mut out = bytes::BytesMut::with_capacity(frame.encoded_len());
@@ -290,7 +257,7 @@ impl PerGateway {
 
 /// Turns API calls into plans for one caller and one ordered gateway list.
 #[derive(Debug, Clone, Copy)]
-pub struct Sender<'a> {
+pub struct Planner<'a> {
     caller: Caller<'a>,
     /// Gateways for fan-outs, in order: a worker's open links, a client's register list.
     gateways: &'a [GatewayAddr],
@@ -298,10 +265,10 @@ pub struct Sender<'a> {
     group_scan: GroupScan,
 }
 
-impl<'a> Sender<'a> {
+impl<'a> Planner<'a> {
     /// A sender for `caller` over `gateways` (fan-out order).
     pub fn new(caller: Caller<'a>, gateways: &'a [GatewayAddr], group_scan: GroupScan) -> Self {
-        Sender {
+        Planner {
             caller,
             gateways,
             group_scan,
@@ -1132,5 +1099,5 @@ fn optional_names(names: Option<&[Bytes]>) -> PhpValue {
 }
 
 #[cfg(test)]
-#[path = "sender_tests.rs"]
+#[path = "plan_tests.rs"]
 mod tests;

@@ -1,12 +1,26 @@
 //! The Gateway API a business worker (or an outside GatewayClient program) can call: one
 //! [`ApiCall`] per method of the original `Lib\Gateway`, with the original's argument shapes.
+//! Transport-free: nothing here knows about links, sockets or time.
 //!
-//! The wasm host turns guest imports into `ApiCall`s; the worker core turns them into
-//! frames for the right gateways and gathers query replies into an [`ApiResult`].
+//! * this module: [`ApiCall`], [`ApiResult`], [`ApiError`], and [`CurrentClient`] (the
+//!   client of the event a call is made in).
+//! * [`plan`]: a call → the exact frames per gateway and how its completion is computed
+//!   ([`plan::Planner`], [`plan::Plan`]); the same for a worker and a GatewayClient.
+//! * [`merge`]: query replies of several gateways → one result, as the original folds them.
+//! * [`gather`]: the reply slots of one query in flight, its deadline and timeout policy.
+//!
+//! Users: the wasm host turns guest imports into `ApiCall`s; the worker core and the
+//! client library plan them and send the frames on their own links.
+//!
+//! Depends on [`crate::protocol`] only.
 
 use bytes::Bytes;
 
 use crate::protocol::php::PhpValue;
+
+pub mod gather;
+pub mod merge;
+pub mod plan;
 
 /// A client id as the API receives it: normally 20 hex characters; anything else is
 /// malformed and handled the way the original library does (see each call).
@@ -15,7 +29,22 @@ pub type ClientIdText = Bytes;
 /// A uid or group name (PHP string; ints are passed as their decimal text).
 pub type Name = Bytes;
 
+/// The client whose event is being handled (the original's `Context`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CurrentClient {
+    /// Its client id text (20 lowercase hex characters).
+    pub client_id: Bytes,
+    /// The gateway it is connected to.
+    pub gateway: crate::protocol::client_id::GatewayAddr,
+    /// Its connection id on that gateway.
+    pub connection_id: u32,
+    /// The handler's current `$_SESSION` (null when it has none); `getAllClientSessions`
+    /// reports it for the current client instead of the gateway's copy.
+    pub session: PhpValue,
+}
+
 /// One call of the Gateway API.
+#[allow(missing_docs)] // Variant fields are the original API's parameters, named as there.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ApiCall {
     /// `sendToClient(client_id, message, raw)`.

@@ -17,8 +17,8 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 
-use super::sender::client_id_text;
-use super::sender::GatewayAddr;
+use crate::protocol::client_id::client_id_text;
+use crate::protocol::client_id::GatewayAddr;
 use crate::protocol::php::body::scalar_to_string;
 use crate::protocol::php::unserialize::unserialize_lenient;
 use crate::protocol::php::{PhpArray, PhpKey, PhpValue};
