@@ -18,7 +18,7 @@
 //!   turns a call into frames per gateway, and how query replies merge. Used by the
 //!   worker, the wasm host and the client.
 //! * [`worker`]: the worker engine: [`worker::WorkerCore`] (links to every gateway, events
-//!   out, API calls in) and [`worker::Engine`], which runs a core's links on one task.
+//!   out, API calls in) and [`worker::WorkerDriver`], which runs a core's links on one task.
 //! * [`wasm`]: the plugin host running the business logic as wasm modules.
 //! * [`business`]: the BusinessWorker process: `count` instances, each one wasm instance
 //!   and one engine on a thread of its own; reload; metrics.

@@ -16,9 +16,11 @@ use std::time::Duration;
 mod async_stream;
 pub(crate) mod conn;
 pub mod tls;
+mod write_queue;
 
 pub use async_stream::{AsyncStream, AsyncStreamLimits, READ_BUFFER_CEILING};
 pub use conn::{catch_panic, connection_panics_total, Panicked};
+pub use write_queue::{WriteQueue, WRITE_SLICES_MAX};
 
 /// Stack size, in bytes, of every thread that runs a role's driver (gateway shards,
 /// business worker instances, the register, the http servers): 8 MiB, the usual
@@ -30,7 +32,7 @@ pub use conn::{catch_panic, connection_panics_total, Panicked};
 pub const ROLE_THREAD_STACK_BYTES: usize = 8 * 1024 * 1024;
 
 /// A way to listen and connect: tokio in production, turmoil in the simulation.
-pub trait Net: Clone + 'static {
+pub trait Net: Clone + Send + 'static {
     /// A connected stream.
     type Stream: NetStream;
     /// A bound listener.
@@ -67,7 +69,9 @@ pub trait NetListener: 'static {
 /// future in its state: with 10k idle connections, those bytes are most of a task.
 /// Only one task may wait on each direction of a stream (the last waker registered is
 /// the one woken), which is how every driver uses them.
-pub trait NetStream: 'static {
+/// Streams are `Send` (a worker's wasm store, which must be, holds its driver's links),
+/// though every driver uses each stream from one thread.
+pub trait NetStream: Send + 'static {
     /// Ready when a `try_read` may make progress (data, end of stream or an error);
     /// otherwise registers `cx`'s waker.
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;

@@ -20,7 +20,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gatewayworker::business::{self, BusinessSettings, DriverApi};
+use gatewayworker::business::{self, BusinessApi, BusinessSettings};
 use gatewayworker::gateway::{driver as gateway_driver, GatewayConfig, HashKey, PublicProtocol};
 use gatewayworker::net::Net;
 use gatewayworker::register::{driver as register_driver, RegisterConfig};
@@ -35,6 +35,9 @@ use crate::model::{expect_query, session_json, Change, ClientId, Model};
 use crate::trace::{Trace, TAIL_LEN};
 use crate::workload::{audit_queries, message_text, Effect, Op, Program, WorkloadConfig, GC_ONLY};
 use crate::TurmoilNet;
+
+/// The Gateway API of a simulated worker instance.
+type SimApi = BusinessApi<TurmoilNet>;
 
 /// The register's port.
 pub const REGISTER_PORT: u16 = 1236;
@@ -196,7 +199,7 @@ type Lock = Arc<Mutex<()>>;
 thread_local! {
     /// The probe module, compiled once per thread (compiling takes a while; a run only
     /// instantiates).
-    static PROBE: OnceCell<(WasmHost<DriverApi>, Plugin<DriverApi>)> = const { OnceCell::new() };
+    static PROBE: OnceCell<(WasmHost<SimApi>, Plugin<SimApi>)> = const { OnceCell::new() };
 }
 
 /// The path of the probe guest.
@@ -204,7 +207,10 @@ pub fn probe_path() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../wasm-workers/dist/probe.wasm")
 }
 
-fn probe() -> (WasmHost<DriverApi>, Plugin<DriverApi>) {
+fn probe() -> (
+    WasmHost<BusinessApi<TurmoilNet>>,
+    Plugin<BusinessApi<TurmoilNet>>,
+) {
     PROBE.with(|cell| {
         cell.get_or_init(|| {
             // No epoch deadline (it ticks on a real thread); fuel bounds every event.

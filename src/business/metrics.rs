@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::wasm::{FailureKind, WorkerStats};
+use crate::wasm::{FailureKind, InstanceStats};
 
 /// Upper bounds of the event duration buckets, in microseconds (the last bucket, `+Inf`,
 /// is implicit). From a fast echo (tens of µs) to a query waiting on a slow gateway.
@@ -108,10 +108,9 @@ impl EventMetrics {
 /// clone, usable from any thread, alive as long as the observer keeps it.
 #[derive(Debug, Clone)]
 pub struct WorkerObserver {
-    pub(super) stats: Arc<Mutex<Vec<WorkerStats>>>,
+    pub(super) stats: Arc<Mutex<Vec<InstanceStats>>>,
     pub(super) connected: Vec<watch::Receiver<usize>>,
     pub(super) events: Arc<EventMetrics>,
-    pub(super) connection_panics: Arc<AtomicU64>,
 }
 
 /// The metric family of [`WorkerObserver::connection_panics`] (the gateway's has the
@@ -120,7 +119,7 @@ pub const CONNECTION_PANICS_METRIC: &str = "gatewayworker_connection_panics_tota
 
 impl WorkerObserver {
     /// Life counters of each instance, by index.
-    pub fn stats(&self) -> Vec<WorkerStats> {
+    pub fn stats(&self) -> Vec<InstanceStats> {
         self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
@@ -134,10 +133,12 @@ impl WorkerObserver {
         self.events.snapshot()
     }
 
-    /// Panics caught while a driver handled a link's bytes, all instances (each closed
-    /// that link only): [`CONNECTION_PANICS_METRIC`].
+    /// Panics caught while a driver handled a link's bytes (each closed that link only):
+    /// [`CONNECTION_PANICS_METRIC`], counted process-wide
+    /// ([`crate::net::connection_panics_total`]: in a `start` process this includes the
+    /// gateway's and the register's).
     pub fn connection_panics(&self) -> u64 {
-        self.connection_panics.load(Ordering::Relaxed)
+        crate::net::connection_panics_total()
     }
 }
 

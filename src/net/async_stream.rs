@@ -311,7 +311,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> State<S> {
 
 impl<S> NetStream for AsyncStream<S>
 where
-    S: AsyncRead + AsyncWrite + Unpin + 'static,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.state.borrow_mut().poll_read_ready(cx)

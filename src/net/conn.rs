@@ -4,9 +4,8 @@
 //! writes, and ends when the peer goes or the core closes the connection.
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
 use std::future::Future;
-use std::io::{self, IoSlice};
+use std::io;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::rc::Rc;
@@ -14,15 +13,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use tokio::time::{Instant, Sleep};
 
-use super::NetStream;
+use super::{NetStream, WriteQueue};
 
 /// Reads served for one connection before yielding to the others (fairness bound).
 const READS_PER_TURN_MAX: usize = 4;
-/// Buffers handed to one vectored write.
-const WRITE_SLICES_MAX: usize = 64;
 
 /// Longest wait without progress, after a graceful close (KICK, websocket close), first
 /// for the driver's queued output to be written and then for the stream's own
@@ -87,7 +84,7 @@ pub(crate) enum Closing {
 /// What the core queued for one connection, shared between the driver and its task.
 #[derive(Default)]
 struct Outbox {
-    chunks: VecDeque<Bytes>,
+    chunks: WriteQueue,
     closing: Option<Closing>,
 }
 
@@ -136,7 +133,7 @@ impl ConnIo {
         if bytes.is_empty() {
             return;
         }
-        self.outbox.borrow_mut().chunks.push_back(bytes);
+        self.outbox.borrow_mut().chunks.push(bytes);
         self.wake.notify();
     }
 
@@ -353,43 +350,17 @@ fn write_some<S: NetStream>(
     let mut total = 0;
     loop {
         let written = {
-            let outbox = io.outbox.borrow();
+            let mut outbox = io.outbox.borrow_mut();
             if outbox.chunks.is_empty() {
                 return Ok(total);
             }
-            // A fixed array, not a Vec: no allocation per write on the hot path.
-            let mut slices = [IoSlice::new(&[]); WRITE_SLICES_MAX];
-            let mut count = 0;
-            for (slot, chunk) in slices.iter_mut().zip(outbox.chunks.iter()) {
-                *slot = IoSlice::new(chunk);
-                count += 1;
-            }
-            match stream.try_write_vectored(&slices[..count]) {
-                Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero).into()),
+            match outbox.chunks.write_to(stream) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(total),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e.into()),
             }
         };
         total += written;
-        consume(&mut io.outbox.borrow_mut().chunks, written);
         catch_panic(|| owner.flushed(written)).map_err(Stop::Panicked)?;
-    }
-}
-
-/// Drops `n` written bytes from the front of the queue.
-fn consume(chunks: &mut VecDeque<Bytes>, mut n: usize) {
-    while n > 0 {
-        let Some(front) = chunks.front_mut() else {
-            return;
-        };
-        if front.len() <= n {
-            n -= front.len();
-            chunks.pop_front();
-        } else {
-            front.advance(n);
-            n = 0;
-        }
     }
 }

@@ -72,10 +72,6 @@ pub struct WorkerEvent {
 /// A handled event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventOutcome {
-    /// The session to write back to the gateway (cmd 204) because the handler changed
-    /// `$_SESSION`: `Some(Null)` clears it; `None` means unchanged (nothing to send).
-    /// Always `None` after a Close event: the original writes nothing back for a gone client.
-    pub session_write: Option<PhpValue>,
     /// `$_SESSION` when the handler returned.
     pub session: PhpValue,
     /// What the gateway is known to hold: the event's session, updated by the handler's own
@@ -84,6 +80,16 @@ pub struct EventOutcome {
     pub known_session: PhpValue,
     /// Fuel the event consumed (deterministic CPU cost).
     pub fuel_used: u64,
+}
+
+impl EventOutcome {
+    /// The session the worker writes back to the gateway (SET_SESSION) for this event:
+    /// `$_SESSION` when the handler changed it from what the gateway is known to hold
+    /// (`Some(Null)` clears it), else `None`. The worker core decides the same from the
+    /// pair (`known_session`, `session`), and writes nothing after a Close event.
+    pub fn session_write(&self) -> Option<&PhpValue> {
+        (self.session != self.known_session).then_some(&self.session)
+    }
 }
 
 /// How an event failed. The instance that ran it is discarded and recreated before the

@@ -5,8 +5,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use crate::api::{ApiCall, ApiResult, ClientIdText};
-use crate::protocol::php::PhpValue;
+use crate::api::{ApiCall, ApiResult, ClientIdText, CurrentClient};
 
 /// One API call from a guest, with the context the call was made in.
 #[derive(Debug, Clone, PartialEq)]
@@ -16,12 +15,10 @@ pub struct ApiRequest {
     /// Our extension: deliver the message as a binary websocket frame (FLAG_BINARY).
     /// Only meaningful for send calls.
     pub binary: bool,
-    /// The client of the event being handled (`Context::$client_id`), if any. Calls on
-    /// the "current client" resolve to it.
-    pub current_client: Option<ClientIdText>,
-    /// The guest's `$_SESSION` at the time of the call (null outside client events or
-    /// when the client has none): `getAllClientSessions` reports it for the current client.
-    pub current_session: PhpValue,
+    /// The client of the event being handled (`Context::$client_id`), if any: calls on
+    /// the "current client" resolve to it. Its `session` is the guest's `$_SESSION` at
+    /// the time of the call (`getAllClientSessions` reports it for the current client).
+    pub current: Option<CurrentClient>,
 }
 
 /// Severity of a guest log line (`gw.log` levels).
@@ -63,6 +60,11 @@ pub trait ApiHandler: Send + 'static {
         let _ = duration;
         std::future::ready(false)
     }
+
+    /// Called from the host's epoch callback while a guest computes for longer than one
+    /// epoch tick: push out what is ready (replies to earlier events) without waiting.
+    /// By default nothing.
+    fn flush(&mut self) {}
 
     /// A log line from the guest (`gw.log`, guest panics). By default it goes to `tracing`.
     fn log(&mut self, level: LogLevel, client: Option<&ClientIdText>, text: &str) {

@@ -2,13 +2,13 @@
 //! is checked against its memory; a bad one traps the event ([`AbiViolation`]), never the host.
 
 use bytes::Bytes;
-use wasmtime::{AsContextMut, Caller, Linker};
+use wasmtime::{Caller, Linker};
 
 use super::abi::{self, RequestError, FLAG_BINARY, SEND_FLAG_RAW};
 use super::handler::{ApiHandler, ApiRequest, LogLevel};
 use super::store::StoreData;
 use super::value;
-use crate::api::{ApiCall, ApiResult};
+use crate::api::{ApiCall, ApiResult, CurrentClient};
 use crate::protocol::php::{PhpKey, PhpValue};
 
 /// Longest single `gw.sleep_ms`, in milliseconds (the op language clamps to 2 s as well).
@@ -90,16 +90,17 @@ async fn run_call<H: ApiHandler>(
 ) -> i32 {
     let data = caller.data_mut();
     mirror_session(data, &call);
-    let current_client = data.event.as_ref().map(|e| e.client.client_id.clone());
-    let current_session = data
-        .event
-        .as_ref()
-        .map_or(PhpValue::Null, |e| e.session.current.clone());
+    let current = data.event.as_ref().and_then(|e| {
+        let client = e.current.as_ref()?;
+        Some(CurrentClient {
+            session: e.session.current.clone(),
+            ..client.clone()
+        })
+    });
     let request = ApiRequest {
         call,
         binary,
-        current_client,
-        current_session,
+        current,
     };
     let started = std::time::Instant::now();
     let result = data.handler.call(request).await;
@@ -109,9 +110,6 @@ async fn run_call<H: ApiHandler>(
     let data = caller.data_mut();
     if let Some(deadline) = data.event_deadline {
         data.event_deadline = deadline.checked_add(started.elapsed());
-    }
-    if let Some(ticks) = caller.data().ticks_left(std::time::Instant::now()) {
-        caller.as_context_mut().set_epoch_deadline(ticks);
     }
     finish(caller.data_mut(), result)
 }

@@ -51,4 +51,4 @@ pub use reload::{FileWatcher, PluginSlot, ReloadHandle};
 #[cfg(feature = "runtime")]
 pub use store::StoreData;
 #[cfg(feature = "runtime")]
-pub use worker::{WasmWorker, WorkerStats};
+pub use worker::{InstanceStats, WasmWorker};

@@ -6,6 +6,7 @@ use wasmtime::{Memory, ResourceLimiter};
 use super::event::ClientInfo;
 use super::handler::ApiHandler;
 use super::session::SessionState;
+use crate::api::CurrentClient;
 
 /// Per-instance limits, and a record of a refused growth so a trap that follows can be
 /// reported as a memory-limit failure.
@@ -53,6 +54,9 @@ impl ResourceLimiter for Limits {
 /// The client event being handled.
 pub(crate) struct EventContext {
     pub client: ClientInfo,
+    /// The client as API calls name it (its gateway and connection come from its id);
+    /// `None` when the id is malformed (calls on the current client then fail).
+    pub current: Option<CurrentClient>,
     pub session: SessionState,
 }
 
@@ -68,8 +72,6 @@ pub struct StoreData<H: ApiHandler> {
     /// The result slot: the last result (GWV) or error text.
     pub(crate) result: Vec<u8>,
     pub(crate) request_size_max: usize,
-    /// The epoch ticker's period (deadlines are rounded up to whole ticks).
-    pub(crate) epoch_tick: std::time::Duration,
     /// When the current event's wall-clock budget runs out. Set when an event starts,
     /// pushed back by the time each API call waited for its reply (`imports::run_call`),
     /// never by a `gw.sleep_ms`: sleeping counts (see [`super::HostConfig::epoch_deadline`]).
@@ -90,7 +92,6 @@ impl<H: ApiHandler> StoreData<H> {
             now_ms: 0,
             result: Vec::new(),
             request_size_max: config.request_size_max,
-            epoch_tick: config.epoch_tick,
             event_deadline: None,
         }
     }
@@ -102,13 +103,5 @@ impl<H: ApiHandler> StoreData<H> {
         self.event = None;
         self.result = Vec::new();
         self.event_deadline = None;
-    }
-
-    /// Epoch ticks left until `event_deadline` (rounded up; 0 once it passed).
-    pub(crate) fn ticks_left(&self, now: std::time::Instant) -> Option<u64> {
-        let deadline = self.event_deadline?;
-        let left = deadline.saturating_duration_since(now).as_nanos();
-        let tick = self.epoch_tick.as_nanos().max(1);
-        Some(u64::try_from(left.div_ceil(tick)).unwrap_or(u64::MAX))
     }
 }

@@ -4,7 +4,7 @@
 
 use wasmtime::{Instance, Store, Trap, TypedFunc};
 
-use super::event::{EventFailure, EventKind, EventOutcome, FailureKind, WorkerEvent};
+use super::event::{ClientInfo, EventFailure, EventKind, EventOutcome, FailureKind, WorkerEvent};
 use super::handler::ApiHandler;
 use super::host::{Plugin, WasmHost};
 use super::imports::AbiViolation;
@@ -12,6 +12,8 @@ use super::reload::PluginSlot;
 use super::session::SessionState;
 use super::store::{EventContext, StoreData};
 use super::{abi, value};
+use crate::api::CurrentClient;
+use crate::protocol::client_id::client_address;
 use crate::protocol::php::PhpValue;
 
 /// `on_message(id_ptr, id_len, body_ptr, body_len, flags)`.
@@ -71,7 +73,7 @@ enum State<H: ApiHandler> {
 
 /// Counters of one worker instance's life.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct WorkerStats {
+pub struct InstanceStats {
     /// Events handled successfully.
     pub events_ok: u64,
     /// Events that failed (trap, fuel, memory, ABI).
@@ -89,7 +91,7 @@ pub struct WasmWorker<H: ApiHandler> {
     host: WasmHost<H>,
     slot: PluginSlot<H>,
     state: State<H>,
-    stats: WorkerStats,
+    stats: InstanceStats,
 }
 
 impl<H: ApiHandler> WasmWorker<H> {
@@ -100,7 +102,7 @@ impl<H: ApiHandler> WasmWorker<H> {
             host: host.clone(),
             slot: slot.clone(),
             state: State::Parked(Box::new(StoreData::new(handler, host.config()))),
-            stats: WorkerStats::default(),
+            stats: InstanceStats::default(),
         }
     }
 
@@ -123,7 +125,7 @@ impl<H: ApiHandler> WasmWorker<H> {
     }
 
     /// Life counters.
-    pub fn stats(&self) -> WorkerStats {
+    pub fn stats(&self) -> InstanceStats {
         self.stats
     }
 
@@ -178,6 +180,7 @@ impl<H: ApiHandler> WasmWorker<H> {
         let data = live.store.data_mut();
         data.now_ms = event.now_ms;
         data.event = Some(EventContext {
+            current: current_client(&event.client),
             client: event.client.clone(),
             session: SessionState::new(event.session.clone()),
         });
@@ -196,13 +199,8 @@ impl<H: ApiHandler> WasmWorker<H> {
                     debug_assert!(false, "a client event always has a context");
                     SessionState::new(PhpValue::Null)
                 });
-                let (session, known_session) = (state.current.clone(), state.known.clone());
-                let session_write = match event.kind {
-                    EventKind::Close => None,
-                    _ => state.write_back(),
-                };
+                let (session, known_session) = (state.current, state.known);
                 Ok(EventOutcome {
-                    session_write,
                     session,
                     known_session,
                     fuel_used,
@@ -279,13 +277,45 @@ fn arm<H: ApiHandler>(
     store.data_mut().limits.memory_refused = false;
     store.set_fuel(config.fuel_per_event)?;
     if let Some(ticks) = config.epoch_deadline_ticks() {
-        store.set_epoch_deadline(ticks);
+        // The callback runs at every tick of guest time (`on_epoch_tick`).
+        store.set_epoch_deadline(1);
         let budget = config
             .epoch_tick
             .saturating_mul(u32::try_from(ticks).unwrap_or(u32::MAX));
         store.data_mut().event_deadline = std::time::Instant::now().checked_add(budget);
     }
     Ok(())
+}
+
+/// The epoch callback, at each tick while the guest runs: past the event's wall-clock
+/// deadline the event traps ([`FailureKind::Deadline`]); before it, the handler may push
+/// out what is ready ([`ApiHandler::flush`]: a long event does not hold back the replies
+/// of the events before it) and the guest goes on for one more tick.
+fn on_epoch_tick<H: ApiHandler>(
+    mut store: wasmtime::StoreContextMut<'_, StoreData<H>>,
+) -> wasmtime::Result<wasmtime::UpdateDeadline> {
+    let data = store.data_mut();
+    match data.event_deadline {
+        Some(deadline) if std::time::Instant::now() >= deadline => {
+            Err(wasmtime::Error::from(Trap::Interrupt))
+        }
+        _ => {
+            data.handler.flush();
+            Ok(wasmtime::UpdateDeadline::Continue(1))
+        }
+    }
+}
+
+/// The current client of an event as API calls need it: gateway and connection come from
+/// the client id (the gateway made the id from them).
+fn current_client(client: &ClientInfo) -> Option<CurrentClient> {
+    let (gateway, connection_id) = client_address(&client.client_id)?;
+    Some(CurrentClient {
+        client_id: client.client_id.clone(),
+        gateway,
+        connection_id,
+        session: PhpValue::Null,
+    })
 }
 
 type Instantiated<H> = (Store<StoreData<H>>, Exports);
@@ -298,6 +328,7 @@ async fn instantiate<H: ApiHandler>(
 ) -> Result<Instantiated<H>, (StoreData<H>, wasmtime::Error)> {
     let mut store = Store::new(host.engine(), data);
     store.limiter(|d| &mut d.limits);
+    store.epoch_deadline_callback(on_epoch_tick);
     match start_instance(&mut store, plugin, host.config(), now_ms).await {
         Ok(exports) => Ok((store, exports)),
         Err(e) => Err((store.into_data(), e)),

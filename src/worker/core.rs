@@ -483,7 +483,13 @@ impl WorkerCore {
         out
     }
 
+    /// Outputs are waiting for [`WorkerCore::poll_action`].
+    pub fn has_actions(&self) -> bool {
+        !self.actions.is_empty()
+    }
+
     /// The next output, if any.
+    #[must_use]
     pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
     }

@@ -1,482 +1,525 @@
-//! The worker's tokio driver: owns the sockets the [`WorkerCore`] asks for, feeds it bytes
-//! and time, hands client events to the business code and runs its API calls.
+//! The worker's driver: a [`WorkerCore`] and the sockets it asked for, run by whoever owns
+//! the [`WorkerDriver`] — one task, no channels.
 //!
-//! Shape: one main loop owns the core; each link (register or gateway) is a local task
-//! that connects, writes what the core transmits and reads into its own buffer, handing
-//! the bytes to the main loop as slices of a reused staging buffer (no allocation per
-//! read once the main loop keeps up). Generic over [`Net`], so the same code runs on tokio sockets and under
-//! turmoil. Everything runs on a `LocalSet` of its own (the `Net` futures need not be
-//! `Send`), so [`run`] can be awaited from a current-thread runtime or a turmoil host.
+//! The business code holds the driver and calls it directly:
+//! [`WorkerDriver::next_event`] waits for a client event, [`WorkerDriver::call`] runs a
+//! Gateway API call and waits for its result, [`WorkerDriver::end_event`] ends an event
+//! (writes its session back). While it waits, in any of them, the driver does the links'
+//! I/O: it reads every link into one scratch buffer and feeds the core, writes what the
+//! core transmits, connects, and fires the core's timer. So a query suspends only the
+//! task that made it (the instance's guest), and link I/O goes on meanwhile; nothing
+//! crosses a thread or a channel on the way from a gateway's bytes to the guest and back.
 //!
-//! Bounds: link chunks travel through a channel of `link_inbox_max` messages; events
-//! wait in a queue of at most `events_pending_max` for the business code. While it is
-//! full the loop keeps reading links, so the replies and acknowledgements the business
-//! code waits for still arrive; the core holds the events it cannot hand over
-//! ([`WorkerCore::set_event_room`]) up to `held_events_bytes_max` bytes, and only past
-//! that does the loop stop taking link input (gateways then see TCP backpressure; a reply
-//! behind the unread bytes waits, and its query may time out). Bytes towards a link are
-//! bounded by the core's window.
+//! Batching: a send completes as soon as the core has queued its frame; writes happen
+//! when the driver next waits. A business loop that handles every event it has before
+//! waiting again therefore answers a read of N events with one vectored write per link.
+//!
+//! Generic over [`Net`] so the same code runs on tokio sockets and under turmoil. The
+//! driver is `Send` when the streams are (a wasm store may hold it), but it is meant for
+//! one thread: connection attempts run as local tasks (`spawn_local`), so it must be used
+//! inside a [`tokio::task::LocalSet`].
+//!
+//! Bounds: events wait in a queue of at most [`DriverConfig::events_pending_max`]; the
+//! core holds the rest ([`WorkerCore::set_event_room`]) up to `held_events_bytes_max`
+//! bytes, and only past that does the driver stop reading links (gateways then see TCP
+//! backpressure). Bytes towards a link are bounded by the core's window. Reads per link
+//! and per wake-up are bounded by [`READS_PER_TURN_MAX`].
 //!
 //! Panics: a panic while the core handles one link's bytes is caught; that link is
 //! closed (the core's link-closed path runs: its pending calls fail, it is reconnected),
-//! the panic is logged at error and counted (`gatewayworker_connection_panics_total`,
-//! [`DriverConfig::connection_panics`]). Other links and the worker carry on.
-//! `tokio::select!` is always `biased;` (deterministic under simulation).
+//! logged and counted (`gatewayworker_connection_panics_total`). Other links carry on.
 
-use std::collections::{HashMap, VecDeque};
-use std::io::{self, IoSlice};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use tokio::sync::{mpsc, oneshot, watch};
-use tokio::time::Instant;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, Sleep};
 
 use super::core::{
     Action, CallDone, CallId, ClientEvent, EventKind, LinkId, Peer, WorkerConfig, WorkerCore,
 };
-use crate::api::CurrentClient;
-use crate::api::{ApiCall, ApiError};
-use crate::net::{Net, NetStream};
+use crate::api::{ApiCall, ApiError, ApiResult, CurrentClient};
+use crate::net::{Net, NetStream, WriteQueue};
 use crate::protocol::php::PhpValue;
 
-/// Buffers handed to one vectored write on a link.
-const WRITE_SLICES_MAX: usize = 64;
+/// Reads served per link in one pass before the others get theirs (fairness bound).
+pub const READS_PER_TURN_MAX: usize = 4;
 
-/// A request from the business code to the worker.
-#[derive(Debug)]
-pub enum ToWorker {
-    /// Run an API call; its result is sent on `reply`.
-    Call {
-        /// The call.
-        call: ApiCall,
-        /// The client of the event being handled, if any.
-        current: Option<CurrentClient>,
-        /// Where the result goes.
-        reply: oneshot::Sender<CallDone>,
-    },
-    /// Like `Call`, but a send reaches websocket clients as a binary frame
-    /// ([`WorkerCore::call_as`]); other calls run as with `Call`.
-    CallBinary {
-        /// The call.
-        call: ApiCall,
-        /// The client of the event being handled, if any.
-        current: Option<CurrentClient>,
-        /// Where the result goes.
-        reply: oneshot::Sender<CallDone>,
-    },
-    /// An event was handled: write its session back if it changed
-    /// ([`WorkerCore::end_event`]).
-    EndEvent {
-        /// The event's client.
-        client: CurrentClient,
-        /// The event's kind.
-        kind: EventKind,
-        /// The session the handler started from (as updated by its own session calls).
-        old: PhpValue,
-        /// The session after the handler.
-        new: PhpValue,
-        /// Where the outcome goes, if anyone wants it.
-        reply: Option<oneshot::Sender<Result<(), ApiError>>>,
-    },
-}
+/// Passes of I/O in one wake-up before the driver yields to its runtime (so a link that
+/// never runs dry cannot starve the timer or the business code).
+const PASSES_PER_WAKE_MAX: usize = 16;
 
 /// Settings of the driver itself (the core has [`WorkerConfig`]).
 #[derive(Debug, Clone)]
 pub struct DriverConfig {
-    /// Events waiting for the business code at most; beyond, link input pauses.
+    /// Events waiting for the business code at most; the core holds the rest.
     pub events_pending_max: usize,
-    /// Messages from link tasks waiting for the main loop at most.
-    pub link_inbox_max: usize,
-    /// Bytes read per `try_read`: the size of each link's read buffer, allocated once per
-    /// link. What a read returns is copied into a per-link staging buffer and handed to the
-    /// main loop as a slice of it, so steady traffic allocates nothing per read.
-    pub read_chunk_len: usize,
-    /// Counts panics caught while handling a link's bytes (each closed that link only);
-    /// shared with the metrics endpoint.
-    pub connection_panics: Arc<AtomicU64>,
+    /// Bytes read per `try_read`: the size of the one scratch buffer every link is read
+    /// into (allocated once per driver).
+    pub read_chunk_bytes: usize,
 }
 
 impl Default for DriverConfig {
     fn default() -> DriverConfig {
         DriverConfig {
             events_pending_max: 1024,
-            link_inbox_max: 256,
-            read_chunk_len: 64 * 1024,
-            connection_panics: Arc::new(AtomicU64::new(0)),
+            read_chunk_bytes: 64 * 1024,
         }
     }
 }
 
-/// What a link task tells the main loop.
-#[derive(Debug)]
-enum FromLink {
-    Connected(LinkId),
-    Bytes(LinkId, Bytes),
-    Written(LinkId, usize),
-    Closed(LinkId),
+/// A connection attempt's outcome, sent by its local task.
+type Connected<S> = (LinkId, io::Result<S>);
+
+/// One link's I/O state.
+struct LinkIo<S> {
+    /// `None` while connecting.
+    stream: Option<S>,
+    /// The connection attempt, aborted if the core gives up on the link first.
+    connecting: Option<JoinHandle<()>>,
+    /// What the core transmitted and the socket did not take yet.
+    out: WriteQueue,
 }
 
-/// Runs a worker until the business code drops its command sender or the event receiver.
-pub async fn run<N: Net>(
-    net: N,
-    config: WorkerConfig,
-    driver: DriverConfig,
-    events: mpsc::Sender<ClientEvent>,
-    commands: mpsc::Receiver<ToWorker>,
-) {
-    let (connected, _) = watch::channel(0);
-    run_watched(net, config, driver, events, commands, connected).await;
+impl<S> Drop for LinkIo<S> {
+    fn drop(&mut self) {
+        if let Some(attempt) = self.connecting.take() {
+            attempt.abort();
+        }
+    }
 }
 
-/// [`run`], publishing the number of established gateway links on `connected` whenever it
-/// changes (a process can tell when its worker is reachable from every gateway).
-pub async fn run_watched<N: Net>(
-    net: N,
-    config: WorkerConfig,
-    driver: DriverConfig,
-    events: mpsc::Sender<ClientEvent>,
-    commands: mpsc::Receiver<ToWorker>,
-    connected: watch::Sender<usize>,
-) {
-    let local = tokio::task::LocalSet::new();
-    local
-        .run_until(run_local(net, config, driver, events, commands, connected))
-        .await;
-}
-
-struct Driver<N: Net> {
+/// A worker core with its links; see the module documentation.
+pub struct WorkerDriver<N: Net> {
     net: N,
     config: DriverConfig,
     core: WorkerCore,
     origin: Instant,
-    links: HashMap<LinkId, mpsc::UnboundedSender<Bytes>>,
-    inbox: mpsc::Sender<FromLink>,
-    calls: HashMap<CallId, oneshot::Sender<CallDone>>,
-    pending_events: VecDeque<ClientEvent>,
+    /// By id: a deterministic order for reads and writes.
+    links: BTreeMap<LinkId, LinkIo<N::Stream>>,
+    connects_tx: mpsc::UnboundedSender<Connected<N::Stream>>,
+    connects: mpsc::UnboundedReceiver<Connected<N::Stream>>,
+    /// Every link is read into this buffer; the core copies what it keeps.
+    scratch: Vec<u8>,
+    timer: Pin<Box<Sleep>>,
+    timer_at: Option<Duration>,
+    events: VecDeque<ClientEvent>,
+    /// The call being waited for, and its result once the core finished it.
+    awaited: Option<CallId>,
+    done: Option<CallDone>,
 }
 
-/// [`run_watched`] on the caller's `LocalSet` (it spawns its link tasks with
-/// `spawn_local`). A business worker runs it as a local task next to its business code,
-/// so a hand-off between them is a local wake-up, not a round trip through the runtime.
-pub(crate) async fn run_local<N: Net>(
-    net: N,
-    config: WorkerConfig,
-    driver_config: DriverConfig,
-    events: mpsc::Sender<ClientEvent>,
-    mut commands: mpsc::Receiver<ToWorker>,
-    connected: watch::Sender<usize>,
-) {
-    let origin = Instant::now();
-    let (inbox, mut from_links) = mpsc::channel(driver_config.link_inbox_max.max(1));
-    let mut d = Driver {
-        net,
-        core: WorkerCore::new(config, Duration::ZERO),
-        config: driver_config,
-        origin,
-        links: HashMap::new(),
-        inbox,
-        calls: HashMap::new(),
-        pending_events: VecDeque::new(),
-    };
-    // One timer for the loop's life, moved only when the core's deadline moves: a fresh
-    // `sleep_until` per turn would register and deregister a timer several times per event.
-    let timer = tokio::time::sleep_until(origin);
-    tokio::pin!(timer);
-    let mut timer_at = None;
-    loop {
-        d.dispatch();
-        // The core hands over no more events than the queue has room for and holds the
-        // rest, so link input (replies included) keeps flowing while events wait.
-        let room = d
-            .config
-            .events_pending_max
-            .saturating_sub(d.pending_events.len());
-        d.core.set_event_room(room);
-        d.dispatch();
-        let deadline = d.core.poll_timeout().map(|at| d.origin + at);
-        if deadline != timer_at {
-            if let Some(at) = deadline {
-                timer.as_mut().reset(at);
-            }
-            timer_at = deadline;
-        }
-        let take_input = !d.core.input_paused();
-        tokio::select! {
-            biased;
-            permit = events.reserve(), if !d.pending_events.is_empty() => {
-                let Ok(permit) = permit else { return };
-                if let Some(event) = d.pending_events.pop_front() {
-                    permit.send(event);
-                }
-            }
-            Some(message) = from_links.recv(), if take_input => {
-                d.on_link(message);
-                let now = d.core.connected_gateway_count();
-                connected.send_if_modified(|n| std::mem::replace(n, now) != now);
-            }
-            command = commands.recv() => match command {
-                Some(command) => d.on_command(command),
-                None => return,
-            },
-            () = &mut timer, if deadline.is_some() => {
-                let now = d.now();
-                d.core.handle_timeout(now);
-            }
+impl<N: Net> WorkerDriver<N> {
+    /// A driver whose core starts connecting to the registers at once (on first use).
+    pub fn new(net: N, core: WorkerConfig, config: DriverConfig) -> WorkerDriver<N> {
+        let origin = Instant::now();
+        let (connects_tx, connects) = mpsc::unbounded_channel();
+        let scratch = vec![0u8; config.read_chunk_bytes.max(1)];
+        WorkerDriver {
+            net,
+            core: WorkerCore::new(core, Duration::ZERO),
+            config,
+            origin,
+            links: BTreeMap::new(),
+            connects_tx,
+            connects,
+            scratch,
+            timer: Box::pin(tokio::time::sleep_until(origin)),
+            timer_at: None,
+            events: VecDeque::new(),
+            awaited: None,
+            done: None,
         }
     }
-}
 
-impl<N: Net> Driver<N> {
+    /// The core (counters, gateway list).
+    pub fn core(&self) -> &WorkerCore {
+        &self.core
+    }
+
+    /// Gateway links whose connection is established.
+    pub fn connected_gateway_count(&self) -> usize {
+        self.core.connected_gateway_count()
+    }
+
+    /// The next client event, if one is ready now (no I/O).
+    pub fn try_event(&mut self) -> Option<ClientEvent> {
+        let event = self.events.pop_front();
+        if event.is_some() {
+            self.dispatch();
+        }
+        event
+    }
+
+    /// Waits for the next client event, doing link I/O meanwhile. Cancel-safe.
+    pub async fn next_event(&mut self) -> ClientEvent {
+        std::future::poll_fn(|cx| {
+            if let Some(event) = self.try_event() {
+                return Poll::Ready(event);
+            }
+            let _ = self.poll_io(cx);
+            match self.try_event() {
+                Some(event) => Poll::Ready(event),
+                None => Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    /// Ready when something happened (an event is ready, or link I/O was done), doing the
+    /// link I/O possible now; otherwise registers `cx`. For owners that wait on other
+    /// things too (a stop signal).
+    pub fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let progress = self.poll_io(cx);
+        if progress || !self.events.is_empty() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    /// Waits until something happened ([`WorkerDriver::poll_ready`]).
+    pub async fn wait(&mut self) {
+        std::future::poll_fn(|cx| self.poll_ready(cx)).await
+    }
+
+    /// Waits, doing link I/O, until `n` gateway links are established.
+    pub async fn wait_for_gateways(&mut self, n: usize) {
+        while self.connected_gateway_count() < n {
+            self.wait().await;
+        }
+    }
+
+    /// Runs one API call for the business code and waits for its result (doing link I/O
+    /// meanwhile). `current` is the client of the event being handled, with the
+    /// handler's `$_SESSION` now; with `binary`, a send reaches websocket clients as a
+    /// binary frame (our FLAG_BINARY extension). Sends complete at once; their frames
+    /// leave when the driver next waits.
+    pub async fn call(
+        &mut self,
+        call: &ApiCall,
+        current: Option<&CurrentClient>,
+        binary: bool,
+    ) -> CallDone {
+        let now = self.now();
+        let id = self.core.call_as(now, call, current, binary);
+        self.awaited = Some(id);
+        self.done = None;
+        self.dispatch();
+        std::future::poll_fn(|cx| {
+            if let Some(done) = self.take_done(id) {
+                return Poll::Ready(done);
+            }
+            let _ = self.poll_io(cx);
+            match self.take_done(id) {
+                Some(done) => Poll::Ready(done),
+                None => Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    /// [`WorkerDriver::call`], returning only the result.
+    pub async fn call_result(
+        &mut self,
+        call: &ApiCall,
+        current: Option<&CurrentClient>,
+        binary: bool,
+    ) -> ApiResult {
+        self.call(call, current, binary).await.result
+    }
+
+    /// Ends the event of `client` ([`WorkerCore::end_event`]): writes its session back if
+    /// it changed, and lets the client's next event through.
+    pub fn end_event(
+        &mut self,
+        client: &CurrentClient,
+        kind: EventKind,
+        old: &PhpValue,
+        new: &PhpValue,
+    ) -> Result<(), ApiError> {
+        let now = self.now();
+        let outcome = self.core.end_event(now, client, kind, old, new);
+        self.dispatch();
+        outcome
+    }
+
+    /// Waits `duration` on the driver's clock (simulated under simulation), doing link I/O
+    /// meanwhile.
+    pub async fn sleep(&mut self, duration: Duration) {
+        let mut sleep = Box::pin(tokio::time::sleep(duration));
+        std::future::poll_fn(|cx| {
+            let _ = self.poll_io(cx);
+            sleep.as_mut().poll(cx)
+        })
+        .await
+    }
+
+    /// Writes what the sockets take now, without waiting and without reading (for a long
+    /// computation that wants the replies before it out).
+    pub fn flush(&mut self) {
+        let now = self.now();
+        let mut lost = Vec::new();
+        for (&link, io) in self.links.iter_mut() {
+            if let Some(stream) = io.stream.as_mut() {
+                while !io.out.is_empty() {
+                    match io.out.write_to(stream) {
+                        Ok(n) => self.core.handle_written(now, link, n),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => {
+                            lost.push((link, Some(e)));
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        for (link, error) in lost {
+            self.link_lost(now, link, error);
+        }
+        self.dispatch();
+    }
+
+    fn take_done(&mut self, id: CallId) -> Option<CallDone> {
+        match &self.done {
+            Some(done) if done.id == id => {
+                self.awaited = None;
+                self.done.take()
+            }
+            _ => None,
+        }
+    }
+
     fn now(&self) -> Duration {
         Instant::now().saturating_duration_since(self.origin)
     }
 
-    fn on_link(&mut self, message: FromLink) {
-        let now = self.now();
-        match message {
-            FromLink::Connected(link) => self.core.handle_connected(now, link),
-            FromLink::Bytes(link, bytes) => {
-                let core = &mut self.core;
-                // `catch_panic` also counts it in the process-wide
-                // `gatewayworker_connection_panics_total` the metrics endpoint renders.
-                let handled = crate::net::catch_panic(|| {
-                    #[cfg(test)]
-                    tests::panic_hook(&bytes);
-                    core.handle_bytes(now, link, &bytes);
-                });
-                if let Err(panicked) = handled {
-                    self.config
-                        .connection_panics
-                        .fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(?link, %panicked, "panic while handling a link's bytes: link closed");
-                    // Dropping the sender ends the link task; the core forgets the link
-                    // (pending calls fail) and reconnects as after any close.
-                    self.links.remove(&link);
-                    self.core.handle_closed(now, link);
-                }
+    /// Does all the link I/O possible now, registering `cx` for what it waits on; true
+    /// when anything was done (the caller re-checks what it waits for).
+    fn poll_io(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut progress = false;
+        for _ in 0..PASSES_PER_WAKE_MAX {
+            let pass = self.poll_connects(cx) | self.poll_timer(cx);
+            let pass = pass | self.poll_writes(cx) | self.poll_reads(cx);
+            self.dispatch();
+            if !pass {
+                return progress;
             }
-            FromLink::Written(link, n) => self.core.handle_written(now, link, n),
-            FromLink::Closed(link) => {
-                self.links.remove(&link);
-                self.core.handle_closed(now, link);
-            }
+            progress = true;
         }
+        // Still busy: let the runtime run its other work, and come back at once.
+        cx.waker().wake_by_ref();
+        progress
     }
 
-    fn on_command(&mut self, command: ToWorker) {
+    fn poll_connects(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut progress = false;
+        while let Poll::Ready(Some((link, result))) = self.connects.poll_recv(cx) {
+            progress = true;
+            let now = self.now();
+            let Some(io) = self.links.get_mut(&link) else {
+                continue; // the core gave up on it meanwhile
+            };
+            io.connecting = None;
+            match result {
+                Ok(stream) => {
+                    io.stream = Some(stream);
+                    self.core.handle_connected(now, link);
+                }
+                Err(e) => self.link_lost(now, link, Some(e)),
+            }
+        }
+        progress
+    }
+
+    fn poll_timer(&mut self, cx: &mut Context<'_>) -> bool {
+        let deadline = self.core.poll_timeout();
+        if deadline != self.timer_at {
+            if let Some(at) = deadline {
+                self.timer.as_mut().reset(self.origin + at);
+            }
+            self.timer_at = deadline;
+        }
+        if self.timer_at.is_some() && self.timer.as_mut().poll(cx).is_ready() {
+            let now = self.now();
+            self.core.handle_timeout(now);
+            self.timer_at = None;
+            return true;
+        }
+        false
+    }
+
+    fn poll_writes(&mut self, cx: &mut Context<'_>) -> bool {
         let now = self.now();
-        match command {
-            ToWorker::Call {
-                call,
-                current,
-                reply,
-            } => {
-                let id = self.core.call(now, &call, current.as_ref());
-                self.calls.insert(id, reply);
+        let mut progress = false;
+        let mut lost = None;
+        for (&link, io) in self.links.iter_mut() {
+            let Some(stream) = io.stream.as_mut() else {
+                continue;
+            };
+            while !io.out.is_empty() {
+                match stream.poll_write_ready(cx) {
+                    Poll::Pending => break,
+                    Poll::Ready(Err(e)) => {
+                        lost = Some((link, Some(e)));
+                        break;
+                    }
+                    Poll::Ready(Ok(())) => match io.out.write_to(stream) {
+                        Ok(n) => {
+                            progress = true;
+                            self.core.handle_written(now, link, n);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) => {
+                            lost = Some((link, Some(e)));
+                            break;
+                        }
+                    },
+                }
             }
-            ToWorker::CallBinary {
-                call,
-                current,
-                reply,
-            } => {
-                let id = self.core.call_as(now, &call, current.as_ref(), true);
-                self.calls.insert(id, reply);
+            if lost.is_some() {
+                break;
             }
-            ToWorker::EndEvent {
-                client,
-                kind,
-                old,
-                new,
-                reply,
-            } => {
-                let outcome = self.core.end_event(now, &client, kind, &old, &new);
-                if let Some(reply) = reply {
-                    let _ = reply.send(outcome);
+        }
+        if let Some((link, error)) = lost {
+            self.link_lost(now, link, error);
+            progress = true;
+        }
+        progress
+    }
+
+    fn poll_reads(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.core.input_paused() {
+            return false;
+        }
+        let now = self.now();
+        let mut progress = false;
+        let mut lost = None;
+        'links: for (&link, io) in self.links.iter_mut() {
+            let Some(stream) = io.stream.as_mut() else {
+                continue;
+            };
+            for _ in 0..READS_PER_TURN_MAX {
+                match stream.poll_read_ready(cx) {
+                    Poll::Pending => break,
+                    Poll::Ready(Err(e)) => {
+                        lost = Some((link, Some(e)));
+                        break 'links;
+                    }
+                    Poll::Ready(Ok(())) => {}
+                }
+                match stream.try_read(&mut self.scratch) {
+                    Ok(0) => {
+                        lost = Some((link, None));
+                        break 'links;
+                    }
+                    Ok(n) => {
+                        progress = true;
+                        let (core, bytes) = (&mut self.core, &self.scratch[..n]);
+                        // `catch_panic` also counts it in the process-wide
+                        // `gatewayworker_connection_panics_total`.
+                        let handled = crate::net::catch_panic(|| {
+                            #[cfg(test)]
+                            tests::panic_hook(bytes);
+                            core.handle_bytes(now, link, bytes);
+                        });
+                        if let Err(panicked) = handled {
+                            tracing::error!(?link, %panicked, "panic while handling a link's bytes: link closed");
+                            lost = Some((link, None));
+                            break 'links;
+                        }
+                        if self.core.input_paused() {
+                            break 'links;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        lost = Some((link, Some(e)));
+                        break 'links;
+                    }
                 }
             }
         }
+        if let Some((link, error)) = lost {
+            self.link_lost(now, link, error);
+            progress = true;
+        }
+        progress
+    }
+
+    /// The socket of `link` failed or ended: forget it; the core reconnects as after any
+    /// close.
+    fn link_lost(&mut self, now: Duration, link: LinkId, error: Option<io::Error>) {
+        tracing::debug!(?link, ?error, "link lost");
+        self.links.remove(&link);
+        self.core.handle_closed(now, link);
     }
 
     /// Carries out everything the core asked for.
     fn dispatch(&mut self) {
-        while let Some(action) = self.core.poll_action() {
-            match action {
-                Action::Connect { link, peer } => {
-                    let address = match peer {
-                        Peer::Register(a) => a,
-                        Peer::Gateway(a) => a.to_string(),
-                    };
-                    let (outbox, rx) = mpsc::unbounded_channel();
-                    self.links.insert(link, outbox);
-                    let task = link_task(
-                        self.net.clone(),
-                        link,
-                        address,
-                        rx,
-                        self.inbox.clone(),
-                        self.config.read_chunk_len,
-                    );
-                    tokio::task::spawn_local(task);
-                }
-                Action::Transmit { link, bytes } => {
-                    if let Some(outbox) = self.links.get(&link) {
-                        // Bounded by the core's window: it hands out no more until
-                        // `handle_written` confirms.
-                        let _ = outbox.send(bytes);
-                    }
-                }
-                Action::Close { link, reason } => {
-                    tracing::info!(?link, ?reason, "closing link");
-                    // Dropping the sender ends the task, which drops the stream.
-                    self.links.remove(&link);
-                }
-                Action::Event(event) => self.pending_events.push_back(event),
-                Action::CallDone(done) => {
-                    if let Some(reply) = self.calls.remove(&done.id) {
-                        let _ = reply.send(done);
-                    }
-                }
+        loop {
+            while let Some(action) = self.core.poll_action() {
+                self.act(action);
             }
-        }
-    }
-}
-
-/// Why a link task ended.
-enum LinkEnd {
-    /// The core closed it (its sender was dropped): nothing to report.
-    ClosedByCore,
-    /// The peer closed or an error happened: report it.
-    Lost(Option<io::Error>),
-}
-
-async fn link_task<N: Net>(
-    net: N,
-    link: LinkId,
-    address: String,
-    mut outbox: mpsc::UnboundedReceiver<Bytes>,
-    inbox: mpsc::Sender<FromLink>,
-    read_chunk_len: usize,
-) {
-    let end = match net.connect(&address).await {
-        Ok(mut stream) => {
-            if inbox.send(FromLink::Connected(link)).await.is_err() {
+            // The core hands over no more events than the queue has room for and holds
+            // the rest, so link input (replies included) keeps flowing while events wait.
+            let room = self
+                .config
+                .events_pending_max
+                .saturating_sub(self.events.len());
+            self.core.set_event_room(room);
+            if !self.core.has_actions() {
                 return;
             }
-            link_loop(link, &mut stream, &mut outbox, &inbox, read_chunk_len).await
         }
-        Err(e) => LinkEnd::Lost(Some(e)),
-    };
-    if let LinkEnd::Lost(error) = end {
-        tracing::debug!(?link, %address, ?error, "link lost");
-        let _ = inbox.send(FromLink::Closed(link)).await;
     }
-}
 
-async fn link_loop<S: NetStream>(
-    link: LinkId,
-    stream: &mut S,
-    outbox: &mut mpsc::UnboundedReceiver<Bytes>,
-    inbox: &mpsc::Sender<FromLink>,
-    read_chunk_len: usize,
-) -> LinkEnd {
-    let mut queue: VecDeque<Bytes> = VecDeque::new();
-    // One zeroed read buffer per link for its whole life, and a staging buffer the read
-    // bytes are copied into and split off from (see `read_chunk_len`).
-    let mut read_buf = vec![0u8; read_chunk_len.max(1)];
-    let mut staging = BytesMut::with_capacity(read_chunk_len.max(1));
-    loop {
-        tokio::select! {
-            biased;
-            bytes = outbox.recv() => match bytes {
-                Some(bytes) => {
-                    queue.push_back(bytes);
-                    // Write once the thread has nothing else to run: `yield_now` defers
-                    // this task until the runtime ran out of ready tasks and polled the
-                    // network. The business code meanwhile handles every event of the
-                    // read that woke it, so their replies leave in one vectored write
-                    // (and reach the gateway as one read) instead of one syscall each.
-                    // A call that waits (a query, a sleep) empties the run queue, so
-                    // nothing waits on this for long.
-                    tokio::task::yield_now().await;
-                    loop {
-                        match outbox.try_recv() {
-                            Ok(bytes) => queue.push_back(bytes),
-                            Err(mpsc::error::TryRecvError::Empty) => break,
-                            Err(mpsc::error::TryRecvError::Disconnected) => {
-                                return LinkEnd::ClosedByCore
-                            }
-                        }
-                    }
-                }
-                None => return LinkEnd::ClosedByCore,
-            },
-            ready = stream.write_ready(), if !queue.is_empty() => {
-                if let Err(e) = ready {
-                    return LinkEnd::Lost(Some(e));
-                }
-                match write_some(stream, &mut queue) {
-                    Ok(0) => {}
-                    Ok(n) => {
-                        if inbox.send(FromLink::Written(link, n)).await.is_err() {
-                            return LinkEnd::ClosedByCore;
-                        }
-                    }
-                    Err(e) => return LinkEnd::Lost(Some(e)),
+    fn act(&mut self, action: Action) {
+        match action {
+            Action::Connect { link, peer } => {
+                let address = match peer {
+                    Peer::Register(a) => a,
+                    Peer::Gateway(a) => a.to_string(),
+                };
+                let (net, done) = (self.net.clone(), self.connects_tx.clone());
+                let attempt = tokio::task::spawn_local(async move {
+                    let result = net.connect(&address).await;
+                    let _ = done.send((link, result));
+                });
+                let io = LinkIo {
+                    stream: None,
+                    connecting: Some(attempt),
+                    out: WriteQueue::default(),
+                };
+                self.links.insert(link, io);
+            }
+            Action::Transmit { link, bytes } => {
+                if let Some(io) = self.links.get_mut(&link) {
+                    // Bounded by the core's window: it hands out no more until
+                    // `handle_written` confirms.
+                    io.out.push(bytes);
                 }
             }
-            ready = stream.read_ready() => {
-                if let Err(e) = ready {
-                    return LinkEnd::Lost(Some(e));
-                }
-                match stream.try_read(&mut read_buf) {
-                    Ok(0) => return LinkEnd::Lost(None),
-                    Ok(n) => {
-                        // Reclaims the staging buffer in place once the main loop has
-                        // dropped the chunks it handed out: no allocation per read.
-                        staging.extend_from_slice(&read_buf[..n]);
-                        let chunk = staging.split().freeze();
-                        if inbox.send(FromLink::Bytes(link, chunk)).await.is_err() {
-                            return LinkEnd::ClosedByCore;
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) => return LinkEnd::Lost(Some(e)),
+            Action::Close { link, reason } => {
+                tracing::info!(?link, ?reason, "closing link");
+                self.links.remove(&link);
+            }
+            Action::Event(event) => self.events.push_back(event),
+            Action::CallDone(done) => {
+                if self.awaited == Some(done.id) {
+                    self.done = Some(done);
+                } else {
+                    tracing::debug!(call = ?done.id, "result of an abandoned call dropped");
                 }
             }
         }
     }
-}
-
-/// Writes what the socket takes now from the front of `queue`; the count written.
-fn write_some<S: NetStream>(stream: &mut S, queue: &mut VecDeque<Bytes>) -> io::Result<usize> {
-    // A fixed array, not a Vec: no allocation per write.
-    let mut slices = [IoSlice::new(&[]); WRITE_SLICES_MAX];
-    let mut count = 0;
-    for (slot, bytes) in slices.iter_mut().zip(queue.iter()) {
-        *slot = IoSlice::new(bytes);
-        count += 1;
-    }
-    let n = match stream.try_write_vectored(&slices[..count]) {
-        Ok(n) => n,
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
-        Err(e) => return Err(e),
-    };
-    let mut left = n;
-    while left > 0 {
-        let Some(front) = queue.front_mut() else {
-            break;
-        };
-        if front.len() <= left {
-            left -= front.len();
-            queue.pop_front();
-        } else {
-            let _ = front.split_to(left);
-            left = 0;
-        }
-    }
-    Ok(n)
 }
 
 #[cfg(test)]

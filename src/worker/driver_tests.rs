@@ -1,16 +1,14 @@
 //! The driver over real sockets with a test-only hook (compiled into tests only): a panic
 //! while handling one link's bytes closes that link only.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot};
 use tokio::time::timeout;
 
-use super::{run, DriverConfig, ToWorker};
+use super::{DriverConfig, WorkerDriver};
 use crate::api::{ApiCall, ApiError};
 use crate::net::TokioNet;
 use crate::protocol::frame::{Command, Frame, FrameDecoder, Header};
@@ -57,13 +55,12 @@ async fn a_panic_on_one_link_closes_that_link_only() {
     let gateway_port = gateway.local_addr().unwrap().port();
     let mut config = WorkerConfig::new("p", 0, vec![register.local_addr().unwrap().to_string()]);
     config.query_timeout = Duration::from_secs(60);
-    let driver = DriverConfig::default();
-    let panics = driver.connection_panics.clone();
-    let (events_tx, mut events) = mpsc::channel(16);
-    let (commands, commands_rx) = mpsc::channel(16);
-    let worker = run(TokioNet, config, driver, events_tx, commands_rx);
+    let panics_before = crate::net::connection_panics_total();
 
-    let script = async move {
+    // The fake register and gateway run as their own task; the driver runs here.
+    let (query_seen, mut query_seen_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (panic_sent, panic_sent_rx) = tokio::sync::oneshot::channel::<()>();
+    let peers = tokio::spawn(async move {
         let (reg, _) = register.accept().await.unwrap();
         let mut reg = BufReader::new(reg);
         let mut line = String::new();
@@ -76,38 +73,17 @@ async fn a_panic_on_one_link_closes_that_link_only() {
         let mut buf = BytesMut::new();
         let hello = read_frame(&mut gw, &mut buf).await.expect("hello");
         assert_eq!(hello.header.cmd, Command::WorkerConnect);
-
         // A query is pending on the link when the panic comes.
-        let (reply, result) = oneshot::channel();
-        commands
-            .send(ToWorker::Call {
-                call: ApiCall::GetAllClientCount,
-                current: None,
-                reply,
-            })
-            .await
-            .unwrap();
         let query = read_frame(&mut gw, &mut buf).await.expect("query");
         assert_eq!(query.header.cmd, Command::GetClientCountByGroup);
+        query_seen.send(()).unwrap();
         gw.write_all(&message(gateway_port, 1, PANIC_MARKER))
             .await
             .unwrap();
-
-        // The pending call fails at once (not after the 60 s query timeout).
-        let done = timeout(Duration::from_secs(10), result)
-            .await
-            .expect("the call failed when its link closed")
-            .unwrap();
-        assert!(
-            matches!(done.result, Err(ApiError::Timeout { missing: 1 })),
-            "{:?}",
-            done.result
-        );
-        assert_eq!(panics.load(Ordering::Relaxed), 1);
+        let _ = panic_sent.send(());
         // The link is closed: the fake gateway reads EOF.
         assert!(read_frame(&mut gw, &mut buf).await.is_none());
-        // The register link is untouched and the worker reconnects like after any close,
-        // then serves events again.
+        // The worker reconnects like after any close, then serves events again.
         let (mut gw, _) = timeout(Duration::from_secs(10), gateway.accept())
             .await
             .expect("reconnect")
@@ -118,16 +94,34 @@ async fn a_panic_on_one_link_closes_that_link_only() {
         gw.write_all(&message(gateway_port, 2, b"fine"))
             .await
             .unwrap();
-        let ev = timeout(Duration::from_secs(10), events.recv())
-            .await
-            .expect("event")
-            .expect("worker running");
+        // Keep both peers open until the test ends.
+        std::future::pending::<()>().await;
+        drop((reg, gw));
+    });
+
+    let local = tokio::task::LocalSet::new();
+    let script = local.run_until(async move {
+        let mut driver = WorkerDriver::new(TokioNet, config, DriverConfig::default());
+        driver.wait_for_gateways(1).await;
+        // The pending call fails at once when its link closes (not after the 60 s query
+        // timeout).
+        let done = driver.call(&ApiCall::GetAllClientCount, None, false).await;
+        assert!(
+            matches!(done.result, Err(ApiError::Timeout { missing: 1 })),
+            "{:?}",
+            done.result
+        );
+        assert!(
+            query_seen_rx.try_recv().is_ok(),
+            "the query reached the gateway"
+        );
+        let _ = panic_sent_rx.await;
+        assert!(crate::net::connection_panics_total() > panics_before);
+        let ev = driver.next_event().await;
         assert_eq!(ev.client.connection_id, 2);
-        reg.get_mut().write_all(b"").await.unwrap();
-    };
-    tokio::select! {
-        biased;
-        () = worker => panic!("the worker stopped"),
-        outcome = timeout(Duration::from_secs(40), script) => outcome.expect("script timed out"),
-    }
+    });
+    timeout(Duration::from_secs(40), script)
+        .await
+        .expect("script timed out");
+    peers.abort();
 }

@@ -11,3 +11,4 @@ pub mod core;
 pub mod driver;
 
 pub use self::core::WorkerCore;
+pub use self::driver::{DriverConfig, WorkerDriver};

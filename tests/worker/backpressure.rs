@@ -10,10 +10,10 @@ use gatewayworker::net::TokioNet;
 use gatewayworker::protocol::frame::{Command, Frame, FrameDecoder, Header};
 use gatewayworker::protocol::php::PhpValue;
 use gatewayworker::worker::core::{EventKind, WorkerConfig};
-use gatewayworker::worker::driver::{run, DriverConfig, ToWorker};
+use gatewayworker::worker::{DriverConfig, WorkerDriver};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::timeout;
 
 async fn read_frame(stream: &mut TcpStream, buf: &mut BytesMut) -> Frame {
@@ -60,8 +60,9 @@ async fn link_up(register: TcpListener, gateway: &TcpListener) -> (TcpStream, By
 
 /// The business code is busy (takes no events) while far more events arrive than the
 /// driver queues (`events_pending_max` 4); a query it makes meanwhile still gets its
-/// reply. Before, the driver stopped reading every link once 4 events were pending, so the
-/// reply sat unread and the query timed out.
+/// reply: the core holds the events beyond the queue and the driver keeps reading the
+/// link. (Once, the driver stopped reading every link at 4 pending events, so the reply
+/// sat unread and the query timed out.)
 #[tokio::test]
 async fn replies_arrive_while_events_are_throttled() {
     let register = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -69,15 +70,14 @@ async fn replies_arrive_while_events_are_throttled() {
     let gateway_port = gateway.local_addr().unwrap().port();
     let mut config = WorkerConfig::new("bp", 0, vec![register.local_addr().unwrap().to_string()]);
     config.query_timeout = Duration::from_secs(30);
-    let driver = DriverConfig {
+    let driver_config = DriverConfig {
         events_pending_max: 4,
         ..DriverConfig::default()
     };
-    let (events_tx, mut events) = mpsc::channel(1);
-    let (commands, commands_rx) = mpsc::channel(16);
-    let worker = run(TokioNet, config, driver, events_tx, commands_rx);
 
-    let script = async move {
+    // The fake register and gateway run as their own task; the driver runs here.
+    let (burst_sent, burst_sent_rx) = oneshot::channel::<()>();
+    let peers = tokio::spawn(async move {
         let (mut gw, mut buf, _reg) = link_up(register, &gateway).await;
         // 300 events from distinct clients, none taken by the business code yet.
         let mut burst = BytesMut::new();
@@ -85,43 +85,57 @@ async fn replies_arrive_while_events_are_throttled() {
             burst.extend_from_slice(&event(gateway_port, cid, b"busy"));
         }
         gw.write_all(&burst).await.unwrap();
-        // Let the driver read the burst and fill its queue.
-        tokio::time::sleep(Duration::from_millis(300)).await;
-
-        let (reply, result) = oneshot::channel();
-        commands
-            .send(ToWorker::Call {
-                call: ApiCall::GetAllClientCount,
-                current: None,
-                reply,
-            })
-            .await
-            .unwrap();
+        let _ = burst_sent.send(());
         let query = read_frame(&mut gw, &mut buf).await;
         assert_eq!(query.header.cmd, Command::GetClientCountByGroup);
         let mut record = BytesMut::new();
         record.put_u32(4);
         record.put_slice(b"i:7;");
         gw.write_all(&record).await.unwrap();
-        let done = timeout(Duration::from_secs(10), result)
-            .await
-            .expect("the reply was read while events were throttled")
-            .unwrap();
+        std::future::pending::<()>().await;
+        drop((gw, _reg));
+    });
+
+    let local = tokio::task::LocalSet::new();
+    let script = local.run_until(async move {
+        let mut d = WorkerDriver::new(TokioNet, config, driver_config);
+        d.wait_for_gateways(1).await;
+        burst_sent_rx.await.unwrap();
+        // Let the driver read the burst and fill its queue (it reads while it waits).
+        let _ = timeout(Duration::from_millis(300), async {
+            loop {
+                d.wait().await;
+            }
+        })
+        .await;
+        let (held, held_bytes) = d.core().held_events();
+        assert!(
+            held > 0,
+            "the core holds the events beyond the driver's queue"
+        );
+        assert!(held_bytes > 0);
+
+        let done = timeout(
+            Duration::from_secs(10),
+            d.call(&ApiCall::GetAllClientCount, None, false),
+        )
+        .await
+        .expect("the reply was read while events were throttled");
         assert_eq!(done.result, Ok(PhpValue::Int(7)));
 
         // Every event still arrives, in order, once the business code takes them.
         for cid in 1..=300u32 {
-            let ev = timeout(Duration::from_secs(10), events.recv())
+            let ev = timeout(Duration::from_secs(10), d.next_event())
                 .await
-                .expect("event")
-                .expect("worker running");
+                .expect("event");
             assert_eq!(ev.kind, EventKind::Message);
             assert_eq!(ev.client.connection_id, cid);
+            d.end_event(&ev.client, ev.kind, &PhpValue::Null, &PhpValue::Null)
+                .unwrap();
         }
-    };
-    tokio::select! {
-        biased;
-        () = worker => panic!("the worker stopped"),
-        outcome = timeout(Duration::from_secs(30), script) => outcome.expect("script timed out"),
-    }
+    });
+    timeout(Duration::from_secs(30), script)
+        .await
+        .expect("script timed out");
+    peers.abort();
 }

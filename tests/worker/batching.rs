@@ -135,15 +135,19 @@ async fn accept_worker_link(register: TcpListener, gateway: TcpListener) -> Test
 }
 
 /// Runs one business worker instance of `wasm` over `net` (with the production settings:
-/// long events yield every 10M fuel) against a fake register and gateway, and `script`
-/// on the gateway's side of the link (its public port given); stops the worker after it.
+/// an epoch tick every 10 ms, at which a long event's host flushes ready replies) against
+/// a fake register and gateway, and `script` on the gateway's side of the link (its public
+/// port given); stops the worker after it. The worker runs on the test's thread, the fake
+/// peers on a runtime thread of their own: a guest computing blocks its thread, as it
+/// would in production, where the gateway is another process.
 fn with_worker<N, F, Fut>(net: N, wasm: PathBuf, script: F)
 where
     N: Net,
-    F: FnOnce(TestLink, u16) -> Fut,
-    Fut: Future<Output = TestLink>,
+    F: FnOnce(TestLink, u16) -> Fut + Send + 'static,
+    Fut: Future<Output = TestLink> + Send + 'static,
 {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
@@ -153,23 +157,27 @@ where
         let register_addr = register.local_addr().unwrap().to_string();
         let gateway_port = gateway.local_addr().unwrap().port();
         let settings = BusinessSettings::new("batch", 1, vec![register_addr], &wasm);
-        assert!(settings.host.fuel_yield_interval.is_some());
+        assert!(
+            settings.host.epoch_deadline.is_some(),
+            "production settings: an epoch ticker"
+        );
         let host = WasmHost::new(settings.host.clone()).unwrap();
         let slot = PluginSlot::from_file(&host, &wasm).unwrap();
         let (stop, stopped) = watch::channel(false);
         let worker = business::run_instance(net, host, slot, settings, 0, stopped, || 0);
-        let script = async move {
+        let script = tokio::spawn(async move {
             let link = accept_worker_link(register, gateway).await;
             let link = script(link, gateway_port).await;
             let _ = stop.send(true);
             link
-        };
+        });
         // The link stays open until the worker has stopped.
-        let (_, _link) = timeout(Duration::from_secs(20), async {
+        let (_, link) = timeout(Duration::from_secs(20), async {
             tokio::join!(worker, script)
         })
         .await
         .expect("the exchange finished");
+        link.expect("the script ran to its end");
     });
 }
 
@@ -203,10 +211,10 @@ fn replies_to_one_read_of_events_leave_in_one_write() {
 }
 
 /// The flip side of holding replies for a batch: an event that runs long (here `spin`,
-/// stopped by its fuel limit after ten fuel slices) must not hold the replies to the
-/// events before it for its whole run. They leave at its first fuel yield.
+/// stopped by its fuel limit) must not hold the replies to the events before it for its
+/// whole run. They leave at its first epoch tick (the host's epoch callback flushes).
 #[test]
-fn a_long_event_holds_earlier_replies_for_one_fuel_slice_at_most() {
+fn a_long_event_holds_earlier_replies_for_one_epoch_tick_at_most() {
     with_worker(
         TokioNet,
         guest("spin"),
@@ -225,7 +233,7 @@ fn a_long_event_holds_earlier_replies_for_one_fuel_slice_at_most() {
             let last = link.next_frame().await;
             let last_at = sent.elapsed();
             assert_eq!(last.header.connection_id, 3, "the spin event has no reply");
-            // `b` comes after the whole spin (ten slices); `a` after at most its first.
+            // `b` comes after the whole spin; `a` after at most its first epoch tick.
             assert!(
                 first_at * 3 < last_at,
                 "the reply before the long event took {first_at:?}, the one after it {last_at:?}"

@@ -11,7 +11,9 @@ use gatewayworker::net::TokioNet;
 use gatewayworker::protocol::frame::{Command, Frame, FrameDecoder, Header};
 use gatewayworker::protocol::php::{PhpKey, PhpValue};
 use gatewayworker::worker::core::{EventKind, WorkerConfig};
-use gatewayworker::worker::driver::{run, DriverConfig, ToWorker};
+use gatewayworker::worker::DriverConfig;
+
+use crate::harness::{run, ToWorker};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
@@ -53,7 +55,7 @@ async fn worker_links_through_the_register_and_serves_events_and_calls() {
 
     let mut config = WorkerConfig::new("probe", 3, vec![register_addr]);
     config.secret_key = "k".into();
-    let (events_tx, mut events) = mpsc::channel(16);
+    let (events_tx, mut events) = mpsc::unbounded_channel();
     let (commands, commands_rx) = mpsc::channel(16);
     let worker = run(
         TokioNet,

@@ -11,7 +11,9 @@ use gatewayworker::api::{ApiCall, ApiResult};
 use gatewayworker::net::TokioNet;
 use gatewayworker::protocol::php::{PhpArray, PhpKey, PhpValue};
 use gatewayworker::worker::core::{ClientEvent, EventKind, WorkerConfig};
-use gatewayworker::worker::driver::{run, DriverConfig, ToWorker};
+use gatewayworker::worker::DriverConfig;
+
+use crate::harness::{run, ToWorker};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
@@ -19,7 +21,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 /// The business code's side: events in, calls out.
 struct Host {
-    events: mpsc::Receiver<ClientEvent>,
+    events: mpsc::UnboundedReceiver<ClientEvent>,
     commands: mpsc::Sender<ToWorker>,
     /// The event being handled: ended (nothing to write back) when the next is taken, as
     /// the business code must end every event before the client's next one comes.
@@ -102,7 +104,7 @@ async fn worker_and_gateway_speak_the_same_protocol() {
         let _ = stream.read_line(&mut rest).await;
     });
 
-    let (events_tx, events) = mpsc::channel(64);
+    let (events_tx, events) = mpsc::unbounded_channel();
     let (commands, commands_rx) = mpsc::channel(64);
     let worker = run(
         TokioNet,

@@ -9,6 +9,7 @@ mod batching;
 mod common;
 mod driver;
 mod gateway;
+mod harness;
 #[path = "../php_values/mod.rs"]
 mod php_values;
 mod wasm_event_deadline;

@@ -136,7 +136,7 @@ impl Probe {
         };
         self.script.calls.lock().unwrap().clear();
         let outcome = self.worker.handle(&event).await.expect("event runs");
-        if let Some(written) = outcome.session_write {
+        if let Some(written) = outcome.session_write().cloned() {
             self.session = written;
         }
         std::mem::take(&mut *self.script.calls.lock().unwrap())
