@@ -1226,6 +1226,49 @@ fn register_gets_a_hand_concatenated_gateway_connect_on_every_connection_pings_a
     );
 }
 
+#[test]
+fn register_lines_may_be_split_anywhere_and_one_over_the_bound_closes_the_connection() {
+    use crate::protocol::register::FROM_REGISTER_LINE_MAX;
+    let mut c = config();
+    c.register_addresses = vec!["10.0.0.1:1236".into()];
+    let mut gw = Gw::new(c);
+    gw.drain();
+    gw.core.handle_register_connected(gw.now, 0);
+    gw.drain();
+    // A line of exactly the bound (`\n` included), in pieces: read, nothing to do.
+    let mut line = vec![b'x'; FROM_REGISTER_LINE_MAX - 1];
+    line.push(b'\n');
+    for piece in line.chunks(100_000) {
+        gw.core.handle_register_bytes(gw.now, 0, piece);
+        assert!(gw.drain().is_empty());
+    }
+    // One byte more without a `\n`: the connection is closed, later input ignored.
+    for piece in vec![b'y'; FROM_REGISTER_LINE_MAX].chunks(100_000) {
+        gw.core.handle_register_bytes(gw.now, 0, piece);
+    }
+    assert_eq!(
+        gw.drain(),
+        vec![Action::CloseRegister {
+            index: 0,
+            reason: CloseReason::RegisterLineTooLong
+        }]
+    );
+    gw.core
+        .handle_register_bytes(gw.now, 0, &[b'z'; FROM_REGISTER_LINE_MAX]);
+    assert!(gw.drain().is_empty());
+    // The driver's close report schedules the reconnect; the new connection starts clean.
+    gw.core.handle_register_closed(gw.now, 0);
+    assert_eq!(
+        gw.advance(Duration::from_secs(1)),
+        vec![Action::ConnectRegister { index: 0 }]
+    );
+    gw.core.handle_register_connected(gw.now, 0);
+    gw.drain();
+    gw.core
+        .handle_register_bytes(gw.now, 0, &vec![b'w'; FROM_REGISTER_LINE_MAX - 1]);
+    assert!(gw.drain().is_empty());
+}
+
 // ------------------------------------------------------------------------ bounds
 
 #[test]

@@ -6,7 +6,10 @@
 //! * [`FromRegister`]: the address broadcast, encoded the way PHP's `json_encode` does
 //!   ([`encode_broadcast_addresses`], list or object form) and decoded by
 //!   [`decode_from_register`], which accepts both forms.
-//! * [`LineDecoder`]: the text framing of the link, with a bound on the line length.
+//! * [`LineDecoder`]: the text framing of the link, with a bound on the line length, for
+//!   every role: the register reads requests with it ([`LINE_LENGTH_MAX_DEFAULT`]), and
+//!   gateways, workers and API callers read the register's answers with it
+//!   ([`FROM_REGISTER_LINE_MAX`]).
 
 use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::Value;
@@ -17,6 +20,12 @@ use crate::protocol::php::{is_empty_bytes, PhpArray, PhpKey, PhpValue};
 /// Default bound on one register line including its `\n`: workerman's default
 /// `maxPackageSize`, 10 MiB.
 pub const LINE_LENGTH_MAX_DEFAULT: usize = 10_485_760;
+
+/// Bound on one line a gateway, worker or API caller accepts from the register, `\n`
+/// included: 1 MiB. The register sends them one `broadcast_addresses` list, some 25 bytes
+/// per gateway, so this holds about 40 000 gateways; a longer line closes the connection
+/// (the peer reconnects after its usual delay).
+pub const FROM_REGISTER_LINE_MAX: usize = 1024 * 1024;
 
 /// A message sent to the register.
 #[derive(Debug, Clone, PartialEq, Eq)]
