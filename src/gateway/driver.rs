@@ -10,6 +10,10 @@
 //! The driver is generic over [`Net`], so the same code runs on tokio sockets in
 //! production and on turmoil's simulated network in `sim/`. It never decides anything
 //! the core could decide: it only carries out [`Action`]s.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the driver reads the clock and hands `now` to the core"
+)]
 
 use std::cell::RefCell;
 use std::future::Future;

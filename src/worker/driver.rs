@@ -22,6 +22,10 @@
 //! the panic is logged at error and counted (`gatewayworker_connection_panics_total`,
 //! [`DriverConfig::connection_panics`]). Other links and the worker carry on.
 //! `tokio::select!` is always `biased;` (deterministic under simulation).
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the driver reads the clock and hands `now` to the core"
+)]
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, IoSlice};
