@@ -424,6 +424,79 @@ mod tests {
         assert_eq!(got, vec![&b"{\"event\":\"ping\"}"[..], &b"x"[..]]);
     }
 
+    /// What the decoder must give for `input`, computed without it: every `\n`-terminated
+    /// segment of at most `max` bytes (`\n` included) as a line with its trailing `\r`s
+    /// and `\n`s stripped, until the first point where `max` bytes hold no `\n` (an
+    /// error that consumes nothing, then nothing more).
+    fn reference_lines(input: &[u8], max: usize) -> (Vec<Vec<u8>>, Option<LineDecodeError>, usize) {
+        let (mut lines, mut at) = (Vec::new(), 0);
+        loop {
+            let rest = &input[at..];
+            match rest.iter().position(|&b| b == b'\n') {
+                Some(end) if end < max => {
+                    let line = &rest[..end];
+                    let kept = line
+                        .iter()
+                        .rposition(|&b| b != b'\r' && b != b'\n')
+                        .map_or(0, |last| last + 1);
+                    lines.push(line[..kept].to_vec());
+                    at += end + 1;
+                }
+                _ if rest.len() >= max => {
+                    let error = LineDecodeError::TooLong {
+                        line_length_max: max,
+                    };
+                    return (lines, Some(error), at);
+                }
+                _ => return (lines, None, at),
+            }
+        }
+    }
+
+    /// Any input, split into reads anywhere, under any bound: the decoder gives the
+    /// reference's lines, error and consumed length, and holds less than the bound.
+    #[test]
+    fn any_split_gives_the_reference_lines() {
+        fn prop(input: Vec<u8>, cuts: Vec<u8>, max: u8) -> bool {
+            // Few distinct bytes, so that `\r` and `\n` are frequent.
+            let input: Vec<u8> = input
+                .iter()
+                .map(|b| b"ab\r\n"[usize::from(b % 4)])
+                .collect();
+            let max = usize::from(max % 16) + 1;
+            let mut decoder = LineDecoder::new(max);
+            let (mut src, mut got, mut error, mut fed) = (BytesMut::new(), Vec::new(), None, 0);
+            let mut cuts = cuts.iter().map(|c| usize::from(*c % 8));
+            while fed < input.len() && error.is_none() {
+                let n = cuts.next().unwrap_or(input.len()).min(input.len() - fed);
+                src.put_slice(&input[fed..fed + n]);
+                fed += n;
+                loop {
+                    match decoder.decode(&mut src) {
+                        Ok(Some(line)) => got.push(line.to_vec()),
+                        Ok(None) => {
+                            assert!(src.len() < max, "holds {} bytes at bound {max}", src.len());
+                            break;
+                        }
+                        Err(e) => {
+                            error = Some(e);
+                            break;
+                        }
+                    }
+                }
+            }
+            let consumed = fed - src.len();
+            let (lines, expected_error, expected_consumed) = reference_lines(&input[..fed], max);
+            got == lines
+                && error == expected_error
+                && (error.is_some() || fed == input.len())
+                && consumed == expected_consumed
+        }
+        quickcheck::QuickCheck::new()
+            .tests(2000)
+            .quickcheck(prop as fn(Vec<u8>, Vec<u8>, u8) -> bool);
+    }
+
     #[test]
     fn classification_follows_php_empty_and_loose_switch() {
         use RegisterRequest::*;
