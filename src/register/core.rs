@@ -85,7 +85,7 @@ pub struct RegisterCore {
     /// Pending first-line deadlines.
     deadlines: BTreeSet<(Duration, ConnId)>,
     /// Input buffered by connections not registered (yet) as gateway or worker, all
-    /// together: bounded by `unregistered_input_max`.
+    /// together: bounded by `unregistered_input_bytes_max`.
     unregistered_input: usize,
     actions: VecDeque<Action>,
     stats: RegisterStats,
@@ -164,7 +164,7 @@ impl RegisterCore {
             Conn {
                 peer,
                 input: BytesMut::new(),
-                lines: LineDecoder::new(self.config.line_length_max),
+                lines: LineDecoder::new(self.config.line_bytes_max),
                 first_line_deadline: Some(deadline),
                 gateway: None,
                 worker: None,
@@ -177,7 +177,7 @@ impl RegisterCore {
     }
 
     /// Input buffered now by connections not registered as gateway or worker, all
-    /// together (bounded by `unregistered_input_max`).
+    /// together (bounded by `unregistered_input_bytes_max`).
     pub fn unregistered_input(&self) -> usize {
         self.unregistered_input
     }
@@ -200,12 +200,12 @@ impl RegisterCore {
         }
     }
 
-    /// Over `unregistered_input_max`, closes the unregistered connections holding the
+    /// Over `unregistered_input_bytes_max`, closes the unregistered connections holding the
     /// most input, largest first, until the total fits again: a flood of half-sent lines
     /// from many connections costs the flooders their connections, and a registering
     /// gateway or worker (whose first line is short) is the last to go.
     fn enforce_unregistered_budget(&mut self) {
-        while self.unregistered_input > self.config.unregistered_input_max {
+        while self.unregistered_input > self.config.unregistered_input_bytes_max {
             let largest = self
                 .conns
                 .iter()
@@ -217,7 +217,7 @@ impl RegisterCore {
             };
             tracing::warn!(
                 conn = id.0,
-                budget = self.config.unregistered_input_max,
+                budget = self.config.unregistered_input_bytes_max,
                 "register: input of unregistered connections over budget; closing the largest"
             );
             self.stats.unregistered_input_closes += 1;
@@ -400,7 +400,7 @@ impl RegisterCore {
         }
     }
 
-    /// Queues `bytes` for `id` unless its unflushed output has reached `pending_max`
+    /// Queues `bytes` for `id` unless its unflushed output has reached `pending_bytes_max`
     /// (workerman drops a send when its send buffer is full).
     fn transmit(&mut self, id: ConnId, bytes: Bytes) {
         let Some(conn) = self.conns.get_mut(&id) else {
@@ -409,7 +409,7 @@ impl RegisterCore {
         if conn.closing {
             return;
         }
-        if conn.pending >= self.config.pending_max {
+        if conn.pending >= self.config.pending_bytes_max {
             self.stats.lines_dropped += 1;
             tracing::warn!(conn = id.0, "register output full; line dropped");
             return;
@@ -464,8 +464,8 @@ impl RegisterCore {
     ///   own record names the same place, and every such record is in its registry);
     /// * a closing connection holds no registration, timer or input;
     /// * `unregistered_input` is the sum of the per-connection shares, each share is
-    ///   what the connection holds now, and the total is within `unregistered_input_max`;
-    /// * every partial line is under `line_length_max`, the connection count within
+    ///   what the connection holds now, and the total is within `unregistered_input_bytes_max`;
+    /// * every partial line is under `line_bytes_max`, the connection count within
     ///   `connections_max`, and ids and registration places were all handed out below
     ///   `next_id` and `next_seq`.
     pub fn check_invariants(&self) {
@@ -490,7 +490,7 @@ impl RegisterCore {
                 assert!(conn.input.is_empty(), "closing {id:?} keeps input");
             }
             assert!(
-                conn.input.len() < self.config.line_length_max,
+                conn.input.len() < self.config.line_bytes_max,
                 "{id:?} holds a partial line of {} bytes",
                 conn.input.len()
             );
@@ -543,8 +543,8 @@ impl RegisterCore {
         );
         assert_eq!(counted, self.unregistered_input, "unregistered_input total");
         assert!(
-            self.unregistered_input <= self.config.unregistered_input_max,
-            "unregistered input {} over unregistered_input_max",
+            self.unregistered_input <= self.config.unregistered_input_bytes_max,
+            "unregistered input {} over unregistered_input_bytes_max",
             self.unregistered_input
         );
     }

@@ -412,7 +412,7 @@ fn a_bad_first_line_also_cancels_the_timer() {
 #[test]
 fn line_length_bound_counts_the_newline() {
     let mut config = RegisterConfig::new("");
-    config.line_length_max = 64;
+    config.line_bytes_max = 64;
     let mut core = Checked::new(config);
     let id = connect(&mut core);
     // {"event":"ping","pad":"..."} padded to exactly 63 bytes, + \n = 64.
@@ -460,7 +460,7 @@ fn output_is_bounded_per_connection() {
     let empty = list("[]");
     let line_len = empty.len() + 1;
     let mut config = RegisterConfig::new("");
-    config.pending_max = line_len;
+    config.pending_bytes_max = line_len;
     let mut core = Checked::new(config);
     let w = connect(&mut core);
     assert_eq!(send(&mut core, w, &worker_line("")), vec![tx(w, &empty)]);
@@ -540,10 +540,10 @@ fn broadcast_always_matches_the_model() {
 fn random_inputs_keep_the_invariants() {
     fn prop(ops: Vec<(u8, u8, u8)>) -> bool {
         let mut config = RegisterConfig::new("k");
-        config.line_length_max = 96;
+        config.line_bytes_max = 96;
         config.connections_max = 6;
-        config.unregistered_input_max = 200;
-        config.pending_max = 150;
+        config.unregistered_input_bytes_max = 200;
+        config.pending_bytes_max = 150;
         let mut core = Checked::new(config);
         let mut now = T0;
         let mut open: Vec<ConnId> = Vec::new();
