@@ -5,6 +5,10 @@
 //! ```sh
 //! cargo bench --bench codec          # release; bounded: about 0.3 s per figure
 //! ```
+#![allow(
+    clippy::disallowed_methods,
+    reason = "benchmarks measure wall-clock time"
+)]
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};

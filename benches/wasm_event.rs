@@ -9,6 +9,10 @@
 //! message with `send_to_current_client`, so an event crosses the boundary twice (the
 //! message in, the reply out) and the API handler sees one call. The handler here only
 //! counts, so the figure is the host's own cost per event (fuel metering included).
+#![allow(
+    clippy::disallowed_methods,
+    reason = "benchmarks measure wall-clock time"
+)]
 
 use std::future::Future;
 use std::path::PathBuf;

@@ -2,6 +2,10 @@
 //! `cargo run --example public_echo -- 127.0.0.1:9001 [package_size_max]`, then point the
 //! Autobahn TestSuite's fuzzingclient (or `kosoku`) at it. Each message comes back as one
 //! frame of the same type. Not part of the gateway: one thread per client, no limits.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "an example server: its helper thread is the point"
+)]
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -6,6 +6,10 @@
 //! (`read_ready` then `try_read`) rather than `AsyncRead`-based, because that lets a
 //! tokio driver read every socket into one per-shard scratch buffer: an idle connection
 //! then owns no read buffer at all.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "socket plumbing: readiness and accept backoff deadlines use the clock"
+)]
 
 use std::future::Future;
 use std::io::{self, IoSlice};

@@ -2,6 +2,10 @@
 //! binary, so the allocator sees nothing else): inside [`GatewayCore`] alone, and through
 //! the whole gateway (driver, connection tasks, tokio's I/O registrations) on real
 //! sockets. The tests take turns: they read one global counter.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests drive real sockets and processes: wall-clock deadlines, helper threads"
+)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{Read, Write};

@@ -15,6 +15,10 @@
 //! not depend on how the 2 cores are shared with the load generator, whose own CPU
 //! (getrusage) is reported next to it. Each run is bounded in time (a warm-up and a
 //! measured window of a few seconds) and in connections.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "benchmarks measure wall-clock time"
+)]
 
 mod refs;
 mod scenarios;

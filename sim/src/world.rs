@@ -12,6 +12,10 @@
 //! Phases: *workload* (clients run their programs, faults are injected), *quiet* (every
 //! fault healed, nothing happens for `quiet`), *audit* (every client proves it is alive
 //! with an echo, then `c0` asks every query and compares each answer with the model).
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tokio's clock under turmoil is the simulated one: op deadlines in simulated time"
+)]
 
 use std::cell::{OnceCell, RefCell};
 use std::future::Future;

@@ -1,6 +1,10 @@
 //! The whole cluster under turmoil: a sweep of seeds with every fault on, a sweep without
 //! faults (where the oracle is exact: every query, every delivery), the determinism
 //! meta-test, and the seeds that once found bugs.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests drive real sockets and processes: wall-clock deadlines, helper threads"
+)]
 
 use std::time::Instant;
 

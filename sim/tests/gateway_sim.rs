@@ -2,6 +2,10 @@
 //! (tokio-tungstenite) and a scripted worker link host, both writing through
 //! [`ChoppyStream`] so that the gateway reads split and merged segments. The same seed
 //! must give the same trace of observed events.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests drive real sockets and processes: wall-clock deadlines, helper threads"
+)]
 
 use std::cell::RefCell;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

@@ -30,6 +30,10 @@
 //! travels the worker's link after the event, while a client that has seen the event's
 //! reply may already send its next message on its own connection; that message can reach
 //! the gateway first and arrive with the previous session.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the process side: compile/reload timings and the wall-clock stamp use the clock"
+)]
 
 pub mod metrics;
 

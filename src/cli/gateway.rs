@@ -167,6 +167,10 @@ fn tls_settings(args: &GatewayArgs) -> Result<Option<TlsSettings>, CliError> {
 /// A seed for the random router when none is given: the clock and the process id, so
 /// two gateways started together still differ. (Only the binary draws on the clock; the
 /// core takes the seed as a setting and stays deterministic.)
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the binary seeds the router from the clock; the core takes the seed"
+)]
 fn clock_seed() -> u64 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -27,10 +27,10 @@ pub fn settings(args: &RegisterArgs) -> Result<RegisterSettings, CliError> {
         core.first_line_timeout = Duration::from_secs(seconds as u64);
     }
     if let Some(n) = args.line_length_max {
-        core.line_length_max = positive("--line-length-max", n)?;
+        core.line_bytes_max = positive("--line-length-max", n)?;
     }
     if let Some(n) = args.pending_max {
-        core.pending_max = positive("--pending-max", n)?;
+        core.pending_bytes_max = positive("--pending-max", n)?;
     }
     if let Some(n) = args.connections_max {
         core.connections_max = positive("--connections-max", n)?;

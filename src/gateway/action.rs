@@ -51,6 +51,9 @@ pub enum CloseReason {
     /// A reply could not be queued (over `reply_size_max`, or the link's output past
     /// `link_pending_max` plus one largest reply): closing keeps replies aligned.
     ReplyOverflow,
+    /// The register sent a line over
+    /// [`FROM_REGISTER_LINE_MAX`](crate::protocol::register::FROM_REGISTER_LINE_MAX).
+    RegisterLineTooLong,
     /// The gateway is shutting down ([`GatewayCore::handle_shutdown`](super::GatewayCore::handle_shutdown)).
     Shutdown,
 }
@@ -93,6 +96,14 @@ pub enum Action {
         /// Index into `register_addresses`.
         index: usize,
     },
+    /// Close the connection to register `index` without flushing; the driver reports
+    /// the end with `handle_register_closed` (which schedules the reconnect).
+    CloseRegister {
+        /// Index into `register_addresses`.
+        index: usize,
+        /// Why.
+        reason: CloseReason,
+    },
 }
 
 impl fmt::Debug for Action {
@@ -118,6 +129,9 @@ impl fmt::Debug for Action {
                 "CloseLink({id:?}, after_flush={after_flush}, {reason:?})"
             ),
             Action::ConnectRegister { index } => write!(f, "ConnectRegister({index})"),
+            Action::CloseRegister { index, reason } => {
+                write!(f, "CloseRegister({index}, {reason:?})")
+            }
         }
     }
 }

@@ -14,7 +14,7 @@ pub use crate::protocol::public::PublicProtocol;
 /// offline and sent to make every lookup in that map linear (hash flooding). The core
 /// takes the key as config and never draws randomness itself: the production path
 /// ([`GatewaySettings::new`](super::shards::GatewaySettings::new)) draws a random key
-/// per process with [`HashKey::random`], the simulation derives one from its seed with
+/// per process with [`HashKey::random`] (in `shards.rs`, driver side), the simulation derives one from its seed with
 /// [`HashKey::from_seed`]. [`GatewayConfig::new`] uses the fixed all-zero key, for
 /// tests and tools that want identical runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -25,20 +25,6 @@ impl HashKey {
     pub fn from_seed(seed: u64) -> HashKey {
         let mut rng = super::SplitMix64(seed);
         HashKey([rng.next_u64(), rng.next_u64()])
-    }
-
-    /// A key from the operating system's randomness (the per-process random keys of
-    /// std's `RandomState`, which come from the OS). For drivers, never the core.
-    pub fn random() -> HashKey {
-        use std::hash::{BuildHasher, Hasher};
-        // Each `RandomState::new()` on a thread differs from the previous one (std bumps
-        // its random per-thread key), so two of them give two independent words.
-        let word = |salt: u64| {
-            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-            hasher.write_u64(salt);
-            hasher.finish()
-        };
-        HashKey([word(0x6761_7465), word(0x7761_7973)])
     }
 }
 

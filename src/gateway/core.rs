@@ -17,7 +17,7 @@ use crate::protocol::frame::{
     self, Command, Frame, Header, FLAG_BINARY, FLAG_BODY_IS_SCALAR, HEADER_LEN,
 };
 use crate::protocol::public::{websocket, PublicEvent, PublicProtocol};
-use crate::protocol::register::ToRegister;
+use crate::protocol::register::{LineDecodeError, LineDecoder, ToRegister, FROM_REGISTER_LINE_MAX};
 
 /// Keep-alive period of internal links and register connections (spec 5.5).
 pub const LINK_PING_INTERVAL: Duration = Duration::from_secs(25);
@@ -62,6 +62,27 @@ enum RegisterState {
     Waiting { at: Duration },
 }
 
+/// The input side of a register connection: its partial line and the line splitter.
+#[derive(Debug, Default)]
+struct RegisterInput {
+    /// Bytes of an incomplete line (under [`FROM_REGISTER_LINE_MAX`]).
+    buf: BytesMut,
+    lines: LineDecoder,
+    /// A line over the bound asked the driver to close the connection: input is ignored
+    /// until it reports the close.
+    closing: bool,
+}
+
+impl RegisterInput {
+    fn new() -> RegisterInput {
+        RegisterInput {
+            buf: BytesMut::new(),
+            lines: LineDecoder::new(FROM_REGISTER_LINE_MAX),
+            closing: false,
+        }
+    }
+}
+
 /// The gateway's state machine: no sockets, no clock, no randomness.
 ///
 /// # Driving it
@@ -83,9 +104,10 @@ enum RegisterState {
 /// * Links: the same four calls with `link` in the name; the core allocates link ids
 ///   (never reused). `handle_link_closed` after a `CloseLink` is always safe (the core
 ///   may already have dropped a link that had nothing left to flush).
-/// * Registers: `handle_register_connected/closed/line` for register `index`
+/// * Registers: `handle_register_connected/bytes/closed` for register `index`
 ///   (`ConnectRegister` actions ask for a connection; a failed attempt is reported as
-///   closed).
+///   closed). The core splits the register's lines itself; a line over
+///   [`FROM_REGISTER_LINE_MAX`] gets a `CloseRegister`.
 ///
 /// Closing is logical and immediate: when the core decides to close a client (KICK,
 /// DESTROY, heartbeat, no worker, protocol close) it emits `CloseClient`, sends
@@ -102,6 +124,8 @@ pub struct GatewayCore {
     next_link: u64,
     pub(super) router: Router,
     registers: Vec<RegisterState>,
+    /// One per register, same index as `registers`.
+    register_input: Vec<RegisterInput>,
     heartbeat_at: Option<Duration>,
     worker_ping_at: Option<Duration>,
     /// Handshake deadlines `(at, connection id, accept seq)` in accept order; with one
@@ -167,6 +191,9 @@ impl GatewayCore {
         }
         GatewayCore {
             registers: vec![RegisterState::Connecting; config.register_addresses.len()],
+            register_input: (0..config.register_addresses.len())
+                .map(|_| RegisterInput::new())
+                .collect(),
             router: Router::new(config.routing),
             config,
             started: now,
@@ -873,6 +900,7 @@ impl GatewayCore {
         .encode(&mut line);
         let line = line.freeze();
         self.registers[index] = RegisterState::Connected { ping_at };
+        self.register_input[index] = RegisterInput::new();
         self.actions.push_back(Action::Transmit {
             to: Target::Register(index),
             bytes: line,
@@ -886,11 +914,49 @@ impl GatewayCore {
                 at: now + REGISTER_RECONNECT_DELAY,
             };
         }
+        if let Some(input) = self.register_input.get_mut(index) {
+            *input = RegisterInput::new();
+        }
+    }
+
+    /// Bytes read from register `index`, split or merged at will: complete lines are
+    /// handled in order. A line over [`FROM_REGISTER_LINE_MAX`] (`\n` included) asks the
+    /// driver to close the connection (`CloseRegister`; its close report then schedules
+    /// the reconnect) and the rest of its input is ignored.
+    pub fn handle_register_bytes(&mut self, now: Duration, index: usize, bytes: &[u8]) {
+        let Some(input) = self.register_input.get_mut(index) else {
+            return;
+        };
+        if input.closing {
+            return;
+        }
+        input.buf.extend_from_slice(bytes);
+        loop {
+            let input = &mut self.register_input[index];
+            match input.lines.decode(&mut input.buf) {
+                Ok(Some(line)) => self.handle_register_line(now, index, &line),
+                Ok(None) => return,
+                Err(LineDecodeError::TooLong { line_length_max }) => {
+                    tracing::warn!(
+                        register = index,
+                        line_length_max,
+                        "register line too long; closing"
+                    );
+                    input.closing = true;
+                    input.buf = BytesMut::new();
+                    self.actions.push_back(Action::CloseRegister {
+                        index,
+                        reason: CloseReason::RegisterLineTooLong,
+                    });
+                    return;
+                }
+            }
+        }
     }
 
     /// A line from register `index`. Registers send gateways nothing meaningful; the
     /// line is ignored.
-    pub fn handle_register_line(&mut self, _now: Duration, index: usize, line: &[u8]) {
+    fn handle_register_line(&mut self, _now: Duration, index: usize, line: &[u8]) {
         tracing::debug!(register = index, len = line.len(), "register line ignored");
     }
 
@@ -1076,6 +1142,18 @@ impl GatewayCore {
         );
         assert!(self.clients.len() + self.closing_clients.len() <= self.config.clients_max);
         assert!(self.links.len() <= self.config.links_max);
+        assert_eq!(self.register_input.len(), self.registers.len());
+        for (index, input) in self.register_input.iter().enumerate() {
+            assert!(
+                input.buf.len() < FROM_REGISTER_LINE_MAX,
+                "register {index} holds a partial line of {} bytes",
+                input.buf.len()
+            );
+            assert!(
+                !input.closing || input.buf.is_empty(),
+                "closing register {index} keeps input"
+            );
+        }
     }
 
     /// The peer ip text of a link, as the original's `getRemoteIp()`.

@@ -10,6 +10,10 @@
 //! The driver is generic over [`Net`], so the same code runs on tokio sockets in
 //! production and on turmoil's simulated network in `sim/`. It never decides anything
 //! the core could decide: it only carries out [`Action`]s.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the driver reads the clock and hands `now` to the core"
+)]
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -18,7 +22,6 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use hashbrown::HashMap;
 
 /// A fixed (not randomly seeded) hasher: the connection maps are iterated at shutdown, and
@@ -38,8 +41,6 @@ const SCRATCH_SIZE: usize = 64 * 1024;
 /// Pause of the timer task after its core call panicked (caught), so that a deadline
 /// whose handling panics every time costs one log line per pause, not a busy loop.
 const TIMER_PANIC_PAUSE: Duration = Duration::from_secs(1);
-/// Longest register line kept while waiting for its `\n` (the register sends short JSON).
-const REGISTER_LINE_MAX: usize = 1024 * 1024;
 
 /// Which connection of the shard an I/O task serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -65,7 +66,6 @@ struct Shard<N: Net> {
     core: GatewayCore,
     origin: Instant,
     conns: HashMap<Endpoint, Rc<ConnIo>, FixedState>,
-    register_input: HashMap<usize, BytesMut, FixedState>,
     timer_armed: Option<Duration>,
     timer_wake: Rc<Notify>,
     scratch: Rc<RefCell<Vec<u8>>>,
@@ -106,6 +106,10 @@ impl<N: Net> Shard<N> {
                 Action::ConnectRegister { index } => {
                     tokio::task::spawn_local(run_register(shard.clone(), index));
                 }
+                Action::CloseRegister { index, reason } => {
+                    tracing::debug!(register = index, ?reason, "closing register connection");
+                    self.close(Endpoint::Register(index), false);
+                }
             }
         }
         if self.core.poll_timeout() != self.timer_armed {
@@ -135,21 +139,7 @@ impl<N: Net> Shard<N> {
                 self.core.handle_link_bytes(now, id, bytes);
                 self.test_panic_hook(bytes);
             }
-            Endpoint::Register(index) => {
-                let pending = self.register_input.entry(index).or_default();
-                pending.extend_from_slice(bytes);
-                while let Some(end) = pending.iter().position(|b| *b == b'\n') {
-                    let line = pending.split_to(end + 1);
-                    self.core.handle_register_line(now, index, trim_line(&line));
-                }
-                if pending.len() > REGISTER_LINE_MAX {
-                    tracing::warn!(
-                        register = index,
-                        "register line over {REGISTER_LINE_MAX} bytes; closing"
-                    );
-                    self.close(endpoint, false);
-                }
-            }
+            Endpoint::Register(index) => self.core.handle_register_bytes(now, index, bytes),
         }
     }
 
@@ -183,21 +173,10 @@ impl<N: Net> Shard<N> {
             Endpoint::Link(id) => core.handle_link_closed(now, id),
             Endpoint::Register(index) => core.handle_register_closed(now, index),
         });
-        if let Endpoint::Register(index) = endpoint {
-            self.register_input.remove(&index);
-        }
         if let Err(panic) = result {
             tracing::error!(?endpoint, %panic, "panic in the core's close handler (caught)");
         }
     }
-}
-
-fn trim_line(line: &[u8]) -> &[u8] {
-    let end = line
-        .iter()
-        .rposition(|b| *b != b'\n' && *b != b'\r')
-        .map_or(0, |i| i + 1);
-    &line[..end]
 }
 
 /// Serves one gateway shard until `shutdown` completes: clients on `public`, worker and
@@ -269,7 +248,6 @@ async fn serve_local<N: Net, P: NetListener>(
         core: GatewayCore::new(config, Duration::ZERO),
         origin,
         conns: HashMap::default(),
-        register_input: HashMap::default(),
         timer_armed: None,
         timer_wake: timer_wake.clone(),
         scratch: Rc::new(RefCell::new(vec![0; SCRATCH_SIZE])),

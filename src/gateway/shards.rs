@@ -58,6 +58,27 @@ impl GatewaySettings {
     }
 }
 
+impl HashKey {
+    /// A key from the operating system's randomness (the per-process random keys of
+    /// std's `RandomState`, which come from the OS). For drivers, never the core: it lives
+    /// here, on the driver side, so the core's files hold no source of randomness.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the production driver draws the per-process hash key; the core only takes it"
+    )]
+    pub fn random() -> HashKey {
+        use std::hash::{BuildHasher, Hasher};
+        // Each `RandomState::new()` on a thread differs from the previous one (std bumps
+        // its random per-thread key), so two of them give two independent words.
+        let word = |salt: u64| {
+            let mut hasher = std::hash::RandomState::new().build_hasher();
+            hasher.write_u64(salt);
+            hasher.finish()
+        };
+        HashKey([word(0x6761_7465), word(0x7761_7973)])
+    }
+}
+
 /// A running gateway; dropping it does not stop it, call [`RunningGateway::shutdown`].
 #[derive(Debug)]
 pub struct RunningGateway {

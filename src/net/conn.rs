@@ -2,6 +2,10 @@
 //! driver (gateway, register): the output queue a core fills, and the task loop that reads
 //! into the driver's scratch buffer, feeds the core, writes what was queued with vectored
 //! writes, and ends when the peer goes or the core closes the connection.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "socket plumbing: the shutdown flush deadline uses the clock"
+)]
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;

@@ -253,6 +253,55 @@ pub struct RawHeader {
     pub ext_len: u32,
 }
 
+/// The header's fields, in wire order, add up to [`HEADER_LEN`]: checked at compile time.
+/// The destructuring is exhaustive, so adding a field to [`RawHeader`] without counting it
+/// here fails the build.
+const _: () = {
+    const fn width<T: Copy>(_: &T) -> usize {
+        std::mem::size_of::<T>()
+    }
+    const fn wire_len(header: &RawHeader) -> usize {
+        let RawHeader {
+            pack_len,
+            cmd,
+            local_ip,
+            local_port,
+            client_ip,
+            client_port,
+            connection_id,
+            flag,
+            gateway_port,
+            ext_len,
+        } = header;
+        width(pack_len)
+            + width(cmd)
+            + width(local_ip)
+            + width(local_port)
+            + width(client_ip)
+            + width(client_port)
+            + width(connection_id)
+            + width(flag)
+            + width(gateway_port)
+            + width(ext_len)
+    }
+    const ZERO: RawHeader = RawHeader {
+        pack_len: 0,
+        cmd: 0,
+        local_ip: 0,
+        local_port: 0,
+        client_ip: 0,
+        client_port: 0,
+        connection_id: 0,
+        flag: 0,
+        gateway_port: 0,
+        ext_len: 0,
+    };
+    assert!(
+        wire_len(&ZERO) == HEADER_LEN,
+        "HEADER_LEN is not the sum of the header fields"
+    );
+};
+
 impl RawHeader {
     /// Reads the fields of the first [`HEADER_LEN`] bytes of `bytes`, which must hold them.
     pub fn parse(bytes: &[u8; HEADER_LEN]) -> RawHeader {

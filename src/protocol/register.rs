@@ -6,7 +6,10 @@
 //! * [`FromRegister`]: the address broadcast, encoded the way PHP's `json_encode` does
 //!   ([`encode_broadcast_addresses`], list or object form) and decoded by
 //!   [`decode_from_register`], which accepts both forms.
-//! * [`LineDecoder`]: the text framing of the link, with a bound on the line length.
+//! * [`LineDecoder`]: the text framing of the link, with a bound on the line length, for
+//!   every role: the register reads requests with it ([`LINE_LENGTH_MAX_DEFAULT`]), and
+//!   gateways, workers and API callers read the register's answers with it
+//!   ([`FROM_REGISTER_LINE_MAX`]).
 
 use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::Value;
@@ -17,6 +20,12 @@ use crate::protocol::php::{is_empty_bytes, PhpArray, PhpKey, PhpValue};
 /// Default bound on one register line including its `\n`: workerman's default
 /// `maxPackageSize`, 10 MiB.
 pub const LINE_LENGTH_MAX_DEFAULT: usize = 10_485_760;
+
+/// Bound on one line a gateway, worker or API caller accepts from the register, `\n`
+/// included: 1 MiB. The register sends them one `broadcast_addresses` list, some 25 bytes
+/// per gateway, so this holds about 40 000 gateways; a longer line closes the connection
+/// (the peer reconnects after its usual delay).
+pub const FROM_REGISTER_LINE_MAX: usize = 1024 * 1024;
 
 /// A message sent to the register.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -413,6 +422,79 @@ mod tests {
             got.extend(lines(&mut decoder, &mut src));
         }
         assert_eq!(got, vec![&b"{\"event\":\"ping\"}"[..], &b"x"[..]]);
+    }
+
+    /// What the decoder must give for `input`, computed without it: every `\n`-terminated
+    /// segment of at most `max` bytes (`\n` included) as a line with its trailing `\r`s
+    /// and `\n`s stripped, until the first point where `max` bytes hold no `\n` (an
+    /// error that consumes nothing, then nothing more).
+    fn reference_lines(input: &[u8], max: usize) -> (Vec<Vec<u8>>, Option<LineDecodeError>, usize) {
+        let (mut lines, mut at) = (Vec::new(), 0);
+        loop {
+            let rest = &input[at..];
+            match rest.iter().position(|&b| b == b'\n') {
+                Some(end) if end < max => {
+                    let line = &rest[..end];
+                    let kept = line
+                        .iter()
+                        .rposition(|&b| b != b'\r' && b != b'\n')
+                        .map_or(0, |last| last + 1);
+                    lines.push(line[..kept].to_vec());
+                    at += end + 1;
+                }
+                _ if rest.len() >= max => {
+                    let error = LineDecodeError::TooLong {
+                        line_length_max: max,
+                    };
+                    return (lines, Some(error), at);
+                }
+                _ => return (lines, None, at),
+            }
+        }
+    }
+
+    /// Any input, split into reads anywhere, under any bound: the decoder gives the
+    /// reference's lines, error and consumed length, and holds less than the bound.
+    #[test]
+    fn any_split_gives_the_reference_lines() {
+        fn prop(input: Vec<u8>, cuts: Vec<u8>, max: u8) -> bool {
+            // Few distinct bytes, so that `\r` and `\n` are frequent.
+            let input: Vec<u8> = input
+                .iter()
+                .map(|b| b"ab\r\n"[usize::from(b % 4)])
+                .collect();
+            let max = usize::from(max % 16) + 1;
+            let mut decoder = LineDecoder::new(max);
+            let (mut src, mut got, mut error, mut fed) = (BytesMut::new(), Vec::new(), None, 0);
+            let mut cuts = cuts.iter().map(|c| usize::from(*c % 8));
+            while fed < input.len() && error.is_none() {
+                let n = cuts.next().unwrap_or(input.len()).min(input.len() - fed);
+                src.put_slice(&input[fed..fed + n]);
+                fed += n;
+                loop {
+                    match decoder.decode(&mut src) {
+                        Ok(Some(line)) => got.push(line.to_vec()),
+                        Ok(None) => {
+                            assert!(src.len() < max, "holds {} bytes at bound {max}", src.len());
+                            break;
+                        }
+                        Err(e) => {
+                            error = Some(e);
+                            break;
+                        }
+                    }
+                }
+            }
+            let consumed = fed - src.len();
+            let (lines, expected_error, expected_consumed) = reference_lines(&input[..fed], max);
+            got == lines
+                && error == expected_error
+                && (error.is_some() || fed == input.len())
+                && consumed == expected_consumed
+        }
+        quickcheck::QuickCheck::new()
+            .tests(2000)
+            .quickcheck(prop as fn(Vec<u8>, Vec<u8>, u8) -> bool);
     }
 
     #[test]

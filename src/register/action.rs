@@ -14,7 +14,7 @@ pub struct ConnId(pub u64);
 pub enum CloseReason {
     /// No complete line within `first_line_timeout` of the connect.
     FirstLineTimeout,
-    /// A line longer than `line_length_max`.
+    /// A line longer than `line_bytes_max`.
     LineTooLong,
     /// Not JSON, not an object, or a PHP-empty `event`: the error line was sent first.
     BadRequest,
@@ -25,7 +25,7 @@ pub enum CloseReason {
     /// A non-empty `event` the register does not know.
     UnknownEvent,
     /// The input buffered by unregistered connections went over
-    /// `unregistered_input_max`, and this one held the most.
+    /// `unregistered_input_bytes_max`, and this one held the most.
     UnregisteredInputBudget,
 }
 
@@ -85,13 +85,13 @@ pub enum Refused {
 /// Counters of what the core dropped or refused.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RegisterStats {
-    /// Lines not queued because the connection's output had reached `pending_max`.
+    /// Lines not queued because the connection's output had reached `pending_bytes_max`.
     pub lines_dropped: u64,
     /// Connects refused at `connections_max`.
     pub connections_refused: u64,
     /// Connections closed, by any reason the core decided.
     pub connections_closed_by_register: u64,
     /// Of those, unregistered connections closed because the input buffered by all
-    /// unregistered connections went over `unregistered_input_max`.
+    /// unregistered connections went over `unregistered_input_bytes_max`.
     pub unregistered_input_closes: u64,
 }

@@ -15,11 +15,11 @@ pub struct RegisterConfig {
     pub first_line_timeout: Duration,
     /// Longest line, `\n` included, default 10 485 760 bytes (workerman's
     /// `maxPackageSize`). A connection that sends a longer one is closed without a message.
-    pub line_length_max: usize,
+    pub line_bytes_max: usize,
     /// Per-connection output not yet reported flushed, default 1 048 576 bytes
     /// (workerman's `maxSendBufferSize`). A line for a connection whose unflushed output
     /// has reached it is dropped (counted in `lines_dropped`); the connection stays open.
-    pub pending_max: usize,
+    pub pending_bytes_max: usize,
     /// Most connections at once (gateways, workers and not yet identified ones), default
     /// 10 000. At the bound a new connection is refused at accept (the driver drops the
     /// socket). The original has no bound besides the process's file limit.
@@ -27,16 +27,16 @@ pub struct RegisterConfig {
     /// Input buffered at once by all connections not registered as a gateway or worker
     /// (the allocation of their partial lines), default 16 777 216 bytes. Without it,
     /// `connections_max` connections could each hold a partial line just short of
-    /// `line_length_max` (10 000 × 10 MiB). When a read takes the total over it, the
+    /// `line_bytes_max` (10 000 × 10 MiB). When a read takes the total over it, the
     /// unregistered connections holding the most are closed (largest first, without a
     /// message, counted in `unregistered_input_closes`) until it fits; the check runs
     /// after every read, so in between the total can exceed it by one connection's last
     /// read and the growth of its buffer (the allocation at most doubles, and one
-    /// connection's buffer stays under `line_length_max`). Registered
+    /// connection's buffer stays under `line_bytes_max`). Registered
     /// gateways and workers are not counted (their lines are still bounded by
-    /// `line_length_max` each). Keep it at or above `line_length_max` so that one
+    /// `line_bytes_max` each). Keep it at or above `line_bytes_max` so that one
     /// maximal line still fits.
-    pub unregistered_input_max: usize,
+    pub unregistered_input_bytes_max: usize,
     /// Tests only: the driver panics (after the core took the bytes) when a connection's
     /// input contains this sequence, to prove panic containment. `None` by default; no
     /// setting or command-line flag reaches it.
@@ -56,10 +56,10 @@ impl RegisterConfig {
         RegisterConfig {
             secret_key: secret_key.into(),
             first_line_timeout: Duration::from_secs(10),
-            line_length_max: LINE_LENGTH_MAX_DEFAULT,
-            pending_max: 1_048_576,
+            line_bytes_max: LINE_LENGTH_MAX_DEFAULT,
+            pending_bytes_max: 1_048_576,
             connections_max: 10_000,
-            unregistered_input_max: 16 * 1024 * 1024,
+            unregistered_input_bytes_max: 16 * 1024 * 1024,
             test_panic_trigger: None,
         }
     }

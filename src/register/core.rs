@@ -85,7 +85,7 @@ pub struct RegisterCore {
     /// Pending first-line deadlines.
     deadlines: BTreeSet<(Duration, ConnId)>,
     /// Input buffered by connections not registered (yet) as gateway or worker, all
-    /// together: bounded by `unregistered_input_max`.
+    /// together: bounded by `unregistered_input_bytes_max`.
     unregistered_input: usize,
     actions: VecDeque<Action>,
     stats: RegisterStats,
@@ -138,11 +138,13 @@ impl RegisterCore {
     }
 
     /// The next instruction for the driver.
+    #[must_use]
     pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
     }
 
     /// The earliest first-line deadline, if any connection is still silent.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Duration> {
         self.deadlines.first().map(|(at, _)| *at)
     }
@@ -162,7 +164,7 @@ impl RegisterCore {
             Conn {
                 peer,
                 input: BytesMut::new(),
-                lines: LineDecoder::new(self.config.line_length_max),
+                lines: LineDecoder::new(self.config.line_bytes_max),
                 first_line_deadline: Some(deadline),
                 gateway: None,
                 worker: None,
@@ -175,7 +177,7 @@ impl RegisterCore {
     }
 
     /// Input buffered now by connections not registered as gateway or worker, all
-    /// together (bounded by `unregistered_input_max`).
+    /// together (bounded by `unregistered_input_bytes_max`).
     pub fn unregistered_input(&self) -> usize {
         self.unregistered_input
     }
@@ -198,12 +200,12 @@ impl RegisterCore {
         }
     }
 
-    /// Over `unregistered_input_max`, closes the unregistered connections holding the
+    /// Over `unregistered_input_bytes_max`, closes the unregistered connections holding the
     /// most input, largest first, until the total fits again: a flood of half-sent lines
     /// from many connections costs the flooders their connections, and a registering
     /// gateway or worker (whose first line is short) is the last to go.
     fn enforce_unregistered_budget(&mut self) {
-        while self.unregistered_input > self.config.unregistered_input_max {
+        while self.unregistered_input > self.config.unregistered_input_bytes_max {
             let largest = self
                 .conns
                 .iter()
@@ -215,7 +217,7 @@ impl RegisterCore {
             };
             tracing::warn!(
                 conn = id.0,
-                budget = self.config.unregistered_input_max,
+                budget = self.config.unregistered_input_bytes_max,
                 "register: input of unregistered connections over budget; closing the largest"
             );
             self.stats.unregistered_input_closes += 1;
@@ -398,7 +400,7 @@ impl RegisterCore {
         }
     }
 
-    /// Queues `bytes` for `id` unless its unflushed output has reached `pending_max`
+    /// Queues `bytes` for `id` unless its unflushed output has reached `pending_bytes_max`
     /// (workerman drops a send when its send buffer is full).
     fn transmit(&mut self, id: ConnId, bytes: Bytes) {
         let Some(conn) = self.conns.get_mut(&id) else {
@@ -407,7 +409,7 @@ impl RegisterCore {
         if conn.closing {
             return;
         }
-        if conn.pending >= self.config.pending_max {
+        if conn.pending >= self.config.pending_bytes_max {
             self.stats.lines_dropped += 1;
             tracing::warn!(conn = id.0, "register output full; line dropped");
             return;
@@ -452,5 +454,98 @@ impl RegisterCore {
             self.gateways.remove(&seq);
             self.broadcast();
         }
+    }
+
+    /// Panics when internal structures disagree (the unit-test harness calls it after
+    /// every input):
+    ///
+    /// * the gateway and worker registries, the first-line timers and the connections
+    ///   point at each other one to one (every registry entry is a live connection whose
+    ///   own record names the same place, and every such record is in its registry);
+    /// * a closing connection holds no registration, timer or input;
+    /// * `unregistered_input` is the sum of the per-connection shares, each share is
+    ///   what the connection holds now, and the total is within `unregistered_input_bytes_max`;
+    /// * every partial line is under `line_bytes_max`, the connection count within
+    ///   `connections_max`, and ids and registration places were all handed out below
+    ///   `next_id` and `next_seq`.
+    pub fn check_invariants(&self) {
+        assert!(
+            self.conns.len() <= self.config.connections_max,
+            "{} connections over connections_max",
+            self.conns.len()
+        );
+        let mut counted = 0usize;
+        let (mut gateways, mut workers, mut deadlines) = (0usize, 0usize, 0usize);
+        for (id, conn) in &self.conns {
+            assert!(id.0 >= 1 && id.0 < self.next_id, "id {id:?} not allocated");
+            if conn.closing {
+                assert!(
+                    conn.gateway.is_none() && conn.worker.is_none(),
+                    "closing {id:?} still registered"
+                );
+                assert!(
+                    conn.first_line_deadline.is_none(),
+                    "closing {id:?} has a timer"
+                );
+                assert!(conn.input.is_empty(), "closing {id:?} keeps input");
+            }
+            assert!(
+                conn.input.len() < self.config.line_bytes_max,
+                "{id:?} holds a partial line of {} bytes",
+                conn.input.len()
+            );
+            assert_eq!(
+                conn.counted,
+                conn.unregistered_input(),
+                "{id:?}'s share of unregistered_input is stale"
+            );
+            counted += conn.counted;
+            if let Some((seq, _)) = &conn.gateway {
+                assert!(*seq < self.next_seq, "gateway place {seq} not allocated");
+                assert_eq!(
+                    self.gateways.get(seq),
+                    Some(id),
+                    "{id:?} missing from gateways"
+                );
+                gateways += 1;
+            }
+            if let Some(seq) = conn.worker {
+                assert!(seq < self.next_seq, "worker place {seq} not allocated");
+                assert_eq!(
+                    self.workers.get(&seq),
+                    Some(id),
+                    "{id:?} missing from workers"
+                );
+                workers += 1;
+            }
+            if let Some(at) = conn.first_line_deadline {
+                assert!(
+                    self.deadlines.contains(&(at, *id)),
+                    "{id:?}'s deadline not armed"
+                );
+                deadlines += 1;
+            }
+        }
+        assert_eq!(
+            gateways,
+            self.gateways.len(),
+            "gateway registry has stale entries"
+        );
+        assert_eq!(
+            workers,
+            self.workers.len(),
+            "worker registry has stale entries"
+        );
+        assert_eq!(
+            deadlines,
+            self.deadlines.len(),
+            "stale first-line deadlines"
+        );
+        assert_eq!(counted, self.unregistered_input, "unregistered_input total");
+        assert!(
+            self.unregistered_input <= self.config.unregistered_input_bytes_max,
+            "unregistered input {} over unregistered_input_bytes_max",
+            self.unregistered_input
+        );
     }
 }

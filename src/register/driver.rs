@@ -7,6 +7,10 @@
 //! the core queued for it; a timer task sleeps until the core's next deadline (the 10 s
 //! first-line timeouts). The driver is generic over [`Net`], so the same code runs on
 //! tokio sockets and on turmoil's simulated network. It decides nothing the core could.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the driver reads the clock and hands `now` to the core"
+)]
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;

@@ -1,6 +1,10 @@
 //! One wasm instance of a business worker: its own `Store` (isolated memory, fuel, limits),
 //! fed one [`WorkerEvent`] at a time. A failed event costs only itself: the instance is
 //! discarded and a fresh one (with `on_worker_start`) is made before the next event.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the wasm host sets each event's time budget from the clock"
+)]
 
 use wasmtime::{Instance, Store, Trap, TypedFunc};
 

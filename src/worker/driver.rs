@@ -28,6 +28,10 @@
 //! Panics: a panic while the core handles one link's bytes is caught; that link is
 //! closed (the core's link-closed path runs: its pending calls fail, it is reconnected),
 //! logged and counted (`gatewayworker_connection_panics_total`). Other links carry on.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the driver reads the clock and hands `now` to the core"
+)]
 
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;

@@ -3,6 +3,10 @@
 //!
 //! Integration tests are grouped by area, one binary per folder of `tests/`, so the suite
 //! links a few binaries instead of one per file (each links wasmtime).
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests drive real sockets and processes: wall-clock deadlines, helper threads"
+)]
 mod accept_backoff;
 mod attacks;
 #[path = "../common/mod.rs"]

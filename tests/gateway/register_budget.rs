@@ -1,5 +1,5 @@
 //! The register bounds the input held by connections that have not registered as a
-//! gateway or worker, all together (`unregistered_input_max`), not only per line: in the
+//! gateway or worker, all together (`unregistered_input_bytes_max`), not only per line: in the
 //! core, and through real sockets.
 
 use std::io::{Read, Write};
@@ -28,8 +28,8 @@ fn closes(core: &mut RegisterCore) -> Vec<(ConnId, CloseReason)> {
 #[test]
 fn unregistered_input_is_bounded_as_a_whole_and_the_largest_holder_goes() {
     let mut config = RegisterConfig::new("");
-    config.line_length_max = 1_000_000;
-    config.unregistered_input_max = 100_000;
+    config.line_bytes_max = 1_000_000;
+    config.unregistered_input_bytes_max = 100_000;
     let mut core = RegisterCore::new(config);
     let now = Duration::ZERO;
 
@@ -89,7 +89,7 @@ fn unregistered_input_is_bounded_as_a_whole_and_the_largest_holder_goes() {
 #[test]
 fn unregistered_flood_through_sockets_is_cut_at_the_budget_and_workers_still_register() {
     let mut settings = RegisterSettings::new(SocketAddr::from(([127, 0, 0, 1], 0)), "");
-    settings.core.unregistered_input_max = 256 * 1024;
+    settings.core.unregistered_input_bytes_max = 256 * 1024;
     let register = register_driver::start(settings).expect("register starts");
 
     // Eight connections each send 64 KiB of a line that never ends (512 KiB in all, twice

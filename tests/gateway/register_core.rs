@@ -1,5 +1,6 @@
 //! Each rule of the register (spec 8, 5.5 and quirks 16-17) through [`RegisterCore`] with
 //! a fake clock: keys, addresses, broadcasts, the first-line timeout and every bound.
+//! Every input goes through [`Checked`], which runs the core's `check_invariants` after it.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -11,26 +12,75 @@ use quickcheck::{QuickCheck, TestResult};
 
 const T0: Duration = Duration::ZERO;
 
+/// The core behind a harness that checks its invariants after every input. Reads go
+/// through `Deref`; there is no unchecked `&mut` access.
+struct Checked(RegisterCore);
+
+impl std::ops::Deref for Checked {
+    type Target = RegisterCore;
+    fn deref(&self) -> &RegisterCore {
+        &self.0
+    }
+}
+
+impl Checked {
+    fn new(config: RegisterConfig) -> Checked {
+        let core = Checked(RegisterCore::new(config));
+        core.check_invariants();
+        core
+    }
+
+    fn checked<T>(&mut self, input: impl FnOnce(&mut RegisterCore) -> T) -> T {
+        let out = input(&mut self.0);
+        self.0.check_invariants();
+        out
+    }
+
+    fn handle_connected(&mut self, now: Duration, peer: SocketAddr) -> Result<ConnId, Refused> {
+        self.checked(|core| core.handle_connected(now, peer))
+    }
+
+    fn handle_bytes(&mut self, now: Duration, id: ConnId, bytes: &[u8]) {
+        self.checked(|core| core.handle_bytes(now, id, bytes));
+    }
+
+    fn handle_flushed(&mut self, now: Duration, id: ConnId, bytes: usize) {
+        self.checked(|core| core.handle_flushed(now, id, bytes));
+    }
+
+    fn handle_closed(&mut self, now: Duration, id: ConnId) {
+        self.checked(|core| core.handle_closed(now, id));
+    }
+
+    fn handle_timeout(&mut self, now: Duration) {
+        self.checked(|core| core.handle_timeout(now));
+    }
+
+    fn poll_action(&mut self) -> Option<Action> {
+        self.checked(RegisterCore::poll_action)
+    }
+}
+
 fn peer() -> SocketAddr {
     SocketAddr::from(([10, 0, 0, 9], 51_000))
 }
 
-fn core_with(secret: &str) -> RegisterCore {
-    RegisterCore::new(RegisterConfig::new(secret))
+fn core_with(secret: &str) -> Checked {
+    Checked::new(RegisterConfig::new(secret))
 }
 
-fn drain(core: &mut RegisterCore) -> Vec<Action> {
+fn drain(core: &mut Checked) -> Vec<Action> {
     std::iter::from_fn(|| core.poll_action()).collect()
 }
 
-fn connect(core: &mut RegisterCore) -> ConnId {
+fn connect(core: &mut Checked) -> ConnId {
     let id = core.handle_connected(T0, peer()).expect("accepted");
     assert!(drain(core).is_empty());
     id
 }
 
 /// Feeds one line plus `\n` and returns what the core asked for.
-fn send(core: &mut RegisterCore, id: ConnId, line: &str) -> Vec<Action> {
+fn send(core: &mut Checked, id: ConnId, line: &str) -> Vec<Action> {
     core.handle_bytes(T0, id, format!("{line}\n").as_bytes());
     drain(core)
 }
@@ -362,8 +412,8 @@ fn a_bad_first_line_also_cancels_the_timer() {
 #[test]
 fn line_length_bound_counts_the_newline() {
     let mut config = RegisterConfig::new("");
-    config.line_length_max = 64;
-    let mut core = RegisterCore::new(config);
+    config.line_bytes_max = 64;
+    let mut core = Checked::new(config);
     let id = connect(&mut core);
     // {"event":"ping","pad":"..."} padded to exactly 63 bytes, + \n = 64.
     let pad = 63 - "{\"event\":\"ping\",\"pad\":\"\"}".len();
@@ -386,7 +436,7 @@ fn line_length_bound_counts_the_newline() {
 fn connections_are_bounded() {
     let mut config = RegisterConfig::new("");
     config.connections_max = 2;
-    let mut core = RegisterCore::new(config);
+    let mut core = Checked::new(config);
     let a = connect(&mut core);
     let _b = connect(&mut core);
     assert_eq!(
@@ -410,8 +460,8 @@ fn output_is_bounded_per_connection() {
     let empty = list("[]");
     let line_len = empty.len() + 1;
     let mut config = RegisterConfig::new("");
-    config.pending_max = line_len;
-    let mut core = RegisterCore::new(config);
+    config.pending_bytes_max = line_len;
+    let mut core = Checked::new(config);
     let w = connect(&mut core);
     assert_eq!(send(&mut core, w, &worker_line("")), vec![tx(w, &empty)]);
     // Unflushed output has reached the bound: the next line is dropped, the
@@ -480,4 +530,64 @@ fn broadcast_always_matches_the_model() {
     QuickCheck::new()
         .tests(1000)
         .quickcheck(prop as fn(Vec<(u8, u8, u8)>, u8) -> TestResult);
+}
+
+/// Property: any mix of connects, registrations, garbage, partial and over-long lines,
+/// flushes, timeouts and closes, read in any split, under small bounds, keeps the core's
+/// invariants (checked by [`Checked`] after every input) and ends with empty registries
+/// once every connection is gone.
+#[test]
+fn random_inputs_keep_the_invariants() {
+    fn prop(ops: Vec<(u8, u8, u8)>) -> bool {
+        let mut config = RegisterConfig::new("k");
+        config.line_bytes_max = 96;
+        config.connections_max = 6;
+        config.unregistered_input_bytes_max = 200;
+        config.pending_bytes_max = 150;
+        let mut core = Checked::new(config);
+        let mut now = T0;
+        let mut open: Vec<ConnId> = Vec::new();
+        for (kind, slot, arg) in ops {
+            let target = (!open.is_empty()).then(|| open[usize::from(slot) % open.len()]);
+            let line = match arg % 6 {
+                0 => gateway_line(&format!("10.0.0.{}:2900", arg % 3), "k"),
+                1 => worker_line("k"),
+                2 => worker_line("wrong"),
+                3 => "{\"event\":\"ping\"}".to_owned(),
+                4 => "not json".to_owned(),
+                _ => "x".repeat(usize::from(arg)),
+            };
+            match (kind % 7, target) {
+                (0, _) | (_, None) => {
+                    if let Ok(id) = core.handle_connected(now, peer()) {
+                        open.push(id);
+                    }
+                }
+                (1 | 2, Some(id)) => {
+                    let wire = format!("{line}\n");
+                    for piece in wire.as_bytes().chunks(usize::from(slot % 9) + 1) {
+                        core.handle_bytes(now, id, piece);
+                    }
+                }
+                (3, Some(id)) => core.handle_bytes(now, id, &line.as_bytes()[..line.len() / 2]),
+                (4, Some(id)) => core.handle_flushed(now, id, usize::from(arg)),
+                (5, Some(id)) => {
+                    open.retain(|o| *o != id);
+                    core.handle_closed(now, id);
+                }
+                (_, Some(_)) => {
+                    now += Duration::from_millis(u64::from(arg) * 100);
+                    core.handle_timeout(now);
+                }
+            }
+            drain(&mut core);
+        }
+        for id in open {
+            core.handle_closed(now, id);
+        }
+        core.connection_count() == 0 && core.addresses().is_empty() && core.workers().is_empty()
+    }
+    QuickCheck::new()
+        .tests(500)
+        .quickcheck(prop as fn(Vec<(u8, u8, u8)>) -> bool);
 }

@@ -177,3 +177,49 @@ async fn our_gateway_registers_with_our_register() {
     assert_eq!(worker.line().await, list("[]"));
     register.shutdown().unwrap();
 }
+
+/// The gateway reads the register's lines through its core's line decoder: a line over
+/// `FROM_REGISTER_LINE_MAX` (sent by a fake register, in pieces) makes the gateway close
+/// that connection, and it connects and announces itself again a second later.
+#[tokio::test]
+async fn our_gateway_closes_a_register_that_sends_an_over_long_line_and_reconnects() {
+    use gatewayworker::protocol::register::FROM_REGISTER_LINE_MAX;
+    let fake = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let register_addr = fake.local_addr().unwrap().to_string();
+    let gateway = start_gateway(1, move |s| s.core.register_addresses = vec![register_addr]);
+    let accept = || async {
+        let (stream, _) = tokio::time::timeout(WAIT, fake.accept())
+            .await
+            .expect("the gateway connects in time")
+            .unwrap();
+        let mut peer = Peer {
+            stream,
+            input: Vec::new(),
+        };
+        let line = peer.line().await;
+        assert!(line.contains("\"gateway_connect\""), "{line}");
+        peer
+    };
+    let mut register = accept().await;
+    // A line of exactly the bound is read (and ignored): the connection stays.
+    let mut line = vec![b'x'; FROM_REGISTER_LINE_MAX - 1];
+    line.push(b'\n');
+    register.stream.write_all(&line).await.unwrap();
+    // Over the bound, without a `\n`: the gateway closes the connection.
+    for piece in vec![b'y'; FROM_REGISTER_LINE_MAX + 1].chunks(64 * 1024) {
+        if register.stream.write_all(piece).await.is_err() {
+            break;
+        }
+    }
+    // Closed without a flush: an end of stream, or a reset when our bytes were unread.
+    let mut buf = vec![0u8; 64 * 1024];
+    let read = tokio::time::timeout(WAIT, register.stream.read(&mut buf))
+        .await
+        .expect("the gateway closes in time");
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "the gateway sent bytes instead of closing: {read:?}"
+    );
+    let _again = accept().await;
+    gateway.shutdown().unwrap();
+}
