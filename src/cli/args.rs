@@ -27,11 +27,20 @@ Settings:
 
 Logs go to stderr; filter them with RUST_LOG (e.g. RUST_LOG=debug, default info).";
 
+/// What `--version` prints after the name: the crate version and the git revision the
+/// binary was built from (`unknown` in a build without git, see build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (git ",
+    env!("GATEWAYWORKER_GIT_REV"),
+    ")"
+);
+
 /// GatewayWorker-compatible register, gateway and business workers (wasm plugins).
 #[derive(Debug, Parser)]
 #[command(
     name = "gatewayworker",
-    version,
+    version = VERSION,
     after_help = SETTINGS_HELP,
     arg_required_else_help = true
 )]
