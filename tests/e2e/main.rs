@@ -4,11 +4,13 @@
 //! Integration tests are grouped by area, one binary per folder of `tests/`, so the suite
 //! links a few binaries instead of one per file (each links wasmtime).
 mod cli;
+mod client_cli;
 mod client_scripted;
 mod client_sockets;
 #[path = "../common/mod.rs"]
 mod common;
 mod guests;
+mod packaging;
 mod probe;
 #[path = "../system/mod.rs"]
 mod system;
