@@ -45,21 +45,24 @@ fn from_git() -> Option<String> {
         return None;
     }
     let dir = manifest_dir.to_str()?;
-    let mut watched = vec![git(&["-C", dir, "rev-parse", "--git-path", "HEAD"])?];
-    if let Some(branch) = git(&["-C", dir, "symbolic-ref", "-q", "HEAD"]) {
-        watched.push(git(&["-C", dir, "rev-parse", "--git-path", &branch])?);
-    }
-    watched.push(git(&["-C", dir, "rev-parse", "--git-path", "packed-refs"])?);
-    for path in watched {
+    // HEAD, the branch's loose ref and packed-refs; a path that does not exist would make
+    // cargo rerun the script on every build, so only existing ones. A branch whose ref is
+    // only in packed-refs gets its loose file on the next commit, which its folder shows.
+    let watch = |path: String, or_parent: bool| {
         let path = manifest_dir.join(path);
-        // A path that does not exist would make cargo rerun the script every build; a
-        // branch whose ref is only in packed-refs gets its loose file on the next commit,
-        // which its folder's change shows.
         if path.exists() {
             println!("cargo:rerun-if-changed={}", path.display());
-        } else if let Some(parent) = path.parent().filter(|p| p.exists()) {
+        } else if let Some(parent) = path.parent().filter(|p| or_parent && p.exists()) {
             println!("cargo:rerun-if-changed={}", parent.display());
         }
+    };
+    watch(git(&["-C", dir, "rev-parse", "--git-path", "HEAD"])?, false);
+    if let Some(branch) = git(&["-C", dir, "symbolic-ref", "-q", "HEAD"]) {
+        watch(git(&["-C", dir, "rev-parse", "--git-path", &branch])?, true);
     }
+    watch(
+        git(&["-C", dir, "rev-parse", "--git-path", "packed-refs"])?,
+        false,
+    );
     git(&["-C", dir, "rev-parse", "--short=12", "HEAD"])
 }
