@@ -27,11 +27,20 @@ Settings:
 
 Logs go to stderr; filter them with RUST_LOG (e.g. RUST_LOG=debug, default info).";
 
+/// What `--version` prints after the name: the crate version and the git revision the
+/// binary was built from (`unknown` in a build without git, see build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (git ",
+    env!("GATEWAYWORKER_GIT_REV"),
+    ")"
+);
+
 /// GatewayWorker-compatible register, gateway and business workers (wasm plugins).
 #[derive(Debug, Parser)]
 #[command(
     name = "gatewayworker",
-    version,
+    version = VERSION,
     after_help = SETTINGS_HELP,
     arg_required_else_help = true
 )]
@@ -444,15 +453,33 @@ impl ClientOptions {
 }
 
 /// One Gateway API call, named like the original's method in kebab-case.
+///
+/// Every call prints one line of JSON on stdout, of the type given in its help; the calls
+/// that send print what the original's method returns (`true`, `false` or `null`) and
+/// exit with 3 when that is `false`.
 #[derive(Debug, Clone, Subcommand)]
 pub enum ClientCall {
-    /// sendToAll: MESSAGE to every client (or to --client-id ones), but --exclude ones.
+    /// sendToAll: MESSAGE to every client (or only to --client-id / --client-ids ones), but
+    /// --exclude ones. Prints null.
     SendToAll {
-        /// The message.
-        message: String,
+        /// The message (or give --message-file).
+        #[arg(required_unless_present = "message_file")]
+        message: Option<String>,
+        /// Read the message from this file, `-` for stdin: any bytes, up to the package
+        /// size (10 MiB).
+        #[arg(long, value_name = "PATH", conflicts_with = "message")]
+        message_file: Option<PathBuf>,
         /// Send only to this client; repeat for several.
         #[arg(long = "client-id", value_name = "CLIENT_ID")]
         client_ids: Vec<String>,
+        /// Send only to these clients, separated by commas or spaces; an empty LIST sends
+        /// to nobody (never to everyone), like the original's empty array.
+        #[arg(
+            long = "client-ids",
+            value_name = "LIST",
+            conflicts_with = "client_ids"
+        )]
+        client_id_list: Option<String>,
         /// Do not send to this client; repeat for several.
         #[arg(long, value_name = "CLIENT_ID")]
         exclude: Vec<String>,
@@ -460,26 +487,46 @@ pub enum ClientCall {
         #[arg(long)]
         raw: bool,
     },
-    /// sendToClient: MESSAGE to one client.
+    /// sendToClient: MESSAGE to one client. Prints true.
     SendToClient {
         /// The client id (20 hex characters).
         client_id: String,
-        /// The message.
-        message: String,
+        /// The message (or give --message-file).
+        #[arg(required_unless_present = "message_file")]
+        message: Option<String>,
+        /// Read the message from this file, `-` for stdin: any bytes, up to the package
+        /// size (10 MiB).
+        #[arg(long, value_name = "PATH", conflicts_with = "message")]
+        message_file: Option<PathBuf>,
     },
-    /// sendToUid: MESSAGE to every client bound to UID.
+    /// sendToUid: MESSAGE to every client bound to one of the UIDs. Prints null.
+    #[command(
+        override_usage = "gatewayworker client send-to-uid <UID>... <MESSAGE>\n       \
+                                gatewayworker client send-to-uid --message-file <PATH> <UID>..."
+    )]
     SendToUid {
-        /// The uid.
-        uid: String,
-        /// The message.
-        message: String,
+        /// The uids, then the message (unless --message-file gives it).
+        #[arg(required = true, value_name = "UID")]
+        args: Vec<String>,
+        /// Read the message from this file, `-` for stdin: any bytes, up to the package
+        /// size (10 MiB).
+        #[arg(long, value_name = "PATH")]
+        message_file: Option<PathBuf>,
     },
-    /// sendToGroup: MESSAGE to every member of GROUP, but --exclude ones.
+    /// sendToGroup: MESSAGE to every member of the GROUPs, but --exclude ones. Prints
+    /// null, or false (exit 3) for one PHP-empty group name ("" or "0"), as the original.
+    #[command(
+        override_usage = "gatewayworker client send-to-group [OPTIONS] <GROUP>... <MESSAGE>\n       \
+                                gatewayworker client send-to-group [OPTIONS] --message-file <PATH> <GROUP>..."
+    )]
     SendToGroup {
-        /// The group.
-        group: String,
-        /// The message.
-        message: String,
+        /// The groups, then the message (unless --message-file gives it).
+        #[arg(required = true, value_name = "GROUP")]
+        args: Vec<String>,
+        /// Read the message from this file, `-` for stdin: any bytes, up to the package
+        /// size (10 MiB).
+        #[arg(long, value_name = "PATH")]
+        message_file: Option<PathBuf>,
         /// Do not send to this client; repeat for several.
         #[arg(long, value_name = "CLIENT_ID")]
         exclude: Vec<String>,
@@ -487,154 +534,159 @@ pub enum ClientCall {
         #[arg(long)]
         raw: bool,
     },
-    /// bindUid: binds a client to a uid.
+    /// bindUid: binds a client to a uid. Prints null.
     BindUid {
         /// The client id.
         client_id: String,
         /// The uid.
         uid: String,
     },
-    /// unbindUid: unbinds a client from its uid.
+    /// unbindUid: unbinds a client from its uid. Prints null.
     UnbindUid {
         /// The client id.
         client_id: String,
         /// The uid (ignored by the gateway, as in the original).
         uid: String,
     },
-    /// joinGroup: adds a client to a group.
+    /// joinGroup: adds a client to a group. Prints null.
     JoinGroup {
         /// The client id.
         client_id: String,
         /// The group.
         group: String,
     },
-    /// leaveGroup: removes a client from a group.
+    /// leaveGroup: removes a client from a group. Prints null.
     LeaveGroup {
         /// The client id.
         client_id: String,
         /// The group.
         group: String,
     },
-    /// ungroup: dissolves a group.
+    /// ungroup: dissolves a group. Prints null, or false (exit 3) for a PHP-empty name.
     Ungroup {
         /// The group.
         group: String,
     },
-    /// setSession: replaces a client's session with a JSON object.
+    /// setSession: replaces a client's session with a JSON object. Prints null.
     SetSession {
         /// The client id.
         client_id: String,
         /// The session, a JSON object (or list), e.g. '{"name":"ann"}'.
         json: String,
     },
-    /// updateSession: merges a JSON object into a client's session.
+    /// updateSession: merges a JSON object into a client's session. Prints null.
     UpdateSession {
         /// The client id.
         client_id: String,
         /// The keys to set, a JSON object.
         json: String,
     },
-    /// getSession: a client's session (null for an unknown client).
+    /// getSession: a client's session, an object ({} when empty), or null for an unknown
+    /// client.
     GetSession {
         /// The client id.
         client_id: String,
     },
-    /// closeClient: closes a client, after MESSAGE if given.
+    /// closeClient: closes a client, after MESSAGE if given. Prints true.
     CloseClient {
         /// The client id.
         client_id: String,
         /// A last message.
         message: Option<String>,
+        /// Read the last message from this file, `-` for stdin.
+        #[arg(long, value_name = "PATH", conflicts_with = "message")]
+        message_file: Option<PathBuf>,
     },
-    /// destoryClient: closes a client at once.
+    /// destoryClient: closes a client at once. Prints true.
     DestroyClient {
         /// The client id.
         client_id: String,
     },
-    /// isOnline: 1 when the client is connected, else 0.
+    /// isOnline: 1 when the client is connected, else 0 (a number).
     IsOnline {
         /// The client id.
         client_id: String,
     },
-    /// isUidOnline: 1 when a client is bound to UID, else 0.
+    /// isUidOnline: 1 when a client is bound to UID, else 0 (a number).
     IsUidOnline {
         /// The uid.
         uid: String,
     },
-    /// getClientIdByUid: the client ids bound to UID.
+    /// getClientIdByUid: the client ids bound to UID, an array.
     GetClientIdByUid {
         /// The uid.
         uid: String,
     },
-    /// getUidByClientId: the uid of a client, or null.
+    /// getUidByClientId: the uid of a client (a string), or null.
     GetUidByClientId {
         /// The client id.
         client_id: String,
     },
-    /// getClientIdListByGroup: client_id => client_id of GROUP's members.
+    /// getClientIdListByGroup: client_id => client_id of GROUP's members, an object.
     GetClientIdListByGroup {
         /// The group.
         group: String,
     },
-    /// getClientSessionsByGroup: client_id => session of GROUP's members.
+    /// getClientSessionsByGroup: client_id => session (object) of GROUP's members, an object.
     GetClientSessionsByGroup {
         /// The group.
         group: String,
     },
-    /// getClientCountByGroup: members of GROUP.
+    /// getClientCountByGroup: members of GROUP, a number.
     #[command(visible_alias = "get-client-id-count-by-group")]
     GetClientCountByGroup {
         /// The group.
         group: String,
     },
-    /// getAllClientIdList: client_id => client_id of every client.
+    /// getAllClientIdList: client_id => client_id of every client, an object.
     GetAllClientIdList,
-    /// getAllClientSessions: client_id => session of every client (or of GROUP's).
+    /// getAllClientSessions: client_id => session (object) of every client (or of GROUP's),
+    /// an object.
     GetAllClientSessions {
         /// Only this group's members.
         group: Option<String>,
     },
-    /// getAllClientCount: clients online in the cluster.
+    /// getAllClientCount: clients online in the cluster, a number.
     #[command(visible_aliases = ["online-count", "get-all-client-id-count"])]
     GetAllClientCount,
-    /// getAllUidList: uid => uid of every bound uid.
+    /// getAllUidList: uid => uid of every bound uid, an object.
     GetAllUidList,
-    /// getAllUidCount: bound uids.
+    /// getAllUidCount: bound uids, a number.
     GetAllUidCount,
-    /// getUidListByGroup: uid => uid of GROUP's members.
+    /// getUidListByGroup: uid => uid of GROUP's members, an object.
     GetUidListByGroup {
         /// The group.
         group: String,
     },
-    /// getUidCountByGroup: uids in GROUP.
+    /// getUidCountByGroup: uids in GROUP, a number.
     GetUidCountByGroup {
         /// The group.
         group: String,
     },
-    /// getAllGroupIdList: groups with members.
+    /// getAllGroupIdList: group => group of the groups with members, an object.
     GetAllGroupIdList,
-    /// getAllGroupUidList: group => (uid => uid).
+    /// getAllGroupUidList: group => (uid => uid), an object of objects.
     GetAllGroupUidList,
-    /// getAllGroupUidCount: group => uids.
+    /// getAllGroupUidCount: group => uids, an object of numbers.
     GetAllGroupUidCount,
-    /// getAllGroupClientIdList: group => (client_id => client_id).
+    /// getAllGroupClientIdList: group => (client_id => client_id), an object of objects.
     GetAllGroupClientIdList,
-    /// getAllGroupClientIdCount: group => clients.
+    /// getAllGroupClientIdCount: group => clients, an object of numbers.
     #[command(visible_alias = "get-all-group-count")]
     GetAllGroupClientIdCount,
-    /// batchGetClientIdByUid: uid => client ids, for each UID.
+    /// batchGetClientIdByUid: uid => array of client ids, for each UID, an object.
     BatchGetClientIdByUid {
         /// The uids.
         #[arg(required = true)]
         uids: Vec<String>,
     },
-    /// batchGetClientIdCountByGroup: group => count, for each GROUP.
+    /// batchGetClientIdCountByGroup: group => count, for each GROUP, an object.
     BatchGetClientIdCountByGroup {
         /// The groups.
         #[arg(required = true)]
         groups: Vec<String>,
     },
-    /// isUidsOnline: uid => 0/1, for each UID.
+    /// isUidsOnline: uid => 0/1, for each UID, an object.
     IsUidsOnline {
         /// The uids.
         #[arg(required = true)]

@@ -67,16 +67,22 @@ pub enum CliError {
         /// The operating system's reason.
         source: io::Error,
     },
+    /// A `client` call returned `false`, as the original's method does (already printed
+    /// on stdout); the text says why.
+    #[error("the call returned false: {0}")]
+    ReturnedFalse(&'static str),
     /// `status` reached the register but some gateways did not answer (already printed).
     #[error("{0} gateway(s) did not answer")]
     GatewaysMissing(usize),
 }
 
 impl CliError {
-    /// The process exit code: 2 for usage errors (like clap), 1 for everything else.
+    /// The process exit code: 2 for usage errors (like clap), 3 for a `client` call that
+    /// returned `false`, 1 for everything else.
     pub fn exit_code(&self) -> i32 {
         match self {
             CliError::Usage(_) => 2,
+            CliError::ReturnedFalse(_) => 3,
             _ => 1,
         }
     }

@@ -71,11 +71,22 @@ fn clap_exit(e: clap::Error) -> i32 {
         }
         _ => {
             let rendered = e.render().to_string();
-            let first = rendered
-                .lines()
-                .find(|l| !l.trim().is_empty())
+            let mut lines = rendered.lines().skip_while(|l| l.trim().is_empty());
+            let first = lines
+                .next()
                 .unwrap_or("invalid arguments")
                 .trim_start_matches("error: ");
+            // "the following required arguments were not provided:" is followed by the
+            // arguments, one per indented line: name them on the same line.
+            let named: Vec<&str> = lines
+                .take_while(|l| l.starts_with("  "))
+                .map(str::trim)
+                .collect();
+            let first = if named.is_empty() {
+                first.to_owned()
+            } else {
+                format!("{first} {}", named.join(" "))
+            };
             let error = CliError::Usage(format!("{first} (see --help)"));
             eprintln!("gatewayworker: {error}");
             error.exit_code()

@@ -22,9 +22,9 @@ use gatewayworker::register::driver::{start, RegisterSettings, RunningRegister};
 use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::Message;
 
-const SECRET: &str = "s3cr3t";
+pub(crate) const SECRET: &str = "s3cr3t";
 
-fn start_register(secret: &str) -> RunningRegister {
+pub(crate) fn start_register(secret: &str) -> RunningRegister {
     start(RegisterSettings::new(
         SocketAddr::from(([127, 0, 0, 1], 0)),
         secret,
@@ -32,7 +32,7 @@ fn start_register(secret: &str) -> RunningRegister {
     .expect("register starts")
 }
 
-fn start_announced_gateway(register: SocketAddr, secret: &str) -> RunningGateway {
+pub(crate) fn start_announced_gateway(register: SocketAddr, secret: &str) -> RunningGateway {
     start_gateway(1, |s| {
         s.core.register_addresses = vec![register.to_string()];
         s.core.secret_key = bytes::Bytes::copy_from_slice(secret.as_bytes());
@@ -40,7 +40,7 @@ fn start_announced_gateway(register: SocketAddr, secret: &str) -> RunningGateway
 }
 
 /// A worker link that presents `secret`; it only has to exist, so that clients are kept.
-async fn worker_link(lan: SocketAddr, secret: &str) -> TestLink {
+pub(crate) async fn worker_link(lan: SocketAddr, secret: &str) -> TestLink {
     let mut link = TestLink::connect(lan).await;
     let body = format!("{{\"worker_key\":\"Test:0\",\"secret_key\":\"{secret}\"}}");
     let mut header = Header::new(Command::WorkerConnect);
@@ -53,7 +53,7 @@ async fn worker_link(lan: SocketAddr, secret: &str) -> TestLink {
 
 /// Retries `check` until it returns true (commands and queries travel on separate
 /// connections, as in the original, so a query may overtake a command just sent).
-async fn eventually<F, Fut>(what: &str, mut check: F)
+pub(crate) async fn eventually<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
@@ -78,7 +78,7 @@ fn unordered(value: &PhpValue) -> serde_json::Value {
     to_json_value(value).expect("JSON-able result")
 }
 
-async fn next_text(ws: &mut WsClient) -> String {
+pub(crate) async fn next_text(ws: &mut WsClient) -> String {
     match ws_next(ws).await {
         Message::Text(t) => t.to_string(),
         other => panic!("expected text, got {other:?}"),
@@ -97,17 +97,17 @@ async fn closed(ws: &mut WsClient) -> bool {
 }
 
 /// A cluster: register, two gateways, a worker link on each, two clients on each.
-struct Cluster {
-    register: RunningRegister,
+pub(crate) struct Cluster {
+    pub(crate) register: RunningRegister,
     gateways: Vec<RunningGateway>,
     _workers: Vec<TestLink>,
-    clients: Vec<WsClient>,
+    pub(crate) clients: Vec<WsClient>,
     /// Client ids in the order of `clients`.
-    ids: Vec<String>,
-    client: GatewayClient,
+    pub(crate) ids: Vec<String>,
+    pub(crate) client: GatewayClient,
 }
 
-async fn cluster() -> Cluster {
+pub(crate) async fn cluster() -> Cluster {
     cluster_with(false).await
 }
 
@@ -165,7 +165,7 @@ async fn cluster_with(persistent: bool) -> Cluster {
 }
 
 impl Cluster {
-    fn shutdown(self) {
+    pub(crate) fn shutdown(self) {
         for g in self.gateways {
             g.shutdown().unwrap();
         }

@@ -8,11 +8,13 @@
     reason = "tests drive real sockets and processes: wall-clock deadlines, helper threads"
 )]
 mod cli;
+mod client_cli;
 mod client_scripted;
 mod client_sockets;
 #[path = "../common/mod.rs"]
 mod common;
 mod guests;
+mod packaging;
 mod probe;
 #[path = "../system/mod.rs"]
 mod system;

@@ -33,8 +33,9 @@ impl LineClient {
     }
 }
 
-/// `client` runs one Gateway API call against a real register and gateway: queries print
-/// JSON, sends print nothing, errors are one line with exit 1 (2 for a bad argument).
+/// `client` runs one Gateway API call against a real register and gateway: every call
+/// prints one line of JSON (a send what the original returns), errors are one line with
+/// exit 1 (2 for a bad argument).
 #[test]
 fn client_subcommand_calls_the_gateway_api() {
     let (register_port, public, lan) = (free_port(), free_port(), free_port());
@@ -84,16 +85,16 @@ fn client_subcommand_calls_the_gateway_api() {
 
     let output = client(&["send-to-client", &id, "hi you"]);
     assert!(
-        output.status.success() && output.stdout.is_empty(),
+        output.status.success() && output.stdout == b"true\n",
         "{output:?}"
     );
     assert_eq!(text.next_line(), "hi you");
 
     let output = client(&["join-group", &id, "room1"]);
-    assert!(output.status.success() && output.stdout.is_empty());
+    assert!(output.status.success() && output.stdout == b"null\n");
     let groups = eventually("joined", || {
         let out = stdout(&client(&["get-all-group-count"]));
-        (out != "[]\n").then_some(out)
+        (out != "{}\n").then_some(out)
     });
     assert_eq!(groups, "{\"room1\":1}\n");
     assert!(client(&["send-to-group", "room1", "hi room"])
@@ -119,7 +120,7 @@ fn client_subcommand_calls_the_gateway_api() {
         .success());
     let session = eventually("session set", || {
         let out = stdout(&client(&["get-session", &id]));
-        (out != "[]\n").then_some(out)
+        (out != "{}\n").then_some(out)
     });
     assert_eq!(session, "{\"name\":\"ann\",\"n\":1}\n");
     assert!(client(&["update-session", &id, r#"{"n":2}"#])
