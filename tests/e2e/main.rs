@@ -8,6 +8,8 @@ mod client_scripted;
 mod client_sockets;
 #[path = "../common/mod.rs"]
 mod common;
+mod guest_fuel;
+mod guest_languages;
 mod guests;
 mod probe;
 #[path = "../system/mod.rs"]

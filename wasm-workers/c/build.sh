@@ -7,7 +7,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 out="$(cd "${1:-$here/../dist}" && pwd)"
 cd "$here"
 for name in echo chat; do
-    "${CC:-clang}" --target=wasm32 -O2 -std=c11 -nostdlib -ffreestanding \
+    "${CC:-clang}" --target=wasm32 -mbulk-memory -O2 -std=c11 -nostdlib -ffreestanding \
         -Wall -Wextra -Werror -Wno-unused-function \
         -Wl,--no-entry -Wl,--strip-all \
         -o "$out/${name}_c.wasm" "$name.c"

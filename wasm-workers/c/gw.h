@@ -2,8 +2,10 @@
  *
  * One header, no dependencies. Build a worker with Debian's clang and lld:
  *
- *   clang --target=wasm32 -O2 -nostdlib -ffreestanding -Wl,--no-entry \
+ *   clang --target=wasm32 -mbulk-memory -O2 -nostdlib -ffreestanding -Wl,--no-entry \
  *         -Wl,--strip-all -o worker.wasm worker.c
+ *
+ * (-mbulk-memory: copies become one memory.copy instruction; without it they are loops.)
  *
  * What it gives you:
  *   - the imports of module `gw` (gw_sys_*), and typed wrappers (gw_send_to_current_client,
@@ -71,6 +73,12 @@ GW_IMPORT("now_ms") gw_i64 gw_sys_now_ms(void);
     GW_EXPORT("on_websocket_connect") void gw_on_websocket_connect_(const char *id, gw_i32 id_len, const gw_u8 *data, gw_i32 len)
 
 /* ---- the few libc functions clang may call by itself ---- */
+#ifdef __wasm_bulk_memory__
+/* One memory.copy / memory.fill instruction each (built with -mbulk-memory). */
+void *memcpy(void *dst, const void *src, gw_size n) { return __builtin_memcpy(dst, src, n); }
+void *memmove(void *dst, const void *src, gw_size n) { return __builtin_memmove(dst, src, n); }
+void *memset(void *dst, int c, gw_size n) { return __builtin_memset(dst, c, n); }
+#else
 void *memcpy(void *dst, const void *src, gw_size n) {
     gw_u8 *d = (gw_u8 *)dst;
     const gw_u8 *s = (const gw_u8 *)src;
@@ -92,6 +100,7 @@ void *memset(void *dst, int c, gw_size n) {
     while (n--) *d++ = (gw_u8)c;
     return dst;
 }
+#endif
 int memcmp(const void *a, const void *b, gw_size n) {
     const gw_u8 *x = (const gw_u8 *)a, *y = (const gw_u8 *)b;
     for (gw_size i = 0; i < n; i++)
@@ -613,6 +622,25 @@ static void gw_json_str_(const gw_u8 *s, gw_u32 len, gw_buf *out) {
     gw_buf_byte(out, '"');
     gw_u32 at = 0;
     while (at < len) {
+        /* A run of bytes written as they are: printable ASCII but " and \, and valid
+         * multi-byte characters but U+2028 and U+2029. */
+        gw_u32 run = at, cp = 0;
+        while (run < len) {
+            gw_u8 c = s[run];
+            if (c < 0x80) {
+                if (c < 0x20 || c == '"' || c == '\\') break;
+                run++;
+                continue;
+            }
+            int n = gw_utf8_(s, len, run, &cp);
+            if (n == 0 || cp == 0x2028 || cp == 0x2029) break;
+            run += (gw_u32)n;
+        }
+        if (run > at) {
+            gw_buf_put(out, s + at, run - at);
+            at = run;
+            if (at >= len) break;
+        }
         gw_u8 c = s[at];
         if (c < 0x80) {
             switch (c) {
@@ -623,27 +651,20 @@ static void gw_json_str_(const gw_u8 *s, gw_u32 len, gw_buf *out) {
             case '\n': gw_buf_str(out, "\\n"); break;
             case '\r': gw_buf_str(out, "\\r"); break;
             case '\t': gw_buf_str(out, "\\t"); break;
-            default:
-                if (c < 0x20) {
-                    char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-                    gw_buf_put(out, e, 6);
-                } else {
-                    gw_buf_byte(out, c);
-                }
+            default: {
+                char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+                gw_buf_put(out, e, 6);
+            }
             }
             at++;
             continue;
         }
-        gw_u32 cp = 0;
         int n = gw_utf8_(s, len, at, &cp);
         if (n == 0) {
             gw_buf_str(out, "\xef\xbf\xbd");
             at++;
-        } else if (cp == 0x2028 || cp == 0x2029) {
-            gw_buf_str(out, cp == 0x2028 ? "\\u2028" : "\\u2029");
-            at += (gw_u32)n;
         } else {
-            gw_buf_put(out, s + at, (gw_u32)n);
+            gw_buf_str(out, cp == 0x2028 ? "\\u2028" : "\\u2029");
             at += (gw_u32)n;
         }
     }
@@ -790,6 +811,13 @@ static void gw_utf8_put_(gw_buf *b, gw_u32 cp) {
 static int gw_jstring_(gw_jp_ *p, gw_buf *out) {
     p->at++;
     for (;;) {
+        /* A run of bytes taken as they are. */
+        gw_u32 run = p->at;
+        while (run < p->len && p->s[run] != '"' && p->s[run] != '\\' && p->s[run] >= 0x20) run++;
+        if (run > p->at) {
+            gw_buf_put(out, p->s + p->at, run - p->at);
+            p->at = run;
+        }
         if (p->at >= p->len) return 0;
         gw_u8 c = p->s[p->at++];
         if (c == '"') break;

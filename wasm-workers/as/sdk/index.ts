@@ -100,16 +100,18 @@ export function bytesCompare(a: Uint8Array, b: Uint8Array): i32 {
  *  UTF-8: no overlongs, no surrogates, at most U+10FFFF); the code point in `utf8Cp`. */
 export let utf8Cp: u32 = 0;
 export function utf8At(s: Uint8Array, at: i32): i32 {
-  const c = <u32>s[at];
+  const p = s.dataStart + <usize>at;
+  const left = s.length - at;
+  const c = <u32>load<u8>(p);
   let need = 0;
   let v: u32 = 0;
   if (c >= 0xc2 && c <= 0xdf) { need = 2; v = c & 0x1f; }
   else if (c >= 0xe0 && c <= 0xef) { need = 3; v = c & 0x0f; }
   else if (c >= 0xf0 && c <= 0xf4) { need = 4; v = c & 0x07; }
   else return 0;
-  if (need > s.length - at) return 0;
+  if (need > left) return 0;
   for (let i = 1; i < need; i++) {
-    const b = <u32>s[at + i];
+    const b = <u32>load<u8>(p + <usize>i);
     if ((b & 0xc0) != 0x80) return 0;
     v = (v << 6) | (b & 0x3f);
   }
@@ -120,8 +122,10 @@ export function utf8At(s: Uint8Array, at: i32): i32 {
 }
 
 export function isUtf8(s: Uint8Array): bool {
-  for (let i = 0; i < s.length; ) {
-    if (s[i] < 0x80) { i++; continue; }
+  const base = s.dataStart;
+  const len = s.length;
+  for (let i = 0; i < len; ) {
+    if (load<u8>(base + <usize>i) < 0x80) { i++; continue; }
     const n = utf8At(s, i);
     if (n == 0) return false;
     i += n;
@@ -596,9 +600,30 @@ export namespace json {
    *  becomes U+FFFD per byte; JSON-parsed text is always valid). */
   export function writeStr(s: Uint8Array, out: Buf): void {
     out.byte(0x22);
+    const base = s.dataStart;
+    const len = s.length;
     let at = 0;
-    while (at < s.length) {
-      const c = <i32>s[at];
+    while (at < len) {
+      // A run of bytes written as they are: printable ASCII but " and \, and valid
+      // multi-byte characters but U+2028 and U+2029.
+      let run = at;
+      while (run < len) {
+        const c = <i32>load<u8>(base + <usize>run);
+        if (c < 0x80) {
+          if (c < 0x20 || c == 0x22 || c == 0x5c) break;
+          run++;
+          continue;
+        }
+        const n = utf8At(s, run);
+        if (n == 0 || utf8Cp == 0x2028 || utf8Cp == 0x2029) break;
+        run += n;
+      }
+      if (run > at) {
+        out.raw(base + <usize>at, run - at);
+        at = run;
+        if (at >= len) break;
+      }
+      const c = <i32>load<u8>(base + <usize>at);
       if (c < 0x80) {
         if (c == 0x22) out.ascii("\\\"");
         else if (c == 0x5c) out.ascii("\\\\");
@@ -607,11 +632,11 @@ export namespace json {
         else if (c == 0x0a) out.ascii("\\n");
         else if (c == 0x0d) out.ascii("\\r");
         else if (c == 0x09) out.ascii("\\t");
-        else if (c < 0x20) {
+        else {
           out.ascii("\\u00");
           out.byte(HEX.charCodeAt(c >> 4));
           out.byte(HEX.charCodeAt(c & 15));
-        } else out.byte(c);
+        }
         at++;
         continue;
       }
@@ -619,14 +644,8 @@ export namespace json {
       if (n == 0) {
         out.byte(0xef); out.byte(0xbf); out.byte(0xbd);
         at++;
-      } else if (utf8Cp == 0x2028) {
-        out.ascii("\\u2028");
-        at += n;
-      } else if (utf8Cp == 0x2029) {
-        out.ascii("\\u2029");
-        at += n;
       } else {
-        out.raw(s.dataStart + <usize>at, n);
+        out.ascii(utf8Cp == 0x2028 ? "\\u2028" : "\\u2029");
         at += n;
       }
     }
@@ -820,37 +839,48 @@ export namespace json {
     }
     string(): Uint8Array | null {
       const out = new Buf();
+      const base = this.s.dataStart;
+      const len = this.s.length;
       this.at++;
       while (true) {
-        if (!this.more()) return null;
-        const c = this.peek();
+        // A run of bytes taken as they are.
+        let run = this.at;
+        while (run < len) {
+          const c = load<u8>(base + <usize>run);
+          if (c == 0x22 || c == 0x5c || c < 0x20) break;
+          run++;
+        }
+        if (run > this.at) {
+          out.raw(base + <usize>this.at, run - this.at);
+          this.at = run;
+        }
+        if (this.at >= len) return null;
+        const c = <i32>load<u8>(base + <usize>this.at);
         this.at++;
         if (c == 0x22) break;
-        if (c == 0x5c) {
-          if (!this.more()) return null;
-          const e = this.peek();
-          this.at++;
-          if (e == 0x22) out.byte(0x22);
-          else if (e == 0x5c) out.byte(0x5c);
-          else if (e == 0x2f) out.byte(0x2f);
-          else if (e == 0x62) out.byte(8);
-          else if (e == 0x66) out.byte(12);
-          else if (e == 0x6e) out.byte(10);
-          else if (e == 0x72) out.byte(13);
-          else if (e == 0x74) out.byte(9);
-          else if (e == 0x75) {
-            let cp = this.hex4();
-            if (cp < 0) return null;
-            if (cp >= 0xd800 && cp < 0xdc00) {
-              if (!this.eat("\\u")) return null;
-              const lo = this.hex4();
-              if (lo < 0xdc00 || lo >= 0xe000) return null;
-              cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-            } else if (cp >= 0xdc00 && cp < 0xe000) return null;
-            putUtf8(out, cp);
-          } else return null;
-        } else if (c < 0x20) return null;
-        else out.byte(c);
+        if (c < 0x20) return null;
+        if (!this.more()) return null;
+        const e = this.peek();
+        this.at++;
+        if (e == 0x22) out.byte(0x22);
+        else if (e == 0x5c) out.byte(0x5c);
+        else if (e == 0x2f) out.byte(0x2f);
+        else if (e == 0x62) out.byte(8);
+        else if (e == 0x66) out.byte(12);
+        else if (e == 0x6e) out.byte(10);
+        else if (e == 0x72) out.byte(13);
+        else if (e == 0x74) out.byte(9);
+        else if (e == 0x75) {
+          let cp = this.hex4();
+          if (cp < 0) return null;
+          if (cp >= 0xd800 && cp < 0xdc00) {
+            if (!this.eat("\\u")) return null;
+            const lo = this.hex4();
+            if (lo < 0xdc00 || lo >= 0xe000) return null;
+            cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+          } else if (cp >= 0xdc00 && cp < 0xe000) return null;
+          putUtf8(out, cp);
+        } else return null;
       }
       const s = out.finish();
       return isUtf8(s) ? s : null;
