@@ -16,7 +16,7 @@ use crate::guests::{example, LANGUAGES};
 
 /// A gateway that answers every call with null (sends and group changes are accepted).
 #[derive(Clone, Default)]
-struct Quiet;
+pub(crate) struct Quiet;
 
 impl ApiHandler for Quiet {
     async fn call(&mut self, _request: ApiRequest) -> ApiResult {

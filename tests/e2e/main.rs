@@ -3,6 +3,7 @@
 //!
 //! Integration tests are grouped by area, one binary per folder of `tests/`, so the suite
 //! links a few binaries instead of one per file (each links wasmtime).
+mod check_wasm;
 mod cli;
 mod client_scripted;
 mod client_sockets;
