@@ -30,6 +30,15 @@ fn mask(reply: &str) -> String {
     out
 }
 
+/// The next text, or a marker when none comes within 2 s (so that a guest that stays silent
+/// shows as a differing line, not as a hang).
+async fn reply(ws: &mut WsClient) -> String {
+    match tokio::time::timeout(std::time::Duration::from_secs(2), next_text(ws)).await {
+        Ok(text) => mask(&text),
+        Err(_) => "(no reply within 2 s)".into(),
+    }
+}
+
 /// Runs the script against `module`; the replies, in order, each tagged with its client.
 async fn script(lang: &str) -> Vec<String> {
     let sys = System::start(example("chat", lang), 1, 1, |_| {}).await;
@@ -39,12 +48,10 @@ async fn script(lang: &str) -> Vec<String> {
     async fn ask(log: &mut Vec<String>, who: &str, ws: &mut WsClient, text: &str) {
         ws_send_text(ws, text).await;
         log.push(format!("{who} < {text}"));
-        let reply = next_text(ws).await;
-        log.push(format!("{who} > {}", mask(&reply)));
+        log.push(format!("{who} > {}", reply(ws).await));
     }
     async fn hear(log: &mut Vec<String>, who: &str, ws: &mut WsClient) {
-        let reply = next_text(ws).await;
-        log.push(format!("{who} > {}", mask(&reply)));
+        log.push(format!("{who} > {}", reply(ws).await));
     }
 
     // Errors before login.
