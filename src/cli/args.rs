@@ -95,6 +95,23 @@ pub enum Command {
         after_help = "Every flag is also a key of the [start] table of the --config file.\nPrecedence: flag > config file > default."
     )]
     Start(StartArgs),
+    /// Check a .wasm module against the gw ABI before deploying it: the ABI version, the
+    /// exports and imports with their signatures, the memory. Prints every problem with its
+    /// fix (exit 1), or one line saying what the module implements (exit 0).
+    #[command(name = "check-wasm")]
+    CheckWasm(CheckWasmArgs),
+}
+
+/// `gatewayworker check-wasm`.
+#[derive(Debug, Clone, Args)]
+pub struct CheckWasmArgs {
+    /// The module: a .wasm file (or WAT text).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// The worker's memory limit per instance, in MiB, that the module must start within
+    /// [default: the worker's, 64].
+    #[arg(long, value_name = "MIB")]
+    pub memory_mib: Option<u64>,
 }
 
 /// How log lines look.

@@ -11,7 +11,8 @@
 //! * `signals`: waiting for SIGINT/SIGTERM.
 //! * `address`: `websocket://host:port`-style listen addresses.
 //! * `error`: every failure as one actionable line and an exit code.
-//! * one file per subcommand: `register`, `gateway`, `status`, `worker`, `start`, `client`.
+//! * one file per subcommand: `register`, `gateway`, `status`, `worker`, `start`, `client`,
+//!   `check_wasm`.
 //!
 //! To add a subcommand: give its `Command` variant `Args` (serde-deserializable, so it
 //! gets a config table), add a table to `config::ConfigFile`, a `<name>.rs` with `run`,
@@ -19,6 +20,7 @@
 
 mod address;
 mod args;
+mod check_wasm;
 mod client;
 mod config;
 mod demo;
@@ -112,5 +114,6 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Worker(args) => worker::run(args.merge(file.worker)),
         Command::Client(args) => client::run(args.options.merge(file.client), args.call),
         Command::Start(args) => start::run(args.merge(file.start)),
+        Command::CheckWasm(args) => check_wasm::run(args),
     }
 }

@@ -144,6 +144,9 @@ impl<H: ApiHandler> WasmHost<H> {
             .linker
             .instantiate_pre(&module)
             .map_err(LoadError::Link)?;
+        // The ABI check of `gatewayworker check-wasm` (memory, version, signatures).
+        super::check::refuse_problems(bytes, self.inner.config.memory_size_max as u64)
+            .map_err(LoadError::Abi)?;
         Ok(Plugin {
             pre,
             source: source.into(),

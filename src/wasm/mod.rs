@@ -17,6 +17,8 @@
 #[cfg(feature = "runtime")]
 pub mod abi;
 #[cfg(feature = "runtime")]
+pub mod check;
+#[cfg(feature = "runtime")]
 mod config;
 #[cfg(feature = "runtime")]
 mod event;

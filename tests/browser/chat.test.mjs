@@ -1,11 +1,12 @@
 // The demo chat page in a real browser: `gatewayworker start` (the built debug binary) runs
 // the register, gateway, two chat workers and the demo page on free ports; two headless
 // Chromium pages join the same room, talk, whisper, and one leaves. Each step asserts what
-// the pages show. A screenshot goes to artifacts/browser/chat.png.
+// the pages show. A screenshot goes to artifacts/browser/<module>.png.
 //
 // Run by scripts/browser-test (which installs Chromium and playwright-core when missing).
 // Environment: GW_BIN (the binary, default <target>/debug/gatewayworker), CHROMIUM
-// (default /usr/bin/chromium). Exits non-zero on any failure; every wait is bounded.
+// (default /usr/bin/chromium), GW_CHAT (the chat module of wasm-workers/dist/ to run:
+// chat.wasm, the default, or its AssemblyScript and C twins chat_as.wasm, chat_c.wasm). Exits non-zero on any failure; every wait is bounded.
 
 import { spawn } from "node:child_process";
 import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
@@ -20,7 +21,8 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const BIN = process.env.GW_BIN ||
   join(process.env.CARGO_TARGET_DIR || join(ROOT, "target"), "debug", "gatewayworker");
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
-const SCREENSHOT = join(ROOT, "artifacts", "browser", "chat.png");
+const CHAT = process.env.GW_CHAT || "chat.wasm";
+const SCREENSHOT = join(ROOT, "artifacts", "browser", CHAT.replace(/\.wasm$/, "") + ".png");
 /** Longest wait for any one thing the page should show. */
 const STEP_MS = 10_000;
 /** The whole test, browser start included. */
@@ -52,7 +54,7 @@ function freePort() {
 function startServer(ports) {
   const args = [
     "start",
-    "--wasm", join(ROOT, "wasm-workers/dist/chat.wasm"),
+    "--wasm", join(ROOT, "wasm-workers/dist", CHAT),
     "--register", `127.0.0.1:${ports.register}`,
     "--listen", `websocket://127.0.0.1:${ports.public}`,
     "--start-port", String(ports.lan),
@@ -240,11 +242,11 @@ async function main() {
 
 try {
   await main();
-  console.log(`browser: ${passed} passed, 0 failed`);
+  console.log(`browser (${CHAT}): ${passed} passed, 0 failed`);
   await cleanup();
   clearTimeout(watchdog);
 } catch (e) {
-  console.error(`browser: FAILED after ${passed} step(s): ${e.stack || e}`);
+  console.error(`browser (${CHAT}): FAILED after ${passed} step(s): ${e.stack || e}`);
   console.error("server log (last lines):\n  " + serverLog.slice(-30).join("\n  "));
   console.log(`browser: ${passed} passed, 1 failed`);
   await cleanup();

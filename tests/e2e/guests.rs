@@ -1,6 +1,9 @@
 //! End to end over real sockets on 127.0.0.1: our register, our gateway (2 shards) and our
 //! BusinessWorker running the example and test guests of `wasm-workers/dist/`, driven by
 //! real WebSocket clients. Echo, chat, isolation of failing events, hot reload.
+//!
+//! The echo and chat tests run once per guest language (Rust, AssemblyScript, C: see
+//! [`per_language!`]): each language's build must pass the same assertions.
 
 use std::time::{Duration, Instant};
 
@@ -9,15 +12,45 @@ use crate::system::{guest, next_text, System};
 use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
 
+/// The guest languages with an echo and a chat example: (test module name, file suffix in
+/// `wasm-workers/dist/`): `echo.wasm`, `echo_as.wasm`, `echo_c.wasm`, and the same for chat.
+pub const LANGUAGES: [(&str, &str); 3] = [("rust", ""), ("assemblyscript", "_as"), ("c", "_c")];
+
+/// The module `example` (echo, chat) in language `suffix` (see [`LANGUAGES`]).
+pub fn example(example: &str, suffix: &str) -> std::path::PathBuf {
+    guest(&format!("{example}{suffix}"))
+}
+
+/// Runs `async fn $test(suffix)` as one test per language: `$test::rust`,
+/// `$test::assemblyscript`, `$test::c`.
+macro_rules! per_language {
+    ($test:ident) => {
+        mod $test {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn rust() {
+                super::$test(super::LANGUAGES[0].1).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn assemblyscript() {
+                super::$test(super::LANGUAGES[1].1).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn c() {
+                super::$test(super::LANGUAGES[2].1).await
+            }
+        }
+    };
+}
+
 /// Sends `text` and returns the next text the client receives.
 async fn ask(ws: &mut WsClient, text: &str) -> String {
     ws_send_text(ws, text).await;
     next_text(ws).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn echo_keeps_bytes_and_message_type() {
-    let sys = System::start(guest("echo"), 2, 2, |_| {}).await;
+per_language!(echo_keeps_bytes_and_message_type);
+async fn echo_keeps_bytes_and_message_type(lang: &str) {
+    let sys = System::start(example("echo", lang), 2, 2, |_| {}).await;
     let mut clients = Vec::new();
     for _ in 0..3 {
         clients.push(sys.client().await);
@@ -39,10 +72,10 @@ async fn echo_keeps_bytes_and_message_type() {
     sys.stop();
 }
 
+per_language!(echo_round_trip_time);
 /// Event round trip through gateway, worker link, wasm guest and back, one at a time.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn echo_round_trip_time() {
-    let sys = System::start(guest("echo"), 1, 1, |_| {}).await;
+async fn echo_round_trip_time(lang: &str) {
+    let sys = System::start(example("echo", lang), 1, 1, |_| {}).await;
     let mut ws = sys.client().await;
     assert_eq!(ask(&mut ws, "warm up").await, "warm up");
     let rounds = 500;
@@ -52,7 +85,9 @@ async fn echo_round_trip_time() {
         assert_eq!(ask(&mut ws, &text).await, text);
     }
     let per = started.elapsed() / rounds;
-    eprintln!("echo round trip (client → gateway → worker → wasm → gateway → client): {per:?}");
+    eprintln!(
+        "echo{lang} round trip (client → gateway → worker → wasm → gateway → client): {per:?}"
+    );
     assert!(per < Duration::from_millis(50), "round trip {per:?}");
     sys.stop();
 }
@@ -61,14 +96,14 @@ fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("{text}: {e}"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chat_join_talk_whisper_leave() {
+per_language!(chat_join_talk_whisper_leave);
+async fn chat_join_talk_whisper_leave(lang: &str) {
     // One instance: a `$_SESSION` write-back travels the worker's link after the event,
     // while the client, having seen the event's reply, may already send its next message
     // on its own connection (the original has the same race). With one instance, the
     // write-back of bob's login precedes ann's `say` on the same links, so once bob sees
     // the `say` his session is on the gateway.
-    let sys = System::start(guest("chat"), 2, 1, |_| {}).await;
+    let sys = System::start(example("chat", lang), 2, 1, |_| {}).await;
     let mut ann = sys.client().await;
     let mut bob = sys.client().await;
 
@@ -493,11 +528,11 @@ async fn shutdown_closes_links_and_a_new_worker_takes_over() {
     sys.stop();
 }
 
+per_language!(echo_under_many_concurrent_clients);
 /// Many clients at once, each with many messages in flight: every reply arrives, in order
 /// per client, through both instances and both shards.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn echo_under_many_concurrent_clients() {
-    let sys = System::start(guest("echo"), 2, 2, |_| {}).await;
+async fn echo_under_many_concurrent_clients(lang: &str) {
+    let sys = System::start(example("echo", lang), 2, 2, |_| {}).await;
     let (clients, messages) = (24, 200);
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -517,7 +552,7 @@ async fn echo_under_many_concurrent_clients() {
     }
     let total = clients * messages;
     eprintln!(
-        "{total} echoes from {clients} clients in {:?}",
+        "echo{lang}: {total} echoes from {clients} clients in {:?}",
         started.elapsed()
     );
     let stats = sys.worker().stats();

@@ -7,12 +7,15 @@
     clippy::disallowed_methods,
     reason = "tests drive real sockets and processes: wall-clock deadlines, helper threads"
 )]
+mod check_wasm;
 mod cli;
 mod client_cli;
 mod client_scripted;
 mod client_sockets;
 #[path = "../common/mod.rs"]
 mod common;
+mod guest_fuel;
+mod guest_languages;
 mod guests;
 mod packaging;
 mod probe;
