@@ -349,6 +349,9 @@ pub struct StartArgs {
     /// Serve Prometheus metrics of all three roles at http://ADDRESS/metrics [default: off].
     #[arg(long, value_name = "ADDRESS")]
     pub metrics: Option<SocketAddr>,
+    /// permessage-deflate on the websocket port, as `gateway --compression` [default: off].
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub compression: Option<Compression>,
     /// Serve the demo chat page at http://ADDRESS/ (needs a websocket:// gateway)
     /// [default: 0.0.0.0:55151].
     #[arg(long, value_name = "ADDRESS", conflicts_with = "no_demo")]
@@ -380,9 +383,11 @@ impl StartArgs {
             worker_count,
             secret,
             metrics,
+            compression,
             demo_listen,
             no_demo,
         } = file;
+        self.compression = self.compression.or(compression);
         self.wasm = self.wasm.or(wasm);
         self.listen = self.listen.or(listen);
         self.register = self.register.or(register);
