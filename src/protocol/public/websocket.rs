@@ -230,7 +230,8 @@ impl WebsocketDecoder {
 
     /// Consumes the handshake and every complete frame of `input`; see
     /// [`super::PublicDecoder::decode`]. Compressed messages are inflated with a codec of
-    /// this call's own (see [`Self::decode_with`] for the shared one).
+    /// this call's own, so a client's context takeover does not survive between calls:
+    /// with compression on, use [`Self::decode_with`] (the gateway core does).
     pub fn decode(&mut self, input: &mut BytesMut, out: &mut impl FnMut(PublicEvent)) {
         let mut shared = SharedCodec::default();
         let mut conn = None;
