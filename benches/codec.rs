@@ -1,6 +1,8 @@
 //! Codec throughput in bytes per second: GatewayProtocol frames (encode, decode),
 //! WebSocket frames (server encode, client-frame decode with unmasking and UTF-8
-//! validation) and PHP serialize / unserialize of a session-like array.
+//! validation), PHP serialize / unserialize of a session-like array, and permessage-deflate
+//! (compress and inflate per message as a fresh stream and with context takeover, and the
+//! bytes on the wire per chat message).
 //!
 //! ```sh
 //! cargo bench --bench codec          # release; bounded: about 0.3 s per figure
@@ -18,6 +20,7 @@ use gatewayworker::protocol::frame::{Command, Frame, FrameDecoder, Header, FLAG_
 use gatewayworker::protocol::php::serialize::serialize_into;
 use gatewayworker::protocol::php::unserialize::unserialize_lenient;
 use gatewayworker::protocol::php::{PhpArray, PhpKey, PhpValue};
+use gatewayworker::protocol::public::deflate::{Deflater, Inflater};
 use gatewayworker::protocol::public::{PublicEvent, PublicProtocol};
 
 /// Time spent measuring one figure.
@@ -190,6 +193,88 @@ fn php(fields: usize) {
     );
 }
 
+/// A chat message like the demo's, `n` of them joined in a JSON list.
+fn chat_json(n: usize) -> Vec<u8> {
+    let one = r#"{"type":"say","from_client_id":"7f0000010b5400000001","from_client_name":"alice","to_client_id":"all","content":"hello everybody, the meeting moves to 3 pm","time":"2026-12-02 17:20:00"}"#;
+    let list: Vec<&str> = vec![one; n];
+    if n == 1 {
+        one.as_bytes().to_vec()
+    } else {
+        format!("[{}]", list.join(",")).into_bytes()
+    }
+}
+
+fn deflate(messages: usize) {
+    let payload = chat_json(messages);
+    let len = payload.len();
+    let mut out = Vec::with_capacity(len + 64);
+    let mut d = Deflater::default();
+    print(
+        "permessage-deflate compress, fresh stream (JSON)",
+        len,
+        measure(len, || {
+            out.clear();
+            d.deflate(black_box(&payload), true, &mut out);
+            black_box(&out);
+        }),
+    );
+    let fresh = out.clone();
+    let mut i = Inflater::default();
+    let mut inflated = BytesMut::with_capacity(len);
+    print(
+        "permessage-deflate inflate, fresh stream (JSON)",
+        len,
+        measure(len, || {
+            inflated.clear();
+            i.inflate(black_box(&fresh), u32::MAX, true, &mut inflated)
+                .unwrap();
+            black_box(&inflated);
+        }),
+    );
+    let mut d = Deflater::default();
+    print(
+        "permessage-deflate compress, context takeover (JSON)",
+        len,
+        measure(len, || {
+            out.clear();
+            d.deflate(black_box(&payload), false, &mut out);
+            black_box(&out);
+        }),
+    );
+}
+
+/// Bytes on the wire (frame header included) for one chat message, as the gateway sends
+/// it: plain, compressed as a fresh stream, and with context takeover after a few alike.
+fn wire_bytes() {
+    println!();
+    println!("| message (server to client) | plain frame | no-context-takeover | context-takeover (steady) |");
+    println!("|---|---|---|---|");
+    for n in [1, 10] {
+        let payload = chat_json(n);
+        let frame = |body: usize| body + if body < 126 { 2 } else { 4 };
+        let mut fresh = Vec::new();
+        Deflater::default().deflate(&payload, true, &mut fresh);
+        let mut d = Deflater::default();
+        let mut steady = Vec::new();
+        for _ in 0..4 {
+            steady.clear();
+            d.deflate(&payload, false, &mut steady);
+        }
+        let what = if n == 1 {
+            "one chat message (JSON)".to_owned()
+        } else {
+            format!("{n} chat messages in a JSON list")
+        };
+        println!(
+            "| {what}, {} B | {} B | {} B | {} B |",
+            payload.len(),
+            frame(payload.len()),
+            frame(fresh.len()),
+            frame(steady.len())
+        );
+    }
+}
+
 fn main() {
     println!("| codec | item (frame or payload) | bytes/s | items/s |");
     println!("|---|---|---|---|");
@@ -202,4 +287,8 @@ fn main() {
     for fields in [4, 64] {
         php(fields);
     }
+    for messages in [1, 10] {
+        deflate(messages);
+    }
+    wire_bytes();
 }

@@ -2,7 +2,7 @@
 //! `scripts/autobahn`) and quick manual tests:
 //!
 //! ```sh
-//! cargo run --release --example echo_gateway -- 127.0.0.1:9001 [package_size_max]
+//! cargo run --release --example echo_gateway -- 127.0.0.1:9001 [package_size_max] [compression]
 //! ```
 //!
 //! Every client message travels the whole gateway path — client → gateway → worker link
@@ -32,8 +32,14 @@ fn main() -> std::io::Result<()> {
             .map_err(|e| std::io::Error::other(format!("bad size: {e}")))?,
         None => 10_485_760,
     };
+    // Third argument: permessage-deflate mode (off, no-context-takeover, context-takeover).
+    let compression = match args.next() {
+        Some(mode) => mode.parse().map_err(std::io::Error::other)?,
+        None => gatewayworker::gateway::CompressionMode::Off,
+    };
     let mut settings = GatewaySettings::new(listen, Ipv4Addr::LOCALHOST, 0, 1);
     settings.core.package_size_max = package_size_max;
+    settings.core.compression = compression;
     // A message is queued whole for its link and its client: the bounds must hold one.
     settings.core.link_pending_max = settings.core.link_pending_max.max(package_size_max * 4);
     settings.core.client_pending_max = settings.core.client_pending_max.max(package_size_max * 4);

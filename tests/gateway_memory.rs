@@ -179,3 +179,90 @@ fn an_idle_websocket_connection_costs_under_1_5_kib_of_gateway_heap() {
     gateway.shutdown().unwrap();
     let _ = reader.join();
 }
+
+/// permessage-deflate: an idle client that negotiated no context takeover (and has sent
+/// and received compressed messages) costs what a client without compression costs; one
+/// with context takeover keeps its compressor and decompressor, measured here (README,
+/// Compression).
+#[test]
+fn compression_costs_nothing_per_idle_client_without_context_takeover() {
+    use flate2::{Compress, Compression, FlushCompress};
+    use gatewayworker::gateway::CompressionMode;
+    use gatewayworker::protocol::frame::{encode_frame, Command, Header, FLAG_BODY_IS_SCALAR};
+
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let now = Duration::from_secs(1);
+    let handshake = String::from_utf8_lossy(HANDSHAKE).replace(
+        "\r\n\r\n",
+        "\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n",
+    );
+    let text = br#"{"type":"say","from":"alice","content":"hello, how is everybody doing today?"}"#;
+    // A compressed, masked client frame of `text` (mask 0: the payload as is).
+    let client_frame = |context: &mut Compress| {
+        let mut c = Vec::with_capacity(256);
+        context
+            .compress_vec(text, &mut c, FlushCompress::Sync)
+            .unwrap();
+        c.truncate(c.len() - 4);
+        let mut f = vec![0xC1, 0x80 | c.len() as u8, 0, 0, 0, 0];
+        f.extend_from_slice(&c);
+        f
+    };
+    // Per-client heap after connecting, upgrading, one message each way.
+    let per_client = |mode: CompressionMode, clients: u32| -> usize {
+        let mut config = GatewayConfig::new("10.0.0.5".parse().unwrap(), 2900, 8282);
+        config.compression = mode;
+        let mut core = GatewayCore::new(config, now);
+        let w = core
+            .handle_link_connected(now, "10.0.0.9:40000".parse().unwrap())
+            .unwrap();
+        core.handle_link_bytes(now, w, &worker_connect());
+        drain(&mut core, now);
+        let round = |core: &mut GatewayCore, i: u32| {
+            let peer = format!("198.51.{}.{}:{}", i / 256 % 256, i % 256, 2000 + i % 50_000);
+            let id = core
+                .handle_client_connected(now, peer.parse().unwrap())
+                .unwrap();
+            core.handle_client_bytes(now, id, handshake.as_bytes());
+            if mode == CompressionMode::Off {
+                let mut f = vec![0x81, 0x80 | text.len() as u8, 0, 0, 0, 0];
+                f.extend_from_slice(text);
+                core.handle_client_bytes(now, id, &f);
+            } else {
+                let mut context = Compress::new(Compression::default(), false);
+                core.handle_client_bytes(now, id, &client_frame(&mut context));
+            }
+            let mut send = bytes::BytesMut::new();
+            let mut h = Header::new(Command::SendToOne);
+            h.connection_id = id.0;
+            h.flag = FLAG_BODY_IS_SCALAR;
+            encode_frame(&mut send, &h, b"", text);
+            core.handle_link_bytes(now, w, &send);
+            drain(core, now);
+        };
+        for i in 0..50 {
+            round(&mut core, i);
+        }
+        let before = LIVE.load(Ordering::Relaxed);
+        for i in 50..50 + clients {
+            round(&mut core, i);
+        }
+        (LIVE.load(Ordering::Relaxed) - before) / clients as usize
+    };
+    let off = per_client(CompressionMode::Off, 10_000);
+    assert!(off > 200, "the clients stayed connected: {off} B");
+    let shared = per_client(CompressionMode::NoContextTakeover, 10_000);
+    let context = per_client(CompressionMode::ContextTakeover, 200);
+    eprintln!(
+        "heap per idle client after one message each way: off {off} B, \
+         no-context-takeover {shared} B, context-takeover {context} B"
+    );
+    assert!(
+        shared * 10 <= off * 11,
+        "no-context-takeover {shared} B vs off {off} B"
+    );
+    assert!(
+        context > 32 * 1024,
+        "context takeover keeps a window per client: {context} B"
+    );
+}

@@ -6,6 +6,7 @@
 //! loadgen suite --server-bin target/release/gatewayworker --wasm-dir wasm-workers/dist \
 //!     [--out artifacts/bench/results.md] [--only echo,idle,broadcast] [--quick]
 //!     [--gateway-count N] [--worker-count N] [--ref-threads N] [--repeat N]
+//!     [--compression MODE] [--idle-steps 10000] [--broadcast-ks 1000]
 //! loadgen ref-echo PORT THREADS | loadgen ref-fanout PORT     # the references, alone
 //! ```
 //!
@@ -54,6 +55,12 @@ struct Options {
     window: Duration,
     /// Runs per figure; the run with the median rate is reported.
     repeat: usize,
+    /// `--compression MODE` for our gateway, and clients that offer permessage-deflate.
+    compression: Option<String>,
+    /// Only these idle steps (no spread over processes).
+    idle_steps: Option<Vec<usize>>,
+    /// Only these broadcast group sizes.
+    broadcast_ks: Option<Vec<usize>>,
 }
 
 fn main() {
@@ -101,6 +108,9 @@ fn parse(args: &[String]) -> io::Result<Options> {
         ref_threads: 1,
         window: Duration::from_secs(2),
         repeat: 3,
+        compression: None,
+        idle_steps: None,
+        broadcast_ks: None,
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -113,7 +123,21 @@ fn parse(args: &[String]) -> io::Result<Options> {
             v.parse::<usize>()
                 .map_err(|_| io::Error::other(format!("{flag}: not a number: {v}")))
         };
+        let list = |v: String| -> io::Result<Vec<usize>> {
+            v.split(',')
+                .map(|n| {
+                    n.parse::<usize>()
+                        .map_err(|_| io::Error::other(format!("{flag}: not a number: {n}")))
+                })
+                .collect()
+        };
         match flag.as_str() {
+            "--compression" => {
+                o.compression = Some(value()?);
+                ws::OFFER_DEFLATE.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            "--idle-steps" => o.idle_steps = Some(list(value()?)?),
+            "--broadcast-ks" => o.broadcast_ks = Some(list(value()?)?),
             "--server-bin" => o.server_bin = value()?.into(),
             "--wasm-dir" => o.wasm_dir = value()?.into(),
             "--out" => o.out = Some(value()?.into()),
@@ -192,7 +216,14 @@ fn start_ours_spread(
                 o.gateway_count.to_string(),
                 s("--register"),
                 format!("127.0.0.1:{register}"),
-            ],
+            ]
+            .into_iter()
+            .chain(
+                o.compression
+                    .iter()
+                    .flat_map(|mode| [s("--compression"), mode.clone()]),
+            )
+            .collect::<Vec<_>>(),
         )?;
         publics.push(SocketAddr::from(([127, 0, 0, 1], public)));
     }
@@ -382,7 +413,9 @@ async fn run_all(o: &Options, report: &mut Report, fd_hard: u64) -> io::Result<(
             let most = (fd_hard.saturating_sub(FD_RESERVE) as usize).min(IDLE_CONNS_WANTED);
             let mut steps: Vec<usize> =
                 [1_000, 10_000].into_iter().filter(|s| *s <= most).collect();
-            if o.quick {
+            if let Some(only) = &o.idle_steps {
+                steps = only.iter().copied().filter(|s| *s <= most).collect();
+            } else if o.quick {
                 steps.truncate(1);
             } else {
                 steps.push(most);
@@ -397,7 +430,7 @@ async fn run_all(o: &Options, report: &mut Report, fd_hard: u64) -> io::Result<(
             let mut a = scenarios::idle(ours_addr, &steps, &sources, gateway).await?;
             let reference_pid = reference.pids()[0];
             let mut b = scenarios::idle(ref_addr, &steps, &sources, reference_pid).await?;
-            if most < IDLE_CONNS_WANTED && !o.quick {
+            if most < IDLE_CONNS_WANTED && !o.quick && o.idle_steps.is_none() {
                 // One process cannot hold 100k here; a deployment of several gateway
                 // processes can (the original runs several gateway processes too).
                 let processes = IDLE_CONNS_WANTED.div_ceil(most - SPREAD_MARGIN);
@@ -439,7 +472,9 @@ async fn run_all(o: &Options, report: &mut Report, fd_hard: u64) -> io::Result<(
         wait_ready(&mut ours, ours_addr, false).await?;
         let (mut reference, ref_addr) = start_ref("ref-fanout", 1)?;
         wait_ready(&mut reference, ref_addr, false).await?;
-        let ks: &[usize] = if o.quick {
+        let ks: &[usize] = if let Some(ks) = &o.broadcast_ks {
+            ks
+        } else if o.quick {
             &[100, 1000]
         } else {
             &[100, 500, 1000, 10_000]

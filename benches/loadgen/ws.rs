@@ -29,6 +29,13 @@ const READ_BUFFER_LEN: usize = 8 * 1024;
 
 const REQUEST: &[u8] = b"GET /bench HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
 
+/// The same request offering permessage-deflate as browsers do (`--compression`).
+const REQUEST_DEFLATE: &[u8] = b"GET /bench HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n";
+
+/// Clients offer permessage-deflate (set once, before the first connection). Frames are
+/// counted, not inflated: a compressed frame (RSV1) is one delivery like a plain one.
+pub static OFFER_DEFLATE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Appends one frame (FIN set) to `out`, masked with [`MASK`] when `masked`.
 pub fn encode_frame(opcode: u8, payload: &[u8], masked: bool, out: &mut Vec<u8>) {
     out.push(0x80 | opcode);
@@ -199,7 +206,12 @@ pub async fn connect(
     };
     stream.set_nodelay(true)?;
     let (mut rd, mut wr) = stream.into_split();
-    wr.write_all(REQUEST).await?;
+    let request = if OFFER_DEFLATE.load(std::sync::atomic::Ordering::Relaxed) {
+        REQUEST_DEFLATE
+    } else {
+        REQUEST
+    };
+    wr.write_all(request).await?;
     let mut head = Vec::with_capacity(256);
     let mut chunk = [0u8; 1024];
     loop {

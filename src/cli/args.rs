@@ -134,6 +134,20 @@ pub enum Router {
     Random,
 }
 
+/// permessage-deflate (RFC 7692) on the websocket port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Compression {
+    /// Never negotiated (the original's behaviour).
+    Off,
+    /// Accepted without context takeover in either direction: one compressor and one
+    /// decompressor per shard, nothing per connection.
+    NoContextTakeover,
+    /// Accepted with context takeover where the client allows it: better ratio, a
+    /// compressor and a decompressor per connection.
+    ContextTakeover,
+}
+
 /// `gatewayworker register`.
 #[derive(Debug, Default, Clone, Args, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -234,6 +248,12 @@ pub struct GatewayArgs {
     /// [default: 10485760].
     #[arg(long, value_name = "BYTES")]
     pub package_size_max: Option<usize>,
+    /// permessage-deflate on the websocket port [default: off].
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub compression: Option<Compression>,
+    /// Messages to clients shorter than this go out uncompressed [default: 64].
+    #[arg(long, value_name = "BYTES")]
+    pub compression_min_size: Option<usize>,
     /// Most clients per gateway process [default: 1000000].
     #[arg(long, value_name = "N")]
     pub clients_max: Option<usize>,
@@ -285,7 +305,7 @@ impl GatewayArgs {
             ping_interval, ping_not_response_limit, ping_data, router, router_seed,
             handshake_timeout, tls_cert, tls_key, tls_handshake_timeout, tls_handshakes_max,
             client_pending_max, pending_before_handshake_max, link_pending_max,
-            package_size_max, clients_max, links_max, metrics);
+            package_size_max, compression, compression_min_size, clients_max, links_max, metrics);
         self
     }
 }
@@ -355,6 +375,9 @@ pub struct StartArgs {
     /// Serve Prometheus metrics of all three roles at http://ADDRESS/metrics [default: off].
     #[arg(long, value_name = "ADDRESS")]
     pub metrics: Option<SocketAddr>,
+    /// permessage-deflate on the websocket port, as `gateway --compression` [default: off].
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub compression: Option<Compression>,
     /// Serve the demo chat page at http://ADDRESS/ (needs a websocket:// gateway)
     /// [default: 0.0.0.0:55151].
     #[arg(long, value_name = "ADDRESS", conflicts_with = "no_demo")]
@@ -386,9 +409,11 @@ impl StartArgs {
             worker_count,
             secret,
             metrics,
+            compression,
             demo_listen,
             no_demo,
         } = file;
+        self.compression = self.compression.or(compression);
         self.wasm = self.wasm.or(wasm);
         self.listen = self.listen.or(listen);
         self.register = self.register.or(register);

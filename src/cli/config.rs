@@ -112,6 +112,22 @@ mod tests {
     }
 
     #[test]
+    fn compression_keys() {
+        use super::super::args::Compression;
+        let file = ConfigFile::parse(
+            "[gateway]\ncompression = \"no-context-takeover\"\ncompression-min-size = 200\n",
+        )
+        .unwrap();
+        assert_eq!(
+            file.gateway.compression,
+            Some(Compression::NoContextTakeover)
+        );
+        assert_eq!(file.gateway.compression_min_size, Some(200));
+        let (_, message) = ConfigFile::parse("[gateway]\ncompression = \"gzip\"\n").unwrap_err();
+        assert!(message.contains("gzip"), "{message}");
+    }
+
+    #[test]
     fn unknown_key_is_named_with_its_line() {
         let (line, message) =
             ConfigFile::parse("[gateway]\ncount = 2\nstart_prot = 3\n").unwrap_err();

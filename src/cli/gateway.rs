@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gatewayworker::gateway::shards::{self, GatewaySettings};
-use gatewayworker::gateway::RoutingMode;
+use gatewayworker::gateway::{CompressionMode, RoutingMode};
 use gatewayworker::net::bind_std;
 use gatewayworker::net::tls::TlsSettings;
 
 use super::address::public_listen;
-use super::args::{GatewayArgs, Router};
+use super::args::{Compression, GatewayArgs, Router};
 use super::error::CliError;
 use super::metrics::{MetricsServer, Source};
 use super::register::positive;
@@ -103,6 +103,16 @@ pub fn settings(args: &GatewayArgs) -> Result<GatewaySettings, CliError> {
     }
     if let Some(seconds) = args.handshake_timeout {
         core.handshake_timeout = Duration::from_secs(seconds);
+    }
+    if let Some(mode) = args.compression {
+        core.compression = match mode {
+            Compression::Off => CompressionMode::Off,
+            Compression::NoContextTakeover => CompressionMode::NoContextTakeover,
+            Compression::ContextTakeover => CompressionMode::ContextTakeover,
+        };
+    }
+    if let Some(bytes) = args.compression_min_size {
+        core.compression_min_size = bytes;
     }
     settings.tls = tls_settings(args)?;
     let core = &mut settings.core;

@@ -47,6 +47,7 @@ pub fn run(args: StartArgs) -> Result<(), CliError> {
         count: args.gateway_count,
         register: Some(vec![register_addr.clone()]),
         secret: args.secret.clone(),
+        compression: args.compression,
         ..GatewayArgs::default()
     })?;
     let worker_settings = worker::settings(&WorkerArgs {

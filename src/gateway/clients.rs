@@ -15,7 +15,7 @@ use bytes::{Bytes, BytesMut};
 use hashbrown::HashMap;
 
 use super::config::{HashKey, NameState};
-use crate::protocol::public::PublicDecoder;
+use crate::protocol::public::{ConnContext, PublicDecoder};
 
 /// The hasher of maps keyed by ids the gateway allocates itself (connection ids, link
 /// ids): fixed (map iteration never decides output, and a fixed hasher keeps every run
@@ -121,6 +121,9 @@ pub struct Client {
     /// Encoded websocket messages sent before the handshake completed, concatenated
     /// (spec 6.3 step 7).
     pub before_handshake: BytesMut,
+    /// permessage-deflate state kept across messages (context takeover only); `None`, and
+    /// unallocated, otherwise.
+    pub deflate: Option<Box<ConnContext>>,
 }
 
 /// A group: its creation order and its members in join order.
@@ -201,6 +204,7 @@ impl ClientTable {
             decoder,
             input: BytesMut::new(),
             before_handshake: BytesMut::new(),
+            deflate: None,
         };
         let previous = self.clients.insert(id, Box::new(client));
         debug_assert!(previous.is_none(), "connection id {id} allocated twice");

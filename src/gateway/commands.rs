@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::action::{CloseReason, LinkId};
-use super::core::GatewayCore;
+use super::core::{GatewayCore, Outgoing};
 use super::wire::{self, RawFrame};
 use crate::protocol::frame::{Command, FLAG_BINARY, FLAG_BODY_IS_SCALAR, FLAG_NOT_CALL_ENCODE};
 use crate::protocol::php::merge::merge_session;
@@ -272,20 +272,21 @@ impl GatewayCore {
     }
 
     /// The bytes a send command writes to each recipient, encoded once.
-    fn prepare(&mut self, f: &RawFrame, honour_raw: bool) -> Option<Bytes> {
+    fn prepare(&mut self, f: &RawFrame, honour_raw: bool) -> Option<Outgoing> {
         let Some(payload) = message_payload(f.flag, &f.body) else {
             self.stats.client_messages_unencodable += 1;
             tracing::warn!(cmd = f.cmd, "message cannot be JSON-encoded: dropped");
             return None;
         };
         if honour_raw && f.flag & FLAG_NOT_CALL_ENCODE != 0 {
-            return Some(payload);
+            return Some(Outgoing::raw(payload));
         }
-        let encoded = self.encode_for_clients(&payload, f.flag & FLAG_BINARY != 0);
-        if encoded.is_none() {
+        let binary = f.flag & FLAG_BINARY != 0;
+        let Some(encoded) = self.encode_for_clients(&payload, binary) else {
             self.stats.client_messages_unencodable += 1;
-        }
-        encoded
+            return None;
+        };
+        Some(Outgoing::message(encoded, payload, binary))
     }
 
     fn send_to_one(&mut self, f: &RawFrame) {
@@ -293,15 +294,17 @@ impl GatewayCore {
             return;
         }
         // The common case, a string message to protocol-encode: no allocation.
-        if f.flag & (FLAG_BODY_IS_SCALAR | FLAG_NOT_CALL_ENCODE) == FLAG_BODY_IS_SCALAR {
+        if f.flag & (FLAG_BODY_IS_SCALAR | FLAG_NOT_CALL_ENCODE) == FLAG_BODY_IS_SCALAR
+            && self.sent_plain(f.connection_id, f.body.len())
+        {
             let binary = f.flag & FLAG_BINARY != 0;
             if let Some(bytes) = self.encode_for_one(f.connection_id, &f.body, binary) {
-                self.deliver(f.connection_id, &bytes);
+                self.deliver(f.connection_id, &mut Outgoing::raw(bytes));
                 return;
             }
         }
-        if let Some(bytes) = self.prepare(f, true) {
-            self.deliver(f.connection_id, &bytes);
+        if let Some(mut msg) = self.prepare(f, true) {
+            self.deliver(f.connection_id, &mut msg);
         }
     }
 
@@ -312,8 +315,8 @@ impl GatewayCore {
             return;
         }
         if !is_null_body(f.flag, &f.body) {
-            if let Some(bytes) = self.prepare(f, false) {
-                self.deliver(f.connection_id, &bytes);
+            if let Some(mut msg) = self.prepare(f, false) {
+                self.deliver(f.connection_id, &mut msg);
             }
         }
         self.close_client(f.connection_id, true, CloseReason::Kicked);
@@ -321,7 +324,7 @@ impl GatewayCore {
 
     /// SEND_TO_ALL (spec 2.5).
     fn send_to_all(&mut self, f: &RawFrame) {
-        let Some(bytes) = self.prepare(f, true) else {
+        let Some(mut msg) = self.prepare(f, true) else {
             return;
         };
         // `$ext ? json_decode($ext, true) : ''`; invalid JSON decodes to null and, like
@@ -342,7 +345,7 @@ impl GatewayCore {
         if let Some(connections) = connections {
             for v in values(Some(connections)) {
                 if let Some(cid) = array_key(&v).as_ref().and_then(key_cid) {
-                    self.deliver(cid, &bytes);
+                    self.deliver(cid, &mut msg);
                 }
             }
             return;
@@ -355,14 +358,14 @@ impl GatewayCore {
         let ids: Vec<u32> = self.clients.ids().collect();
         for cid in ids {
             if !excluded(exclude.as_ref(), cid) {
-                self.deliver(cid, &bytes);
+                self.deliver(cid, &mut msg);
             }
         }
     }
 
     /// SEND_TO_UID: every listed uid in order, duplicates delivered again (quirk 4).
     fn send_to_uid(&mut self, f: &RawFrame) {
-        let Some(bytes) = self.prepare(f, true) else {
+        let Some(mut msg) = self.prepare(f, true) else {
             return;
         };
         let uids = wire::json_decode(&f.ext_data);
@@ -370,14 +373,14 @@ impl GatewayCore {
             let Some(key) = array_key(&uid) else { continue };
             let members: Vec<u32> = self.clients.uid_members(&key.to_bytes()).collect();
             for cid in members {
-                self.deliver(cid, &bytes);
+                self.deliver(cid, &mut msg);
             }
         }
     }
 
     /// SEND_TO_GROUP: every listed group in order, members not excluded by key.
     fn send_to_group(&mut self, f: &RawFrame) {
-        let Some(bytes) = self.prepare(f, true) else {
+        let Some(mut msg) = self.prepare(f, true) else {
             return;
         };
         let ext = match wire::json_decode(&f.ext_data) {
@@ -398,7 +401,7 @@ impl GatewayCore {
             members.extend(self.clients.group_members(&key.to_bytes()));
             for &cid in &members {
                 if !excluded(exclude.as_ref(), cid) {
-                    self.deliver(cid, &bytes);
+                    self.deliver(cid, &mut msg);
                 }
             }
             self.recipients = members;

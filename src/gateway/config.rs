@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-pub use crate::protocol::public::PublicProtocol;
+pub use crate::protocol::public::{CompressionMode, PublicProtocol};
 
 /// The 128-bit key of the hasher of the gateway's maps keyed by names a peer chooses
 /// (uids, groups: the chat example's room names come from clients).
@@ -122,6 +122,12 @@ pub struct GatewayConfig {
     pub clients_max: usize,
     /// Most internal links at once, default 10 000. At the bound a new link is refused.
     pub links_max: usize,
+    /// permessage-deflate (RFC 7692) on the websocket port, default off. See
+    /// [`CompressionMode`] and README, Compression.
+    pub compression: CompressionMode,
+    /// Messages to clients shorter than this go out uncompressed even to clients that
+    /// negotiated compression, default 64 bytes.
+    pub compression_min_size: usize,
     /// Key of the hasher of the uid and group maps; see [`HashKey`]. The all-zero key by
     /// default; the production path sets a random one.
     pub hash_key: HashKey,
@@ -156,6 +162,8 @@ impl GatewayConfig {
             handshake_timeout: Duration::from_secs(10),
             clients_max: 1_000_000,
             links_max: 10_000,
+            compression: CompressionMode::Off,
+            compression_min_size: crate::protocol::public::deflate::MIN_SIZE_DEFAULT,
             hash_key: HashKey::default(),
             test_panic_trigger: None,
         }

@@ -16,7 +16,8 @@ use super::wire;
 use crate::protocol::frame::{
     self, Command, Frame, Header, FLAG_BINARY, FLAG_BODY_IS_SCALAR, HEADER_LEN,
 };
-use crate::protocol::public::{websocket, PublicEvent, PublicProtocol};
+use crate::protocol::public::deflate::Deflater;
+use crate::protocol::public::{websocket, InflateCx, PublicEvent, PublicProtocol, SharedCodec};
 use crate::protocol::register::{LineDecodeError, LineDecoder, ToRegister, FROM_REGISTER_LINE_MAX};
 
 /// Keep-alive period of internal links and register connections (spec 5.5).
@@ -32,6 +33,47 @@ const LINK_OUT_BLOCK: usize = 64 * 1024;
 /// Block size of the shared arena single-client messages are encoded into (see
 /// [`GatewayCore::encode_for_one`]). Bounds what one stuck client can pin: one block.
 const CLIENT_OUT_BLOCK: usize = 16 * 1024;
+
+/// A message on its way to one or more clients: encoded once for every client without
+/// compression, and compressed at most once for every client that negotiated
+/// permessage-deflate without server context takeover (the same bytes for all of them).
+#[derive(Debug)]
+pub(super) struct Outgoing {
+    /// The protocol-encoded frame (or the raw bytes of a flag 0x02 message).
+    pub(super) plain: Bytes,
+    /// The message payload, kept for compression; empty when `compressible` is false.
+    payload: Bytes,
+    binary: bool,
+    /// A websocket message we framed ourselves (not raw bytes).
+    compressible: bool,
+    /// The compressed frame shared by fresh-stream clients, made at the first of them
+    /// (`plain` again when compression does not make it smaller).
+    fresh: Option<Bytes>,
+}
+
+impl Outgoing {
+    /// Bytes that go out as they are (raw messages, or a protocol without compression).
+    pub(super) fn raw(bytes: Bytes) -> Outgoing {
+        Outgoing {
+            plain: bytes,
+            payload: Bytes::new(),
+            binary: false,
+            compressible: false,
+            fresh: None,
+        }
+    }
+
+    /// A message framed by the public protocol as `plain`, from `payload`.
+    pub(super) fn message(plain: Bytes, payload: Bytes, binary: bool) -> Outgoing {
+        Outgoing {
+            plain,
+            payload,
+            binary,
+            compressible: true,
+            fresh: None,
+        }
+    }
+}
 
 /// One internal connection (worker or API caller).
 #[derive(Debug)]
@@ -142,6 +184,11 @@ pub struct GatewayCore {
     client_out: BytesMut,
     /// Reused list of a broadcast's recipients.
     pub(super) recipients: Vec<u32>,
+    /// The permessage-deflate compressor and decompressor shared by every client of this
+    /// core that negotiated no context takeover (allocated at first use).
+    codec: SharedCodec,
+    /// Scratch output of the compressor.
+    deflate_buf: Vec<u8>,
     /// [`GatewayCore::handle_shutdown`] ran: no timers, no register reconnects.
     shutting_down: bool,
 }
@@ -211,6 +258,8 @@ impl GatewayCore {
             scratch: BytesMut::new(),
             client_out: BytesMut::new(),
             recipients: Vec::new(),
+            codec: SharedCodec::default(),
+            deflate_buf: Vec::new(),
             shutting_down: false,
         }
     }
@@ -312,7 +361,7 @@ impl GatewayCore {
         let decoder = self
             .config
             .protocol
-            .decoder(self.config.package_size_max as u32);
+            .decoder_with(self.config.package_size_max as u32, self.config.compression);
         let needs_handshake = !decoder.is_ready();
         self.clients.insert(id, peer, decoder);
         if needs_handshake && !self.config.handshake_timeout.is_zero() {
@@ -345,7 +394,13 @@ impl GatewayCore {
         let (mut buf, from_scratch) = Self::read_buffer(&mut self.scratch, &mut input);
         buf.extend_from_slice(bytes);
         if let Some(client) = self.clients.get_mut(id.0) {
-            client.decoder.decode(&mut buf, &mut |e| events.push(e));
+            let mut cx = InflateCx {
+                shared: &mut self.codec,
+                conn: &mut client.deflate,
+            };
+            client
+                .decoder
+                .decode_with(&mut buf, &mut cx, &mut |e| events.push(e));
         }
         Self::keep_leftover(&mut self.scratch, buf, from_scratch, &mut input);
         if let Some(client) = self.clients.get_mut(id.0) {
@@ -581,11 +636,14 @@ impl GatewayCore {
     }
 
     /// Delivers one encoded message to a client, queueing it before a websocket
-    /// handshake and dropping it at the client's bound.
-    pub(super) fn deliver(&mut self, id: u32, bytes: &Bytes) {
+    /// handshake and dropping it at the client's bound. A client that negotiated
+    /// permessage-deflate gets the compressed form (see [`Outgoing`]) when the message is
+    /// at least `compression_min_size` bytes.
+    pub(super) fn deliver(&mut self, id: u32, msg: &mut Outgoing) {
         let Some(client) = self.clients.get_mut(id) else {
             return;
         };
+        let bytes = &msg.plain;
         if !client.decoder.is_ready() {
             // Raw (flag 0x02) messages wait too: written before the 101 they would break
             // the client's handshake (the original writes them at once).
@@ -609,12 +667,73 @@ impl GatewayCore {
             );
             return;
         }
+        let negotiated = client.decoder.negotiated();
+        let bytes = if msg.compressible
+            && negotiated.is_on()
+            && msg.payload.len() >= self.config.compression_min_size
+        {
+            if negotiated.server_no_context_takeover() {
+                if negotiated.fresh_stream_fits(msg.payload.len()) {
+                    self.fresh_frame(msg)
+                } else {
+                    msg.plain.clone()
+                }
+            } else {
+                // Compressed only once the message is sure to go out: a dropped message
+                // would leave the client's window behind ours.
+                let deflater = client
+                    .deflate
+                    .get_or_insert_with(Box::default)
+                    .deflater
+                    .get_or_insert_with(Deflater::default);
+                self.deflate_buf.clear();
+                deflater.deflate(&msg.payload, false, &mut self.deflate_buf);
+                let mut frame = BytesMut::with_capacity(self.deflate_buf.len() + 10);
+                websocket::encode_deflated(&self.deflate_buf, msg.binary, &mut frame);
+                frame.freeze()
+            }
+        } else {
+            msg.plain.clone()
+        };
+        let Some(client) = self.clients.get_mut(id) else {
+            return;
+        };
         client.pending += bytes.len();
         self.stats.client_messages_out += 1;
         self.actions.push_back(Action::Transmit {
             to: Target::Client(ConnectionId(id)),
-            bytes: bytes.clone(),
+            bytes,
         });
+    }
+
+    /// The message compressed as a fresh stream, made once per message with the shared
+    /// compressor; the plain frame when compression does not make it smaller.
+    fn fresh_frame(&mut self, msg: &mut Outgoing) -> Bytes {
+        if let Some(frame) = &msg.fresh {
+            return frame.clone();
+        }
+        self.deflate_buf.clear();
+        self.codec
+            .deflate_fresh(&msg.payload, &mut self.deflate_buf);
+        let frame = if self.deflate_buf.len() < msg.payload.len() {
+            let mut frame = BytesMut::with_capacity(self.deflate_buf.len() + 10);
+            websocket::encode_deflated(&self.deflate_buf, msg.binary, &mut frame);
+            frame.freeze()
+        } else {
+            msg.plain.clone()
+        };
+        msg.fresh = Some(frame.clone());
+        frame
+    }
+
+    /// Whether a message of `len` bytes for client `id` may take the uncompressed fast
+    /// path (the client did not negotiate compression, or the message is too short).
+    pub(super) fn sent_plain(&self, id: u32, len: usize) -> bool {
+        len < self.config.compression_min_size
+            || self
+                .clients
+                .get(id)
+                .is_none_or(|c| !c.decoder.negotiated().is_on())
     }
 
     /// Encodes a message for client `id` alone into the shared client arena, when the
@@ -1026,10 +1145,12 @@ impl GatewayCore {
     /// One tick of the client heartbeat (spec 5.4), clients in accept order.
     fn heartbeat_tick(&mut self) {
         let limit = self.config.ping_not_response_limit as i64;
-        let ping = if self.config.ping_data.is_empty() {
+        let mut ping = if self.config.ping_data.is_empty() {
             None
         } else {
-            self.encode_for_clients(&self.config.ping_data, false)
+            let payload = self.config.ping_data.clone();
+            self.encode_for_clients(&payload, false)
+                .map(|plain| Outgoing::message(plain, payload, false))
         };
         let ids: Vec<u32> = self.clients.ids().collect();
         for id in ids {
@@ -1042,7 +1163,7 @@ impl GatewayCore {
             }
             client.ping_count = client.ping_count.saturating_add(1);
             let count = client.ping_count;
-            if let Some(ping) = &ping {
+            if let Some(ping) = &mut ping {
                 if count == 0 || (limit > 0 && count % 2 == 1) {
                     continue;
                 }

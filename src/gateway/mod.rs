@@ -46,7 +46,7 @@ mod tests;
 pub use action::{Action, CloseReason, ConnectionId, GatewayStats, LinkId, Refused, Target};
 pub use clients::IdAllocator;
 pub use commands::{array_key, message_payload};
-pub use config::{GatewayConfig, HashKey, NameState, PublicProtocol, RoutingMode};
+pub use config::{CompressionMode, GatewayConfig, HashKey, NameState, PublicProtocol, RoutingMode};
 pub use core::{
     ClientSnapshot, GatewayCore, GatewaySnapshot, LINK_PING_INTERVAL, REGISTER_RECONNECT_DELAY,
 };

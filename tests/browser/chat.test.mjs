@@ -6,7 +6,10 @@
 // Run by scripts/browser-test (which installs Chromium and playwright-core when missing).
 // Environment: GW_BIN (the binary, default <target>/debug/gatewayworker), CHROMIUM
 // (default /usr/bin/chromium), GW_CHAT (the chat module of wasm-workers/dist/ to run:
-// chat.wasm, the default, or its AssemblyScript and C twins chat_as.wasm, chat_c.wasm). Exits non-zero on any failure; every wait is bounded.
+// chat.wasm, the default, or its AssemblyScript and C twins chat_as.wasm, chat_c.wasm),
+// COMPRESSION (the gateway's --compression, default no-context-takeover: Chromium offers
+// permessage-deflate and the pages check, through `WebSocket.extensions`, that it was
+// agreed; `off` checks that it was not). Exits non-zero on any failure; every wait is bounded.
 
 import { spawn } from "node:child_process";
 import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
@@ -22,6 +25,7 @@ const BIN = process.env.GW_BIN ||
   join(process.env.CARGO_TARGET_DIR || join(ROOT, "target"), "debug", "gatewayworker");
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const CHAT = process.env.GW_CHAT || "chat.wasm";
+const COMPRESSION = process.env.COMPRESSION || "no-context-takeover";
 const SCREENSHOT = join(ROOT, "artifacts", "browser", CHAT.replace(/\.wasm$/, "") + ".png");
 /** Longest wait for any one thing the page should show. */
 const STEP_MS = 10_000;
@@ -59,6 +63,7 @@ function startServer(ports) {
     "--listen", `websocket://127.0.0.1:${ports.public}`,
     "--start-port", String(ports.lan),
     "--demo-listen", `127.0.0.1:${ports.demo}`,
+    "--compression", COMPRESSION,
   ];
   server = spawn(BIN, args, {
     env: { ...process.env, RUST_LOG: "info" },
@@ -164,6 +169,17 @@ async function main() {
       "--disable-background-networking", "--disable-component-update", "--disable-sync",
     ],
   });
+  // Keeps every WebSocket the page opens reachable, to read its negotiated extensions.
+  await context.addInitScript(() => {
+    const Native = window.WebSocket;
+    window.__sockets = [];
+    window.WebSocket = class extends Native {
+      constructor(...args) {
+        super(...args);
+        window.__sockets.push(this);
+      }
+    };
+  });
   const pageErrors = [];
   const ann = context.pages()[0] || await context.newPage();
   const bob = await context.newPage();
@@ -204,6 +220,26 @@ async function main() {
     await bob.press("#text", "Enter");
     await waitMessage(ann, "bob", "hi ann <b>not bold</b>");
     assert.equal(await ann.locator("#messages b").count(), 0, "message text is not HTML");
+  });
+
+  await step(`permessage-deflate is ${COMPRESSION === "off" ? "not " : ""}negotiated (--compression ${COMPRESSION})`, async () => {
+    for (const page of [ann, bob]) {
+      const extensions = await page.evaluate(() =>
+        window.__sockets.filter((s) => s.readyState === WebSocket.OPEN).map((s) => s.extensions));
+      assert.equal(extensions.length, 1, "one open socket per page");
+      if (COMPRESSION === "off") {
+        assert.equal(extensions[0], "");
+      } else {
+        assert.match(extensions[0], /^permessage-deflate\b/);
+      }
+    }
+  });
+
+  await step("a long message (compressed both ways when negotiated) arrives intact", async () => {
+    const long = "compress me ".repeat(80) + "end";
+    await ann.fill("#text", long);
+    await ann.click("#send");
+    await waitMessage(bob, "ann", long);
   });
 
   await step("a whisper reaches only its addressee", async () => {

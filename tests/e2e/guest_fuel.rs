@@ -5,12 +5,12 @@
 //! budget (same behaviour, not merely the same replies to small messages).
 
 use bytes::Bytes;
+use gatewayworker::api::ApiResult;
 use gatewayworker::protocol::php::{PhpArray, PhpKey, PhpValue};
 use gatewayworker::wasm::{
     ApiHandler, ApiRequest, ClientInfo, EventKind, HostConfig, PluginSlot, WasmHost, WasmWorker,
     WorkerEvent,
 };
-use gatewayworker::api::ApiResult;
 
 use crate::guests::{example, LANGUAGES};
 

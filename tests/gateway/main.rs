@@ -11,6 +11,7 @@ mod accept_backoff;
 mod attacks;
 #[path = "../common/mod.rs"]
 mod common;
+mod compression;
 mod hash_keys;
 mod hostile;
 mod panic_containment;

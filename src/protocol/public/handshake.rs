@@ -141,6 +141,17 @@ pub fn response(key: &[u8]) -> Bytes {
     out.freeze()
 }
 
+/// `response` (a 101 response) with the header line `line` (`\r\n` included) added
+/// before the empty line that ends it.
+pub fn with_header(response: &[u8], line: &str) -> Bytes {
+    let head = response.strip_suffix(b"\r\n").unwrap_or(response);
+    let mut out = BytesMut::with_capacity(head.len() + line.len() + 2);
+    out.put_slice(head);
+    out.put_slice(line.as_bytes());
+    out.put_slice(b"\r\n");
+    out.freeze()
+}
+
 /// `base64(sha1(key ‖ GUID))`, the `Sec-WebSocket-Accept` value.
 pub fn accept(key: &[u8]) -> String {
     let mut sha = sha1_smol::Sha1::new();

@@ -14,6 +14,7 @@
 //!
 //! Server-to-client messages are encoded with [`PublicProtocol::encode`].
 
+pub mod deflate;
 pub mod handshake;
 pub mod length_prefixed;
 pub mod text;
@@ -21,6 +22,7 @@ pub mod websocket;
 
 use bytes::{Bytes, BytesMut};
 
+pub use deflate::{CompressionMode, ConnContext, InflateCx, Negotiated, SharedCodec};
 pub use handshake::{HandshakeError, HandshakeRequest};
 pub use length_prefixed::FrameError;
 pub use text::TextError;
@@ -110,10 +112,19 @@ impl PublicProtocol {
     /// A fresh decoder for one client connection, with `package_size_max` as the largest
     /// message accepted (see each protocol for exactly what is counted).
     pub fn decoder(self, package_size_max: u32) -> PublicDecoder {
+        self.decoder_with(package_size_max, CompressionMode::Off)
+    }
+
+    /// [`Self::decoder`] negotiating permessage-deflate per `compression` (websocket only).
+    pub fn decoder_with(
+        self,
+        package_size_max: u32,
+        compression: CompressionMode,
+    ) -> PublicDecoder {
         match self {
-            PublicProtocol::Websocket => {
-                PublicDecoder::Websocket(websocket::WebsocketDecoder::new(package_size_max))
-            }
+            PublicProtocol::Websocket => PublicDecoder::Websocket(
+                websocket::WebsocketDecoder::with_compression(package_size_max, compression),
+            ),
             PublicProtocol::Text => PublicDecoder::Text(text::TextDecoder::new(package_size_max)),
             PublicProtocol::Frame => {
                 PublicDecoder::Frame(length_prefixed::FrameDecoder::new(package_size_max))
@@ -176,6 +187,30 @@ impl PublicDecoder {
             PublicDecoder::Websocket(d) => d.decode(input, out),
             PublicDecoder::Text(d) => d.decode(input, out),
             PublicDecoder::Frame(d) => d.decode(input, out),
+        }
+    }
+
+    /// [`Self::decode`], inflating compressed websocket messages with `cx` (the shard's
+    /// shared codec and the connection's context-takeover state).
+    pub fn decode_with(
+        &mut self,
+        input: &mut BytesMut,
+        cx: &mut InflateCx<'_>,
+        out: &mut impl FnMut(PublicEvent),
+    ) {
+        match self {
+            PublicDecoder::Websocket(d) => d.decode_with(input, cx, out),
+            PublicDecoder::Text(d) => d.decode(input, out),
+            PublicDecoder::Frame(d) => d.decode(input, out),
+        }
+    }
+
+    /// What permessage-deflate agreed ([`Negotiated::NONE`] for the other protocols and
+    /// before the handshake).
+    pub fn negotiated(&self) -> Negotiated {
+        match self {
+            PublicDecoder::Websocket(d) => d.negotiated(),
+            PublicDecoder::Text(_) | PublicDecoder::Frame(_) => Negotiated::NONE,
         }
     }
 

@@ -1,8 +1,10 @@
 //! RFC 6455 websocket after the handshake: client frames in, messages out; server frames.
 //!
-//! The decoder is strict enough for the Autobahn TestSuite (no extension is negotiated):
+//! The decoder is strict enough for the Autobahn TestSuite (the only extension is
+//! permessage-deflate, see [`super::deflate`], negotiated when the gateway enables it):
 //!
-//! * client frames must be masked, RSV bits zero, opcodes 0, 1, 2, 8, 9 or 10;
+//! * client frames must be masked, RSV bits zero (RSV1 may be set on the first frame of a
+//!   data message when permessage-deflate was agreed), opcodes 0, 1, 2, 8, 9 or 10;
 //! * control frames carry at most 125 bytes and are never fragmented; they may arrive
 //!   between the fragments of a message (a ping is answered there too);
 //! * a continuation needs a message in progress, a new text/binary frame needs none;
@@ -22,11 +24,13 @@
 //! Differences from the original (workerman), all for RFC conformance: it answers every
 //! close frame with `88 02 03 E8` (we echo the client's code; `03 E8` when it sent none),
 //! closes silently on unmasked frames and bad opcodes (we send close 1002), accepts RSV
-//! bits and inflates permessage-deflate (we fail with 1002: nothing was negotiated),
+//! bits and inflates permessage-deflate without negotiating it (we fail with 1002 unless
+//! it was agreed),
 //! accepts fragmented and oversized control frames and does not validate UTF-8.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+use super::deflate::{self, CompressionMode, InflateCx, InflateError, Negotiated, SharedCodec};
 use super::handshake::{self, HandshakeRequest, HandshakeStep};
 use super::{CloseReason, PublicEvent};
 
@@ -63,9 +67,13 @@ pub enum WebsocketError {
     /// A client frame without a mask.
     #[error("unmasked client frame")]
     Unmasked,
-    /// An RSV bit is set although no extension was negotiated.
+    /// An RSV bit is set that no extension gives a meaning to (RSV2, RSV3; RSV1 without
+    /// permessage-deflate, or on a continuation or control frame).
     #[error("reserved bits set: {0:#x}")]
     ReservedBits(u8),
+    /// A compressed message (permessage-deflate) that is not valid deflate data.
+    #[error("invalid compressed data")]
+    BadDeflate,
     /// An opcode RFC 6455 reserves.
     #[error("reserved opcode {0:#x}")]
     ReservedOpcode(u8),
@@ -109,7 +117,7 @@ impl WebsocketError {
     pub fn close_code(&self) -> u16 {
         match self {
             WebsocketError::TooBig { .. } => CLOSE_TOO_BIG,
-            WebsocketError::InvalidUtf8 => CLOSE_INVALID_PAYLOAD,
+            WebsocketError::InvalidUtf8 | WebsocketError::BadDeflate => CLOSE_INVALID_PAYLOAD,
             _ => CLOSE_PROTOCOL_ERROR,
         }
     }
@@ -141,6 +149,10 @@ enum Fragmented {
     Text,
     /// A binary message in progress.
     Binary,
+    /// A compressed (RSV1) text message in progress: validated once inflated.
+    DeflatedText,
+    /// A compressed (RSV1) binary message in progress.
+    DeflatedBinary,
 }
 
 /// Decoding state of one websocket client: about 48 bytes, plus the fragments of a
@@ -162,12 +174,18 @@ pub struct WebsocketDecoder {
     partial_checked: u32,
     /// Unmasked payload of the fragments so far; empty (unallocated) between messages.
     message: BytesMut,
+    /// The configured permessage-deflate mode (read at the handshake).
+    mode: CompressionMode,
+    /// What the handshake agreed (nothing until then, or when off).
+    negotiated: Negotiated,
 }
 
 /// A parsed frame header.
 #[derive(Debug, Clone, Copy)]
 struct FrameHead {
     fin: bool,
+    /// RSV1: the message is compressed (first frame of a data message only).
+    rsv1: bool,
     opcode: u8,
     header_len: usize,
     payload_len: u64,
@@ -178,7 +196,14 @@ impl WebsocketDecoder {
     /// A decoder waiting for the handshake, accepting messages of up to `package_size_max`
     /// payload bytes.
     pub fn new(package_size_max: u32) -> WebsocketDecoder {
+        WebsocketDecoder::with_compression(package_size_max, CompressionMode::Off)
+    }
+
+    /// A decoder that negotiates permessage-deflate per `mode` at the handshake.
+    pub fn with_compression(package_size_max: u32, mode: CompressionMode) -> WebsocketDecoder {
         WebsocketDecoder {
+            mode,
+            negotiated: Negotiated::NONE,
             phase: Phase::Handshake,
             fragmented: Fragmented::None,
             checked: 0,
@@ -198,9 +223,32 @@ impl WebsocketDecoder {
         self.phase == Phase::Closed
     }
 
+    /// What permessage-deflate agreed for this connection ([`Negotiated::NONE`] if nothing).
+    pub fn negotiated(&self) -> Negotiated {
+        self.negotiated
+    }
+
     /// Consumes the handshake and every complete frame of `input`; see
-    /// [`super::PublicDecoder::decode`].
+    /// [`super::PublicDecoder::decode`]. Compressed messages are inflated with a codec of
+    /// this call's own, so a client's context takeover does not survive between calls:
+    /// with compression on, use [`Self::decode_with`] (the gateway core does).
     pub fn decode(&mut self, input: &mut BytesMut, out: &mut impl FnMut(PublicEvent)) {
+        let mut shared = SharedCodec::default();
+        let mut conn = None;
+        let mut cx = InflateCx {
+            shared: &mut shared,
+            conn: &mut conn,
+        };
+        self.decode_with(input, &mut cx, out);
+    }
+
+    /// [`Self::decode`], inflating compressed messages with `cx`.
+    pub fn decode_with(
+        &mut self,
+        input: &mut BytesMut,
+        cx: &mut InflateCx<'_>,
+        out: &mut impl FnMut(PublicEvent),
+    ) {
         loop {
             let progressed = match self.phase {
                 Phase::Closed => {
@@ -208,7 +256,7 @@ impl WebsocketDecoder {
                     return;
                 }
                 Phase::Handshake => self.decode_handshake(input, out),
-                Phase::Open => match self.decode_frame(input, out) {
+                Phase::Open => match self.decode_frame(input, cx, out) {
                     Ok(progressed) => progressed,
                     Err(error) => {
                         let mut reply = BytesMut::with_capacity(4);
@@ -244,9 +292,16 @@ impl WebsocketDecoder {
                 self.checked = scanned as u32;
                 false
             }
-            HandshakeStep::Accepted { head_len, response } => {
+            HandshakeStep::Accepted {
+                head_len,
+                mut response,
+            } => {
                 self.checked = 0;
                 self.phase = Phase::Open;
+                if let Some(agreement) = deflate::negotiate(&input[..head_len], self.mode) {
+                    self.negotiated = agreement.negotiated;
+                    response = handshake::with_header(&response, &agreement.header);
+                }
                 let request = HandshakeRequest::new(input.split_to(head_len).freeze());
                 out(PublicEvent::Handshake { request, response });
                 true
@@ -266,18 +321,18 @@ impl WebsocketDecoder {
     fn decode_frame(
         &mut self,
         input: &mut BytesMut,
+        cx: &mut InflateCx<'_>,
         out: &mut impl FnMut(PublicEvent),
     ) -> Result<bool, WebsocketError> {
-        let Some(head) = parse_head(input)? else {
+        let Some(head) = parse_head(input, self.negotiated.is_on())? else {
             return Ok(false);
         };
         match (head.opcode, self.fragmented) {
             (OPCODE_CONTINUATION, Fragmented::None) => {
                 return Err(WebsocketError::UnexpectedContinuation)
             }
-            (OPCODE_TEXT | OPCODE_BINARY, Fragmented::Text | Fragmented::Binary) => {
-                return Err(WebsocketError::ExpectedContinuation)
-            }
+            (OPCODE_TEXT | OPCODE_BINARY, Fragmented::None) => {}
+            (OPCODE_TEXT | OPCODE_BINARY, _) => return Err(WebsocketError::ExpectedContinuation),
             _ => {}
         }
         if head.opcode < OPCODE_CLOSE {
@@ -325,7 +380,7 @@ impl WebsocketDecoder {
                 out(PublicEvent::Write(reply.freeze()));
                 self.close(CloseReason::ClientClosed(code), out);
             }
-            _ => self.data_frame(head, payload, out)?,
+            _ => self.data_frame(head, payload, cx, out)?,
         }
         Ok(true)
     }
@@ -339,7 +394,8 @@ impl WebsocketDecoder {
         payload: &[u8],
     ) -> Result<(), WebsocketError> {
         let text = match head.opcode {
-            OPCODE_TEXT => true,
+            // Compressed text is validated once inflated.
+            OPCODE_TEXT => !head.rsv1,
             OPCODE_CONTINUATION => self.fragmented == Fragmented::Text,
             _ => false,
         };
@@ -378,13 +434,19 @@ impl WebsocketDecoder {
         &mut self,
         head: FrameHead,
         payload: BytesMut,
+        cx: &mut InflateCx<'_>,
         out: &mut impl FnMut(PublicEvent),
     ) -> Result<(), WebsocketError> {
-        let kind = match (head.opcode, self.fragmented) {
-            (OPCODE_TEXT, _) => Fragmented::Text,
-            (OPCODE_BINARY, _) => Fragmented::Binary,
-            (_, kind) => kind,
+        let kind = match (head.opcode, head.rsv1, self.fragmented) {
+            (OPCODE_TEXT, false, _) => Fragmented::Text,
+            (OPCODE_BINARY, false, _) => Fragmented::Binary,
+            (OPCODE_TEXT, true, _) => Fragmented::DeflatedText,
+            (OPCODE_BINARY, true, _) => Fragmented::DeflatedBinary,
+            (_, _, kind) => kind,
         };
+        if matches!(kind, Fragmented::DeflatedText | Fragmented::DeflatedBinary) {
+            return self.deflated_frame(head, payload, kind, cx, out);
+        }
         if head.fin && self.fragmented == Fragmented::None {
             // The common case: one whole frame, delivered without a copy.
             if kind == Fragmented::Text && std::str::from_utf8(&payload).is_err() {
@@ -410,6 +472,53 @@ impl WebsocketDecoder {
                 binary: kind == Fragmented::Binary,
             });
         }
+        Ok(())
+    }
+
+    /// A frame of a compressed message: buffered until the last fragment (the bound on
+    /// the compressed size is the message bound, checked on each header), then inflated
+    /// whole, the output bounded by `package_size_max` too.
+    fn deflated_frame(
+        &mut self,
+        head: FrameHead,
+        payload: BytesMut,
+        kind: Fragmented,
+        cx: &mut InflateCx<'_>,
+        out: &mut impl FnMut(PublicEvent),
+    ) -> Result<(), WebsocketError> {
+        let compressed = if head.fin && self.fragmented == Fragmented::None {
+            payload
+        } else {
+            self.fragmented = kind;
+            self.message.extend_from_slice(&payload);
+            if !head.fin {
+                return Ok(());
+            }
+            self.fragmented = Fragmented::None;
+            std::mem::take(&mut self.message)
+        };
+        let mut data = BytesMut::new();
+        cx.inflate(
+            self.negotiated,
+            &compressed,
+            self.package_size_max,
+            &mut data,
+        )
+        .map_err(|e| match e {
+            InflateError::TooBig { max } => WebsocketError::TooBig {
+                len: u64::from(max) + 1,
+                max,
+            },
+            InflateError::Corrupt => WebsocketError::BadDeflate,
+        })?;
+        let binary = kind == Fragmented::DeflatedBinary;
+        if !binary && std::str::from_utf8(&data).is_err() {
+            return Err(WebsocketError::InvalidUtf8);
+        }
+        out(PublicEvent::Message {
+            data: data.freeze(),
+            binary,
+        });
         Ok(())
     }
 }
@@ -445,15 +554,19 @@ fn close_code(payload: &[u8]) -> Result<Option<u16>, WebsocketError> {
 
 /// Parses a frame header once it is complete (`Ok(None)` until then), rejecting what can
 /// be rejected from the header alone.
-fn parse_head(buf: &[u8]) -> Result<Option<FrameHead>, WebsocketError> {
+fn parse_head(buf: &[u8], deflate: bool) -> Result<Option<FrameHead>, WebsocketError> {
     let [b0, b1, ..] = *buf else {
         return Ok(None);
     };
     let fin = b0 & 0x80 != 0;
-    if b0 & 0x70 != 0 {
-        return Err(WebsocketError::ReservedBits(b0 & 0x70));
-    }
     let opcode = b0 & 0x0F;
+    // RSV1 marks the first frame of a compressed message (RFC 7692 6): never on a
+    // continuation or a control frame, never without the extension.
+    let rsv1 = b0 & 0x40 != 0 && deflate && matches!(opcode, OPCODE_TEXT | OPCODE_BINARY);
+    let reserved = b0 & if rsv1 { 0x30 } else { 0x70 };
+    if reserved != 0 {
+        return Err(WebsocketError::ReservedBits(reserved));
+    }
     if !matches!(opcode, 0x0..=0x2 | 0x8..=0xA) {
         return Err(WebsocketError::ReservedOpcode(opcode));
     }
@@ -489,6 +602,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<FrameHead>, WebsocketError> {
     };
     Ok(Some(FrameHead {
         fin,
+        rsv1,
         opcode,
         header_len,
         payload_len,
@@ -536,6 +650,13 @@ pub fn encode_frame(first_byte: u8, payload: &[u8], out: &mut BytesMut) {
 pub fn encode_message(payload: &[u8], binary: bool, out: &mut BytesMut) {
     let opcode = if binary { OPCODE_BINARY } else { OPCODE_TEXT };
     encode_frame(0x80 | opcode, payload, out);
+}
+
+/// Appends a compressed server message frame (RSV1 set): `0xC1` (text) or `0xC2`
+/// (binary); `compressed` is the deflate output without its sync tail.
+pub fn encode_deflated(compressed: &[u8], binary: bool, out: &mut BytesMut) {
+    let opcode = if binary { OPCODE_BINARY } else { OPCODE_TEXT };
+    encode_frame(0xC0 | opcode, compressed, out);
 }
 
 /// Appends a close frame carrying `code` and no reason (`88 02 03 E8` for 1000).
