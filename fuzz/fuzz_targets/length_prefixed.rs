@@ -37,7 +37,7 @@ fuzz_target!(|data: &[u8]| {
     );
     let (_, peak) = measure(|| public_drain(PublicProtocol::Frame.decoder(u32::MAX), data));
     assert_bounded(
-        "length-prefixed FrameDecoder",
+        "LengthPrefixedDecoder",
         peak,
         2 * data.len() + 68 * 1024,
     );

@@ -18,7 +18,7 @@ use crate::wasm::{
     ApiHandler, ApiRequest, ClientInfo, EventKind as GuestEventKind, InstanceStats, PluginSlot,
     WasmHost, WasmWorker, WorkerEvent,
 };
-use crate::worker::core::{ClientEvent, EventKind};
+use crate::worker::core::{ClientEvent, ClientEventKind};
 use crate::worker::WorkerDriver;
 
 /// The Gateway API of one instance: the guest's calls go straight into the instance's
@@ -206,9 +206,9 @@ fn guest_event(event: &mut ClientEvent, now_ms: i64) -> WorkerEvent {
     let h = &event.header;
     let body = std::mem::replace(&mut event.body, PhpValue::Null);
     let kind = match event.kind {
-        EventKind::Connect => GuestEventKind::Connect,
-        EventKind::Close => GuestEventKind::Close,
-        EventKind::Message => GuestEventKind::Message {
+        ClientEventKind::Connect => GuestEventKind::Connect,
+        ClientEventKind::Close => GuestEventKind::Close,
+        ClientEventKind::Message => GuestEventKind::Message {
             body: match body {
                 PhpValue::Str(bytes) => bytes,
                 // A gateway sends message bodies as raw bytes; anything else is not a
@@ -217,7 +217,7 @@ fn guest_event(event: &mut ClientEvent, now_ms: i64) -> WorkerEvent {
             },
             binary: event.binary,
         },
-        EventKind::WebSocketConnect => GuestEventKind::WebSocketConnect { data: body },
+        ClientEventKind::WebSocketConnect => GuestEventKind::WebSocketConnect { data: body },
     };
     WorkerEvent {
         kind,

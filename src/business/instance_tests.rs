@@ -7,7 +7,7 @@ use crate::api::CurrentClient;
 use crate::protocol::frame::{Command, Header};
 use crate::protocol::php::{PhpArray, PhpKey};
 
-fn event(kind: EventKind, body: PhpValue, binary: bool) -> ClientEvent {
+fn event(kind: ClientEventKind, body: PhpValue, binary: bool) -> ClientEvent {
     let mut header = Header::new(Command::OnMessage);
     header.local_ip = Ipv4Addr::new(10, 0, 0, 7);
     header.local_port = 2900;
@@ -34,7 +34,7 @@ fn event(kind: EventKind, body: PhpValue, binary: bool) -> ClientEvent {
 
 #[test]
 fn a_message_event_carries_bytes_flag_addresses_and_session() {
-    let mut e = event(EventKind::Message, PhpValue::str("hi"), true);
+    let mut e = event(ClientEventKind::Message, PhpValue::str("hi"), true);
     let session = e.client.session.clone();
     let w = guest_event(&mut e, 1_700_000_000_000);
     assert_eq!(
@@ -57,18 +57,18 @@ fn a_message_event_carries_bytes_flag_addresses_and_session() {
 
 #[test]
 fn other_events_map_one_to_one() {
-    let e = event(EventKind::Connect, PhpValue::str(""), false);
+    let e = event(ClientEventKind::Connect, PhpValue::str(""), false);
     assert_eq!(guest_event(&mut e.clone(), 0).kind, GuestEventKind::Connect);
-    let e = event(EventKind::Close, PhpValue::str(""), false);
+    let e = event(ClientEventKind::Close, PhpValue::str(""), false);
     assert_eq!(guest_event(&mut e.clone(), 0).kind, GuestEventKind::Close);
     let data = PhpValue::Array(PhpArray::new());
-    let e = event(EventKind::WebSocketConnect, data.clone(), false);
+    let e = event(ClientEventKind::WebSocketConnect, data.clone(), false);
     assert_eq!(
         guest_event(&mut e.clone(), 0).kind,
         GuestEventKind::WebSocketConnect { data }
     );
     // A message body that is not a string cannot come from a client: empty bytes.
-    let e = event(EventKind::Message, PhpValue::Int(5), false);
+    let e = event(ClientEventKind::Message, PhpValue::Int(5), false);
     assert_eq!(
         guest_event(&mut e.clone(), 0).kind,
         GuestEventKind::Message {

@@ -4,10 +4,11 @@ use std::fmt;
 
 use bytes::Bytes;
 
-/// A connection to the register, allocated by the core from 1 upward (like workerman's
-/// connection ids), never reused.
+/// A peer connected to the register (a gateway, a worker or a client asking for the list),
+/// allocated by the core from 1 upward (like workerman's connection ids), never reused.
+/// Named `PeerId`, not `ConnectionId`: that name is the gateway's client connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnId(pub u64);
+pub struct PeerId(pub u64);
 
 /// Why the core closes a connection (for logs and metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,7 +38,7 @@ pub enum Action {
     /// `Bytes` to every worker.
     Transmit {
         /// Recipient.
-        to: ConnId,
+        to: PeerId,
         /// Whole lines, each ending in `\n`.
         bytes: Bytes,
     },
@@ -46,7 +47,7 @@ pub enum Action {
     /// `handle_closed`.
     Close {
         /// The connection.
-        id: ConnId,
+        id: PeerId,
         /// Flush pending output before closing.
         after_flush: bool,
         /// Why.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
-use super::action::{Action, CloseReason, ConnId, Refused, RegisterStats};
+use super::action::{Action, CloseReason, PeerId, Refused, RegisterStats};
 use super::config::RegisterConfig;
 use crate::protocol::register::{
     classify_request, encode_bad_request, encode_broadcast_addresses, unique_with_indexes,
@@ -63,7 +63,7 @@ impl Conn {
 ///   connection at `connections_max`.
 /// * [`handle_bytes`](Self::handle_bytes) with whatever was read: lines may be split or
 ///   merged at will.
-/// * [`handle_flushed`](Self::handle_flushed) with the number of bytes written.
+/// * [`handle_written`](Self::handle_written) with the number of bytes written.
 /// * [`handle_closed`](Self::handle_closed) when the socket is gone, for any reason,
 ///   including after a `Close` action (the id counts towards `connections_max` until then).
 ///
@@ -74,16 +74,16 @@ impl Conn {
 #[derive(Debug)]
 pub struct RegisterCore {
     config: RegisterConfig,
-    conns: BTreeMap<ConnId, Conn>,
+    conns: BTreeMap<PeerId, Conn>,
     next_id: u64,
     /// Gateways in registration order (PHP keeps the first insertion's place when a
     /// connection registers again).
-    gateways: BTreeMap<u64, ConnId>,
+    gateways: BTreeMap<u64, PeerId>,
     /// Workers in registration order.
-    workers: BTreeMap<u64, ConnId>,
+    workers: BTreeMap<u64, PeerId>,
     next_seq: u64,
     /// Pending first-line deadlines.
-    deadlines: BTreeSet<(Duration, ConnId)>,
+    deadlines: BTreeSet<(Duration, PeerId)>,
     /// Input buffered by connections not registered (yet) as gateway or worker, all
     /// together: bounded by `unregistered_input_bytes_max`.
     unregistered_input: usize,
@@ -133,7 +133,7 @@ impl RegisterCore {
     }
 
     /// Registered workers (and API callers still connected), in registration order.
-    pub fn workers(&self) -> Vec<ConnId> {
+    pub fn workers(&self) -> Vec<PeerId> {
         self.workers.values().copied().collect()
     }
 
@@ -150,12 +150,12 @@ impl RegisterCore {
     }
 
     /// A connection was accepted from `peer`.
-    pub fn handle_connected(&mut self, now: Duration, peer: SocketAddr) -> Result<ConnId, Refused> {
+    pub fn handle_connected(&mut self, now: Duration, peer: SocketAddr) -> Result<PeerId, Refused> {
         if self.conns.len() >= self.config.connections_max {
             self.stats.connections_refused += 1;
             return Err(Refused::ConnectionsMax);
         }
-        let id = ConnId(self.next_id);
+        let id = PeerId(self.next_id);
         self.next_id += 1;
         let deadline = now + self.config.first_line_timeout;
         self.deadlines.insert((deadline, id));
@@ -184,7 +184,7 @@ impl RegisterCore {
 
     /// Bytes read from `id`; complete lines are handled in order. Unknown or closing
     /// connections are ignored.
-    pub fn handle_bytes(&mut self, now: Duration, id: ConnId, bytes: &[u8]) {
+    pub fn handle_bytes(&mut self, now: Duration, id: PeerId, bytes: &[u8]) {
         let _ = now;
         self.take_bytes(id, bytes);
         self.recount(id);
@@ -192,7 +192,7 @@ impl RegisterCore {
     }
 
     /// Brings `id`'s share of `unregistered_input` up to date.
-    fn recount(&mut self, id: ConnId) {
+    fn recount(&mut self, id: PeerId) {
         if let Some(conn) = self.conns.get_mut(&id) {
             let now_counted = conn.unregistered_input();
             self.unregistered_input = self.unregistered_input - conn.counted + now_counted;
@@ -225,7 +225,7 @@ impl RegisterCore {
         }
     }
 
-    fn take_bytes(&mut self, id: ConnId, bytes: &[u8]) {
+    fn take_bytes(&mut self, id: PeerId, bytes: &[u8]) {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
@@ -255,7 +255,7 @@ impl RegisterCore {
     }
 
     /// `bytes` of the output queued for `id` were written to its socket.
-    pub fn handle_flushed(&mut self, now: Duration, id: ConnId, bytes: usize) {
+    pub fn handle_written(&mut self, now: Duration, id: PeerId, bytes: usize) {
         let _ = now;
         if let Some(conn) = self.conns.get_mut(&id) {
             conn.pending = conn.pending.saturating_sub(bytes);
@@ -263,7 +263,7 @@ impl RegisterCore {
     }
 
     /// The socket of `id` is gone. A gateway's departure is broadcast to the workers.
-    pub fn handle_closed(&mut self, now: Duration, id: ConnId) {
+    pub fn handle_closed(&mut self, now: Duration, id: PeerId) {
         let _ = now;
         let Some(conn) = self.conns.get(&id) else {
             return;
@@ -290,7 +290,7 @@ impl RegisterCore {
     }
 
     /// One complete line from `id`, terminators stripped (spec 8 table).
-    fn handle_line(&mut self, id: ConnId, line: &[u8]) {
+    fn handle_line(&mut self, id: PeerId, line: &[u8]) {
         match classify_request(line) {
             RegisterRequest::BadRequest => {
                 let Some(conn) = self.conns.get(&id) else {
@@ -346,7 +346,7 @@ impl RegisterCore {
     }
 
     /// `_gatewayConnections[id] = address`: a connection registering again keeps its place.
-    fn register_gateway(&mut self, id: ConnId, address: String) {
+    fn register_gateway(&mut self, id: PeerId, address: String) {
         let seq = self.next_seq;
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
@@ -362,7 +362,7 @@ impl RegisterCore {
     }
 
     /// `_workerConnections[id] = connection`: a connection registering again keeps its place.
-    fn register_worker(&mut self, id: ConnId) {
+    fn register_worker(&mut self, id: PeerId) {
         let seq = self.next_seq;
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
@@ -394,7 +394,7 @@ impl RegisterCore {
     /// Sends the list to every worker, in registration order, the same bytes to each.
     fn broadcast(&mut self) {
         let list = self.encoded_addresses();
-        let workers: Vec<ConnId> = self.workers.values().copied().collect();
+        let workers: Vec<PeerId> = self.workers.values().copied().collect();
         for worker in workers {
             self.transmit(worker, list.clone());
         }
@@ -402,7 +402,7 @@ impl RegisterCore {
 
     /// Queues `bytes` for `id` unless its unflushed output has reached `pending_bytes_max`
     /// (workerman drops a send when its send buffer is full).
-    fn transmit(&mut self, id: ConnId, bytes: Bytes) {
+    fn transmit(&mut self, id: PeerId, bytes: Bytes) {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
@@ -419,7 +419,7 @@ impl RegisterCore {
     }
 
     /// Closes `id` after flushing, and forgets its registrations at once.
-    fn close(&mut self, id: ConnId, reason: CloseReason) {
+    fn close(&mut self, id: PeerId, reason: CloseReason) {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
@@ -440,7 +440,7 @@ impl RegisterCore {
 
     /// Removes `id` from the timers and registries; a gateway leaving is broadcast. The
     /// worker entry goes first: a connection that was both does not hear its own leaving.
-    fn forget(&mut self, id: ConnId) {
+    fn forget(&mut self, id: PeerId) {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };

@@ -24,7 +24,7 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
-use super::{Action, ConnId, RegisterConfig, RegisterCore};
+use super::{Action, PeerId, RegisterConfig, RegisterCore};
 use crate::net::conn::{self, Closing, ConnEnd, ConnIo, ConnOwner};
 use crate::net::{bind_std, AcceptBackoff, Net, NetListener, TokioListener, TokioNet};
 
@@ -37,7 +37,7 @@ const TIMER_PANIC_PAUSE: Duration = Duration::from_secs(1);
 struct Register {
     core: RegisterCore,
     origin: Instant,
-    conns: BTreeMap<ConnId, Rc<ConnIo>>,
+    conns: BTreeMap<PeerId, Rc<ConnIo>>,
     timer_armed: Option<Duration>,
     timer_wake: Rc<Notify>,
     scratch: Rc<RefCell<Vec<u8>>>,
@@ -80,7 +80,7 @@ impl Register {
         }
     }
 
-    fn closed(&mut self, id: ConnId) {
+    fn closed(&mut self, id: PeerId) {
         self.conns.remove(&id);
         let now = self.now();
         let core = &mut self.core;
@@ -251,7 +251,7 @@ async fn run_timer(register: Shared, wake: Rc<Notify>) {
 }
 
 /// One connection's I/O task: the shared connection loop, then the core hears it ended.
-async fn run_conn<N: Net>(register: Shared, id: ConnId, mut stream: N::Stream, io: Rc<ConnIo>) {
+async fn run_conn<N: Net>(register: Shared, id: PeerId, mut stream: N::Stream, io: Rc<ConnIo>) {
     let end = conn::drive(
         &RegisterConn {
             register: &register,
@@ -280,7 +280,7 @@ async fn run_conn<N: Net>(register: Shared, id: ConnId, mut stream: N::Stream, i
 /// One connection of the register, as the shared connection loop sees it.
 struct RegisterConn<'a> {
     register: &'a Shared,
-    id: ConnId,
+    id: PeerId,
 }
 
 impl ConnOwner for RegisterConn<'_> {
@@ -305,7 +305,7 @@ impl ConnOwner for RegisterConn<'_> {
     fn flushed(&self, bytes: usize) {
         let mut r = self.register.borrow_mut();
         let now = r.now();
-        r.core.handle_flushed(now, self.id, bytes);
+        r.core.handle_written(now, self.id, bytes);
         r.dispatch();
     }
 }

@@ -15,7 +15,7 @@ mod action;
 mod config;
 mod core;
 
-pub use action::{Action, CloseReason, ConnId, Refused, RegisterStats};
+pub use action::{Action, CloseReason, PeerId, Refused, RegisterStats};
 pub use config::RegisterConfig;
 pub use core::RegisterCore;
 

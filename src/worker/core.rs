@@ -7,7 +7,7 @@
 //! [`WorkerCore::poll_action`] after every input, and [`WorkerCore::poll_timeout`] says when
 //! to call [`WorkerCore::handle_timeout`]. No sockets, no clock, no tokio.
 //!
-//! Links are named by [`LinkId`]s the core allocates when it asks for a connection
+//! Links are named by [`GatewayLinkId`]s the core allocates when it asks for a connection
 //! ([`Action::Connect`]); the driver reports `handle_connected`, `handle_bytes`,
 //! `handle_written` and `handle_closed` for them.
 //!
@@ -86,7 +86,7 @@ use crate::protocol::register::{decode_from_register, FromRegister, ToRegister};
 
 /// A link (TCP connection) handle, allocated by the core.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct LinkId(pub u64);
+pub struct GatewayLinkId(pub u64);
 
 /// A call handle, allocated by [`WorkerCore::call`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -113,7 +113,7 @@ pub enum CloseReason {
 
 /// The four client events a gateway forwards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventKind {
+pub enum ClientEventKind {
     /// CMD 1: the client connected.
     Connect,
     /// CMD 3: a client message.
@@ -128,7 +128,7 @@ pub enum EventKind {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClientEvent {
     /// Which event.
-    pub kind: EventKind,
+    pub kind: ClientEventKind,
     /// The client: id, gateway, connection id and session (null when none).
     pub client: CurrentClient,
     /// The frame header (client ip/port, gateway public port, flags).
@@ -158,21 +158,21 @@ pub enum Action {
     /// Open a TCP connection to `peer` and report it as `link`.
     Connect {
         /// The new link.
-        link: LinkId,
+        link: GatewayLinkId,
         /// Where to.
         peer: Peer,
     },
     /// Write `bytes` on `link`; report with `handle_written` once written.
     Transmit {
         /// The link.
-        link: LinkId,
+        link: GatewayLinkId,
         /// The bytes, whole frames or lines.
         bytes: Bytes,
     },
     /// Close `link`; the core already treats it as closed (its `handle_closed` is ignored).
     Close {
         /// The link.
-        link: LinkId,
+        link: GatewayLinkId,
         /// Why.
         reason: CloseReason,
     },
@@ -348,7 +348,7 @@ impl Link {
 #[derive(Debug)]
 struct RegisterEntry {
     address: String,
-    link: Option<LinkId>,
+    link: Option<GatewayLinkId>,
     retry_at: Option<Duration>,
     ping_at: Option<Duration>,
     failures: u32,
@@ -356,7 +356,7 @@ struct RegisterEntry {
 
 #[derive(Debug, Default)]
 struct GatewayEntry {
-    link: Option<LinkId>,
+    link: Option<GatewayLinkId>,
     retry_at: Option<Duration>,
     failures: u32,
 }
@@ -367,7 +367,7 @@ pub struct WorkerCore {
     config: WorkerConfig,
     next_link: u64,
     next_call: u64,
-    links: BTreeMap<LinkId, Link>,
+    links: BTreeMap<GatewayLinkId, Link>,
     registers: Vec<RegisterEntry>,
     /// Effective gateway list, register order.
     listed: Vec<GatewayAddr>,
@@ -513,7 +513,7 @@ impl WorkerCore {
 
     /// Timers: reconnects, register pings, query deadlines, list removals.
     pub fn handle_timeout(&mut self, now: Duration) {
-        let stuck: Vec<LinkId> = self
+        let stuck: Vec<GatewayLinkId> = self
             .links
             .iter()
             .filter(|(_, l)| l.connect_deadline.is_some_and(|t| t <= now))
@@ -577,7 +577,7 @@ impl WorkerCore {
     }
 
     /// The connection of `link` is established.
-    pub fn handle_connected(&mut self, now: Duration, link: LinkId) {
+    pub fn handle_connected(&mut self, now: Duration, link: GatewayLinkId) {
         let Some(l) = self.links.get_mut(&link) else {
             return;
         };
@@ -599,7 +599,7 @@ impl WorkerCore {
     }
 
     /// The driver wrote `n` bytes of this link's transmits.
-    pub fn handle_written(&mut self, _now: Duration, link: LinkId, n: usize) {
+    pub fn handle_written(&mut self, _now: Duration, link: GatewayLinkId, n: usize) {
         if let Some(l) = self.links.get_mut(&link) {
             l.in_flight = l.in_flight.saturating_sub(n);
             self.pump(link);
@@ -607,7 +607,7 @@ impl WorkerCore {
     }
 
     /// The link closed (or its connection attempt failed).
-    pub fn handle_closed(&mut self, now: Duration, link: LinkId) {
+    pub fn handle_closed(&mut self, now: Duration, link: GatewayLinkId) {
         let Some(l) = self.links.remove(&link) else {
             return;
         };
@@ -654,7 +654,7 @@ impl WorkerCore {
     }
 
     /// Bytes received on `link`.
-    pub fn handle_bytes(&mut self, now: Duration, link: LinkId, data: &[u8]) {
+    pub fn handle_bytes(&mut self, now: Duration, link: GatewayLinkId, data: &[u8]) {
         let Some(l) = self.links.get_mut(&link) else {
             return;
         };
@@ -710,7 +710,7 @@ impl WorkerCore {
         &mut self,
         _now: Duration,
         client: &CurrentClient,
-        kind: EventKind,
+        kind: ClientEventKind,
         old: &PhpValue,
         new: &PhpValue,
     ) -> Result<(), ApiError> {
@@ -723,11 +723,11 @@ impl WorkerCore {
     fn write_back(
         &mut self,
         client: &CurrentClient,
-        kind: EventKind,
+        kind: ClientEventKind,
         old: &PhpValue,
         new: &PhpValue,
     ) -> Result<(), ApiError> {
-        if kind == EventKind::Close || old == new {
+        if kind == ClientEventKind::Close || old == new {
             return Ok(());
         }
         let text = match new {
@@ -891,8 +891,8 @@ impl WorkerCore {
 
     // ---- links ---------------------------------------------------------------------
 
-    fn open_link(&mut self, now: Duration, peer: LinkPeer) -> LinkId {
-        let id = LinkId(self.next_link);
+    fn open_link(&mut self, now: Duration, peer: LinkPeer) -> GatewayLinkId {
+        let id = GatewayLinkId(self.next_link);
         self.next_link += 1;
         self.links
             .insert(id, Link::new(peer, now + self.config.connect_timeout));
@@ -943,7 +943,7 @@ impl WorkerCore {
     }
 
     /// Appends to the link's output queue within `link_queue_max`; false when dropped.
-    fn enqueue(&mut self, link: LinkId, bytes: Bytes) -> bool {
+    fn enqueue(&mut self, link: GatewayLinkId, bytes: Bytes) -> bool {
         let Some(l) = self.links.get_mut(&link) else {
             return false;
         };
@@ -964,7 +964,7 @@ impl WorkerCore {
     }
 
     /// Hands queued bytes of an open link to the driver, within the window.
-    fn pump(&mut self, link: LinkId) {
+    fn pump(&mut self, link: GatewayLinkId) {
         let Some(l) = self.links.get_mut(&link) else {
             return;
         };
@@ -981,7 +981,7 @@ impl WorkerCore {
         }
     }
 
-    fn protocol_error(&mut self, now: Duration, link: LinkId, what: &'static str) {
+    fn protocol_error(&mut self, now: Duration, link: GatewayLinkId, what: &'static str) {
         self.stats.protocol_errors += 1;
         tracing::warn!(?link, what, "closing link");
         self.actions.push_back(Action::Close {
@@ -994,7 +994,7 @@ impl WorkerCore {
 
     // ---- register ------------------------------------------------------------------
 
-    fn read_register(&mut self, now: Duration, link: LinkId) {
+    fn read_register(&mut self, now: Duration, link: GatewayLinkId) {
         loop {
             let Some(l) = self.links.get_mut(&link) else {
                 return;
@@ -1056,7 +1056,7 @@ impl WorkerCore {
 
     // ---- gateway input -------------------------------------------------------------
 
-    fn read_gateway(&mut self, now: Duration, link: LinkId) {
+    fn read_gateway(&mut self, now: Duration, link: GatewayLinkId) {
         let size_max = u32::try_from(self.config.package_size_max).unwrap_or(u32::MAX);
         loop {
             let Some(l) = self.links.get_mut(&link) else {
@@ -1109,7 +1109,7 @@ impl WorkerCore {
         }
     }
 
-    fn on_reply(&mut self, link: LinkId, pending: Option<Pending>, payload: &[u8]) {
+    fn on_reply(&mut self, link: GatewayLinkId, pending: Option<Pending>, payload: &[u8]) {
         let value = unserialize_lenient(payload);
         match pending {
             Some(Pending::Call { call, slot }) => {
@@ -1140,12 +1140,12 @@ impl WorkerCore {
         }
     }
 
-    fn on_frame(&mut self, link: LinkId, frame: Frame) {
+    fn on_frame(&mut self, link: GatewayLinkId, frame: Frame) {
         let kind = match frame.header.cmd {
-            Command::OnConnect => EventKind::Connect,
-            Command::OnMessage => EventKind::Message,
-            Command::OnClose => EventKind::Close,
-            Command::OnWebsocketConnect => EventKind::WebSocketConnect,
+            Command::OnConnect => ClientEventKind::Connect,
+            Command::OnMessage => ClientEventKind::Message,
+            Command::OnClose => ClientEventKind::Close,
+            Command::OnWebsocketConnect => ClientEventKind::WebSocketConnect,
             Command::Ping => return,
             other => {
                 tracing::debug!(?other, "unexpected command from gateway ignored");
@@ -1193,7 +1193,7 @@ impl WorkerCore {
     }
 
     /// Delivers parked events in order until one needs a session reload.
-    fn release_parked(&mut self, link: LinkId) {
+    fn release_parked(&mut self, link: GatewayLinkId) {
         loop {
             let Some(l) = self.links.get_mut(&link) else {
                 return;
@@ -1211,7 +1211,7 @@ impl WorkerCore {
             }
             let id = event.client.client_id.clone();
             let crc = crc32(&event.session_text);
-            if event.kind == EventKind::Close {
+            if event.kind == ClientEventKind::Close {
                 self.session_versions.remove(&id);
             } else {
                 match self.session_versions.get(&id) {
@@ -1296,7 +1296,7 @@ impl WorkerCore {
             None => return,
         }
         // Walk the links in order without collecting their ids (no allocation per event).
-        let mut cursor: Option<LinkId> = None;
+        let mut cursor: Option<GatewayLinkId> = None;
         loop {
             let next = match cursor {
                 None => self.links.keys().next(),

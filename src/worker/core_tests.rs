@@ -25,8 +25,8 @@ fn secs(s: f64) -> Duration {
 struct Harness {
     core: WorkerCore,
     now: Duration,
-    register: Option<LinkId>,
-    gateway_links: Vec<(GatewayAddr, LinkId)>,
+    register: Option<GatewayLinkId>,
+    gateway_links: Vec<(GatewayAddr, GatewayLinkId)>,
 }
 
 impl Harness {
@@ -84,7 +84,7 @@ impl Harness {
         h
     }
 
-    fn link(&self, addr: GatewayAddr) -> LinkId {
+    fn link(&self, addr: GatewayAddr) -> GatewayLinkId {
         self.gateway_links
             .iter()
             .rev()
@@ -106,7 +106,7 @@ impl Harness {
     }
 
     /// A harness whose register announced one gateway (10.0.0.5:2900), already linked.
-    fn linked_to_one_gateway(config: WorkerConfig) -> (Harness, LinkId) {
+    fn linked_to_one_gateway(config: WorkerConfig) -> (Harness, GatewayLinkId) {
         let mut h = Harness::new(config);
         let register = h.register.unwrap();
         h.core.handle_connected(h.now, register);
@@ -115,7 +115,7 @@ impl Harness {
             register,
             b"{\"event\":\"broadcast_addresses\",\"addresses\":[\"10.0.0.5:2900\"]}\n",
         );
-        let link = LinkId(2);
+        let link = GatewayLinkId(2);
         h.core.handle_connected(h.now, link);
         h.drain();
         (h, link)
@@ -153,7 +153,7 @@ impl Harness {
     }
 }
 
-fn transmits(actions: &[Action]) -> Vec<(LinkId, Bytes)> {
+fn transmits(actions: &[Action]) -> Vec<(GatewayLinkId, Bytes)> {
     actions
         .iter()
         .filter_map(|a| match a {
@@ -319,7 +319,7 @@ fn event_frames_become_client_events_and_ping_is_ignored() {
     h.core.handle_bytes(h.now, link, &bytes);
     let evs = events(&h.drain());
     assert_eq!(evs.len(), 2);
-    assert_eq!(evs[0].kind, EventKind::Connect);
+    assert_eq!(evs[0].kind, ClientEventKind::Connect);
     assert_eq!(
         evs[0].client.client_id,
         Bytes::from_static(b"0a0000050b5500000007")
@@ -327,7 +327,7 @@ fn event_frames_become_client_events_and_ping_is_ignored() {
     assert_eq!(evs[0].client.session, PhpValue::Null);
     assert!(!evs[0].binary);
     let m = &evs[1];
-    assert_eq!(m.kind, EventKind::Message);
+    assert_eq!(m.kind, ClientEventKind::Message);
     assert_eq!(m.client.gateway, gw(1));
     assert_eq!(m.client.connection_id, 8);
     assert_eq!(m.header.client_port, 50000);
@@ -471,7 +471,7 @@ fn partial_policy_returns_what_arrived() {
         register,
         b"{\"event\":\"broadcast_addresses\",\"addresses\":[\"10.0.0.5:2900\",\"10.0.0.5:2901\"]}\n",
     );
-    let links: Vec<LinkId> = h
+    let links: Vec<GatewayLinkId> = h
         .drain()
         .iter()
         .filter_map(|a| match a {
@@ -657,7 +657,7 @@ fn window_bounds_what_the_driver_holds() {
         b"{\"event\":\"broadcast_addresses\",\"addresses\":[\"10.0.0.5:2900\"]}\n",
     );
     h.drain();
-    let link = LinkId(2);
+    let link = GatewayLinkId(2);
     for _ in 0..3 {
         h.core.call(
             h.now,
@@ -716,7 +716,13 @@ fn changed_session_is_written_back_after_the_event() {
     let f = &transmits(&h.drain())[0].1;
     assert_eq!(f.len(), 28, "no ext_data, empty body");
     h.core
-        .end_event(h.now, &ev.client, EventKind::Close, &PhpValue::Null, &new)
+        .end_event(
+            h.now,
+            &ev.client,
+            ClientEventKind::Close,
+            &PhpValue::Null,
+            &new,
+        )
         .unwrap();
     assert!(h.drain().is_empty());
     assert!(matches!(
@@ -1292,9 +1298,13 @@ fn frames_over_the_package_size_are_refused_unsent() {
         connection_id: 1,
         session: PhpValue::Null,
     };
-    let outcome = h
-        .core
-        .end_event(h.now, &current, EventKind::Message, &PhpValue::Null, &big);
+    let outcome = h.core.end_event(
+        h.now,
+        &current,
+        ClientEventKind::Message,
+        &PhpValue::Null,
+        &big,
+    );
     assert!(matches!(outcome, Err(ApiError::TooLarge { .. })));
     assert!(transmits(&h.drain()).is_empty());
     assert_eq!(h.core.stats().frames_too_large, 3);

@@ -45,7 +45,8 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, Sleep};
 
 use super::core::{
-    Action, CallDone, CallId, ClientEvent, EventKind, LinkId, Peer, WorkerConfig, WorkerCore,
+    Action, CallDone, CallId, ClientEvent, ClientEventKind, GatewayLinkId, Peer, WorkerConfig,
+    WorkerCore,
 };
 use crate::api::{ApiCall, ApiError, ApiResult, CurrentClient};
 use crate::net::{Net, NetStream, WriteQueue};
@@ -78,7 +79,7 @@ impl Default for DriverConfig {
 }
 
 /// A connection attempt's outcome, sent by its local task.
-type Connected<S> = (LinkId, io::Result<S>);
+type Connected<S> = (GatewayLinkId, io::Result<S>);
 
 /// One link's I/O state.
 struct LinkIo<S> {
@@ -105,7 +106,7 @@ pub struct WorkerDriver<N: Net> {
     core: WorkerCore,
     origin: Instant,
     /// By id: a deterministic order for reads and writes.
-    links: BTreeMap<LinkId, LinkIo<N::Stream>>,
+    links: BTreeMap<GatewayLinkId, LinkIo<N::Stream>>,
     connects_tx: mpsc::UnboundedSender<Connected<N::Stream>>,
     connects: mpsc::UnboundedReceiver<Connected<N::Stream>>,
     /// Every link is read into this buffer; the core copies what it keeps.
@@ -243,7 +244,7 @@ impl<N: Net> WorkerDriver<N> {
     pub fn end_event(
         &mut self,
         client: &CurrentClient,
-        kind: EventKind,
+        kind: ClientEventKind,
         old: &PhpValue,
         new: &PhpValue,
     ) -> Result<(), ApiError> {
@@ -459,7 +460,7 @@ impl<N: Net> WorkerDriver<N> {
 
     /// The socket of `link` failed or ended: forget it; the core reconnects as after any
     /// close.
-    fn link_lost(&mut self, now: Duration, link: LinkId, error: Option<io::Error>) {
+    fn link_lost(&mut self, now: Duration, link: GatewayLinkId, error: Option<io::Error>) {
         tracing::debug!(?link, ?error, "link lost");
         self.links.remove(&link);
         self.core.handle_closed(now, link);

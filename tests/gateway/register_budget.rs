@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use gatewayworker::register::driver::{self as register_driver, RegisterSettings};
-use gatewayworker::register::{Action, CloseReason, ConnId, RegisterConfig, RegisterCore};
+use gatewayworker::register::{Action, CloseReason, PeerId, RegisterConfig, RegisterCore};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -15,7 +15,7 @@ fn peer(port: u16) -> SocketAddr {
     SocketAddr::from(([10, 0, 0, 9], port))
 }
 
-fn closes(core: &mut RegisterCore) -> Vec<(ConnId, CloseReason)> {
+fn closes(core: &mut RegisterCore) -> Vec<(PeerId, CloseReason)> {
     let mut closed = Vec::new();
     while let Some(action) = core.poll_action() {
         if let Action::Close { id, reason, .. } = action {
@@ -47,7 +47,7 @@ fn unregistered_input_is_bounded_as_a_whole_and_the_largest_holder_goes() {
     // the line may still become a valid request): under the budget, and each far under
     // its own line bound.
     let chunk = [b' '; 9_000];
-    let holders: Vec<ConnId> = (0..10)
+    let holders: Vec<PeerId> = (0..10)
         .map(|i| {
             let id = core.handle_connected(now, peer(100 + i)).unwrap();
             core.handle_bytes(now, id, &chunk);

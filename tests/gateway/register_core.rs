@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gatewayworker::protocol::register::{decode_from_register, FromRegister, ToRegister};
-use gatewayworker::register::{Action, CloseReason, ConnId, Refused, RegisterConfig, RegisterCore};
+use gatewayworker::register::{Action, CloseReason, PeerId, Refused, RegisterConfig, RegisterCore};
 use quickcheck::{QuickCheck, TestResult};
 
 const T0: Duration = Duration::ZERO;
@@ -36,19 +36,19 @@ impl Checked {
         out
     }
 
-    fn handle_connected(&mut self, now: Duration, peer: SocketAddr) -> Result<ConnId, Refused> {
+    fn handle_connected(&mut self, now: Duration, peer: SocketAddr) -> Result<PeerId, Refused> {
         self.checked(|core| core.handle_connected(now, peer))
     }
 
-    fn handle_bytes(&mut self, now: Duration, id: ConnId, bytes: &[u8]) {
+    fn handle_bytes(&mut self, now: Duration, id: PeerId, bytes: &[u8]) {
         self.checked(|core| core.handle_bytes(now, id, bytes));
     }
 
-    fn handle_flushed(&mut self, now: Duration, id: ConnId, bytes: usize) {
-        self.checked(|core| core.handle_flushed(now, id, bytes));
+    fn handle_written(&mut self, now: Duration, id: PeerId, bytes: usize) {
+        self.checked(|core| core.handle_written(now, id, bytes));
     }
 
-    fn handle_closed(&mut self, now: Duration, id: ConnId) {
+    fn handle_closed(&mut self, now: Duration, id: PeerId) {
         self.checked(|core| core.handle_closed(now, id));
     }
 
@@ -73,14 +73,14 @@ fn drain(core: &mut Checked) -> Vec<Action> {
     std::iter::from_fn(|| core.poll_action()).collect()
 }
 
-fn connect(core: &mut Checked) -> ConnId {
+fn connect(core: &mut Checked) -> PeerId {
     let id = core.handle_connected(T0, peer()).expect("accepted");
     assert!(drain(core).is_empty());
     id
 }
 
 /// Feeds one line plus `\n` and returns what the core asked for.
-fn send(core: &mut Checked, id: ConnId, line: &str) -> Vec<Action> {
+fn send(core: &mut Checked, id: PeerId, line: &str) -> Vec<Action> {
     core.handle_bytes(T0, id, format!("{line}\n").as_bytes());
     drain(core)
 }
@@ -99,14 +99,14 @@ fn worker_line(key: &str) -> String {
     format!("{{\"event\":\"worker_connect\",\"secret_key\":\"{key}\"}}")
 }
 
-fn tx(to: ConnId, text: &str) -> Action {
+fn tx(to: PeerId, text: &str) -> Action {
     Action::Transmit {
         to,
         bytes: Bytes::from(format!("{text}\n")),
     }
 }
 
-fn close(id: ConnId, reason: CloseReason) -> Action {
+fn close(id: PeerId, reason: CloseReason) -> Action {
     Action::Close {
         id,
         after_flush: true,
@@ -452,7 +452,7 @@ fn connections_are_bounded() {
     );
     core.handle_closed(T0, a);
     let c = core.handle_connected(T0, peer()).expect("room again");
-    assert_eq!(c, ConnId(3), "refused connects use no id");
+    assert_eq!(c, PeerId(3), "refused connects use no id");
 }
 
 #[test]
@@ -470,11 +470,11 @@ fn output_is_bounded_per_connection() {
     assert_eq!(core.stats().lines_dropped, 1);
     // One byte under the bound: a whole line is queued again (workerman checks the
     // buffer before appending, so the bound may be passed by one line).
-    core.handle_flushed(T0, w, 1);
+    core.handle_written(T0, w, 1);
     assert_eq!(send(&mut core, w, &worker_line("")), vec![tx(w, &empty)]);
     assert!(send(&mut core, w, &worker_line("")).is_empty());
     assert_eq!(core.stats().lines_dropped, 2);
-    core.handle_flushed(T0, w, 2 * line_len - 1);
+    core.handle_written(T0, w, 2 * line_len - 1);
     assert_eq!(send(&mut core, w, &worker_line("")), vec![tx(w, &empty)]);
 }
 
@@ -487,7 +487,7 @@ fn broadcast_always_matches_the_model() {
         let mut core = core_with("");
         let w = connect(&mut core);
         send(&mut core, w, &worker_line(""));
-        let mut gateways: Vec<(ConnId, String)> = Vec::new(); // model, registration order
+        let mut gateways: Vec<(PeerId, String)> = Vec::new(); // model, registration order
         let mut last: Option<Vec<String>> = Some(Vec::new());
         let chunk = usize::from(split % 7) + 1;
         for (kind, slot, address) in ops {
@@ -546,7 +546,7 @@ fn random_inputs_keep_the_invariants() {
         config.pending_bytes_max = 150;
         let mut core = Checked::new(config);
         let mut now = T0;
-        let mut open: Vec<ConnId> = Vec::new();
+        let mut open: Vec<PeerId> = Vec::new();
         for (kind, slot, arg) in ops {
             let target = (!open.is_empty()).then(|| open[usize::from(slot) % open.len()]);
             let line = match arg % 6 {
@@ -570,7 +570,7 @@ fn random_inputs_keep_the_invariants() {
                     }
                 }
                 (3, Some(id)) => core.handle_bytes(now, id, &line.as_bytes()[..line.len() / 2]),
-                (4, Some(id)) => core.handle_flushed(now, id, usize::from(arg)),
+                (4, Some(id)) => core.handle_written(now, id, usize::from(arg)),
                 (5, Some(id)) => {
                     open.retain(|o| *o != id);
                     core.handle_closed(now, id);

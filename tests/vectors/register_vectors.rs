@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use gatewayworker::register::{Action, ConnId, RegisterConfig, RegisterCore};
+use gatewayworker::register::{Action, PeerId, RegisterConfig, RegisterCore};
 use gatewayworker::testing::vectors::{bytes, vector};
 use serde_json::Value;
 
@@ -20,7 +20,7 @@ fn peer(ip: &Value, port: u16) -> SocketAddr {
 }
 
 /// The actions the PHP register's events stand for.
-fn expected_actions(step: &Value, ids: &BTreeMap<String, ConnId>) -> Vec<Action> {
+fn expected_actions(step: &Value, ids: &BTreeMap<String, PeerId>) -> Vec<Action> {
     let mut want = Vec::new();
     for event in step["events"].as_array().expect("events") {
         let to = ids[event["to"].as_str().expect("to")];
@@ -53,7 +53,7 @@ fn expected_actions(step: &Value, ids: &BTreeMap<String, ConnId>) -> Vec<Action>
 }
 
 /// A `Close` with the fields the vector does not know replaced by what we compare.
-fn close_marker(id: ConnId) -> Action {
+fn close_marker(id: PeerId) -> Action {
     Action::Close {
         id,
         after_flush: true,
@@ -83,9 +83,9 @@ fn replay(split_bytes: bool) {
     let config = RegisterConfig::new(input["secret_key"].as_str().expect("secret_key"));
     let mut core = RegisterCore::new(config);
     let mut now = Duration::ZERO;
-    let mut ids: BTreeMap<String, ConnId> = BTreeMap::new();
+    let mut ids: BTreeMap<String, PeerId> = BTreeMap::new();
     let connect = |core: &mut RegisterCore,
-                   ids: &mut BTreeMap<String, ConnId>,
+                   ids: &mut BTreeMap<String, PeerId>,
                    label: &str,
                    connection_id: u64,
                    ip: &Value| {
@@ -94,7 +94,7 @@ fn replay(split_bytes: bool) {
             .expect("under connections_max");
         assert_eq!(
             id,
-            ConnId(connection_id),
+            PeerId(connection_id),
             "ids are allocated like workerman's"
         );
         ids.insert(label.to_owned(), id);

@@ -9,7 +9,7 @@ use gatewayworker::api::ApiCall;
 use gatewayworker::net::TokioNet;
 use gatewayworker::protocol::frame::{Command, Frame, FrameDecoder, Header};
 use gatewayworker::protocol::php::PhpValue;
-use gatewayworker::worker::core::{EventKind, WorkerConfig};
+use gatewayworker::worker::core::{ClientEventKind, WorkerConfig};
 use gatewayworker::worker::{DriverConfig, WorkerDriver};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -128,7 +128,7 @@ async fn replies_arrive_while_events_are_throttled() {
             let ev = timeout(Duration::from_secs(10), d.next_event())
                 .await
                 .expect("event");
-            assert_eq!(ev.kind, EventKind::Message);
+            assert_eq!(ev.kind, ClientEventKind::Message);
             assert_eq!(ev.client.connection_id, cid);
             d.end_event(&ev.client, ev.kind, &PhpValue::Null, &PhpValue::Null)
                 .unwrap();

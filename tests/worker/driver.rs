@@ -10,7 +10,7 @@ use gatewayworker::api::ApiCall;
 use gatewayworker::net::TokioNet;
 use gatewayworker::protocol::frame::{Command, Frame, FrameDecoder, Header};
 use gatewayworker::protocol::php::{PhpKey, PhpValue};
-use gatewayworker::worker::core::{EventKind, WorkerConfig};
+use gatewayworker::worker::core::{ClientEventKind, WorkerConfig};
 use gatewayworker::worker::DriverConfig;
 
 use crate::harness::{run, ToWorker};
@@ -95,7 +95,7 @@ async fn worker_links_through_the_register_and_serves_events_and_calls() {
             .await
             .unwrap();
         let ev = events.recv().await.expect("event");
-        assert_eq!(ev.kind, EventKind::Message);
+        assert_eq!(ev.kind, ClientEventKind::Message);
         assert_eq!(ev.body, PhpValue::str("hello"));
         assert_eq!(ev.client.connection_id, 5);
 

@@ -10,7 +10,7 @@ use gatewayworker::api::CurrentClient;
 use gatewayworker::api::{ApiCall, ApiResult};
 use gatewayworker::net::TokioNet;
 use gatewayworker::protocol::php::{PhpArray, PhpKey, PhpValue};
-use gatewayworker::worker::core::{ClientEvent, EventKind, WorkerConfig};
+use gatewayworker::worker::core::{ClientEvent, ClientEventKind, WorkerConfig};
 use gatewayworker::worker::DriverConfig;
 
 use crate::harness::{run, ToWorker};
@@ -48,7 +48,7 @@ impl Host {
         event
     }
 
-    async fn event_of(&mut self, kind: EventKind) -> ClientEvent {
+    async fn event_of(&mut self, kind: ClientEventKind) -> ClientEvent {
         loop {
             let e = self.event().await;
             if e.kind == kind {
@@ -129,17 +129,17 @@ async fn worker_and_gateway_speak_the_same_protocol() {
         tokio::time::sleep(Duration::from_millis(100)).await;
 
         let mut alice = ws_connect(gateway.public_addr, "/?name=alice").await;
-        let a = host.event_of(EventKind::Connect).await.client;
-        let hello = host.event_of(EventKind::WebSocketConnect).await;
+        let a = host.event_of(ClientEventKind::Connect).await.client;
+        let hello = host.event_of(ClientEventKind::WebSocketConnect).await;
         assert_eq!(hello.client.client_id, a.client_id);
         let mut bob = ws_connect(gateway.public_addr, "/?name=bob").await;
-        let b = host.event_of(EventKind::Connect).await.client;
-        host.event_of(EventKind::WebSocketConnect).await;
+        let b = host.event_of(ClientEventKind::Connect).await.client;
+        host.event_of(ClientEventKind::WebSocketConnect).await;
         assert_ne!(a.client_id, b.client_id);
 
         // A message, answered through the current client.
         ws_send_text(&mut alice, "hi").await;
-        let m = host.event_of(EventKind::Message).await;
+        let m = host.event_of(ClientEventKind::Message).await;
         assert_eq!(m.body, PhpValue::str("hi"));
         assert_eq!(m.client.client_id, a.client_id);
         let sent = host
@@ -254,7 +254,7 @@ async fn worker_and_gateway_speak_the_same_protocol() {
         );
         // The next event carries it.
         ws_send_text(&mut alice, "again").await;
-        let m2 = host.event_of(EventKind::Message).await;
+        let m2 = host.event_of(ClientEventKind::Message).await;
         assert_eq!(m2.client.session, session);
 
         // Events keep flowing while queries are answered on the same links.
@@ -264,7 +264,7 @@ async fn worker_and_gateway_speak_the_same_protocol() {
             assert_eq!(count, Ok(PhpValue::Int(2)));
         }
         for i in 0..20 {
-            let e = host.event_of(EventKind::Message).await;
+            let e = host.event_of(ClientEventKind::Message).await;
             assert_eq!(e.body, PhpValue::str(&format!("m{i}")));
         }
 
@@ -279,7 +279,7 @@ async fn worker_and_gateway_speak_the_same_protocol() {
         .await
         .unwrap();
         assert_eq!(ws_next(&mut bob).await, Message::text("bye"));
-        let closed = host.event_of(EventKind::Close).await;
+        let closed = host.event_of(ClientEventKind::Close).await;
         assert_eq!(closed.client.client_id, b.client_id);
         gateway
     };

@@ -8,7 +8,7 @@ use std::task::Poll;
 use gatewayworker::api::{ApiCall, ApiError, CurrentClient};
 use gatewayworker::net::Net;
 use gatewayworker::protocol::php::PhpValue;
-use gatewayworker::worker::core::{CallDone, ClientEvent, EventKind, WorkerConfig};
+use gatewayworker::worker::core::{CallDone, ClientEvent, ClientEventKind, WorkerConfig};
 use gatewayworker::worker::{DriverConfig, WorkerDriver};
 use tokio::sync::{mpsc, oneshot};
 
@@ -23,7 +23,7 @@ pub enum ToWorker {
     /// [`WorkerDriver::end_event`].
     EndEvent {
         client: CurrentClient,
-        kind: EventKind,
+        kind: ClientEventKind,
         old: PhpValue,
         new: PhpValue,
         reply: Option<oneshot::Sender<Result<(), ApiError>>>,

@@ -10,7 +10,7 @@ pub const PREFIX_LEN: usize = 4;
 
 /// A frame-protocol client broke the rules.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum FrameError {
+pub enum LengthPrefixedError {
     /// A total length below 4 cannot even cover its own prefix. (The original does not
     /// guard this: 0 stalls the connection, 1..3 misparse; we close.)
     #[error("frame length {0} is below the 4 length bytes")]
@@ -27,17 +27,17 @@ pub enum FrameError {
 
 /// Decoding state of one frame-protocol client (stateless between frames but for the bound).
 #[derive(Debug)]
-pub struct FrameDecoder {
+pub struct LengthPrefixedDecoder {
     /// Largest accepted total length (prefix included), as the original checks it.
     package_size_max: u32,
     /// Set once a Close was emitted.
     closed: bool,
 }
 
-impl FrameDecoder {
+impl LengthPrefixedDecoder {
     /// A decoder that rejects total lengths above `package_size_max`.
-    pub fn new(package_size_max: u32) -> FrameDecoder {
-        FrameDecoder {
+    pub fn new(package_size_max: u32) -> LengthPrefixedDecoder {
+        LengthPrefixedDecoder {
             package_size_max,
             closed: false,
         }
@@ -53,9 +53,9 @@ impl FrameDecoder {
         while !self.closed && input.len() >= PREFIX_LEN {
             let len = u32::from_be_bytes([input[0], input[1], input[2], input[3]]);
             let error = if (len as usize) < PREFIX_LEN {
-                Some(FrameError::TooShort(len))
+                Some(LengthPrefixedError::TooShort(len))
             } else if len > self.package_size_max {
-                Some(FrameError::TooLong {
+                Some(LengthPrefixedError::TooLong {
                     len,
                     max: self.package_size_max,
                 })
@@ -106,7 +106,7 @@ pub fn encoded(payload: &[u8]) -> Result<Bytes, EncodeError> {
 mod tests {
     use super::*;
 
-    fn run(decoder: &mut FrameDecoder, bytes: &[u8]) -> Vec<PublicEvent> {
+    fn run(decoder: &mut LengthPrefixedDecoder, bytes: &[u8]) -> Vec<PublicEvent> {
         let mut input = BytesMut::from(bytes);
         let mut events = Vec::new();
         decoder.decode(&mut input, &mut |e| events.push(e));
@@ -116,12 +116,12 @@ mod tests {
     #[test]
     fn lengths_below_four_close() {
         for len in 0u32..4 {
-            let mut d = FrameDecoder::new(100);
+            let mut d = LengthPrefixedDecoder::new(100);
             let events = run(&mut d, &len.to_be_bytes());
             assert_eq!(
                 events,
                 vec![PublicEvent::Close(CloseReason::Frame(
-                    FrameError::TooShort(len)
+                    LengthPrefixedError::TooShort(len)
                 ))]
             );
             assert!(d.is_closed());
@@ -130,7 +130,7 @@ mod tests {
 
     #[test]
     fn length_four_is_an_empty_message() {
-        let mut d = FrameDecoder::new(100);
+        let mut d = LengthPrefixedDecoder::new(100);
         assert_eq!(
             run(&mut d, &[0, 0, 0, 4]),
             vec![PublicEvent::Message {
@@ -142,14 +142,14 @@ mod tests {
 
     #[test]
     fn length_at_the_max_passes_and_above_closes() {
-        let mut d = FrameDecoder::new(8);
+        let mut d = LengthPrefixedDecoder::new(8);
         let events = run(&mut d, &[0, 0, 0, 8, 1, 2, 3, 4]);
         assert_eq!(events.len(), 1);
         let events = run(&mut d, &[0, 0, 0, 9]);
         assert_eq!(
             events,
             vec![PublicEvent::Close(CloseReason::Frame(
-                FrameError::TooLong { len: 9, max: 8 }
+                LengthPrefixedError::TooLong { len: 9, max: 8 }
             ))]
         );
     }

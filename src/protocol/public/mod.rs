@@ -24,7 +24,7 @@ use bytes::{Bytes, BytesMut};
 
 pub use deflate::{CompressionMode, ConnContext, InflateCx, Negotiated, SharedCodec};
 pub use handshake::{HandshakeError, HandshakeRequest};
-pub use length_prefixed::FrameError;
+pub use length_prefixed::LengthPrefixedError;
 pub use text::TextError;
 pub use websocket::WebsocketError;
 
@@ -87,7 +87,7 @@ pub enum CloseReason {
     Text(#[from] TextError),
     /// The client broke the frame protocol.
     #[error("frame protocol error: {0}")]
-    Frame(#[from] FrameError),
+    Frame(#[from] LengthPrefixedError),
 }
 
 impl CloseReason {
@@ -126,9 +126,9 @@ impl PublicProtocol {
                 websocket::WebsocketDecoder::with_compression(package_size_max, compression),
             ),
             PublicProtocol::Text => PublicDecoder::Text(text::TextDecoder::new(package_size_max)),
-            PublicProtocol::Frame => {
-                PublicDecoder::Frame(length_prefixed::FrameDecoder::new(package_size_max))
-            }
+            PublicProtocol::Frame => PublicDecoder::Frame(
+                length_prefixed::LengthPrefixedDecoder::new(package_size_max),
+            ),
         }
     }
 
@@ -165,7 +165,7 @@ pub enum PublicDecoder {
     /// A text-protocol client.
     Text(text::TextDecoder),
     /// A frame-protocol client.
-    Frame(length_prefixed::FrameDecoder),
+    Frame(length_prefixed::LengthPrefixedDecoder),
 }
 
 impl PublicDecoder {
