@@ -425,6 +425,135 @@ impl WorkerCore {
         core
     }
 
+    /// Panics when an internal invariant does not hold. Called after every input by the
+    /// unit tests' harness and by the simulation (never in production: it walks every
+    /// link, call and held event). The invariants:
+    /// - every link is owned by exactly one register or gateway entry, and back;
+    /// - a link's output stays within `link_queue_max` (queued plus unconfirmed), its
+    ///   `queued_bytes` is the sum of its queue, and only an open link has bytes in flight;
+    /// - a link buffers at most one partial frame (or register line) of its bound;
+    /// - a session reload is in progress only with an event parked behind it, and parked
+    ///   events stay within `parked_events_max` (+1 for the one being reloaded);
+    /// - held events exist only while the driver has no room, and `held_bytes` is their sum;
+    /// - every reply awaited for a call names a call still gathering or already finished
+    ///   (a late reply is ignored), and at most `pending_replies_max` replies are awaited
+    ///   per link, plus one session reload;
+    /// - the session-version table stays within `session_versions_max`, and every client
+    ///   with events in flight has a positive count.
+    pub fn check_invariants(&self) {
+        for (id, link) in &self.links {
+            assert!(id.0 >= 1 && id.0 < self.next_link, "{id:?} not allocated");
+            match &link.peer {
+                LinkPeer::Register(i) => assert_eq!(
+                    self.registers.get(*i).and_then(|r| r.link),
+                    Some(*id),
+                    "{id:?} is not its register's link"
+                ),
+                LinkPeer::Gateway(addr) => assert_eq!(
+                    self.gateways.get(addr).and_then(|g| g.link),
+                    Some(*id),
+                    "{id:?} is not the link of gateway {addr}"
+                ),
+            }
+            let queued: usize = link.queue.iter().map(Bytes::len).sum();
+            assert_eq!(queued, link.queued_bytes, "{id:?}: queued_bytes is stale");
+            assert!(
+                link.queued_bytes + link.in_flight <= self.config.link_queue_max,
+                "{id:?}: {} queued + {} in flight over link_queue_max",
+                link.queued_bytes,
+                link.in_flight
+            );
+            if link.opened_at.is_none() {
+                assert_eq!(
+                    link.in_flight, 0,
+                    "{id:?}: bytes in flight before it opened"
+                );
+            }
+            let inbound_max = match link.peer {
+                LinkPeer::Register(_) => self.config.register_line_max,
+                LinkPeer::Gateway(_) => {
+                    self.config.package_size_max.max(self.config.reply_size_max) + HEADER_LEN
+                }
+            };
+            assert!(
+                link.inbound.len() <= inbound_max,
+                "{id:?} buffers {} bytes of input",
+                link.inbound.len()
+            );
+            if link.reloading {
+                assert!(!link.parked.is_empty(), "{id:?} reloads for no event");
+                assert!(
+                    link.pending
+                        .iter()
+                        .any(|p| matches!(p, Pending::SessionReload)),
+                    "{id:?} reloads without awaiting the reply"
+                );
+            }
+            assert!(
+                link.parked.len() <= self.config.parked_events_max + 1,
+                "{id:?} parks {} events",
+                link.parked.len()
+            );
+            let calls = link
+                .pending
+                .iter()
+                .filter(|p| matches!(p, Pending::Call { .. }))
+                .count();
+            assert!(
+                calls <= self.config.pending_replies_max,
+                "{id:?} awaits {calls} replies"
+            );
+            for pending in &link.pending {
+                if let Pending::Call { call, .. } = pending {
+                    assert!(
+                        call.0 >= 1 && call.0 < self.next_call,
+                        "{call:?} not allocated"
+                    );
+                }
+            }
+        }
+        for (i, register) in self.registers.iter().enumerate() {
+            if let Some(link) = register.link {
+                assert!(
+                    matches!(self.links.get(&link), Some(l) if matches!(l.peer, LinkPeer::Register(j) if j == i)),
+                    "register {i}'s {link:?} is not a register link"
+                );
+            }
+        }
+        for (addr, gateway) in &self.gateways {
+            if let Some(link) = gateway.link {
+                assert!(
+                    matches!(self.links.get(&link), Some(l) if matches!(&l.peer, LinkPeer::Gateway(a) if a == addr)),
+                    "gateway {addr}'s {link:?} is not its link"
+                );
+            }
+        }
+        for call in self.calls.keys() {
+            assert!(
+                call.0 >= 1 && call.0 < self.next_call,
+                "{call:?} not allocated"
+            );
+        }
+        if !self.held.is_empty() {
+            assert_eq!(self.event_room, 0, "events held while the driver has room");
+        }
+        let held_bytes = self
+            .held
+            .iter()
+            .map(event_cost)
+            .fold(0usize, usize::saturating_add);
+        assert_eq!(held_bytes, self.held_bytes, "held_bytes is stale");
+        assert!(
+            self.session_versions.len() <= self.config.session_versions_max,
+            "{} session versions",
+            self.session_versions.len()
+        );
+        assert!(
+            self.events_in_flight.values().all(|&n| n > 0),
+            "a client with zero events in flight is still listed"
+        );
+    }
+
     /// Counters.
     pub fn stats(&self) -> &WorkerStats {
         &self.stats
@@ -1365,7 +1494,7 @@ pub fn crc32(data: &[u8]) -> u32 {
 }
 
 #[cfg(test)]
-#[path = "core_tests.rs"]
+#[path = "core_tests/mod.rs"]
 mod tests;
 
 /// Sets [`FLAG_BINARY`] on the frames of `plan` that carry a message for clients.

@@ -1,0 +1,309 @@
+//! Client events: decoding, session write-back and reloads, per-client order, held events.
+
+use super::*;
+
+#[test]
+fn event_frames_become_client_events_and_ping_is_ignored() {
+    let mut h = Harness::with_gateways(2);
+    let link = h.link(gw(1));
+    let session = serialize(&map(vec![(PhpKey::from_bytes(b"a"), PhpValue::Int(1))]));
+    let mut bytes = BytesMut::new();
+    bytes.put_slice(&event_frame(gw(1), Command::OnConnect, 7, b"", b"", 1));
+    bytes.put_slice(&event_frame(gw(1), Command::Ping, 0, b"", b"", 1));
+    bytes.put_slice(&event_frame(
+        gw(1),
+        Command::OnMessage,
+        8,
+        &session,
+        b"\x00\xff",
+        1 | FLAG_BINARY,
+    ));
+    h.core.handle_bytes(h.now, link, &bytes);
+    let evs = events(&h.drain());
+    assert_eq!(evs.len(), 2);
+    assert_eq!(evs[0].kind, ClientEventKind::Connect);
+    assert_eq!(
+        evs[0].client.client_id,
+        Bytes::from_static(b"0a0000050b5500000007")
+    );
+    assert_eq!(evs[0].client.session, PhpValue::Null);
+    assert!(!evs[0].binary);
+    let m = &evs[1];
+    assert_eq!(m.kind, ClientEventKind::Message);
+    assert_eq!(m.client.gateway, gw(1));
+    assert_eq!(m.client.connection_id, 8);
+    assert_eq!(m.header.client_port, 50000);
+    assert_eq!(m.body, PhpValue::Str(Bytes::from_static(b"\x00\xff")));
+    assert!(m.binary);
+    assert_eq!(m.client.session, unserialize_lenient(&session));
+    assert_eq!(m.session_text, Bytes::from(session));
+}
+
+#[test]
+fn changed_session_is_written_back_after_the_event() {
+    let mut h = Harness::with_gateways(2);
+    let link = h.link(gw(1));
+    h.core.handle_bytes(
+        h.now,
+        link,
+        &event_frame(gw(1), Command::OnMessage, 7, b"", b"m", 1),
+    );
+    let ev = events(&h.drain()).remove(0);
+    let new = map(vec![(PhpKey::from_bytes(b"k"), PhpValue::str("v"))]);
+    h.core
+        .end_event(h.now, &ev.client, ev.kind, &ev.client.session, &new)
+        .expect("array session");
+    let sent = transmits(&h.drain());
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].0, link);
+    let f = &sent[0].1;
+    assert_eq!(cmd_of(f), 204);
+    assert_eq!(&f[17..21], &7u32.to_be_bytes());
+    assert_eq!(&f[28..], serialize(&new).as_slice());
+
+    // Unchanged: nothing. Cleared to null: empty ext_data. Close: nothing.
+    h.core
+        .end_event(h.now, &ev.client, ev.kind, &new, &new)
+        .unwrap();
+    assert!(h.drain().is_empty());
+    h.core
+        .end_event(h.now, &ev.client, ev.kind, &new, &PhpValue::Null)
+        .unwrap();
+    let f = &transmits(&h.drain())[0].1;
+    assert_eq!(f.len(), 28, "no ext_data, empty body");
+    h.core
+        .end_event(
+            h.now,
+            &ev.client,
+            ClientEventKind::Close,
+            &PhpValue::Null,
+            &new,
+        )
+        .unwrap();
+    assert!(h.drain().is_empty());
+    assert!(matches!(
+        h.core
+            .end_event(h.now, &ev.client, ev.kind, &new, &PhpValue::Int(3)),
+        Err(ApiError::BadArgument(_))
+    ));
+}
+
+#[test]
+fn stale_session_is_reloaded_before_the_event_and_later_events_wait() {
+    let mut h = Harness::with_gateways(1);
+    let link = h.link(gw(0));
+    let a = serialize(&map(vec![(PhpKey::from_bytes(b"n"), PhpValue::Int(1))]));
+    h.core.handle_bytes(
+        h.now,
+        link,
+        &event_frame(gw(0), Command::OnMessage, 3, &a, b"1", 1),
+    );
+    let ev = events(&h.drain()).remove(0);
+    let b = map(vec![(PhpKey::from_bytes(b"n"), PhpValue::Int(2))]);
+    h.core
+        .end_event(h.now, &ev.client, ev.kind, &ev.client.session, &b)
+        .unwrap();
+    h.drain();
+    // The gateway sent the next events before applying our write: they carry `a`.
+    let mut bytes = BytesMut::new();
+    bytes.put_slice(&event_frame(gw(0), Command::OnMessage, 3, &a, b"2", 1));
+    bytes.put_slice(&event_frame(gw(0), Command::OnMessage, 9, b"", b"other", 1));
+    h.core.handle_bytes(h.now, link, &bytes);
+    let actions = h.drain();
+    assert!(
+        events(&actions).is_empty(),
+        "held until the session is reloaded"
+    );
+    let sent = transmits(&actions);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(cmd_of(&sent[0].1), 203);
+    assert_eq!(&sent[0].1[17..21], &3u32.to_be_bytes());
+    // An event frame before the reply is still an event; then the reply.
+    h.core.handle_bytes(
+        h.now,
+        link,
+        &event_frame(gw(0), Command::OnClose, 9, b"", b"", 1),
+    );
+    h.core.handle_bytes(h.now, link, &reply(&b));
+    let evs = events(&h.drain_ended());
+    let bodies: Vec<&PhpValue> = evs.iter().map(|e| &e.body).collect();
+    assert_eq!(
+        bodies,
+        vec![
+            &PhpValue::str("2"),
+            &PhpValue::str("other"),
+            &PhpValue::str("")
+        ]
+    );
+    assert_eq!(evs[0].client.session, b, "the reloaded session");
+    assert_eq!(h.core.stats().session_reloads, 1);
+}
+
+#[test]
+fn crc32_matches_php() {
+    // php -r 'echo crc32("The quick brown fox jumped over the lazy dog.");'
+    assert_eq!(
+        crc32(b"The quick brown fox jumped over the lazy dog."),
+        2191738434
+    );
+    assert_eq!(crc32(b""), 0);
+}
+
+#[test]
+fn held_events_are_bounded_and_a_late_reload_reply_is_ignored() {
+    let mut config = Harness::config();
+    config.parked_events_max = 3;
+    let (mut h, link) = Harness::linked_to_one_gateway(config);
+    let a = serialize(&map(vec![(PhpKey::from_bytes(b"n"), PhpValue::Int(1))]));
+    h.core.handle_bytes(
+        h.now,
+        link,
+        &event_frame(gw(0), Command::OnConnect, 3, b"", b"", 1),
+    );
+    h.drain_ended();
+    // Session changed elsewhere: reload, then two more events are held.
+    for body in [&b"1"[..], b"2", b"3"] {
+        h.core.handle_bytes(
+            h.now,
+            link,
+            &event_frame(gw(0), Command::OnMessage, 3, &a, body, 1),
+        );
+    }
+    assert!(events(&h.drain()).is_empty(), "held within the bound");
+    h.core.handle_bytes(
+        h.now,
+        link,
+        &event_frame(gw(0), Command::OnMessage, 3, &a, b"4", 1),
+    );
+    let bodies: Vec<PhpValue> = events(&h.drain_ended())
+        .into_iter()
+        .map(|e| e.body)
+        .collect();
+    assert_eq!(
+        bodies,
+        ["1", "2", "3", "4"].map(PhpValue::str).to_vec(),
+        "over the bound: delivered in order with the sessions they carried"
+    );
+    // The reload reply comes later and must not be taken for anything else.
+    let count = h.core.call(h.now, &ApiCall::GetAllClientCount, None);
+    h.drain();
+    h.core.handle_bytes(h.now, link, &reply(&PhpValue::Null));
+    h.core.handle_bytes(h.now, link, &reply(&PhpValue::Int(9)));
+    let d = done(&h.drain());
+    assert_eq!(d[0].id, count);
+    assert_eq!(d[0].result, Ok(PhpValue::Int(9)));
+}
+
+#[test]
+fn a_clients_next_event_waits_for_the_end_of_the_previous_one() {
+    let mut h = Harness::with_gateways(1);
+    let link = h.link(gw(0));
+    h.core.handle_bytes(
+        h.now,
+        link,
+        &event_frame(gw(0), Command::OnMessage, 3, b"", b"1", 1),
+    );
+    let first = events(&h.drain()).remove(0);
+    // The client saw the reply of its first event and spoke again before the first event
+    // ended: the gateway still has the old (empty) session. Another client's event follows.
+    let mut bytes = BytesMut::new();
+    bytes.put_slice(&event_frame(gw(0), Command::OnMessage, 3, b"", b"2", 1));
+    bytes.put_slice(&event_frame(gw(0), Command::OnMessage, 9, b"", b"x", 1));
+    h.core.handle_bytes(h.now, link, &bytes);
+    assert!(
+        events(&h.drain()).is_empty(),
+        "held behind the running event, in link order"
+    );
+    // The first event ends with a changed session: written back, then the held event's
+    // session is found stale and reloaded before it runs.
+    let new = map(vec![(PhpKey::from_bytes(b"k"), PhpValue::Int(1))]);
+    h.core
+        .end_event(h.now, &first.client, first.kind, &PhpValue::Null, &new)
+        .unwrap();
+    let sent = transmits(&h.drain());
+    let cmds: Vec<u8> = sent.iter().map(|(_, f)| cmd_of(f)).collect();
+    assert_eq!(cmds, vec![204, 203], "write-back, then the reload");
+    h.core.handle_bytes(h.now, link, &reply(&new));
+    let evs = events(&h.drain());
+    let bodies: Vec<&PhpValue> = evs.iter().map(|e| &e.body).collect();
+    assert_eq!(bodies, vec![&PhpValue::str("2"), &PhpValue::str("x")]);
+    assert_eq!(
+        evs[0].client.session, new,
+        "the session the first event wrote"
+    );
+}
+
+#[test]
+fn events_held_behind_a_running_one_are_bounded() {
+    let mut config = Harness::config();
+    config.parked_events_max = 2;
+    let (mut h, link) = Harness::linked_to_one_gateway(config);
+    for body in [&b"1"[..], b"2", b"3"] {
+        h.core.handle_bytes(
+            h.now,
+            link,
+            &event_frame(gw(0), Command::OnMessage, 3, b"", body, 1),
+        );
+    }
+    assert_eq!(events(&h.drain()).len(), 1, "one running, two held");
+    h.core.handle_bytes(
+        h.now,
+        link,
+        &event_frame(gw(0), Command::OnMessage, 3, b"", b"4", 1),
+    );
+    let bodies: Vec<PhpValue> = events(&h.drain()).into_iter().map(|e| e.body).collect();
+    assert_eq!(
+        bodies,
+        vec![PhpValue::str("2")],
+        "over the bound the head goes out as it is"
+    );
+}
+
+/// Events beyond the driver's room are held in order while replies keep being handled;
+/// room given back releases them; held bytes at the bound pause input.
+#[test]
+fn events_beyond_the_room_are_held_and_replies_still_flow() {
+    let mut config = Harness::config();
+    config.held_events_bytes_max = 2000;
+    let (mut h, link) = Harness::linked_to_one_gateway(config);
+    h.core.set_event_room(2);
+    let call = h.core.call(h.now, &ApiCall::GetAllClientCount, None);
+    h.drain();
+    let mut bytes = BytesMut::new();
+    for cid in 1..=5 {
+        bytes.extend_from_slice(&event_frame(gw0(), Command::OnMessage, cid, b"", b"m", 1));
+    }
+    bytes.extend_from_slice(&reply(&PhpValue::Int(9)));
+    h.core.handle_bytes(h.now, link, &bytes);
+    let a = h.drain();
+    let e = events(&a);
+    assert_eq!(
+        e.iter().map(|e| e.client.connection_id).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    let d = done(&a);
+    assert_eq!((d[0].id, d[0].result.clone()), (call, Ok(PhpValue::Int(9))));
+    assert_eq!(h.core.held_events().0, 3);
+    assert!(!h.core.input_paused());
+    // More events while no room: held until the bound pauses input.
+    let mut cid = 6;
+    while !h.core.input_paused() {
+        let f = event_frame(gw0(), Command::OnMessage, cid, b"", b"m", 1);
+        h.core.handle_bytes(h.now, link, &f);
+        assert!(events(&h.drain()).is_empty());
+        cid += 1;
+        assert!(cid < 100, "the bound holds");
+    }
+    let (held, bytes_held) = h.core.held_events();
+    assert!(
+        bytes_held >= 2000 && held == cid as usize - 3,
+        "{held} {bytes_held}"
+    );
+    // Room given back: the held events go out oldest first and input resumes.
+    h.core.set_event_room(1000);
+    let e = events(&h.drain());
+    let ids: Vec<u32> = e.iter().map(|e| e.client.connection_id).collect();
+    assert_eq!(ids, (3..cid).collect::<Vec<_>>());
+    assert!(!h.core.input_paused());
+    assert_eq!(h.core.held_events(), (0, 0));
+}
