@@ -82,7 +82,9 @@ use crate::protocol::php::body::decode_body;
 use crate::protocol::php::serialize::serialize;
 use crate::protocol::php::unserialize::unserialize_lenient;
 use crate::protocol::php::{PhpArray, PhpKey, PhpValue};
-use crate::protocol::register::{decode_from_register, FromRegister, ToRegister};
+use crate::protocol::register::{
+    decode_from_register, FromRegister, LineDecodeError, LineDecoder, ToRegister,
+};
 
 /// A link (TCP connection) handle, allocated by the core.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -321,6 +323,8 @@ struct Link {
     queued_bytes: usize,
     in_flight: usize,
     inbound: BytesMut,
+    /// Splits register lines off `inbound` (register links only; idle on gateway links).
+    lines: LineDecoder,
     pending: VecDeque<Pending>,
     /// Events waiting for a session reload (the first one is being reloaded).
     parked: VecDeque<ClientEvent>,
@@ -329,7 +333,7 @@ struct Link {
 }
 
 impl Link {
-    fn new(peer: LinkPeer, connect_deadline: Duration) -> Link {
+    fn new(peer: LinkPeer, connect_deadline: Duration, register_line_max: usize) -> Link {
         Link {
             peer,
             opened_at: None,
@@ -338,6 +342,7 @@ impl Link {
             queued_bytes: 0,
             in_flight: 0,
             inbound: BytesMut::new(),
+            lines: LineDecoder::new(register_line_max),
             pending: VecDeque::new(),
             parked: VecDeque::new(),
             reloading: false,
@@ -1023,8 +1028,12 @@ impl WorkerCore {
     fn open_link(&mut self, now: Duration, peer: LinkPeer) -> GatewayLinkId {
         let id = GatewayLinkId(self.next_link);
         self.next_link += 1;
-        self.links
-            .insert(id, Link::new(peer, now + self.config.connect_timeout));
+        let link = Link::new(
+            peer,
+            now + self.config.connect_timeout,
+            self.config.register_line_max,
+        );
+        self.links.insert(id, link);
         id
     }
 
@@ -1128,15 +1137,13 @@ impl WorkerCore {
             let Some(l) = self.links.get_mut(&link) else {
                 return;
             };
-            let Some(end) = l.inbound.iter().position(|&b| b == b'\n') else {
-                if l.inbound.len() > self.config.register_line_max {
-                    self.protocol_error(now, link, "register line too long");
+            match l.lines.decode(&mut l.inbound) {
+                Ok(Some(line)) => self.on_register_line(now, line.trim_ascii_end()),
+                Ok(None) => return,
+                Err(LineDecodeError::TooLong { .. }) => {
+                    return self.protocol_error(now, link, "register line too long")
                 }
-                return;
-            };
-            let line = l.inbound.split_to(end + 1).freeze();
-            let text = line.trim_ascii_end();
-            self.on_register_line(now, text);
+            }
         }
     }
 
