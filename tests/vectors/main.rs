@@ -8,6 +8,7 @@ mod client_vectors;
 mod copy;
 mod frames;
 mod gateway;
+mod migration_guide;
 mod php;
 mod properties_frame;
 mod properties_php;
