@@ -35,7 +35,7 @@ pub struct LookupLimits {
     /// Wait for the line after connecting.
     pub reply_timeout: Duration,
     /// Longest line accepted from the register.
-    pub register_line_max: usize,
+    pub register_line_bytes_max: usize,
     /// How long a fetched list is reused.
     pub register_cache_ttl: Duration,
 }
@@ -117,7 +117,7 @@ impl Directory {
             &request,
             limits.connect_timeout,
             limits.reply_timeout,
-            limits.register_line_max,
+            limits.register_line_bytes_max,
         )
         .await
         .map_err(|e| match e {

@@ -67,8 +67,6 @@ pub const REPLY_TIMEOUT_DEFAULT: Duration = Duration::from_secs(5);
 /// Default bound on one reply record's payload: 64 MiB, room for the sessions of every
 /// client of a big gateway.
 pub const REPLY_SIZE_MAX_DEFAULT: u32 = crate::protocol::frame::REPLY_SIZE_MAX_DEFAULT;
-/// Default bound on the register's line: a list of a large cluster is a few kilobytes.
-pub const REGISTER_LINE_MAX_DEFAULT: usize = 1024 * 1024;
 /// How long a register list is reused: the original's 1 s cache.
 pub const REGISTER_CACHE_TTL_DEFAULT: Duration = Duration::from_secs(1);
 
@@ -94,7 +92,7 @@ pub struct ClientSettings {
     /// [`ApiError::TooLarge`]: crate::api::ApiError::TooLarge
     pub package_size_max: usize,
     /// Longest register line accepted.
-    pub register_line_max: usize,
+    pub register_line_bytes_max: usize,
     /// How long a register's list is reused.
     pub register_cache_ttl: Duration,
     /// What a query returns when some gateways did not answer.
@@ -121,7 +119,7 @@ impl ClientSettings {
             reply_timeout: REPLY_TIMEOUT_DEFAULT,
             reply_size_max: REPLY_SIZE_MAX_DEFAULT,
             package_size_max: crate::protocol::frame::PACKAGE_SIZE_MAX_DEFAULT as usize,
-            register_line_max: REGISTER_LINE_MAX_DEFAULT,
+            register_line_bytes_max: crate::protocol::register::FROM_REGISTER_LINE_MAX,
             register_cache_ttl: REGISTER_CACHE_TTL_DEFAULT,
             timeout_policy: TimeoutPolicy::Fail,
             group_scan: GroupScan::Complete,
@@ -379,7 +377,7 @@ impl GatewayClient {
         let limits = LookupLimits {
             connect_timeout: settings.connect_timeout,
             reply_timeout: settings.reply_timeout,
-            register_line_max: settings.register_line_max,
+            register_line_bytes_max: settings.register_line_bytes_max,
             register_cache_ttl: settings.register_cache_ttl,
         };
         let directory = Directory::new(

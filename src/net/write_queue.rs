@@ -3,7 +3,7 @@
 //! chunks), without allocating per write.
 //!
 //! The queue itself has no bound: each core bounds what it hands to its driver (the
-//! gateway's `client_pending_max` / `link_pending_max`, the worker's `link_window_max`),
+//! gateway's `client_pending_max` / `link_pending_max`, the worker's `link_window_bytes_max`),
 //! and the driver only queues what the core handed out.
 
 use std::collections::VecDeque;

@@ -29,11 +29,11 @@
 //!   original). *Difference*: frames for a link that is still connecting are queued (the
 //!   original drops them and returns false); an attempt not connected within
 //!   `connect_timeout` is abandoned and retried like a close.
-//! * **Queues**: each link has an output queue bounded by `link_queue_max` bytes (queued
+//! * **Queues**: each link has an output queue bounded by `link_queue_bytes_max` bytes (queued
 //!   plus written-but-unconfirmed). *Difference*: the original drops silently at its
 //!   buffer limit; we drop the new frame too but count it ([`WorkerStats`]), log it, make a
 //!   bool-send return `false` and fail that gateway's part of a query at once.
-//!   At most `link_window_max` bytes are handed to the driver before it confirms them with
+//!   At most `link_window_bytes_max` bytes are handed to the driver before it confirms them with
 //!   `handle_written`, so the bound holds end to end.
 //! * **Queries** travel on the worker links (the original opens separate blocking
 //!   connections): replies are matched in order per link and gathered. A query completes
@@ -215,9 +215,9 @@ pub struct WorkerConfig {
     /// How `getAllGroup*` merges treat clients without uid/groups.
     pub group_scan: GroupScan,
     /// Bound of a link's output: queued plus unconfirmed bytes.
-    pub link_queue_max: usize,
+    pub link_queue_bytes_max: usize,
     /// Bytes handed to the driver per link before it confirms them.
-    pub link_window_max: usize,
+    pub link_window_bytes_max: usize,
     /// Largest frame accepted from a gateway, and largest frame sent to one (10 MiB like
     /// workerman's `maxPackageSize`, the gateway's `package_size_max`): a frame from a
     /// gateway over it closes the link; a call whose frame would be over it is refused
@@ -239,7 +239,7 @@ pub struct WorkerConfig {
     /// and the driver stops reading links until the business code catches up.
     pub held_events_bytes_max: usize,
     /// Longest register line accepted.
-    pub register_line_max: usize,
+    pub register_line_bytes_max: usize,
     /// Clients whose session version is remembered at most (beyond, no reload check).
     pub session_versions_max: usize,
     /// Events held per link behind a session reload; beyond, the reload is abandoned and
@@ -264,13 +264,13 @@ impl WorkerConfig {
             query_timeout: Duration::from_secs(5),
             timeout_policy: TimeoutPolicy::Fail,
             group_scan: GroupScan::Complete,
-            link_queue_max: 10_240_000,
-            link_window_max: 1 << 20,
+            link_queue_bytes_max: 10_240_000,
+            link_window_bytes_max: 1 << 20,
             package_size_max: 10_485_760,
             reply_size_max: crate::protocol::frame::REPLY_SIZE_MAX_DEFAULT as usize,
             pending_replies_max: 1024,
             held_events_bytes_max: 16 << 20,
-            register_line_max: 1 << 20,
+            register_line_bytes_max: crate::protocol::register::FROM_REGISTER_LINE_MAX,
             session_versions_max: 1 << 20,
             parked_events_max: 4096,
         }
@@ -333,7 +333,7 @@ struct Link {
 }
 
 impl Link {
-    fn new(peer: LinkPeer, connect_deadline: Duration, register_line_max: usize) -> Link {
+    fn new(peer: LinkPeer, connect_deadline: Duration, register_line_bytes_max: usize) -> Link {
         Link {
             peer,
             opened_at: None,
@@ -342,7 +342,7 @@ impl Link {
             queued_bytes: 0,
             in_flight: 0,
             inbound: BytesMut::new(),
-            lines: LineDecoder::new(register_line_max),
+            lines: LineDecoder::new(register_line_bytes_max),
             pending: VecDeque::new(),
             parked: VecDeque::new(),
             reloading: false,
@@ -434,7 +434,7 @@ impl WorkerCore {
     /// unit tests' harness and by the simulation (never in production: it walks every
     /// link, call and held event). The invariants:
     /// - every link is owned by exactly one register or gateway entry, and back;
-    /// - a link's output stays within `link_queue_max` (queued plus unconfirmed), its
+    /// - a link's output stays within `link_queue_bytes_max` (queued plus unconfirmed), its
     ///   `queued_bytes` is the sum of its queue, and only an open link has bytes in flight;
     /// - a link buffers at most one partial frame (or register line) of its bound;
     /// - a session reload is in progress only with an event parked behind it, and parked
@@ -463,8 +463,8 @@ impl WorkerCore {
             let queued: usize = link.queue.iter().map(Bytes::len).sum();
             assert_eq!(queued, link.queued_bytes, "{id:?}: queued_bytes is stale");
             assert!(
-                link.queued_bytes + link.in_flight <= self.config.link_queue_max,
-                "{id:?}: {} queued + {} in flight over link_queue_max",
+                link.queued_bytes + link.in_flight <= self.config.link_queue_bytes_max,
+                "{id:?}: {} queued + {} in flight over link_queue_bytes_max",
                 link.queued_bytes,
                 link.in_flight
             );
@@ -475,7 +475,7 @@ impl WorkerCore {
                 );
             }
             let inbound_max = match link.peer {
-                LinkPeer::Register(_) => self.config.register_line_max,
+                LinkPeer::Register(_) => self.config.register_line_bytes_max,
                 LinkPeer::Gateway(_) => {
                     self.config.package_size_max.max(self.config.reply_size_max) + HEADER_LEN
                 }
@@ -629,6 +629,7 @@ impl WorkerCore {
     }
 
     /// The next deadline at which [`WorkerCore::handle_timeout`] must be called.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Duration> {
         let registers = self.registers.iter().flat_map(|r| [r.retry_at, r.ping_at]);
         let gateways = self.gateways.values().map(|g| g.retry_at);
@@ -1031,7 +1032,7 @@ impl WorkerCore {
         let link = Link::new(
             peer,
             now + self.config.connect_timeout,
-            self.config.register_line_max,
+            self.config.register_line_bytes_max,
         );
         self.links.insert(id, link);
         id
@@ -1080,12 +1081,12 @@ impl WorkerCore {
         }
     }
 
-    /// Appends to the link's output queue within `link_queue_max`; false when dropped.
+    /// Appends to the link's output queue within `link_queue_bytes_max`; false when dropped.
     fn enqueue(&mut self, link: GatewayLinkId, bytes: Bytes) -> bool {
         let Some(l) = self.links.get_mut(&link) else {
             return false;
         };
-        if l.queued_bytes + l.in_flight + bytes.len() > self.config.link_queue_max {
+        if l.queued_bytes + l.in_flight + bytes.len() > self.config.link_queue_bytes_max {
             self.stats.frames_dropped += 1;
             self.stats.bytes_dropped += bytes.len() as u64;
             tracing::warn!(
@@ -1109,7 +1110,7 @@ impl WorkerCore {
         if l.opened_at.is_none() {
             return;
         }
-        while l.in_flight < self.config.link_window_max {
+        while l.in_flight < self.config.link_window_bytes_max {
             let Some(bytes) = l.queue.pop_front() else {
                 break;
             };

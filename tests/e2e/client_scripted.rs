@@ -186,7 +186,7 @@ async fn the_secret_zero_sends_no_prefix_like_php() {
     }
 }
 
-/// `reply_size_max` and `register_line_max` are bounds: an answer of exactly the bound is
+/// `reply_size_max` and `register_line_bytes_max` are bounds: an answer of exactly the bound is
 /// taken, one byte more is refused with the bound in the error.
 #[tokio::test]
 async fn replies_and_register_lines_are_bounded() {
@@ -214,7 +214,7 @@ async fn replies_and_register_lines_are_bounded() {
     // The bound counts the line with its `\n`.
     for (max, ok) in [(line.len() + 1, true), (line.len(), false)] {
         let mut settings = ClientSettings::new(Gateways::Register(vec![register.to_string()]));
-        settings.register_line_max = max;
+        settings.register_line_bytes_max = max;
         let client = GatewayClient::new(settings);
         let result = client.gateways().await;
         if ok {

@@ -5,7 +5,7 @@ use super::*;
 #[test]
 fn full_queue_drops_counted_and_send_returns_false() {
     let mut config = Harness::config();
-    config.link_queue_max = 210;
+    config.link_queue_bytes_max = 210;
     let mut h = Harness::new(config);
     let register = h.register.unwrap();
     h.core.handle_connected(h.now, register);
@@ -43,7 +43,7 @@ fn full_queue_drops_counted_and_send_returns_false() {
 #[test]
 fn window_bounds_what_the_driver_holds() {
     let mut config = Harness::config();
-    config.link_window_max = 100;
+    config.link_window_bytes_max = 100;
     let mut h = Harness::new(config);
     let register = h.register.unwrap();
     h.core.handle_connected(h.now, register);
