@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::watch;
 
-use super::metrics::EventMetrics;
+use super::metrics::{EventMetrics, InstanceCounters};
 use super::BusinessSettings;
 use crate::api::ApiResult;
 use crate::net::Net;
@@ -64,7 +64,7 @@ pub(super) struct Instance<N: Net> {
     pub host: WasmHost<BusinessApi<N>>,
     pub slot: PluginSlot<BusinessApi<N>>,
     pub settings: BusinessSettings,
-    pub stats: Arc<Mutex<Vec<InstanceStats>>>,
+    pub stats: Arc<Mutex<Vec<InstanceCounters>>>,
     pub events: Arc<EventMetrics>,
     pub stopped: watch::Receiver<bool>,
     pub connected: watch::Sender<usize>,
@@ -88,7 +88,7 @@ pub async fn run_instance<N: Net>(
     clock: fn() -> i64,
 ) -> InstanceStats {
     let stats = Arc::new(Mutex::new(vec![
-        InstanceStats::default();
+        InstanceCounters::default();
         index as usize + 1
     ]));
     let (connected, _) = watch::channel(0);
@@ -105,7 +105,7 @@ pub async fn run_instance<N: Net>(
     };
     instance.run(net).await;
     let all = stats.lock().unwrap_or_else(|e| e.into_inner());
-    all[index as usize]
+    all[index as usize].wasm
 }
 
 impl<N: Net> Instance<N> {
@@ -131,7 +131,7 @@ impl<N: Net> Instance<N> {
             // The next event retries; the failure was logged by the host.
             Err(e) => tracing::warn!(index = self.index, error = %e, "wasm instance start failed"),
         }
-        self.publish_stats(&worker);
+        self.publish_stats(&mut worker);
         let mut stopped = self.stopped.clone();
         let stop = stopped.wait_for(|stop| *stop);
         tokio::pin!(stop);
@@ -156,7 +156,7 @@ impl<N: Net> Instance<N> {
             }
         }
         worker.stop((self.clock)()).await;
-        self.publish_stats(&worker);
+        self.publish_stats(&mut worker);
         // Dropping the worker drops the driver, which closes the links.
     }
 
@@ -194,9 +194,11 @@ impl<N: Net> Instance<N> {
         self.publish_stats(worker);
     }
 
-    fn publish_stats(&self, worker: &WasmWorker<BusinessApi<N>>) {
+    fn publish_stats(&self, worker: &mut WasmWorker<BusinessApi<N>>) {
+        let wasm = worker.stats();
+        let engine = worker.handler_mut().driver().core().stats().clone();
         let mut all = self.stats.lock().unwrap_or_else(|e| e.into_inner());
-        all[self.index as usize] = worker.stats();
+        all[self.index as usize] = InstanceCounters { wasm, engine };
     }
 }
 

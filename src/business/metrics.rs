@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::wasm::{FailureKind, InstanceStats};
+use crate::worker::core::WorkerStats;
 
 /// Upper bounds of the event duration buckets, in microseconds (the last bucket, `+Inf`,
 /// is implicit). From a fast echo (tens of µs) to a query waiting on a slow gateway.
@@ -104,11 +105,22 @@ impl EventMetrics {
     }
 }
 
+/// What one instance last reported: its wasm instance's counters and its engine's
+/// ([`WorkerStats`]: frames dropped at a full link queue, incomplete queries, link protocol
+/// errors, session reloads, calls refused for size or for too many awaited replies).
+#[derive(Debug, Clone, Default)]
+pub struct InstanceCounters {
+    /// The wasm instance's life counters.
+    pub wasm: InstanceStats,
+    /// The worker core's counters.
+    pub engine: WorkerStats,
+}
+
 /// A read-only view of a running worker for observers (the metrics endpoint): cheap to
 /// clone, usable from any thread, alive as long as the observer keeps it.
 #[derive(Debug, Clone)]
 pub struct WorkerObserver {
-    pub(super) stats: Arc<Mutex<Vec<InstanceStats>>>,
+    pub(super) stats: Arc<Mutex<Vec<InstanceCounters>>>,
     pub(super) connected: Vec<watch::Receiver<usize>>,
     pub(super) events: Arc<EventMetrics>,
 }
@@ -120,7 +132,14 @@ pub const CONNECTION_PANICS_METRIC: &str = "gatewayworker_connection_panics_tota
 impl WorkerObserver {
     /// Life counters of each instance, by index.
     pub fn stats(&self) -> Vec<InstanceStats> {
-        self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        let all = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        all.iter().map(|c| c.wasm).collect()
+    }
+
+    /// The worker core's counters of each instance, by index.
+    pub fn engine_stats(&self) -> Vec<WorkerStats> {
+        let all = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        all.iter().map(|c| c.engine.clone()).collect()
     }
 
     /// Established gateway links of each instance, by index.

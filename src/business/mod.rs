@@ -49,7 +49,7 @@ use tokio::sync::watch;
 
 use self::instance::Instance;
 pub use self::instance::{run_instance, BusinessApi};
-use self::metrics::{EventMetrics, WorkerObserver};
+use self::metrics::{EventMetrics, InstanceCounters, WorkerObserver};
 use crate::net::TokioNet;
 use crate::wasm::{
     FileWatcher, HostConfig, HostError, InstanceStats, LoadError, PluginSlot, ReloadHandle,
@@ -115,7 +115,7 @@ pub enum StartError {
 /// A running BusinessWorker; dropping it does not stop it, call [`RunningWorker::shutdown`].
 pub struct RunningWorker {
     slot: PluginSlot<BusinessApi<TokioNet>>,
-    stats: Arc<Mutex<Vec<InstanceStats>>>,
+    stats: Arc<Mutex<Vec<InstanceCounters>>>,
     stop: watch::Sender<bool>,
     threads: Vec<JoinHandle<()>>,
     watcher: Option<FileWatcher>,
@@ -146,7 +146,8 @@ impl RunningWorker {
 
     /// Life counters of each instance, by index (updated after every event).
     pub fn stats(&self) -> Vec<InstanceStats> {
-        self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        let all = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        all.iter().map(|c| c.wasm).collect()
     }
 
     /// Established gateway links of each instance, by index.
@@ -189,7 +190,7 @@ pub fn start(settings: BusinessSettings) -> Result<RunningWorker, StartError> {
         "worker module compiled"
     );
     let count = settings.count as usize;
-    let stats = Arc::new(Mutex::new(vec![InstanceStats::default(); count]));
+    let stats = Arc::new(Mutex::new(vec![InstanceCounters::default(); count]));
     let events = Arc::new(EventMetrics::default());
     let (stop, stopped) = watch::channel(false);
     let mut threads = Vec::with_capacity(count);

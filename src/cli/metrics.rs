@@ -19,6 +19,7 @@ use gatewayworker::business::metrics::{
 };
 use gatewayworker::gateway::{driver as gateway_driver, GatewayCore};
 use gatewayworker::register::{driver as register_driver, RegisterCore};
+use gatewayworker::worker::core::WorkerStats;
 
 /// How often drivers copy their counters for the endpoint.
 pub const PUBLISH_PERIOD: Duration = Duration::from_secs(1);
@@ -447,6 +448,9 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
+/// A worker-core counter on the endpoint: its name, its help, how to read it.
+type EngineCounter = (&'static str, &'static str, fn(&WorkerStats) -> u64);
+
 fn render_worker(out: &mut String, worker: &WorkerObserver) {
     let stats = worker.stats();
     let per_instance =
@@ -504,6 +508,54 @@ fn render_worker(out: &mut String, worker: &WorkerObserver) {
         "Reloaded modules that failed to start and were rolled back, per instance.",
         &|i| stats[i].rollbacks,
     );
+    let engine = worker.engine_stats();
+    let engine_counters: [EngineCounter; 8] = [
+        (
+            "gatewayworker_worker_frames_dropped_total",
+            "Frames to gateways dropped at a full link queue (link-queue bound), per instance.",
+            |s| s.frames_dropped,
+        ),
+        (
+            "gatewayworker_worker_bytes_dropped_total",
+            "Bytes of those dropped frames, per instance.",
+            |s| s.bytes_dropped,
+        ),
+        (
+            "gatewayworker_worker_queries_incomplete_total",
+            "Queries answered without every gateway's reply (timeout or closed link), per instance.",
+            |s| s.queries_incomplete,
+        ),
+        (
+            "gatewayworker_worker_link_protocol_errors_total",
+            "Links to gateways or registers closed for bytes that break the protocol, per instance.",
+            |s| s.protocol_errors,
+        ),
+        (
+            "gatewayworker_worker_session_reloads_total",
+            "Sessions reloaded from the gateway before an event (a stale session), per instance.",
+            |s| s.session_reloads,
+        ),
+        (
+            "gatewayworker_worker_frames_too_large_total",
+            "Calls refused because their frame would exceed the package size, per instance.",
+            |s| s.frames_too_large,
+        ),
+        (
+            "gatewayworker_worker_calls_refused_busy_total",
+            "Queries refused because a link already awaited its maximum of replies, per instance.",
+            |s| s.calls_refused_busy,
+        ),
+        (
+            "gatewayworker_worker_reloads_skipped_busy_total",
+            "Session reloads skipped for the same reason, per instance.",
+            |s| s.reloads_skipped_busy,
+        ),
+    ];
+    for (name, help, value) in engine_counters {
+        per_instance(out, name, "counter", help, &|i| {
+            engine.get(i).map(value).unwrap_or(0)
+        });
+    }
     let events = worker.events();
     family(
         out,

@@ -123,6 +123,11 @@ fn start_metrics_cover_register_gateway_and_worker_events() {
         "gatewayworker_wasm_failures_total{kind=\"trap\"} 0",
         "gatewayworker_wasm_failures_total{kind=\"out_of_fuel\"} 0",
         "# TYPE gatewayworker_worker_event_duration_seconds histogram",
+        "gatewayworker_worker_frames_dropped_total{instance=\"0\"} 0",
+        "gatewayworker_worker_queries_incomplete_total{instance=\"1\"} 0",
+        "# TYPE gatewayworker_worker_link_protocol_errors_total counter",
+        "# TYPE gatewayworker_worker_session_reloads_total counter",
+        "# TYPE gatewayworker_worker_calls_refused_busy_total counter",
     ] {
         assert!(response.contains(name), "{name} missing:\n{response}");
     }
