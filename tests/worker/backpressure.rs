@@ -102,9 +102,12 @@ async fn replies_arrive_while_events_are_throttled() {
         d.wait_for_gateways(1).await;
         burst_sent_rx.await.unwrap();
         // Let the driver read the burst and fill its queue (it reads while it waits).
+        // `wait` is ready at once while events are queued, so the loop yields to let the
+        // timeout's timer be polled (without it the loop never returns Pending and spins).
         let _ = timeout(Duration::from_millis(300), async {
             loop {
                 d.wait().await;
+                tokio::task::yield_now().await;
             }
         })
         .await;
