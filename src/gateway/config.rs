@@ -131,6 +131,17 @@ pub struct GatewayConfig {
     /// Key of the hasher of the uid and group maps; see [`HashKey`]. The all-zero key by
     /// default; the production path sets a random one.
     pub hash_key: HashKey,
+    /// Longest delay between attempts to reach a register, default 500 ms: each delay is
+    /// drawn uniformly in `[interval/2, interval]` from a generator seeded with
+    /// `jitter_seed`; no backoff, so the gateway is back in the register's list within
+    /// one interval of its return. (The original retries every second.)
+    pub register_retry_interval: Duration,
+    /// While a register cannot be reached: one warning at once, then at most one per
+    /// this interval, default 30 s.
+    pub register_warn_interval: Duration,
+    /// Seed of the register retry jitter; 0 by default, the production path draws a
+    /// random one (driver side; the core draws nothing).
+    pub jitter_seed: u64,
     /// Tests only: the driver panics (after the core took the bytes) when a client's or
     /// link's input contains this sequence, to prove panic containment. `None` by
     /// default; no setting or command-line flag reaches it.
@@ -165,6 +176,9 @@ impl GatewayConfig {
             compression: CompressionMode::Off,
             compression_min_size: crate::protocol::public::deflate::MIN_SIZE_DEFAULT,
             hash_key: HashKey::default(),
+            register_retry_interval: Duration::from_millis(500),
+            register_warn_interval: Duration::from_secs(30),
+            jitter_seed: 0,
             test_panic_trigger: None,
         }
     }

@@ -11,7 +11,7 @@ use hashbrown::{HashMap, HashSet};
 use super::action::{Action, CloseReason, ConnectionId, GatewayStats, LinkId, Refused, Target};
 use super::clients::{ClientTable, IdAllocator, IdState};
 use super::config::GatewayConfig;
-use super::routing::{RouteEntry, Router};
+use super::routing::{RouteEntry, Router, SplitMix64};
 use super::wire;
 use crate::protocol::frame::{
     self, Command, Frame, Header, FLAG_BINARY, FLAG_BODY_IS_SCALAR, HEADER_LEN,
@@ -22,7 +22,8 @@ use crate::protocol::register::{LineDecodeError, LineDecoder, ToRegister, FROM_R
 
 /// Keep-alive period of internal links and register connections (spec 5.5).
 pub const LINK_PING_INTERVAL: Duration = Duration::from_secs(25);
-/// Delay before reconnecting to a register (spec 8).
+/// The original's delay before reconnecting to a register (spec 8); ours is
+/// [`GatewayConfig::register_retry_interval`], jittered.
 pub const REGISTER_RECONNECT_DELAY: Duration = Duration::from_secs(1);
 /// Uptime before "no worker" is worth a log line (spec 5.2).
 const NO_WORKER_QUIET_PERIOD: Duration = Duration::from_secs(2);
@@ -104,6 +105,16 @@ enum RegisterState {
     Waiting { at: Duration },
 }
 
+/// A register's outage: since when it is unreachable, the failed attempts since, and
+/// the bounded-rate warning state.
+#[derive(Debug, Default, Clone, Copy)]
+struct RegisterOutage {
+    down_since: Option<Duration>,
+    attempts: u64,
+    warned_at: Option<Duration>,
+    warned_in_outage: bool,
+}
+
 /// The input side of a register connection: its partial line and the line splitter.
 #[derive(Debug, Default)]
 struct RegisterInput {
@@ -168,6 +179,10 @@ pub struct GatewayCore {
     registers: Vec<RegisterState>,
     /// One per register, same index as `registers`.
     register_input: Vec<RegisterInput>,
+    /// One per register, same index as `registers`.
+    register_outages: Vec<RegisterOutage>,
+    /// Register retry jitter, seeded from [`GatewayConfig::jitter_seed`].
+    jitter: SplitMix64,
     heartbeat_at: Option<Duration>,
     worker_ping_at: Option<Duration>,
     /// Handshake deadlines `(at, connection id, accept seq)` in accept order; with one
@@ -241,6 +256,8 @@ impl GatewayCore {
             register_input: (0..config.register_addresses.len())
                 .map(|_| RegisterInput::new())
                 .collect(),
+            register_outages: vec![RegisterOutage::default(); config.register_addresses.len()],
+            jitter: SplitMix64(config.jitter_seed),
             router: Router::new(config.routing),
             config,
             started: now,
@@ -1020,18 +1037,62 @@ impl GatewayCore {
         let line = line.freeze();
         self.registers[index] = RegisterState::Connected { ping_at };
         self.register_input[index] = RegisterInput::new();
+        if let Some(outage) = self.register_outages.get_mut(index) {
+            if let Some(since) = outage.down_since.take() {
+                if outage.warned_in_outage {
+                    tracing::info!(
+                        register = %address,
+                        down_for = ?now.saturating_sub(since),
+                        attempts = outage.attempts,
+                        "register reachable again"
+                    );
+                }
+            }
+            outage.attempts = 0;
+            outage.warned_in_outage = false;
+        }
         self.actions.push_back(Action::Transmit {
             to: Target::Register(index),
             bytes: line,
         });
     }
 
-    /// The connection to register `index` closed (or could not be made): retry in 1 s.
+    /// The connection to register `index` closed (or could not be made): retry within
+    /// `register_retry_interval` (jittered), warning at a bounded rate.
     pub fn handle_register_closed(&mut self, now: Duration, index: usize) {
+        let interval = self.config.register_retry_interval;
+        let half = interval / 2;
+        let span = u64::try_from((interval - half).as_micros()).unwrap_or(u64::MAX);
+        let delay = half + Duration::from_micros(self.jitter.below(span.saturating_add(1)));
+        let was_connected = matches!(
+            self.registers.get(index),
+            Some(RegisterState::Connected { .. })
+        );
         if let Some(state) = self.registers.get_mut(index) {
-            *state = RegisterState::Waiting {
-                at: now + REGISTER_RECONNECT_DELAY,
-            };
+            *state = RegisterState::Waiting { at: now + delay };
+        }
+        let warn_interval = self.config.register_warn_interval;
+        if let (Some(outage), Some(address)) = (
+            self.register_outages.get_mut(index),
+            self.config.register_addresses.get(index),
+        ) {
+            let since = *outage.down_since.get_or_insert(now);
+            outage.attempts = outage.attempts.saturating_add(1);
+            if !self.shutting_down
+                && outage
+                    .warned_at
+                    .is_none_or(|t| now.saturating_sub(t) >= warn_interval)
+            {
+                outage.warned_at = Some(now);
+                outage.warned_in_outage = true;
+                tracing::warn!(
+                    register = %address,
+                    lost = was_connected,
+                    down_for = ?now.saturating_sub(since),
+                    attempts = outage.attempts,
+                    "cannot reach the register; retrying every {interval:?} at most"
+                );
+            }
         }
         if let Some(input) = self.register_input.get_mut(index) {
             *input = RegisterInput::new();

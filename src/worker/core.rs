@@ -15,7 +15,13 @@
 //!
 //! * **Register**: connect to every register address, send `worker_connect` with the
 //!   secret on each (re)connection, ping every 25 s unless the address starts with
-//!   `127.0.0.1`, reconnect after a close. Each `broadcast_addresses` (a list or an
+//!   `127.0.0.1`, reconnect after a close. *Difference*: the original retries a lost
+//!   register every second; we retry at a steady `register_retry_interval` (500 ms) with
+//!   jitter (each delay uniform in `[interval/2, interval]`, drawn from a generator seeded
+//!   with [`WorkerConfig::seed`], never from a random source in the core), never backing
+//!   off, so a worker rejoins within one interval of the register's return; while it
+//!   cannot reach the register it warns once, then at most once per
+//!   `register_warn_interval`, and says when the register is back. Each `broadcast_addresses` (a list or an
 //!   object) replaces the list; new addresses are linked at once. *Difference*: an address
 //!   missing from a broadcast is only forgotten after `address_removal_grace` while the
 //!   register stays connected, so a register that shuts down (and broadcasts a shrinking
@@ -74,6 +80,7 @@ use crate::api::plan::{frame, Caller, Completion, Plan, Planner};
 use crate::api::plan::{frame_bytes, json_encode};
 use crate::api::CurrentClient;
 use crate::api::{ApiCall, ApiError, ApiResult};
+use crate::gateway::SplitMix64;
 use crate::protocol::client_id::client_id_text;
 use crate::protocol::client_id::GatewayAddr;
 use crate::protocol::frame::{Command, Frame, Header, FLAG_BINARY, HEADER_LEN};
@@ -196,8 +203,17 @@ pub struct WorkerConfig {
     pub register_addresses: Vec<String>,
     /// Register keep-alive period (25 s).
     pub register_ping_interval: Duration,
-    /// First reconnect delay after a close (1 s).
+    /// First reconnect delay of a gateway link after a close (1 s).
     pub reconnect_delay: Duration,
+    /// Longest delay between attempts to reach a register (500 ms): each delay is drawn
+    /// uniformly in `[interval/2, interval]`; no backoff.
+    pub register_retry_interval: Duration,
+    /// While a register cannot be reached: one warning at once, then at most one per this
+    /// interval (30 s), each with the attempts and the time since it was lost.
+    pub register_warn_interval: Duration,
+    /// Seed of the reconnect jitter (the driver's owner draws it; the core draws nothing).
+    /// Mixed with `index`, so instances sharing a config still spread their attempts.
+    pub seed: u64,
     /// A connection attempt not completed by then is abandoned (and retried as a close).
     pub connect_timeout: Duration,
     /// Largest reconnect delay after repeated failures.
@@ -255,6 +271,9 @@ impl WorkerConfig {
             register_addresses,
             register_ping_interval: Duration::from_secs(25),
             reconnect_delay: Duration::from_secs(1),
+            register_retry_interval: Duration::from_millis(500),
+            register_warn_interval: Duration::from_secs(30),
+            seed: 0,
             reconnect_delay_max: Duration::from_secs(4),
             connect_timeout: Duration::from_secs(5),
             link_stable_after: Duration::from_secs(5),
@@ -351,7 +370,14 @@ struct RegisterEntry {
     link: Option<GatewayLinkId>,
     retry_at: Option<Duration>,
     ping_at: Option<Duration>,
-    failures: u32,
+    /// Since when the register is unreachable (lost or never reached), and the failed
+    /// attempts since.
+    down_since: Option<Duration>,
+    failed_attempts: u64,
+    /// When the last "register unreachable" warning went out.
+    warned_at: Option<Duration>,
+    /// A warning went out in the current outage (so its end is worth a line too).
+    warned_in_outage: bool,
 }
 
 #[derive(Debug, Default)]
@@ -387,6 +413,8 @@ pub struct WorkerCore {
     /// Events released in order but waiting for room, and their estimated bytes.
     held: VecDeque<ClientEvent>,
     held_bytes: usize,
+    /// Reconnect jitter, seeded from [`WorkerConfig::seed`].
+    jitter: SplitMix64,
 }
 
 impl WorkerCore {
@@ -401,9 +429,15 @@ impl WorkerCore {
                     link: None,
                     retry_at: Some(now),
                     ping_at: None,
-                    failures: 0,
+                    down_since: None,
+                    failed_attempts: 0,
+                    warned_at: None,
+                    warned_in_outage: false,
                 })
                 .collect(),
+            jitter: SplitMix64(
+                config.seed ^ u64::from(config.index).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            ),
             config,
             next_link: 1,
             next_call: 1,
@@ -520,7 +554,16 @@ impl WorkerCore {
             .map(|(id, _)| *id)
             .collect();
         for link in stuck {
-            tracing::warn!(?link, "connection attempt timed out");
+            if self
+                .links
+                .get(&link)
+                .is_some_and(|l| matches!(l.peer, LinkPeer::Register(_)))
+            {
+                // Warned about at a bounded rate by `handle_closed`.
+                tracing::debug!(?link, "register connection attempt timed out");
+            } else {
+                tracing::warn!(?link, "connection attempt timed out");
+            }
             self.actions.push_back(Action::Close {
                 link,
                 reason: CloseReason::ConnectTimeout,
@@ -584,6 +627,19 @@ impl WorkerCore {
         l.opened_at = Some(now);
         l.connect_deadline = None;
         if let LinkPeer::Register(i) = l.peer {
+            let register = &mut self.registers[i];
+            if let Some(since) = register.down_since.take() {
+                if register.warned_in_outage {
+                    tracing::info!(
+                        register = %register.address,
+                        down_for = ?now.saturating_sub(since),
+                        attempts = register.failed_attempts,
+                        "register reachable again"
+                    );
+                }
+                register.failed_attempts = 0;
+                register.warned_in_outage = false;
+            }
             let mut line = BytesMut::new();
             ToRegister::WorkerConnect {
                 secret_key: self.config.secret_key.clone(),
@@ -618,15 +674,29 @@ impl WorkerCore {
             LinkPeer::Register(i) => {
                 // Keep the last good list while the register is away.
                 self.removal_at = None;
+                let delay = self.register_retry_delay();
+                let warn_interval = self.config.register_warn_interval;
                 let register = &mut self.registers[i];
                 register.link = None;
                 register.ping_at = None;
-                if stable {
-                    register.failures = 0;
-                }
-                let delay = backoff(&self.config, register.failures);
-                register.failures = register.failures.saturating_add(1);
                 register.retry_at = Some(now + delay);
+                let since = *register.down_since.get_or_insert(now);
+                register.failed_attempts = register.failed_attempts.saturating_add(1);
+                if register
+                    .warned_at
+                    .is_none_or(|t| now.saturating_sub(t) >= warn_interval)
+                {
+                    register.warned_at = Some(now);
+                    register.warned_in_outage = true;
+                    tracing::warn!(
+                        register = %register.address,
+                        lost = l.opened_at.is_some(),
+                        down_for = ?now.saturating_sub(since),
+                        attempts = register.failed_attempts,
+                        "cannot reach the register; retrying every {:?} at most",
+                        self.config.register_retry_interval
+                    );
+                }
             }
             LinkPeer::Gateway(addr) => {
                 for pending in &l.pending {
@@ -1329,6 +1399,16 @@ impl WorkerCore {
     }
 }
 
+impl WorkerCore {
+    /// The next register retry delay: uniform in `[interval/2, interval]`.
+    fn register_retry_delay(&mut self) -> Duration {
+        let interval = self.config.register_retry_interval;
+        let half = interval / 2;
+        let span = u64::try_from((interval - half).as_micros()).unwrap_or(u64::MAX);
+        half + Duration::from_micros(self.jitter.below(span.saturating_add(1)))
+    }
+}
+
 fn backoff(config: &WorkerConfig, failures: u32) -> Duration {
     let factor = 1u32 << failures.min(16);
     config
@@ -1367,6 +1447,10 @@ pub fn crc32(data: &[u8]) -> u32 {
 #[cfg(test)]
 #[path = "core_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "fault_tests.rs"]
+pub(crate) mod fault_tests;
 
 /// Sets [`FLAG_BINARY`] on the frames of `plan` that carry a message for clients.
 fn mark_binary(plan: &mut Plan) {
