@@ -92,7 +92,8 @@ pub struct GatewayConfig {
     pub register_addresses: Vec<String>,
     /// Per-client pending output, default 1 024 000 bytes (the original's
     /// `sendToClientBufferSize`). A message for a client whose unflushed output has
-    /// reached it is dropped (counted in `client_messages_dropped`, logged); the client
+    /// reached it is dropped (counted in `client_messages_dropped`, logged at most once per 10 s with the other
+    /// drops, see [`super::drops`]); the client
     /// stays connected.
     pub client_pending_max: usize,
     /// Messages queued for a websocket client before its handshake completes, default
@@ -101,7 +102,7 @@ pub struct GatewayConfig {
     pub pending_before_handshake_max: usize,
     /// Per-link pending output, default 10 240 000 bytes (`sendToWorkerBufferSize`).
     /// An event (or ping) for a link whose unflushed output has reached it is dropped
-    /// (counted in `link_frames_dropped`, logged); the link stays open. A reply is never
+    /// (counted in `link_frames_dropped`, logged at most once per 10 s); the link stays open. A reply is never
     /// dropped: one that would take the output past this plus one largest reply record
     /// closes the link (see `reply_size_max`).
     pub link_pending_max: usize,

@@ -11,6 +11,7 @@ use hashbrown::{HashMap, HashSet};
 use super::action::{Action, CloseReason, ConnectionId, GatewayStats, LinkId, Refused, Target};
 use super::clients::{ClientTable, IdAllocator, IdState};
 use super::config::GatewayConfig;
+use super::drops::{DropLog, DROP_LOG_INTERVAL};
 use super::routing::{RouteEntry, Router, SplitMix64};
 use super::wire;
 use crate::protocol::frame::{
@@ -183,6 +184,8 @@ pub struct GatewayCore {
     register_outages: Vec<RegisterOutage>,
     /// Register retry jitter, seeded from [`GatewayConfig::jitter_seed`].
     jitter: SplitMix64,
+    /// Dropped messages, logged at most once per interval.
+    drop_log: DropLog,
     heartbeat_at: Option<Duration>,
     worker_ping_at: Option<Duration>,
     /// Handshake deadlines `(at, connection id, accept seq)` in accept order; with one
@@ -258,6 +261,7 @@ impl GatewayCore {
                 .collect(),
             register_outages: vec![RegisterOutage::default(); config.register_addresses.len()],
             jitter: SplitMix64(config.jitter_seed),
+            drop_log: DropLog::new("gateway", DROP_LOG_INTERVAL),
             router: Router::new(config.routing),
             config,
             started: now,
@@ -341,7 +345,8 @@ impl GatewayCore {
             RegisterState::Connecting => None,
         });
         let handshake = self.handshake_deadlines.front().map(|(at, _, _)| *at);
-        [self.heartbeat_at, self.worker_ping_at, handshake]
+        let drops = self.drop_log.poll_timeout();
+        [self.heartbeat_at, self.worker_ping_at, handshake, drops]
             .into_iter()
             .flatten()
             .chain(registers)
@@ -666,10 +671,8 @@ impl GatewayCore {
             // the client's handshake (the original writes them at once).
             if client.before_handshake.len() >= self.config.pending_before_handshake_max {
                 self.stats.client_messages_dropped += 1;
-                tracing::warn!(
-                    connection_id = id,
-                    "message dropped: queue before handshake full"
-                );
+                self.drop_log
+                    .record("client_queue_before_handshake", u64::from(id), bytes.len());
                 return;
             }
             client.before_handshake.extend_from_slice(bytes);
@@ -677,11 +680,8 @@ impl GatewayCore {
         }
         if client.pending >= self.config.client_pending_max {
             self.stats.client_messages_dropped += 1;
-            tracing::warn!(
-                connection_id = id,
-                pending = client.pending,
-                "message dropped: client send buffer full"
-            );
+            self.drop_log
+                .record("client_send_buffer", u64::from(id), bytes.len());
             return;
         }
         let negotiated = client.decoder.negotiated();
@@ -1005,11 +1005,7 @@ impl GatewayCore {
         }
         if link.pending >= self.config.link_pending_max {
             self.stats.link_frames_dropped += 1;
-            tracing::error!(
-                link = id.0,
-                pending = link.pending,
-                "frame dropped: link send buffer full"
-            );
+            self.drop_log.record("worker_link_queue", id.0, bytes.len());
             return;
         }
         link.pending += bytes.len();
@@ -1152,6 +1148,7 @@ impl GatewayCore {
             return;
         }
         self.expire_handshakes(now);
+        self.drop_log.handle_timeout(now);
         if let Some(at) = self.heartbeat_at.filter(|at| *at <= now) {
             self.heartbeat_tick();
             self.heartbeat_at = self

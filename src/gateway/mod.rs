@@ -13,6 +13,7 @@
 //! * `routing`: sticky least-connections (or seeded random) worker choice.
 //! * `core`: lifecycle, event forwarding, delivery, heartbeat and keep-alive timers.
 //! * `commands`: the commands and queries arriving on links.
+//! * [`drops`]: drop counts logged at a bounded rate (shared with the worker core).
 //! * `wire`: thin adapters over `protocol::frame` and `protocol::php`.
 //! * `driver`, `shards`: the tokio driver (written separately) that runs cores on sockets.
 //!
@@ -37,6 +38,7 @@ mod clients;
 mod commands;
 mod config;
 mod core;
+pub mod drops;
 mod routing;
 mod wire;
 

@@ -37,7 +37,8 @@
 //!   `connect_timeout` is abandoned and retried like a close.
 //! * **Queues**: each link has an output queue bounded by `link_queue_max` bytes (queued
 //!   plus written-but-unconfirmed). *Difference*: the original drops silently at its
-//!   buffer limit; we drop the new frame too but count it ([`WorkerStats`]), log it, make a
+//!   buffer limit; we drop the new frame too but count it ([`WorkerStats`]), log the counts
+//!   at most once per 10 s ([`crate::gateway::drops`]), make a
 //!   bool-send return `false` and fail that gateway's part of a query at once.
 //!   At most `link_window_max` bytes are handed to the driver before it confirms them with
 //!   `handle_written`, so the bound holds end to end.
@@ -47,6 +48,15 @@
 //!   `query_timeout`; it never blocks events or other calls. With missing gateways the
 //!   result follows [`TimeoutPolicy`] (default: [`ApiError::Timeout`]) and
 //!   [`CallDone::unanswered`] names them.
+//! * **Suspect gateways** (*difference*; the original waits the whole timeout on every
+//!   query, GatewayWorker issue #36): a gateway link that owes us something (a reply, or
+//!   bytes we could not write) and has made no progress (no byte read from it, none
+//!   written to it, not connected) for `suspect_after` (off in [`WorkerConfig::new`],
+//!   1 s in the BusinessWorker: [`SUSPECT_AFTER_DEFAULT`]) is *suspect*: the query parts
+//!   waiting on it fail at once, and later queries do not ask it at all (their result
+//!   names it as missing, as after a timeout: [`TimeoutPolicy`]). Sends are still
+//!   queued. The mark clears at the link's next progress (any byte read or written); the
+//!   replies it still owes are matched and discarded, so replies stay aligned.
 //! * **Events and replies share a link**: a reply record is told from a frame only while
 //!   a query is outstanding on that link, by its first word (< 28 cannot be a frame) or its
 //!   fifth byte (a serialized value never starts with an event command byte). The one
@@ -80,6 +90,7 @@ use crate::api::plan::{frame, Caller, Completion, Plan, Planner};
 use crate::api::plan::{frame_bytes, json_encode};
 use crate::api::CurrentClient;
 use crate::api::{ApiCall, ApiError, ApiResult};
+use crate::gateway::drops::{DropLog, DROP_LOG_INTERVAL};
 use crate::gateway::SplitMix64;
 use crate::protocol::client_id::client_id_text;
 use crate::protocol::client_id::GatewayAddr;
@@ -224,6 +235,11 @@ pub struct WorkerConfig {
     pub address_removal_grace: Duration,
     /// Query deadline (the original's 5 s).
     pub query_timeout: Duration,
+    /// A gateway link that owes a reply or unwritten bytes and made no progress for this
+    /// long is suspect: queries stop waiting for it. `None` (the original's behaviour,
+    /// what [`WorkerConfig::new`] gives) waits for `query_timeout`; the BusinessWorker
+    /// uses [`SUSPECT_AFTER_DEFAULT`] (1 s).
+    pub suspect_after: Option<Duration>,
     /// Result of a query with missing replies.
     pub timeout_policy: TimeoutPolicy,
     /// How `getAllGroup*` merges treat clients without uid/groups.
@@ -279,6 +295,7 @@ impl WorkerConfig {
             link_stable_after: Duration::from_secs(5),
             address_removal_grace: Duration::from_secs(3),
             query_timeout: Duration::from_secs(5),
+            suspect_after: None,
             timeout_policy: TimeoutPolicy::Fail,
             group_scan: GroupScan::Complete,
             link_queue_max: 10_240_000,
@@ -293,6 +310,10 @@ impl WorkerConfig {
         }
     }
 }
+
+/// The BusinessWorker's `suspect_after`: well under the 5 s query timeout, well over a
+/// healthy gateway's reply time.
+pub const SUSPECT_AFTER_DEFAULT: Duration = Duration::from_secs(1);
 
 /// Counters for what the core dropped or gave up on.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -313,6 +334,10 @@ pub struct WorkerStats {
     pub calls_refused_busy: u64,
     /// Session reloads skipped for the same reason.
     pub reloads_skipped_busy: u64,
+    /// Times a gateway link became suspect (no progress for `suspect_after`).
+    pub gateways_suspected: u64,
+    /// Query parts answered at once as missing because their gateway was suspect.
+    pub query_parts_suspect: u64,
 }
 
 /// What a reply expected on a link is for.
@@ -345,10 +370,29 @@ struct Link {
     parked: VecDeque<ClientEvent>,
     /// A GET_SESSION for the first parked event is outstanding.
     reloading: bool,
+    /// Last progress: opened, connected, a byte read or written (or, when it had nothing
+    /// owed, the time it started owing something).
+    progress_at: Duration,
+    /// No progress for `suspect_after` while owing: queries do not wait for it.
+    suspect: bool,
 }
 
 impl Link {
-    fn new(peer: LinkPeer, connect_deadline: Duration) -> Link {
+    /// The link owes us something: a reply, or bytes still to be written.
+    fn owing(&self) -> bool {
+        !self.pending.is_empty() || self.in_flight > 0 || self.queued_bytes > 0
+    }
+
+    /// When it becomes suspect if nothing moves (gateway links only).
+    fn suspect_at(&self, after: Option<Duration>) -> Option<Duration> {
+        let after = after?;
+        let gateway = matches!(self.peer, LinkPeer::Gateway(_));
+        (gateway && !self.suspect && self.owing()).then(|| self.progress_at.saturating_add(after))
+    }
+}
+
+impl Link {
+    fn new(peer: LinkPeer, now: Duration, connect_deadline: Duration) -> Link {
         Link {
             peer,
             opened_at: None,
@@ -360,6 +404,8 @@ impl Link {
             pending: VecDeque::new(),
             parked: VecDeque::new(),
             reloading: false,
+            progress_at: now,
+            suspect: false,
         }
     }
 }
@@ -415,6 +461,10 @@ pub struct WorkerCore {
     held_bytes: usize,
     /// Reconnect jitter, seeded from [`WorkerConfig::seed`].
     jitter: SplitMix64,
+    /// Dropped frames, logged at most once per interval.
+    drop_log: DropLog,
+    /// The latest `now` given to any input (for the helpers that take none).
+    last_now: Duration,
 }
 
 impl WorkerCore {
@@ -438,6 +488,8 @@ impl WorkerCore {
             jitter: SplitMix64(
                 config.seed ^ u64::from(config.index).wrapping_mul(0x9E37_79B9_7F4A_7C15),
             ),
+            drop_log: DropLog::new("worker", DROP_LOG_INTERVAL),
+            last_now: now,
             config,
             next_link: 1,
             next_call: 1,
@@ -534,11 +586,14 @@ impl WorkerCore {
         let gateways = self.gateways.values().map(|g| g.retry_at);
         let calls = self.calls.values().map(|c| Some(c.deadline()));
         let connects = self.links.values().map(|l| l.connect_deadline);
+        let after = self.config.suspect_after;
+        let suspects = self.links.values().map(move |l| l.suspect_at(after));
         registers
             .chain(gateways)
             .chain(calls)
             .chain(connects)
-            .chain([self.removal_at])
+            .chain(suspects)
+            .chain([self.removal_at, self.drop_log.poll_timeout()])
             .flatten()
             .min()
     }
@@ -547,6 +602,8 @@ impl WorkerCore {
 
     /// Timers: reconnects, register pings, query deadlines, list removals.
     pub fn handle_timeout(&mut self, now: Duration) {
+        self.last_now = self.last_now.max(now);
+        self.drop_log.handle_timeout(now);
         let stuck: Vec<GatewayLinkId> = self
             .links
             .iter()
@@ -570,6 +627,7 @@ impl WorkerCore {
             });
             self.handle_closed(now, link);
         }
+        self.check_suspects(now);
         for i in 0..self.registers.len() {
             if self.registers[i].retry_at.is_some_and(|t| t <= now) {
                 self.registers[i].retry_at = None;
@@ -621,11 +679,13 @@ impl WorkerCore {
 
     /// The connection of `link` is established.
     pub fn handle_connected(&mut self, now: Duration, link: GatewayLinkId) {
+        self.last_now = self.last_now.max(now);
         let Some(l) = self.links.get_mut(&link) else {
             return;
         };
         l.opened_at = Some(now);
         l.connect_deadline = None;
+        Self::progress(l, now);
         if let LinkPeer::Register(i) = l.peer {
             let register = &mut self.registers[i];
             if let Some(since) = register.down_since.take() {
@@ -655,15 +715,20 @@ impl WorkerCore {
     }
 
     /// The driver wrote `n` bytes of this link's transmits.
-    pub fn handle_written(&mut self, _now: Duration, link: GatewayLinkId, n: usize) {
+    pub fn handle_written(&mut self, now: Duration, link: GatewayLinkId, n: usize) {
+        self.last_now = self.last_now.max(now);
         if let Some(l) = self.links.get_mut(&link) {
             l.in_flight = l.in_flight.saturating_sub(n);
+            if n > 0 {
+                Self::progress(l, now);
+            }
             self.pump(link);
         }
     }
 
     /// The link closed (or its connection attempt failed).
     pub fn handle_closed(&mut self, now: Duration, link: GatewayLinkId) {
+        self.last_now = self.last_now.max(now);
         let Some(l) = self.links.remove(&link) else {
             return;
         };
@@ -725,10 +790,14 @@ impl WorkerCore {
 
     /// Bytes received on `link`.
     pub fn handle_bytes(&mut self, now: Duration, link: GatewayLinkId, data: &[u8]) {
+        self.last_now = self.last_now.max(now);
         let Some(l) = self.links.get_mut(&link) else {
             return;
         };
         l.inbound.extend_from_slice(data);
+        if !data.is_empty() {
+            Self::progress(l, now);
+        }
         match l.peer {
             LinkPeer::Register(_) => self.read_register(now, link),
             LinkPeer::Gateway(_) => self.read_gateway(now, link),
@@ -757,6 +826,7 @@ impl WorkerCore {
         current: Option<&CurrentClient>,
         binary: bool,
     ) -> CallId {
+        self.last_now = self.last_now.max(now);
         let targets = self.linked_gateways();
         let mut plan =
             Planner::new(Caller::Worker { current }, &targets, self.config.group_scan).plan(call);
@@ -778,12 +848,13 @@ impl WorkerCore {
     /// throws) and nothing is written.
     pub fn end_event(
         &mut self,
-        _now: Duration,
+        now: Duration,
         client: &CurrentClient,
         kind: ClientEventKind,
         old: &PhpValue,
         new: &PhpValue,
     ) -> Result<(), ApiError> {
+        self.last_now = self.last_now.max(now);
         let outcome = self.write_back(client, kind, old, new);
         self.event_ended(&client.client_id);
         outcome
@@ -911,6 +982,15 @@ impl WorkerCore {
                     .insert(id, Gather::new(merge, asked, missing, deadline));
                 for (slot, o) in plan.frames.iter().enumerate() {
                     let link = self.gateways.get(&o.to).and_then(|g| g.link);
+                    if link
+                        .and_then(|link| self.links.get(&link))
+                        .is_some_and(|l| l.suspect)
+                    {
+                        // Known to be stuck: answered at once as missing, nothing sent.
+                        self.stats.query_parts_suspect += 1;
+                        self.fail_slot(id, slot);
+                        continue;
+                    }
                     let queued = link.is_some_and(|link| {
                         let ok = self.enqueue(link, frame_bytes(&o.frame));
                         if ok {
@@ -965,7 +1045,7 @@ impl WorkerCore {
         let id = GatewayLinkId(self.next_link);
         self.next_link += 1;
         self.links
-            .insert(id, Link::new(peer, now + self.config.connect_timeout));
+            .insert(id, Link::new(peer, now, now + self.config.connect_timeout));
         id
     }
 
@@ -1014,18 +1094,19 @@ impl WorkerCore {
 
     /// Appends to the link's output queue within `link_queue_max`; false when dropped.
     fn enqueue(&mut self, link: GatewayLinkId, bytes: Bytes) -> bool {
+        let last_now = self.last_now;
         let Some(l) = self.links.get_mut(&link) else {
             return false;
         };
         if l.queued_bytes + l.in_flight + bytes.len() > self.config.link_queue_max {
             self.stats.frames_dropped += 1;
             self.stats.bytes_dropped += bytes.len() as u64;
-            tracing::warn!(
-                ?link,
-                len = bytes.len(),
-                "link output queue full: frame dropped"
-            );
+            self.drop_log.record("link_queue", link.0, bytes.len());
             return false;
+        }
+        if !l.owing() {
+            // Nothing was owed: the time without progress counts from now.
+            l.progress_at = l.progress_at.max(last_now);
         }
         l.queued_bytes += bytes.len();
         l.queue.push_back(bytes);
@@ -1400,6 +1481,69 @@ impl WorkerCore {
 }
 
 impl WorkerCore {
+    /// `l` made progress at `now`: no longer suspect.
+    fn progress(l: &mut Link, now: Duration) {
+        l.progress_at = l.progress_at.max(now);
+        if l.suspect {
+            l.suspect = false;
+            if let LinkPeer::Gateway(addr) = l.peer {
+                tracing::info!(gateway = %addr, "gateway made progress again: no longer suspect");
+            }
+        }
+    }
+
+    /// Marks suspect the gateway links that owe something and made no progress for
+    /// `suspect_after`; the query parts waiting on them fail at once (their pending
+    /// entries stay, so the late replies are matched and discarded).
+    fn check_suspects(&mut self, now: Duration) {
+        let after = self.config.suspect_after;
+        let due: Vec<GatewayLinkId> = self
+            .links
+            .iter()
+            .filter(|(_, l)| l.suspect_at(after).is_some_and(|t| t <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for link in due {
+            let Some(l) = self.links.get_mut(&link) else {
+                continue;
+            };
+            l.suspect = true;
+            self.stats.gateways_suspected += 1;
+            if let LinkPeer::Gateway(addr) = l.peer {
+                tracing::warn!(
+                    gateway = %addr,
+                    silent_for = ?now.saturating_sub(l.progress_at),
+                    awaited_replies = l.pending.len(),
+                    unwritten_bytes = l.queued_bytes + l.in_flight,
+                    "gateway suspect: no progress; queries stop waiting for it"
+                );
+            }
+            let calls: Vec<(CallId, usize)> = l
+                .pending
+                .iter()
+                .filter_map(|p| match *p {
+                    Pending::Call { call, slot } => Some((call, slot)),
+                    Pending::SessionReload => None,
+                })
+                .collect();
+            for (call, slot) in calls {
+                self.fail_slot(call, slot);
+            }
+        }
+    }
+
+    /// Gateways whose link is suspect now (no progress for `suspect_after` while owing).
+    pub fn suspect_gateways(&self) -> Vec<GatewayAddr> {
+        self.links
+            .values()
+            .filter(|l| l.suspect)
+            .filter_map(|l| match l.peer {
+                LinkPeer::Gateway(addr) => Some(addr),
+                LinkPeer::Register(_) => None,
+            })
+            .collect()
+    }
+
     /// The next register retry delay: uniform in `[interval/2, interval]`.
     fn register_retry_delay(&mut self) -> Duration {
         let interval = self.config.register_retry_interval;

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use super::*;
 
-const REGISTER: &str = "10.0.0.1:1236";
+/// Local: no register pings in the way of the timers.
+const REGISTER: &str = "127.0.0.1:1236";
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -46,6 +47,7 @@ pub(crate) fn capture_logs<R>(f: impl FnOnce() -> R) -> (R, Vec<String>) {
 fn config(seed: u64) -> WorkerConfig {
     let mut c = WorkerConfig::new("faults", 0, vec![REGISTER.to_string()]);
     c.seed = seed;
+    c.suspect_after = Some(SUSPECT_AFTER_DEFAULT);
     c
 }
 
@@ -170,5 +172,270 @@ fn unreachable_register_warns_once_then_at_a_bounded_rate() {
         .collect();
     assert_eq!(back.len(), 1, "{logs:#?}");
     assert_eq!(logs.len(), 5, "nothing else logged: {logs:#?}");
-    let _ = gw(0);
+}
+
+// ---- suspect gateways (issue 18 item 1) ------------------------------------------------
+
+/// A core whose register announced `n` gateways, all connected; transmits are confirmed
+/// written at once (a stalled gateway's kernel buffers still take a query).
+struct Cluster {
+    core: WorkerCore,
+    now: Duration,
+    links: Vec<GatewayLinkId>,
+}
+
+impl Cluster {
+    fn new(n: u8, config: WorkerConfig) -> Cluster {
+        let mut core = WorkerCore::new(config, Duration::ZERO);
+        let register = register_connect(&drain(&mut core)).unwrap();
+        core.handle_connected(Duration::ZERO, register);
+        let list: Vec<String> = (0..n).map(|i| format!("\"{}\"", gw(i))).collect();
+        let line = format!(
+            "{{\"event\":\"broadcast_addresses\",\"addresses\":[{}]}}\n",
+            list.join(",")
+        );
+        core.handle_bytes(Duration::ZERO, register, line.as_bytes());
+        let mut links = Vec::new();
+        for a in drain(&mut core) {
+            if let Action::Connect {
+                link,
+                peer: Peer::Gateway(_),
+            } = a
+            {
+                links.push(link);
+            }
+        }
+        let mut c = Cluster {
+            core,
+            now: Duration::ZERO,
+            links,
+        };
+        for link in c.links.clone() {
+            c.core.handle_connected(c.now, link);
+        }
+        c.drain();
+        c
+    }
+
+    fn drain(&mut self) -> Vec<Action> {
+        let mut out = Vec::new();
+        while let Some(a) = self.core.poll_action() {
+            if let Action::Transmit { link, bytes } = &a {
+                self.core.handle_written(self.now, *link, bytes.len());
+            }
+            out.push(a);
+        }
+        out
+    }
+
+    /// Advances the clock to `to`, firing every timer due on the way, in order.
+    fn advance(&mut self, to: Duration) -> Vec<Action> {
+        let mut out = Vec::new();
+        while let Some(at) = self.core.poll_timeout().filter(|t| *t <= to) {
+            self.now = self.now.max(at);
+            self.core.handle_timeout(self.now);
+            out.extend(self.drain());
+        }
+        self.now = to;
+        out
+    }
+
+    fn query(&mut self) -> (CallId, Vec<GatewayLinkId>) {
+        let id = self.core.call(self.now, &ApiCall::GetAllClientCount, None);
+        let asked = self
+            .drain()
+            .iter()
+            .filter_map(|a| match a {
+                Action::Transmit { link, .. } => Some(*link),
+                _ => None,
+            })
+            .collect();
+        (id, asked)
+    }
+
+    fn reply(&mut self, gateway: usize, count: i64) -> Vec<Action> {
+        let payload = crate::protocol::php::serialize::serialize(&PhpValue::Int(count));
+        let mut bytes = (payload.len() as u32).to_be_bytes().to_vec();
+        bytes.extend_from_slice(&payload);
+        self.core
+            .handle_bytes(self.now, self.links[gateway], &bytes);
+        self.drain()
+    }
+}
+
+fn dones(actions: &[Action]) -> Vec<CallDone> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::CallDone(d) => Some(d.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Issue 18 item 1: a gateway that stops answering is suspect after `suspect_after` (1 s,
+/// well under the 5 s query timeout): the query waiting on it answers then, naming it
+/// missing; later queries do not wait for it at all; when it moves again it is healthy
+/// again, its late replies are discarded and queries get both answers.
+#[test]
+fn a_stalled_gateway_is_suspect_after_suspect_after_and_queries_stop_waiting_for_it() {
+    let config = config(1);
+    let (suspect_after, timeout) = (config.suspect_after.unwrap(), config.query_timeout);
+    assert!(suspect_after * 2 <= timeout);
+    let mut c = Cluster::new(2, config);
+    let (first, asked) = c.query();
+    assert_eq!(asked, c.links);
+    c.now = ms(10);
+    assert!(dones(&c.reply(0, 3)).is_empty(), "gateway 1 still owes");
+    // Gateway 1 is silent: the query finishes at the suspect time, not the timeout.
+    assert_eq!(c.core.poll_timeout(), Some(suspect_after));
+    let actions = c.advance(suspect_after);
+    let d = dones(&actions);
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].id, first);
+    assert_eq!(d[0].result, Err(ApiError::Timeout { missing: 1 }));
+    assert_eq!(d[0].unanswered, vec![gw(1)]);
+    assert_eq!(c.core.suspect_gateways(), vec![gw(1)]);
+    assert_eq!(c.core.stats().gateways_suspected, 1);
+
+    // The next query asks only gateway 0 and completes with its reply, naming gateway 1.
+    c.advance(ms(1_500));
+    let (second, asked) = c.query();
+    assert_eq!(asked, vec![c.links[0]]);
+    let d = dones(&c.reply(0, 4));
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].id, second);
+    assert_eq!(d[0].unanswered, vec![gw(1)]);
+    assert_eq!(c.core.stats().query_parts_suspect, 1);
+    assert_eq!(c.core.poll_timeout(), None, "nothing is waited for");
+
+    // Gateway 1 resumes: its late reply to the first query is matched and discarded.
+    c.now = ms(3_000);
+    assert!(dones(&c.reply(1, 99)).is_empty());
+    assert!(c.core.suspect_gateways().is_empty());
+    let (third, asked) = c.query();
+    assert_eq!(asked, c.links);
+    c.reply(0, 5);
+    let d = dones(&c.reply(1, 6));
+    assert_eq!(d[0].id, third);
+    assert_eq!(d[0].result, Ok(PhpValue::Int(11)));
+    assert!(d[0].unanswered.is_empty());
+}
+
+/// With the partial policy, the suspect gateway's part is left out at once and the result
+/// is the merge of the others.
+#[test]
+fn with_the_partial_policy_a_suspect_gateway_gives_a_partial_result_at_once() {
+    let mut config = config(1);
+    config.timeout_policy = TimeoutPolicy::Partial;
+    let mut c = Cluster::new(2, config);
+    c.query();
+    c.reply(0, 3);
+    let d = dones(&c.advance(ms(1_000)));
+    assert_eq!(d[0].result, Ok(PhpValue::Int(3)));
+    assert_eq!(d[0].unanswered, vec![gw(1)]);
+}
+
+/// Progress is any byte: a gateway that keeps sending events while a slow reply is on
+/// its way is not suspect, nor is an idle gateway that owes nothing.
+#[test]
+fn a_busy_or_idle_gateway_is_never_suspect() {
+    let mut c = Cluster::new(2, config(1));
+    assert_eq!(c.advance(ms(60_000)).len(), 0, "idle: nothing happens");
+    assert!(c.core.suspect_gateways().is_empty());
+    let (id, _) = c.query();
+    c.reply(0, 1);
+    // Gateway 1 sends a ping frame every 0.5 s for 3 s, then the reply.
+    let ping = crate::api::plan::frame_bytes(&crate::api::plan::frame(
+        crate::protocol::frame::Command::Ping,
+        0,
+        bytes::Bytes::new(),
+        &PhpValue::str(""),
+        0,
+    ));
+    for step in 1..=6u64 {
+        c.advance(c.now + ms(500));
+        c.core.handle_bytes(c.now, c.links[1], &ping);
+        assert!(c.core.suspect_gateways().is_empty(), "at step {step}");
+    }
+    let d = dones(&c.reply(1, 2));
+    assert_eq!(d[0].id, id);
+    assert_eq!(d[0].result, Ok(PhpValue::Int(3)));
+}
+
+/// A gateway whose connection attempt hangs (SYN dropped) is suspect after
+/// `suspect_after` too: queries do not wait for `connect_timeout`; connecting clears it.
+#[test]
+fn a_gateway_link_stuck_connecting_is_suspect_until_it_connects() {
+    let mut core = WorkerCore::new(config(1), Duration::ZERO);
+    let register = register_connect(&drain(&mut core)).unwrap();
+    core.handle_connected(Duration::ZERO, register);
+    core.handle_bytes(
+        Duration::ZERO,
+        register,
+        b"{\"event\":\"broadcast_addresses\",\"addresses\":[\"10.0.0.5:2900\"]}\n",
+    );
+    let link = drain(&mut core)
+        .iter()
+        .find_map(|a| match a {
+            Action::Connect {
+                link,
+                peer: Peer::Gateway(_),
+            } => Some(*link),
+            _ => None,
+        })
+        .unwrap();
+    let id = core.call(ms(100), &ApiCall::GetAllClientCount, None);
+    drain(&mut core);
+    assert_eq!(core.poll_timeout(), Some(ms(1_000)));
+    core.handle_timeout(ms(1_000));
+    let d = dones(&drain(&mut core));
+    assert_eq!(d[0].id, id);
+    assert_eq!(d[0].unanswered, vec![gw(0)]);
+    core.handle_connected(ms(1_200), link);
+    assert!(core.suspect_gateways().is_empty());
+}
+
+/// Issue 18 item 3: frames dropped at a full link queue are counted and logged at most
+/// once per interval, with the count, never once per frame.
+#[test]
+fn link_queue_drops_are_logged_at_a_bounded_rate() {
+    let mut config = config(1);
+    config.link_queue_max = 300;
+    let mut c = Cluster::new(1, config);
+    let (_, lines) = capture_logs(|| {
+        // The gateway takes nothing: confirmations stop.
+        for i in 0..3_000u64 {
+            let id = c.core.call(
+                c.now,
+                &ApiCall::SendToAll {
+                    message: PhpValue::str(&"x".repeat(100)),
+                    client_id_list: None,
+                    exclude: None,
+                    raw: false,
+                },
+                None,
+            );
+            while let Some(a) = c.core.poll_action() {
+                if let Action::CallDone(d) = a {
+                    assert_eq!(d.id, id);
+                }
+            }
+            let to = ms(10 * (i + 1));
+            while let Some(at) = c.core.poll_timeout().filter(|t| *t <= to) {
+                c.core.handle_timeout(at.max(c.now));
+                while c.core.poll_action().is_some() {}
+            }
+            c.now = to;
+        }
+    });
+    let dropped = c.core.stats().frames_dropped;
+    assert!(dropped >= 2_990, "{dropped}");
+    let lines: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("messages dropped"))
+        .collect();
+    // 30 s of drops: at the first, then at 10 s and 20 s (the rest waits for 30 s).
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    assert!(lines[0].contains("link_queue: 1 "), "{}", lines[0]);
 }
