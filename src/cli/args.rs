@@ -344,7 +344,7 @@ pub struct WorkerArgs {
     pub reload_poll: Option<u64>,
     /// Milliseconds without progress after which a gateway that owes a reply is suspect:
     /// queries stop waiting for it and report it missing; 0 = off (wait for the 5 s query
-    /// timeout, as the original) [default: 1000].
+    /// timeout, as the original) [default: 2000].
     #[arg(long, value_name = "MS")]
     pub suspect_after_ms: Option<u64>,
     /// Serve Prometheus metrics at http://ADDRESS/metrics [default: off].

@@ -26,6 +26,9 @@ pub const LINK_PING_INTERVAL: Duration = Duration::from_secs(25);
 /// The original's delay before reconnecting to a register (spec 8); ours is
 /// [`GatewayConfig::register_retry_interval`], jittered.
 pub const REGISTER_RECONNECT_DELAY: Duration = Duration::from_secs(1);
+/// A register connection up this long makes its loss a new outage, warned about at once
+/// even within `register_warn_interval` of the previous warning.
+const REGISTER_STABLE_AFTER: Duration = Duration::from_secs(5);
 /// Uptime before "no worker" is worth a log line (spec 5.2).
 const NO_WORKER_QUIET_PERIOD: Duration = Duration::from_secs(2);
 /// Block size of a link's output arena: event frames are encoded into it and split off, so
@@ -110,6 +113,8 @@ enum RegisterState {
 /// the bounded-rate warning state.
 #[derive(Debug, Default, Clone, Copy)]
 struct RegisterOutage {
+    /// When the current connection came up.
+    connected_at: Option<Duration>,
     down_since: Option<Duration>,
     attempts: u64,
     warned_at: Option<Duration>,
@@ -1046,6 +1051,7 @@ impl GatewayCore {
             }
             outage.attempts = 0;
             outage.warned_in_outage = false;
+            outage.connected_at = Some(now);
         }
         self.actions.push_back(Action::Transmit {
             to: Target::Register(index),
@@ -1072,6 +1078,15 @@ impl GatewayCore {
             self.register_outages.get_mut(index),
             self.config.register_addresses.get(index),
         ) {
+            let stable = outage
+                .connected_at
+                .take()
+                .is_some_and(|t| now.saturating_sub(t) >= REGISTER_STABLE_AFTER);
+            if outage.down_since.is_none() && stable {
+                // Lost after a stable connection: a new outage, told at once (the rate
+                // limit is for flapping and for long outages).
+                outage.warned_at = None;
+            }
             let since = *outage.down_since.get_or_insert(now);
             outage.attempts = outage.attempts.saturating_add(1);
             if !self.shutting_down

@@ -52,7 +52,7 @@
 //!   query, GatewayWorker issue #36): a gateway link that owes us something (a reply, or
 //!   bytes we could not write) and has made no progress (no byte read from it, none
 //!   written to it, not connected) for `suspect_after` (off in [`WorkerConfig::new`],
-//!   1 s in the BusinessWorker: [`SUSPECT_AFTER_DEFAULT`]) is *suspect*: the query parts
+//!   2 s in the BusinessWorker: [`SUSPECT_AFTER_DEFAULT`]) is *suspect*: the query parts
 //!   waiting on it fail at once, and later queries do not ask it at all (their result
 //!   names it as missing, as after a timeout: [`TimeoutPolicy`]). Sends are still
 //!   queued. The mark clears at the link's next progress (any byte read or written); the
@@ -238,7 +238,7 @@ pub struct WorkerConfig {
     /// A gateway link that owes a reply or unwritten bytes and made no progress for this
     /// long is suspect: queries stop waiting for it. `None` (the original's behaviour,
     /// what [`WorkerConfig::new`] gives) waits for `query_timeout`; the BusinessWorker
-    /// uses [`SUSPECT_AFTER_DEFAULT`] (1 s).
+    /// uses [`SUSPECT_AFTER_DEFAULT`] (2 s).
     pub suspect_after: Option<Duration>,
     /// Result of a query with missing replies.
     pub timeout_policy: TimeoutPolicy,
@@ -311,9 +311,10 @@ impl WorkerConfig {
     }
 }
 
-/// The BusinessWorker's `suspect_after`: well under the 5 s query timeout, well over a
-/// healthy gateway's reply time.
-pub const SUSPECT_AFTER_DEFAULT: Duration = Duration::from_secs(1);
+/// The BusinessWorker's `suspect_after`: well under the 5 s query timeout, and well over
+/// a healthy gateway's reply time even on a loaded machine (a false suspicion costs one
+/// query a missing gateway; the mark clears at the next byte).
+pub const SUSPECT_AFTER_DEFAULT: Duration = Duration::from_secs(2);
 
 /// Counters for what the core dropped or gave up on.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -745,6 +746,11 @@ impl WorkerCore {
                 register.link = None;
                 register.ping_at = None;
                 register.retry_at = Some(now + delay);
+                if register.down_since.is_none() && stable {
+                    // A register lost after a stable connection: a new outage, told at
+                    // once (the rate limit is for flapping and for long outages).
+                    register.warned_at = None;
+                }
                 let since = *register.down_since.get_or_insert(now);
                 register.failed_attempts = register.failed_attempts.saturating_add(1);
                 if register

@@ -47,7 +47,7 @@ pub(crate) fn capture_logs<R>(f: impl FnOnce() -> R) -> (R, Vec<String>) {
 fn config(seed: u64) -> WorkerConfig {
     let mut c = WorkerConfig::new("faults", 0, vec![REGISTER.to_string()]);
     c.seed = seed;
-    c.suspect_after = Some(SUSPECT_AFTER_DEFAULT);
+    c.suspect_after = Some(ms(1_000));
     c
 }
 
@@ -172,6 +172,50 @@ fn unreachable_register_warns_once_then_at_a_bounded_rate() {
         .collect();
     assert_eq!(back.len(), 1, "{logs:#?}");
     assert_eq!(logs.len(), 5, "nothing else logged: {logs:#?}");
+}
+
+/// A register lost after a stable connection starts a new outage, told at once; one that
+/// flaps (accepts, then closes at once) stays within the rate limit.
+#[test]
+fn a_new_outage_after_a_stable_connection_warns_at_once_a_flapping_register_does_not() {
+    let count = |logs: &[String]| {
+        logs.iter()
+            .filter(|l| l.contains("cannot reach the register"))
+            .count()
+    };
+    let mut core = WorkerCore::new(config(1), Duration::ZERO);
+    let (_, logs) = capture_logs(|| {
+        // Outage at 1 s (warned), back within 2.3 s.
+        outage(&mut core, 2, ms(2_300));
+        let link = core
+            .links
+            .iter()
+            .find(|(_, l)| matches!(l.peer, LinkPeer::Register(_)))
+            .map(|(id, _)| *id)
+            .unwrap();
+        // Flapping: closed 1 s later, then 20 connections that each last 100 ms.
+        let mut now = core.last_now + ms(1_000);
+        core.handle_closed(now, link);
+        for _ in 0..20 {
+            now = core.poll_timeout().unwrap();
+            core.handle_timeout(now);
+            let link = register_connect(&drain(&mut core)).unwrap();
+            core.handle_connected(now, link);
+            now += ms(100);
+            core.handle_closed(now, link);
+        }
+    });
+    assert_eq!(count(&logs), 1, "flapping within 30 s: {logs:#?}");
+    let (_, logs) = capture_logs(|| {
+        let mut now = core.poll_timeout().unwrap();
+        core.handle_timeout(now);
+        let link = register_connect(&drain(&mut core)).unwrap();
+        core.handle_connected(now, link);
+        // Up for 6 s (stable), then lost: warned at once.
+        now += ms(6_000);
+        core.handle_closed(now, link);
+    });
+    assert_eq!(count(&logs), 1, "{logs:#?}");
 }
 
 // ---- suspect gateways (issue 18 item 1) ------------------------------------------------
