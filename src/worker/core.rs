@@ -227,9 +227,11 @@ pub struct WorkerConfig {
     pub seed: u64,
     /// A connection attempt not completed by then is abandoned (and retried as a close).
     pub connect_timeout: Duration,
-    /// Largest reconnect delay after repeated failures.
+    /// Largest reconnect delay of a gateway link after repeated failures (registers are
+    /// retried at `register_retry_interval`, without backoff).
     pub reconnect_delay_max: Duration,
-    /// A link open this long resets the reconnect backoff.
+    /// A link open this long resets the reconnect backoff (and makes a register's loss a new
+    /// outage, warned about at once).
     pub link_stable_after: Duration,
     /// How long an address missing from broadcasts is kept while the register is up.
     pub address_removal_grace: Duration,
