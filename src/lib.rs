@@ -24,6 +24,8 @@
 //!   and one engine on a thread of its own; reload; metrics.
 //! * [`client`]: the GatewayClient library, the Gateway API for programs outside the
 //!   cluster.
+//! * [`drop_log`]: the rate-limited log line every core writes for what it drops at a
+//!   bound (counts per kind, the worst connection), so a burst never floods the log.
 //! * `testing` (hidden): vectors and helpers shared by tests, `sim/` and benches.
 //!
 //! The `gatewayworker` binary (`src/main.rs`, `src/cli/`) adds the command line, the
@@ -41,6 +43,8 @@ pub mod api;
 pub mod business;
 #[cfg(feature = "runtime")]
 pub mod client;
+#[cfg(feature = "runtime")]
+pub mod drop_log;
 #[cfg(feature = "runtime")]
 pub mod gateway;
 #[cfg(feature = "runtime")]

@@ -91,7 +91,13 @@ impl BusinessSettings {
             count,
             wasm_path: wasm_path.into(),
             reload_poll: None,
-            core: WorkerConfig::new(name, 0, register_addresses),
+            core: WorkerConfig {
+                // Reconnect jitter: a random seed per process (drawn here, driver side).
+                seed: crate::gateway::HashKey::random().0[0],
+                // Fail fast on an unresponsive gateway (issue 18).
+                suspect_after: Some(crate::worker::core::SUSPECT_AFTER_DEFAULT),
+                ..WorkerConfig::new(name, 0, register_addresses)
+            },
             driver: DriverConfig::default(),
             host: HostConfig::default(),
         }

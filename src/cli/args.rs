@@ -342,6 +342,11 @@ pub struct WorkerArgs {
     /// Check the .wasm file every SECONDS and hot-reload it when it changes [default: off].
     #[arg(long, value_name = "SECONDS")]
     pub reload_poll: Option<u64>,
+    /// Milliseconds without progress after which a gateway that owes a reply is suspect:
+    /// queries stop waiting for it and report it missing; 0 = off (wait for the 5 s query
+    /// timeout, as the original) [default: 2000].
+    #[arg(long, value_name = "MS")]
+    pub suspect_after_ms: Option<u64>,
     /// Serve Prometheus metrics at http://ADDRESS/metrics [default: off].
     #[arg(long, value_name = "ADDRESS")]
     pub metrics: Option<SocketAddr>,
@@ -392,7 +397,7 @@ impl WorkerArgs {
     /// These flags over `file` (flags win field by field).
     pub fn merge(mut self, file: WorkerArgs) -> WorkerArgs {
         merge_fields!(self, file: WorkerArgs; wasm, name, count, register, secret, reload_poll,
-            metrics);
+            suspect_after_ms, metrics);
         self
     }
 }

@@ -187,6 +187,40 @@ mod tests {
     }
 
     #[test]
+    fn worker_suspect_after_ms_sets_the_core_and_zero_turns_it_off() {
+        let file =
+            ConfigFile::parse("[worker]\nwasm = \"w.wasm\"\nsuspect-after-ms = 750\n").unwrap();
+        assert_eq!(file.worker.suspect_after_ms, Some(750));
+        let settings = crate::cli::worker::settings(&file.worker).unwrap();
+        assert_eq!(
+            settings.core.suspect_after,
+            Some(std::time::Duration::from_millis(750))
+        );
+        let off = crate::cli::args::WorkerArgs {
+            suspect_after_ms: Some(0),
+            ..file.worker.clone()
+        };
+        assert_eq!(
+            crate::cli::worker::settings(&off)
+                .unwrap()
+                .core
+                .suspect_after,
+            None
+        );
+        let default = crate::cli::args::WorkerArgs {
+            suspect_after_ms: None,
+            ..file.worker
+        };
+        assert_eq!(
+            crate::cli::worker::settings(&default)
+                .unwrap()
+                .core
+                .suspect_after,
+            Some(gatewayworker::worker::core::SUSPECT_AFTER_DEFAULT)
+        );
+    }
+
+    #[test]
     fn unknown_keys_of_the_new_tables_are_named() {
         for (table, key) in [
             ("worker", "wasm_path"),

@@ -44,6 +44,9 @@ pub fn settings(args: &WorkerArgs) -> Result<BusinessSettings, CliError> {
         settings.core.secret_key = secret.clone();
     }
     settings.reload_poll = args.reload_poll.map(Duration::from_secs);
+    if let Some(ms) = args.suspect_after_ms {
+        settings.core.suspect_after = (ms > 0).then(|| Duration::from_millis(ms));
+    }
     Ok(settings)
 }
 

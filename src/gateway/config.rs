@@ -92,7 +92,8 @@ pub struct GatewayConfig {
     pub register_addresses: Vec<String>,
     /// Per-client pending output, default 1 024 000 bytes (the original's
     /// `sendToClientBufferSize`). A message for a client whose unflushed output has
-    /// reached it is dropped (counted in `client_messages_dropped`, logged); the client
+    /// reached it is dropped (counted in `client_messages_dropped`, logged at most once per 10 s with the other
+    /// drops, see [`super::drops`]); the client
     /// stays connected.
     pub client_pending_max: usize,
     /// Messages queued for a websocket client before its handshake completes, default
@@ -101,7 +102,7 @@ pub struct GatewayConfig {
     pub pending_before_handshake_max: usize,
     /// Per-link pending output, default 10 240 000 bytes (`sendToWorkerBufferSize`).
     /// An event (or ping) for a link whose unflushed output has reached it is dropped
-    /// (counted in `link_frames_dropped`, logged); the link stays open. A reply is never
+    /// (counted in `link_frames_dropped`, logged at most once per 10 s); the link stays open. A reply is never
     /// dropped: one that would take the output past this plus one largest reply record
     /// closes the link (see `reply_size_max`).
     pub link_pending_max: usize,
@@ -131,6 +132,17 @@ pub struct GatewayConfig {
     /// Key of the hasher of the uid and group maps; see [`HashKey`]. The all-zero key by
     /// default; the production path sets a random one.
     pub hash_key: HashKey,
+    /// Longest delay between attempts to reach a register, default 500 ms: each delay is
+    /// drawn uniformly in `[interval/2, interval]` from a generator seeded with
+    /// `jitter_seed`; no backoff, so the gateway is back in the register's list within
+    /// one interval of its return. (The original retries every second.)
+    pub register_retry_interval: Duration,
+    /// While a register cannot be reached: one warning at once, then at most one per
+    /// this interval, default 30 s.
+    pub register_warn_interval: Duration,
+    /// Seed of the register retry jitter; 0 by default, the production path draws a
+    /// random one (driver side; the core draws nothing).
+    pub jitter_seed: u64,
     /// Tests only: the driver panics (after the core took the bytes) when a client's or
     /// link's input contains this sequence, to prove panic containment. `None` by
     /// default; no setting or command-line flag reaches it.
@@ -165,6 +177,9 @@ impl GatewayConfig {
             compression: CompressionMode::Off,
             compression_min_size: crate::protocol::public::deflate::MIN_SIZE_DEFAULT,
             hash_key: HashKey::default(),
+            register_retry_interval: Duration::from_millis(500),
+            register_warn_interval: Duration::from_secs(30),
+            jitter_seed: 0,
             test_panic_trigger: None,
         }
     }

@@ -11,8 +11,9 @@ use hashbrown::{HashMap, HashSet};
 use super::action::{Action, CloseReason, ConnectionId, GatewayStats, LinkId, Refused, Target};
 use super::clients::{ClientTable, IdAllocator, IdState};
 use super::config::GatewayConfig;
-use super::routing::{RouteEntry, Router};
+use super::routing::{RouteEntry, Router, SplitMix64};
 use super::wire;
+use crate::drop_log::{DropLog, DROP_LOG_INTERVAL};
 use crate::protocol::frame::{
     self, Command, Frame, Header, FLAG_BINARY, FLAG_BODY_IS_SCALAR, HEADER_LEN,
 };
@@ -22,8 +23,12 @@ use crate::protocol::register::{LineDecodeError, LineDecoder, ToRegister, FROM_R
 
 /// Keep-alive period of internal links and register connections (spec 5.5).
 pub const LINK_PING_INTERVAL: Duration = Duration::from_secs(25);
-/// Delay before reconnecting to a register (spec 8).
+/// The original's delay before reconnecting to a register (spec 8); ours is
+/// [`GatewayConfig::register_retry_interval`], jittered.
 pub const REGISTER_RECONNECT_DELAY: Duration = Duration::from_secs(1);
+/// A register connection up this long makes its loss a new outage, warned about at once
+/// even within `register_warn_interval` of the previous warning.
+const REGISTER_STABLE_AFTER: Duration = Duration::from_secs(5);
 /// Uptime before "no worker" is worth a log line (spec 5.2).
 const NO_WORKER_QUIET_PERIOD: Duration = Duration::from_secs(2);
 /// Block size of a link's output arena: event frames are encoded into it and split off, so
@@ -104,6 +109,18 @@ enum RegisterState {
     Waiting { at: Duration },
 }
 
+/// A register's outage: since when it is unreachable, the failed attempts since, and
+/// the bounded-rate warning state.
+#[derive(Debug, Default, Clone, Copy)]
+struct RegisterOutage {
+    /// When the current connection came up.
+    connected_at: Option<Duration>,
+    down_since: Option<Duration>,
+    attempts: u64,
+    warned_at: Option<Duration>,
+    warned_in_outage: bool,
+}
+
 /// The input side of a register connection: its partial line and the line splitter.
 #[derive(Debug, Default)]
 struct RegisterInput {
@@ -168,6 +185,12 @@ pub struct GatewayCore {
     registers: Vec<RegisterState>,
     /// One per register, same index as `registers`.
     register_input: Vec<RegisterInput>,
+    /// One per register, same index as `registers`.
+    register_outages: Vec<RegisterOutage>,
+    /// Register retry jitter, seeded from [`GatewayConfig::jitter_seed`].
+    jitter: SplitMix64,
+    /// Dropped messages, logged at most once per interval.
+    drop_log: DropLog,
     heartbeat_at: Option<Duration>,
     worker_ping_at: Option<Duration>,
     /// Handshake deadlines `(at, connection id, accept seq)` in accept order; with one
@@ -241,6 +264,9 @@ impl GatewayCore {
             register_input: (0..config.register_addresses.len())
                 .map(|_| RegisterInput::new())
                 .collect(),
+            register_outages: vec![RegisterOutage::default(); config.register_addresses.len()],
+            jitter: SplitMix64(config.jitter_seed),
+            drop_log: DropLog::new("gateway", DROP_LOG_INTERVAL),
             router: Router::new(config.routing),
             config,
             started: now,
@@ -324,7 +350,8 @@ impl GatewayCore {
             RegisterState::Connecting => None,
         });
         let handshake = self.handshake_deadlines.front().map(|(at, _, _)| *at);
-        [self.heartbeat_at, self.worker_ping_at, handshake]
+        let drops = self.drop_log.poll_timeout();
+        [self.heartbeat_at, self.worker_ping_at, handshake, drops]
             .into_iter()
             .flatten()
             .chain(registers)
@@ -649,10 +676,8 @@ impl GatewayCore {
             // the client's handshake (the original writes them at once).
             if client.before_handshake.len() >= self.config.pending_before_handshake_max {
                 self.stats.client_messages_dropped += 1;
-                tracing::warn!(
-                    connection_id = id,
-                    "message dropped: queue before handshake full"
-                );
+                self.drop_log
+                    .record("client_queue_before_handshake", u64::from(id), bytes.len());
                 return;
             }
             client.before_handshake.extend_from_slice(bytes);
@@ -660,11 +685,8 @@ impl GatewayCore {
         }
         if client.pending >= self.config.client_pending_max {
             self.stats.client_messages_dropped += 1;
-            tracing::warn!(
-                connection_id = id,
-                pending = client.pending,
-                "message dropped: client send buffer full"
-            );
+            self.drop_log
+                .record("client_send_buffer", u64::from(id), bytes.len());
             return;
         }
         let negotiated = client.decoder.negotiated();
@@ -988,11 +1010,7 @@ impl GatewayCore {
         }
         if link.pending >= self.config.link_pending_max {
             self.stats.link_frames_dropped += 1;
-            tracing::error!(
-                link = id.0,
-                pending = link.pending,
-                "frame dropped: link send buffer full"
-            );
+            self.drop_log.record("worker_link_queue", id.0, bytes.len());
             return;
         }
         link.pending += bytes.len();
@@ -1020,18 +1038,72 @@ impl GatewayCore {
         let line = line.freeze();
         self.registers[index] = RegisterState::Connected { ping_at };
         self.register_input[index] = RegisterInput::new();
+        if let Some(outage) = self.register_outages.get_mut(index) {
+            if let Some(since) = outage.down_since.take() {
+                if outage.warned_in_outage {
+                    tracing::info!(
+                        register = %address,
+                        down_for = ?now.saturating_sub(since),
+                        attempts = outage.attempts,
+                        "register reachable again"
+                    );
+                }
+            }
+            outage.attempts = 0;
+            outage.warned_in_outage = false;
+            outage.connected_at = Some(now);
+        }
         self.actions.push_back(Action::Transmit {
             to: Target::Register(index),
             bytes: line,
         });
     }
 
-    /// The connection to register `index` closed (or could not be made): retry in 1 s.
+    /// The connection to register `index` closed (or could not be made): retry within
+    /// `register_retry_interval` (jittered), warning at a bounded rate.
     pub fn handle_register_closed(&mut self, now: Duration, index: usize) {
+        let interval = self.config.register_retry_interval;
+        let half = interval / 2;
+        let span = u64::try_from((interval - half).as_micros()).unwrap_or(u64::MAX);
+        let delay = half + Duration::from_micros(self.jitter.below(span.saturating_add(1)));
+        let was_connected = matches!(
+            self.registers.get(index),
+            Some(RegisterState::Connected { .. })
+        );
         if let Some(state) = self.registers.get_mut(index) {
-            *state = RegisterState::Waiting {
-                at: now + REGISTER_RECONNECT_DELAY,
-            };
+            *state = RegisterState::Waiting { at: now + delay };
+        }
+        let warn_interval = self.config.register_warn_interval;
+        if let (Some(outage), Some(address)) = (
+            self.register_outages.get_mut(index),
+            self.config.register_addresses.get(index),
+        ) {
+            let stable = outage
+                .connected_at
+                .take()
+                .is_some_and(|t| now.saturating_sub(t) >= REGISTER_STABLE_AFTER);
+            if outage.down_since.is_none() && stable {
+                // Lost after a stable connection: a new outage, told at once (the rate
+                // limit is for flapping and for long outages).
+                outage.warned_at = None;
+            }
+            let since = *outage.down_since.get_or_insert(now);
+            outage.attempts = outage.attempts.saturating_add(1);
+            if !self.shutting_down
+                && outage
+                    .warned_at
+                    .is_none_or(|t| now.saturating_sub(t) >= warn_interval)
+            {
+                outage.warned_at = Some(now);
+                outage.warned_in_outage = true;
+                tracing::warn!(
+                    register = %address,
+                    lost = was_connected,
+                    down_for = ?now.saturating_sub(since),
+                    attempts = outage.attempts,
+                    "cannot reach the register; retrying every {interval:?} at most"
+                );
+            }
         }
         if let Some(input) = self.register_input.get_mut(index) {
             *input = RegisterInput::new();
@@ -1091,6 +1163,7 @@ impl GatewayCore {
             return;
         }
         self.expire_handshakes(now);
+        self.drop_log.handle_timeout(now);
         if let Some(at) = self.heartbeat_at.filter(|at| *at <= now) {
             self.heartbeat_tick();
             self.heartbeat_at = self

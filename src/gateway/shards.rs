@@ -51,6 +51,8 @@ impl GatewaySettings {
                 // Names from clients key the uid and group maps: a random key per
                 // process, so colliding names cannot be computed offline.
                 hash_key: HashKey::random(),
+                // Register retry jitter: its own random seed (not derived from the key).
+                jitter_seed: HashKey::random().0[0],
                 ..GatewayConfig::new(lan_ip, start_port, listen.port())
             },
             tls: None,

@@ -15,7 +15,13 @@
 //!
 //! * **Register**: connect to every register address, send `worker_connect` with the
 //!   secret on each (re)connection, ping every 25 s unless the address starts with
-//!   `127.0.0.1`, reconnect after a close. Each `broadcast_addresses` (a list or an
+//!   `127.0.0.1`, reconnect after a close. *Difference*: the original retries a lost
+//!   register every second; we retry at a steady `register_retry_interval` (500 ms) with
+//!   jitter (each delay uniform in `[interval/2, interval]`, drawn from a generator seeded
+//!   with [`WorkerConfig::seed`], never from a random source in the core), never backing
+//!   off, so a worker rejoins within one interval of the register's return; while it
+//!   cannot reach the register it warns once, then at most once per
+//!   `register_warn_interval`, and says when the register is back. Each `broadcast_addresses` (a list or an
 //!   object) replaces the list; new addresses are linked at once. *Difference*: an address
 //!   missing from a broadcast is only forgotten after `address_removal_grace` while the
 //!   register stays connected, so a register that shuts down (and broadcasts a shrinking
@@ -31,7 +37,8 @@
 //!   `connect_timeout` is abandoned and retried like a close.
 //! * **Queues**: each link has an output queue bounded by `link_queue_bytes_max` bytes (queued
 //!   plus written-but-unconfirmed). *Difference*: the original drops silently at its
-//!   buffer limit; we drop the new frame too but count it ([`WorkerStats`]), log it, make a
+//!   buffer limit; we drop the new frame too but count it ([`WorkerStats`]), log the counts
+//!   at most once per 10 s ([`crate::drop_log`]), make a
 //!   bool-send return `false` and fail that gateway's part of a query at once.
 //!   At most `link_window_bytes_max` bytes are handed to the driver before it confirms them with
 //!   `handle_written`, so the bound holds end to end.
@@ -41,6 +48,15 @@
 //!   `query_timeout`; it never blocks events or other calls. With missing gateways the
 //!   result follows [`TimeoutPolicy`] (default: [`ApiError::Timeout`]) and
 //!   [`CallDone::unanswered`] names them.
+//! * **Suspect gateways** (*difference*; the original waits the whole timeout on every
+//!   query, GatewayWorker issue #36): a gateway link that owes us something (a reply, or
+//!   bytes we could not write) and has made no progress (no byte read from it, none
+//!   written to it, not connected) for `suspect_after` (off in [`WorkerConfig::new`],
+//!   2 s in the BusinessWorker: [`SUSPECT_AFTER_DEFAULT`]) is *suspect*: the query parts
+//!   waiting on it fail at once, and later queries do not ask it at all (their result
+//!   names it as missing, as after a timeout: [`TimeoutPolicy`]). Sends are still
+//!   queued. The mark clears at the link's next progress (any byte read or written); the
+//!   replies it still owes are matched and discarded, so replies stay aligned.
 //! * **Events and replies share a link**: a reply record is told from a frame only while
 //!   a query is outstanding on that link, by its first word (< 28 cannot be a frame) or its
 //!   fifth byte (a serialized value never starts with an event command byte). The one
@@ -74,6 +90,8 @@ use crate::api::plan::{frame, Caller, Completion, Plan, Planner};
 use crate::api::plan::{frame_bytes, json_encode};
 use crate::api::CurrentClient;
 use crate::api::{ApiCall, ApiError, ApiResult};
+use crate::drop_log::{DropLog, DROP_LOG_INTERVAL};
+use crate::gateway::SplitMix64;
 use crate::protocol::client_id::client_id_text;
 use crate::protocol::client_id::GatewayAddr;
 use crate::protocol::frame::{Command, Frame, Header, FLAG_BINARY, HEADER_LEN};
@@ -198,18 +216,34 @@ pub struct WorkerConfig {
     pub register_addresses: Vec<String>,
     /// Register keep-alive period (25 s).
     pub register_ping_interval: Duration,
-    /// First reconnect delay after a close (1 s).
+    /// First reconnect delay of a gateway link after a close (1 s).
     pub reconnect_delay: Duration,
+    /// Longest delay between attempts to reach a register (500 ms): each delay is drawn
+    /// uniformly in `[interval/2, interval]`; no backoff.
+    pub register_retry_interval: Duration,
+    /// While a register cannot be reached: one warning at once, then at most one per this
+    /// interval (30 s), each with the attempts and the time since it was lost.
+    pub register_warn_interval: Duration,
+    /// Seed of the reconnect jitter (the driver's owner draws it; the core draws nothing).
+    /// Mixed with `index`, so instances sharing a config still spread their attempts.
+    pub seed: u64,
     /// A connection attempt not completed by then is abandoned (and retried as a close).
     pub connect_timeout: Duration,
-    /// Largest reconnect delay after repeated failures.
+    /// Largest reconnect delay of a gateway link after repeated failures (registers are
+    /// retried at `register_retry_interval`, without backoff).
     pub reconnect_delay_max: Duration,
-    /// A link open this long resets the reconnect backoff.
+    /// A link open this long resets the reconnect backoff (and makes a register's loss a new
+    /// outage, warned about at once).
     pub link_stable_after: Duration,
     /// How long an address missing from broadcasts is kept while the register is up.
     pub address_removal_grace: Duration,
     /// Query deadline (the original's 5 s).
     pub query_timeout: Duration,
+    /// A gateway link that owes a reply or unwritten bytes and made no progress for this
+    /// long is suspect: queries stop waiting for it. `None` (the original's behaviour,
+    /// what [`WorkerConfig::new`] gives) waits for `query_timeout`; the BusinessWorker
+    /// uses [`SUSPECT_AFTER_DEFAULT`] (2 s).
+    pub suspect_after: Option<Duration>,
     /// Result of a query with missing replies.
     pub timeout_policy: TimeoutPolicy,
     /// How `getAllGroup*` merges treat clients without uid/groups.
@@ -257,11 +291,15 @@ impl WorkerConfig {
             register_addresses,
             register_ping_interval: Duration::from_secs(25),
             reconnect_delay: Duration::from_secs(1),
+            register_retry_interval: Duration::from_millis(500),
+            register_warn_interval: Duration::from_secs(30),
+            seed: 0,
             reconnect_delay_max: Duration::from_secs(4),
             connect_timeout: Duration::from_secs(5),
             link_stable_after: Duration::from_secs(5),
             address_removal_grace: Duration::from_secs(3),
             query_timeout: Duration::from_secs(5),
+            suspect_after: None,
             timeout_policy: TimeoutPolicy::Fail,
             group_scan: GroupScan::Complete,
             link_queue_bytes_max: 10_240_000,
@@ -276,6 +314,11 @@ impl WorkerConfig {
         }
     }
 }
+
+/// The BusinessWorker's `suspect_after`: well under the 5 s query timeout, and well over
+/// a healthy gateway's reply time even on a loaded machine (a false suspicion costs one
+/// query a missing gateway; the mark clears at the next byte).
+pub const SUSPECT_AFTER_DEFAULT: Duration = Duration::from_secs(2);
 
 /// Counters for what the core dropped or gave up on.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -296,6 +339,10 @@ pub struct WorkerStats {
     pub calls_refused_busy: u64,
     /// Session reloads skipped for the same reason.
     pub reloads_skipped_busy: u64,
+    /// Times a gateway link became suspect (no progress for `suspect_after`).
+    pub gateways_suspected: u64,
+    /// Query parts answered at once as missing because their gateway was suspect.
+    pub query_parts_suspect: u64,
 }
 
 /// What a reply expected on a link is for.
@@ -330,10 +377,34 @@ struct Link {
     parked: VecDeque<ClientEvent>,
     /// A GET_SESSION for the first parked event is outstanding.
     reloading: bool,
+    /// Last progress: opened, connected, a byte read or written (or, when it had nothing
+    /// owed, the time it started owing something).
+    progress_at: Duration,
+    /// No progress for `suspect_after` while owing: queries do not wait for it.
+    suspect: bool,
 }
 
 impl Link {
-    fn new(peer: LinkPeer, connect_deadline: Duration, register_line_bytes_max: usize) -> Link {
+    /// The link owes us something: a reply, or bytes still to be written.
+    fn owing(&self) -> bool {
+        !self.pending.is_empty() || self.in_flight > 0 || self.queued_bytes > 0
+    }
+
+    /// When it becomes suspect if nothing moves (gateway links only).
+    fn suspect_at(&self, after: Option<Duration>) -> Option<Duration> {
+        let after = after?;
+        let gateway = matches!(self.peer, LinkPeer::Gateway(_));
+        (gateway && !self.suspect && self.owing()).then(|| self.progress_at.saturating_add(after))
+    }
+}
+
+impl Link {
+    fn new(
+        peer: LinkPeer,
+        now: Duration,
+        connect_deadline: Duration,
+        register_line_bytes_max: usize,
+    ) -> Link {
         Link {
             peer,
             opened_at: None,
@@ -346,6 +417,8 @@ impl Link {
             pending: VecDeque::new(),
             parked: VecDeque::new(),
             reloading: false,
+            progress_at: now,
+            suspect: false,
         }
     }
 }
@@ -356,7 +429,14 @@ struct RegisterEntry {
     link: Option<GatewayLinkId>,
     retry_at: Option<Duration>,
     ping_at: Option<Duration>,
-    failures: u32,
+    /// Since when the register is unreachable (lost or never reached), and the failed
+    /// attempts since.
+    down_since: Option<Duration>,
+    failed_attempts: u64,
+    /// When the last "register unreachable" warning went out.
+    warned_at: Option<Duration>,
+    /// A warning went out in the current outage (so its end is worth a line too).
+    warned_in_outage: bool,
 }
 
 #[derive(Debug, Default)]
@@ -392,6 +472,12 @@ pub struct WorkerCore {
     /// Events released in order but waiting for room, and their estimated bytes.
     held: VecDeque<ClientEvent>,
     held_bytes: usize,
+    /// Reconnect jitter, seeded from [`WorkerConfig::seed`].
+    jitter: SplitMix64,
+    /// Dropped frames, logged at most once per interval.
+    drop_log: DropLog,
+    /// The latest `now` given to any input (for the helpers that take none).
+    last_now: Duration,
 }
 
 impl WorkerCore {
@@ -406,9 +492,17 @@ impl WorkerCore {
                     link: None,
                     retry_at: Some(now),
                     ping_at: None,
-                    failures: 0,
+                    down_since: None,
+                    failed_attempts: 0,
+                    warned_at: None,
+                    warned_in_outage: false,
                 })
                 .collect(),
+            jitter: SplitMix64(
+                config.seed ^ u64::from(config.index).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            ),
+            drop_log: DropLog::new("worker", DROP_LOG_INTERVAL),
+            last_now: now,
             config,
             next_link: 1,
             next_call: 1,
@@ -635,11 +729,14 @@ impl WorkerCore {
         let gateways = self.gateways.values().map(|g| g.retry_at);
         let calls = self.calls.values().map(|c| Some(c.deadline()));
         let connects = self.links.values().map(|l| l.connect_deadline);
+        let after = self.config.suspect_after;
+        let suspects = self.links.values().map(move |l| l.suspect_at(after));
         registers
             .chain(gateways)
             .chain(calls)
             .chain(connects)
-            .chain([self.removal_at])
+            .chain(suspects)
+            .chain([self.removal_at, self.drop_log.poll_timeout()])
             .flatten()
             .min()
     }
@@ -648,6 +745,8 @@ impl WorkerCore {
 
     /// Timers: reconnects, register pings, query deadlines, list removals.
     pub fn handle_timeout(&mut self, now: Duration) {
+        self.last_now = self.last_now.max(now);
+        self.drop_log.handle_timeout(now);
         let stuck: Vec<GatewayLinkId> = self
             .links
             .iter()
@@ -655,13 +754,23 @@ impl WorkerCore {
             .map(|(id, _)| *id)
             .collect();
         for link in stuck {
-            tracing::warn!(?link, "connection attempt timed out");
+            if self
+                .links
+                .get(&link)
+                .is_some_and(|l| matches!(l.peer, LinkPeer::Register(_)))
+            {
+                // Warned about at a bounded rate by `handle_closed`.
+                tracing::debug!(?link, "register connection attempt timed out");
+            } else {
+                tracing::warn!(?link, "connection attempt timed out");
+            }
             self.actions.push_back(Action::Close {
                 link,
                 reason: CloseReason::ConnectTimeout,
             });
             self.handle_closed(now, link);
         }
+        self.check_suspects(now);
         for i in 0..self.registers.len() {
             if self.registers[i].retry_at.is_some_and(|t| t <= now) {
                 self.registers[i].retry_at = None;
@@ -713,12 +822,27 @@ impl WorkerCore {
 
     /// The connection of `link` is established.
     pub fn handle_connected(&mut self, now: Duration, link: GatewayLinkId) {
+        self.last_now = self.last_now.max(now);
         let Some(l) = self.links.get_mut(&link) else {
             return;
         };
         l.opened_at = Some(now);
         l.connect_deadline = None;
+        Self::progress(l, now);
         if let LinkPeer::Register(i) = l.peer {
+            let register = &mut self.registers[i];
+            if let Some(since) = register.down_since.take() {
+                if register.warned_in_outage {
+                    tracing::info!(
+                        register = %register.address,
+                        down_for = ?now.saturating_sub(since),
+                        attempts = register.failed_attempts,
+                        "register reachable again"
+                    );
+                }
+                register.failed_attempts = 0;
+                register.warned_in_outage = false;
+            }
             let mut line = BytesMut::new();
             ToRegister::WorkerConnect {
                 secret_key: self.config.secret_key.clone(),
@@ -734,15 +858,20 @@ impl WorkerCore {
     }
 
     /// The driver wrote `n` bytes of this link's transmits.
-    pub fn handle_written(&mut self, _now: Duration, link: GatewayLinkId, n: usize) {
+    pub fn handle_written(&mut self, now: Duration, link: GatewayLinkId, n: usize) {
+        self.last_now = self.last_now.max(now);
         if let Some(l) = self.links.get_mut(&link) {
             l.in_flight = l.in_flight.saturating_sub(n);
+            if n > 0 {
+                Self::progress(l, now);
+            }
             self.pump(link);
         }
     }
 
     /// The link closed (or its connection attempt failed).
     pub fn handle_closed(&mut self, now: Duration, link: GatewayLinkId) {
+        self.last_now = self.last_now.max(now);
         let Some(l) = self.links.remove(&link) else {
             return;
         };
@@ -753,15 +882,34 @@ impl WorkerCore {
             LinkPeer::Register(i) => {
                 // Keep the last good list while the register is away.
                 self.removal_at = None;
+                let delay = self.register_retry_delay();
+                let warn_interval = self.config.register_warn_interval;
                 let register = &mut self.registers[i];
                 register.link = None;
                 register.ping_at = None;
-                if stable {
-                    register.failures = 0;
-                }
-                let delay = backoff(&self.config, register.failures);
-                register.failures = register.failures.saturating_add(1);
                 register.retry_at = Some(now + delay);
+                if register.down_since.is_none() && stable {
+                    // A register lost after a stable connection: a new outage, told at
+                    // once (the rate limit is for flapping and for long outages).
+                    register.warned_at = None;
+                }
+                let since = *register.down_since.get_or_insert(now);
+                register.failed_attempts = register.failed_attempts.saturating_add(1);
+                if register
+                    .warned_at
+                    .is_none_or(|t| now.saturating_sub(t) >= warn_interval)
+                {
+                    register.warned_at = Some(now);
+                    register.warned_in_outage = true;
+                    tracing::warn!(
+                        register = %register.address,
+                        lost = l.opened_at.is_some(),
+                        down_for = ?now.saturating_sub(since),
+                        attempts = register.failed_attempts,
+                        "cannot reach the register; retrying every {:?} at most",
+                        self.config.register_retry_interval
+                    );
+                }
             }
             LinkPeer::Gateway(addr) => {
                 for pending in &l.pending {
@@ -790,10 +938,14 @@ impl WorkerCore {
 
     /// Bytes received on `link`.
     pub fn handle_bytes(&mut self, now: Duration, link: GatewayLinkId, data: &[u8]) {
+        self.last_now = self.last_now.max(now);
         let Some(l) = self.links.get_mut(&link) else {
             return;
         };
         l.inbound.extend_from_slice(data);
+        if !data.is_empty() {
+            Self::progress(l, now);
+        }
         match l.peer {
             LinkPeer::Register(_) => self.read_register(now, link),
             LinkPeer::Gateway(_) => self.read_gateway(now, link),
@@ -822,6 +974,7 @@ impl WorkerCore {
         current: Option<&CurrentClient>,
         binary: bool,
     ) -> CallId {
+        self.last_now = self.last_now.max(now);
         let targets = self.linked_gateways();
         let mut plan =
             Planner::new(Caller::Worker { current }, &targets, self.config.group_scan).plan(call);
@@ -843,12 +996,13 @@ impl WorkerCore {
     /// throws) and nothing is written.
     pub fn end_event(
         &mut self,
-        _now: Duration,
+        now: Duration,
         client: &CurrentClient,
         kind: ClientEventKind,
         old: &PhpValue,
         new: &PhpValue,
     ) -> Result<(), ApiError> {
+        self.last_now = self.last_now.max(now);
         let outcome = self.write_back(client, kind, old, new);
         self.event_ended(&client.client_id);
         outcome
@@ -976,6 +1130,15 @@ impl WorkerCore {
                     .insert(id, Gather::new(merge, asked, missing, deadline));
                 for (slot, o) in plan.frames.iter().enumerate() {
                     let link = self.gateways.get(&o.to).and_then(|g| g.link);
+                    if link
+                        .and_then(|link| self.links.get(&link))
+                        .is_some_and(|l| l.suspect)
+                    {
+                        // Known to be stuck: answered at once as missing, nothing sent.
+                        self.stats.query_parts_suspect += 1;
+                        self.fail_slot(id, slot);
+                        continue;
+                    }
                     let queued = link.is_some_and(|link| {
                         let ok = self.enqueue(link, frame_bytes(&o.frame));
                         if ok {
@@ -1031,6 +1194,7 @@ impl WorkerCore {
         self.next_link += 1;
         let link = Link::new(
             peer,
+            now,
             now + self.config.connect_timeout,
             self.config.register_line_bytes_max,
         );
@@ -1083,18 +1247,19 @@ impl WorkerCore {
 
     /// Appends to the link's output queue within `link_queue_bytes_max`; false when dropped.
     fn enqueue(&mut self, link: GatewayLinkId, bytes: Bytes) -> bool {
+        let last_now = self.last_now;
         let Some(l) = self.links.get_mut(&link) else {
             return false;
         };
         if l.queued_bytes + l.in_flight + bytes.len() > self.config.link_queue_bytes_max {
             self.stats.frames_dropped += 1;
             self.stats.bytes_dropped += bytes.len() as u64;
-            tracing::warn!(
-                ?link,
-                len = bytes.len(),
-                "link output queue full: frame dropped"
-            );
+            self.drop_log.record("link_queue", link.0, bytes.len());
             return false;
+        }
+        if !l.owing() {
+            // Nothing was owed: the time without progress counts from now.
+            l.progress_at = l.progress_at.max(last_now);
         }
         l.queued_bytes += bytes.len();
         l.queue.push_back(bytes);
@@ -1466,6 +1631,79 @@ impl WorkerCore {
     }
 }
 
+impl WorkerCore {
+    /// `l` made progress at `now`: no longer suspect.
+    fn progress(l: &mut Link, now: Duration) {
+        l.progress_at = l.progress_at.max(now);
+        if l.suspect {
+            l.suspect = false;
+            if let LinkPeer::Gateway(addr) = l.peer {
+                tracing::info!(gateway = %addr, "gateway made progress again: no longer suspect");
+            }
+        }
+    }
+
+    /// Marks suspect the gateway links that owe something and made no progress for
+    /// `suspect_after`; the query parts waiting on them fail at once (their pending
+    /// entries stay, so the late replies are matched and discarded).
+    fn check_suspects(&mut self, now: Duration) {
+        let after = self.config.suspect_after;
+        let due: Vec<GatewayLinkId> = self
+            .links
+            .iter()
+            .filter(|(_, l)| l.suspect_at(after).is_some_and(|t| t <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for link in due {
+            let Some(l) = self.links.get_mut(&link) else {
+                continue;
+            };
+            l.suspect = true;
+            self.stats.gateways_suspected += 1;
+            if let LinkPeer::Gateway(addr) = l.peer {
+                tracing::warn!(
+                    gateway = %addr,
+                    silent_for = ?now.saturating_sub(l.progress_at),
+                    awaited_replies = l.pending.len(),
+                    unwritten_bytes = l.queued_bytes + l.in_flight,
+                    "gateway suspect: no progress; queries stop waiting for it"
+                );
+            }
+            let calls: Vec<(CallId, usize)> = l
+                .pending
+                .iter()
+                .filter_map(|p| match *p {
+                    Pending::Call { call, slot } => Some((call, slot)),
+                    Pending::SessionReload => None,
+                })
+                .collect();
+            for (call, slot) in calls {
+                self.fail_slot(call, slot);
+            }
+        }
+    }
+
+    /// Gateways whose link is suspect now (no progress for `suspect_after` while owing).
+    pub fn suspect_gateways(&self) -> Vec<GatewayAddr> {
+        self.links
+            .values()
+            .filter(|l| l.suspect)
+            .filter_map(|l| match l.peer {
+                LinkPeer::Gateway(addr) => Some(addr),
+                LinkPeer::Register(_) => None,
+            })
+            .collect()
+    }
+
+    /// The next register retry delay: uniform in `[interval/2, interval]`.
+    fn register_retry_delay(&mut self) -> Duration {
+        let interval = self.config.register_retry_interval;
+        let half = interval / 2;
+        let span = u64::try_from((interval - half).as_micros()).unwrap_or(u64::MAX);
+        half + Duration::from_micros(self.jitter.below(span.saturating_add(1)))
+    }
+}
+
 fn backoff(config: &WorkerConfig, failures: u32) -> Duration {
     let factor = 1u32 << failures.min(16);
     config
@@ -1504,6 +1742,10 @@ pub fn crc32(data: &[u8]) -> u32 {
 #[cfg(test)]
 #[path = "core_tests/mod.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "fault_tests.rs"]
+pub(crate) mod fault_tests;
 
 /// Sets [`FLAG_BINARY`] on the frames of `plan` that carry a message for clients.
 fn mark_binary(plan: &mut Plan) {

@@ -309,8 +309,11 @@ impl<N: Net> WorkerDriver<N> {
     fn poll_io(&mut self, cx: &mut Context<'_>) -> bool {
         let mut progress = false;
         for _ in 0..PASSES_PER_WAKE_MAX {
-            let pass = self.poll_connects(cx) | self.poll_timer(cx);
-            let pass = pass | self.poll_writes(cx) | self.poll_reads(cx);
+            // Reads before the timer: after a long turn of the business code, what the
+            // gateways sent meanwhile counts (as progress, as replies) before deadlines
+            // and suspicion are judged.
+            let pass = self.poll_connects(cx) | self.poll_writes(cx) | self.poll_reads(cx);
+            let pass = pass | self.poll_timer(cx);
             self.dispatch();
             if !pass {
                 return progress;

@@ -12,6 +12,7 @@ mod batching;
 #[path = "../common/mod.rs"]
 mod common;
 mod driver;
+mod faults;
 mod gateway;
 mod harness;
 #[path = "../php_values/mod.rs"]

@@ -163,3 +163,69 @@ fn idle_client_state_is_small() {
     let size = std::mem::size_of::<super::clients::Client>();
     assert!(size <= 320, "Client is {size} bytes");
 }
+
+/// Issue 18 item 3: a burst of drops (two clients that read nothing, a worker link that
+/// takes nothing) is logged as one line at its start and one per 10 s while it lasts,
+/// with the counts per kind and the worst connection, never one line per message.
+#[test]
+fn a_burst_of_drops_is_logged_at_a_bounded_rate_with_counts() {
+    let (stats, lines) = crate::worker::core::fault_tests::capture_logs(|| {
+        let mut c = config();
+        c.client_pending_max = 100;
+        c.link_pending_max = 40;
+        c.lan_ip = std::net::Ipv4Addr::LOCALHOST; // no worker pings
+        let mut gw = Gw::new(c);
+        let w = gw.worker("10.0.0.9:40000", "BW:0");
+        let a = gw.client("203.0.113.7:5000");
+        let b = gw.client("203.0.113.7:5001");
+        gw.auto_flush = false;
+        let big = vec![b'x'; 80];
+        // 20 s: every 10 ms, a message to both clients and to `b` alone; `a` sends a
+        // message that its worker link cannot take.
+        for _ in 0..2000 {
+            gw.cmd(w, Command::SendToAll, 0, S, b"", &big);
+            gw.cmd(w, Command::SendToOne, b.0, S, b"", &big);
+            gw.client_sends(a, &ws_client_frame(1, b"m"));
+            let at = gw.now + Duration::from_millis(10);
+            while let Some(due) = gw.core.poll_timeout().filter(|t| *t <= at) {
+                gw.advance(due.saturating_sub(gw.now));
+            }
+            gw.now = at;
+        }
+        let due = gw
+            .core
+            .poll_timeout()
+            .expect("the rest of the burst is reported");
+        gw.advance(due.saturating_sub(gw.now));
+        assert_eq!(gw.core.poll_timeout(), None, "nothing more to report");
+        gw.core.stats()
+    });
+    let lines: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("messages dropped"))
+        .collect();
+    // At the first drop, then 10 s and 20 s later.
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    let count = |kind: &str| -> u64 {
+        lines
+            .iter()
+            .filter_map(|l| l.split(&format!("{kind}: ")).nth(1))
+            .map(|rest| rest.split(' ').next().unwrap().parse::<u64>().unwrap())
+            .sum()
+    };
+    // Client `a` got 1 message in (82 bytes pending), `b` got 1 too; every later one dropped.
+    assert_eq!(
+        count("client_send_buffer"),
+        3 * 2000 - 4,
+        "two in for each, then full"
+    );
+    assert_eq!(
+        count("client_send_buffer"),
+        stats.client_messages_dropped,
+        "every counted drop is in a line"
+    );
+    assert_eq!(count("worker_link_queue"), stats.link_frames_dropped);
+    assert!(stats.link_frames_dropped >= 1990, "{stats:?}");
+    // `b` loses the most: it is the worst connection of the full intervals.
+    assert!(lines[1].contains("worst_connection=2 "), "{}", lines[1]);
+}

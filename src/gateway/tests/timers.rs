@@ -138,10 +138,11 @@ fn register_gets_a_hand_concatenated_gateway_connect_on_every_connection_pings_a
             bytes: Bytes::from_static(b"{\"event\":\"ping\"}\n")
         }]
     );
+    // Retried within `register_retry_interval` (500 ms), not before half of it.
     gw.core.handle_register_closed(gw.now, 0);
-    assert!(gw.advance(Duration::from_millis(999)).is_empty());
+    assert!(gw.advance(Duration::from_millis(249)).is_empty());
     assert_eq!(
-        gw.advance(Duration::from_millis(1)),
+        gw.advance(Duration::from_millis(251)),
         vec![Action::ConnectRegister { index: 0 }]
     );
     gw.core.handle_register_connected(gw.now, 0);
@@ -187,7 +188,7 @@ fn register_lines_may_be_split_anywhere_and_one_over_the_bound_closes_the_connec
     // The driver's close report schedules the reconnect; the new connection starts clean.
     gw.core.handle_register_closed(gw.now, 0);
     assert_eq!(
-        gw.advance(Duration::from_secs(1)),
+        gw.advance(Duration::from_millis(500)),
         vec![Action::ConnectRegister { index: 0 }]
     );
     gw.core.handle_register_connected(gw.now, 0);
@@ -261,4 +262,59 @@ fn handshake_timeout_zero_or_non_websocket_never_expires() {
     let id = gw.client("203.0.113.7:50000");
     assert!(closes(&gw.advance(Duration::from_secs(3600))).is_empty());
     assert!(gw.core.clients.contains(id.0));
+}
+
+/// Issue 18 item 5: a lost register is retried at a steady, jittered interval (never
+/// backing off), so the gateway re-announces itself within `register_retry_interval`
+/// of the register's return; while it cannot, one warning at once, then at most one per
+/// `register_warn_interval`.
+#[test]
+fn register_retries_are_steady_jittered_and_warn_at_a_bounded_rate() {
+    let schedule = |seed: u64| {
+        let mut c = config();
+        c.register_addresses = vec!["10.0.0.1:1236".into()];
+        c.jitter_seed = seed;
+        c.lan_ip = std::net::Ipv4Addr::LOCALHOST; // no worker pings: only the retry timer
+        let interval = c.register_retry_interval;
+        let mut gw = Gw::new(c);
+        gw.drain();
+        gw.core.handle_register_connected(gw.now, 0);
+        gw.drain();
+        let start = gw.now;
+        gw.core.handle_register_closed(gw.now, 0);
+        let mut delays = Vec::new();
+        // 95 s of refused attempts.
+        while gw.now - start < Duration::from_secs(95) {
+            let at = gw.core.poll_timeout().expect("a retry is scheduled");
+            let delay = at - gw.now;
+            assert!(delay >= interval / 2 && delay <= interval, "{delay:?}");
+            delays.push(delay);
+            let actions = gw.advance(delay);
+            assert_eq!(actions, vec![Action::ConnectRegister { index: 0 }]);
+            gw.core.handle_register_closed(gw.now, 0);
+        }
+        // Back: the next attempt connects, at most one interval later.
+        let at = gw.core.poll_timeout().unwrap();
+        assert!(at - gw.now <= interval);
+        gw.advance(at - gw.now);
+        gw.core.handle_register_connected(gw.now, 0);
+        delays
+    };
+    let (delays, logs) = crate::worker::core::fault_tests::capture_logs(|| schedule(3));
+    assert!(delays.len() > 190, "{}", delays.len());
+    assert!(delays.iter().any(|d| *d != delays[0]), "jittered");
+    assert_eq!(delays, schedule(3), "reproducible from the seed");
+    assert_ne!(delays, schedule(4));
+    let warnings = logs
+        .iter()
+        .filter(|l| l.contains("WARN") && l.contains("cannot reach the register"))
+        .count();
+    // At 0 s, 30 s, 60 s, 90 s.
+    assert_eq!(warnings, 4, "{logs:#?}");
+    assert_eq!(
+        logs.iter()
+            .filter(|l| l.contains("register reachable again"))
+            .count(),
+        1
+    );
 }
