@@ -16,6 +16,7 @@ mod client_sockets;
 mod common;
 mod guest_fuel;
 mod guest_languages;
+mod guest_limits;
 mod guests;
 mod packaging;
 mod probe;
