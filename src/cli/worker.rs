@@ -82,6 +82,12 @@ fn apply_limits(settings: &mut BusinessSettings, args: &WorkerArgs) -> Result<()
         // A guest cannot hand the host a buffer that no frame could carry.
         host.request_size_max = max as usize;
     }
+    // A link's output queue must hold one largest frame, or every reply of that size would
+    // be dropped (the queue's default, 10 240 000, is below the default frame size).
+    settings.core.link_queue_max = settings
+        .core
+        .link_queue_max
+        .max(settings.core.package_size_max);
     Ok(())
 }
 

@@ -20,5 +20,6 @@ mod guest_limits;
 mod guests;
 mod packaging;
 mod probe;
+mod reload_rollback;
 #[path = "../system/mod.rs"]
 mod system;

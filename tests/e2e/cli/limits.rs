@@ -315,3 +315,52 @@ fn memory_and_pooling_flags_bind() {
     assert!(started.contains("pooling=on"), "{started}");
     assert_eq!(server.terminate().code(), Some(0));
 }
+
+/// The same `--package-size-max` for the gateway and the worker of `start`: a 12 MiB
+/// message (over the 10 MiB default) goes to the guest and its reply comes back whole; the
+/// worker's link queue holds a reply of that size.
+#[test]
+fn start_package_size_max_carries_a_12_mib_message_both_ways() {
+    let (mut server, public, started) = start_system(
+        "echo",
+        &["--package-size-max", "20971520"],
+        "small",
+        "small",
+    );
+    assert!(started.contains("package-size-max=20971520"), "{started}");
+    let mut client = Line::connect(public).unwrap();
+    client
+        .reader
+        .get_ref()
+        .set_read_timeout(Some(WAIT))
+        .unwrap();
+    let big = "x".repeat(12 << 20);
+    client.send(&big);
+    let back = client.next().expect("the 12 MiB echo");
+    assert_eq!(back.len(), big.len());
+    assert!(back == big);
+    assert_eq!(server.terminate().code(), Some(0));
+}
+
+/// A client message the gateway accepts but whose frame (28-byte header + message) is over
+/// the worker's `--package-size-max` costs that event only: logged with its client id,
+/// and the same client's next message is answered on the same link.
+#[test]
+fn an_event_over_the_worker_frame_limit_fails_alone_over_real_sockets() {
+    let (mut server, public, _) =
+        start_system("echo", &["--package-size-max", "1048576"], "small", "small");
+    let mut client = Line::connect(public).unwrap();
+    // The gateway takes a line shorter than the limit with its newline; the frame to the
+    // worker (28-byte header + the line) is over it.
+    client.send(&"y".repeat(1048576 - 2));
+    let skipped = server.wait_for("client event skipped: frame too large");
+    assert!(skipped.contains("client_id="), "{skipped}");
+    client.send("still here");
+    assert_eq!(client.next().as_deref(), Some("still here"));
+    assert!(
+        !server.seen.iter().any(|l| l.contains("closing link")),
+        "{:#?}",
+        server.seen
+    );
+    assert_eq!(server.terminate().code(), Some(0));
+}
