@@ -344,11 +344,21 @@ fn start_package_size_max_carries_a_12_mib_message_both_ways() {
 
 /// A client message the gateway accepts but whose frame (28-byte header + message) is over
 /// the worker's `--package-size-max` costs that event only: logged with its client id,
-/// and the same client's next message is answered on the same link.
+/// counted in the metrics, and the same client's next message is answered on the same link.
 #[test]
 fn an_event_over_the_worker_frame_limit_fails_alone_over_real_sockets() {
-    let (mut server, public, _) =
-        start_system("echo", &["--package-size-max", "1048576"], "small", "small");
+    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let (mut server, public, _) = start_system(
+        "echo",
+        &[
+            "--package-size-max",
+            "1048576",
+            "--metrics",
+            &metrics.to_string(),
+        ],
+        "small",
+        "small",
+    );
     let mut client = Line::connect(public).unwrap();
     // The gateway takes a line shorter than the limit with its newline; the frame to the
     // worker (28-byte header + the line) is over it.
@@ -357,6 +367,11 @@ fn an_event_over_the_worker_frame_limit_fails_alone_over_real_sockets() {
     assert!(skipped.contains("client_id="), "{skipped}");
     client.send("still here");
     assert_eq!(client.next().as_deref(), Some("still here"));
+    eventually("the skipped event counted", || {
+        http_get(metrics, "/metrics")
+            .contains("\ngatewayworker_worker_events_too_large_total 1\n")
+            .then_some(())
+    });
     assert!(
         !server.seen.iter().any(|l| l.contains("closing link")),
         "{:#?}",
