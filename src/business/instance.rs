@@ -135,12 +135,23 @@ impl<N: Net> Instance<N> {
         let mut stopped = self.stopped.clone();
         let stop = stopped.wait_for(|stop| *stop);
         tokio::pin!(stop);
+        let mut too_large_seen = 0;
         loop {
             // Every event ready now runs before the driver waits (and writes): their
             // replies leave together.
             while let Some(event) = worker.handler_mut().driver().try_event() {
                 self.handle(&mut worker, event).await;
             }
+            // Client events the core skipped for their size while reading (counted there).
+            let too_large = worker
+                .handler_mut()
+                .driver()
+                .core()
+                .stats()
+                .events_too_large;
+            self.events
+                .add_too_large(too_large.saturating_sub(too_large_seen));
+            too_large_seen = too_large;
             let count = worker.handler_mut().driver().connected_gateway_count();
             self.connected
                 .send_if_modified(|n| std::mem::replace(n, count) != count);

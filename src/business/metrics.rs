@@ -54,6 +54,7 @@ pub struct EventMetrics {
     buckets: [AtomicU64; EVENT_BUCKETS_US.len() + 1],
     duration_sum_us: AtomicU64,
     failures: [AtomicU64; FAILURE_KINDS.len()],
+    too_large: AtomicU64,
 }
 
 /// A copy of [`EventMetrics`] at one moment.
@@ -65,6 +66,9 @@ pub struct EventMetricsSnapshot {
     pub duration_sum_us: u64,
     /// Failures per kind, in the order of [`FAILURE_KINDS`].
     pub failures: Vec<u64>,
+    /// Client events skipped because their frame was over the worker's package size
+    /// ([`crate::worker::core::WorkerStats::events_too_large`], all instances).
+    pub too_large: u64,
 }
 
 impl EventMetrics {
@@ -80,6 +84,11 @@ impl EventMetrics {
         if let Some(kind) = failure {
             self.failures[failure_index(kind)].fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Adds `n` client events skipped for their size.
+    pub fn add_too_large(&self, n: u64) {
+        self.too_large.fetch_add(n, Ordering::Relaxed);
     }
 
     /// The counters now (each one read atomically; together they may be an event apart).
@@ -101,6 +110,7 @@ impl EventMetrics {
                 .iter()
                 .map(|f| f.load(Ordering::Relaxed))
                 .collect(),
+            too_large: self.too_large.load(Ordering::Relaxed),
         }
     }
 }

@@ -109,7 +109,7 @@ pub struct CheckWasmArgs {
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
     /// The worker's memory limit per instance, in MiB, that the module must start within
-    /// [default: the worker's, 64].
+    /// [default: the worker's, 128].
     #[arg(long, value_name = "MIB")]
     pub memory_mib: Option<u64>,
 }
@@ -146,6 +146,16 @@ pub enum Compression {
     /// Accepted with context takeover where the client allows it: better ratio, a
     /// compressor and a decompressor per connection.
     ContextTakeover,
+}
+
+/// A feature switched on or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnOff {
+    /// Switched on.
+    On,
+    /// Switched off.
+    Off,
 }
 
 /// `gatewayworker register`.
@@ -347,6 +357,28 @@ pub struct WorkerArgs {
     /// timeout, as the original) [default: 2000].
     #[arg(long, value_name = "MS")]
     pub suspect_after_ms: Option<u64>,
+    /// Fuel (about one wasm instruction each) an event may use whatever its size
+    /// [default: 100000000].
+    #[arg(long, value_name = "N")]
+    pub fuel_per_event: Option<u64>,
+    /// Extra fuel per byte of the event's input (client id + message), so the budget grows
+    /// with the message [default: 500, twice the costliest bundled guest].
+    #[arg(long, value_name = "N")]
+    pub fuel_per_input_byte: Option<u64>,
+    /// Linear memory one wasm instance may hold, in bytes [default: 134217728 (128 MiB)].
+    #[arg(long, value_name = "BYTES")]
+    pub memory_max_bytes: Option<usize>,
+    /// Wall-clock time one event may take, in milliseconds, 0 = no limit [default: 5000].
+    #[arg(long, value_name = "MS")]
+    pub event_time_max_ms: Option<u64>,
+    /// Pooling instance allocator: faster instantiation, reserves address space for every
+    /// instance's memory limit up front [default: off].
+    #[arg(long, value_enum, value_name = "ON|OFF")]
+    pub pooling: Option<OnOff>,
+    /// Largest frame from or to a gateway; a client event over it fails alone, the link
+    /// stays (see the gateway's flag of the same name) [default: 10485760].
+    #[arg(long, value_name = "BYTES")]
+    pub package_size_max: Option<usize>,
     /// Serve Prometheus metrics at http://ADDRESS/metrics [default: off].
     #[arg(long, value_name = "ADDRESS")]
     pub metrics: Option<SocketAddr>,
@@ -383,6 +415,28 @@ pub struct StartArgs {
     /// permessage-deflate on the websocket port, as `gateway --compression` [default: off].
     #[arg(long, value_enum, value_name = "MODE")]
     pub compression: Option<Compression>,
+    /// Largest client message and internal frame, for the gateway and the workers alike
+    /// [default: 10485760].
+    #[arg(long, value_name = "BYTES")]
+    pub package_size_max: Option<usize>,
+    /// Fuel (about one wasm instruction each) an event may use whatever its size
+    /// [default: 100000000].
+    #[arg(long, value_name = "N")]
+    pub fuel_per_event: Option<u64>,
+    /// Extra fuel per byte of the event's input (client id + message), so the budget grows
+    /// with the message [default: 500, twice the costliest bundled guest].
+    #[arg(long, value_name = "N")]
+    pub fuel_per_input_byte: Option<u64>,
+    /// Linear memory one wasm instance may hold, in bytes [default: 134217728 (128 MiB)].
+    #[arg(long, value_name = "BYTES")]
+    pub memory_max_bytes: Option<usize>,
+    /// Wall-clock time one event may take, in milliseconds, 0 = no limit [default: 5000].
+    #[arg(long, value_name = "MS")]
+    pub event_time_max_ms: Option<u64>,
+    /// Pooling instance allocator: faster instantiation, reserves address space for every
+    /// instance's memory limit up front [default: off].
+    #[arg(long, value_enum, value_name = "ON|OFF")]
+    pub pooling: Option<OnOff>,
     /// Serve the demo chat page at http://ADDRESS/ (needs a websocket:// gateway)
     /// [default: 0.0.0.0:55151].
     #[arg(long, value_name = "ADDRESS", conflicts_with = "no_demo")]
@@ -397,7 +451,9 @@ impl WorkerArgs {
     /// These flags over `file` (flags win field by field).
     pub fn merge(mut self, file: WorkerArgs) -> WorkerArgs {
         merge_fields!(self, file: WorkerArgs; wasm, name, count, register, secret, reload_poll,
-            suspect_after_ms, metrics);
+            suspect_after_ms,
+            fuel_per_event, fuel_per_input_byte, memory_max_bytes, event_time_max_ms, pooling,
+            package_size_max, metrics);
         self
     }
 }
@@ -415,10 +471,22 @@ impl StartArgs {
             secret,
             metrics,
             compression,
+            package_size_max,
+            fuel_per_event,
+            fuel_per_input_byte,
+            memory_max_bytes,
+            event_time_max_ms,
+            pooling,
             demo_listen,
             no_demo,
         } = file;
         self.compression = self.compression.or(compression);
+        self.package_size_max = self.package_size_max.or(package_size_max);
+        self.fuel_per_event = self.fuel_per_event.or(fuel_per_event);
+        self.fuel_per_input_byte = self.fuel_per_input_byte.or(fuel_per_input_byte);
+        self.memory_max_bytes = self.memory_max_bytes.or(memory_max_bytes);
+        self.event_time_max_ms = self.event_time_max_ms.or(event_time_max_ms);
+        self.pooling = self.pooling.or(pooling);
         self.wasm = self.wasm.or(wasm);
         self.listen = self.listen.or(listen);
         self.register = self.register.or(register);

@@ -221,6 +221,41 @@ mod tests {
     }
 
     #[test]
+    fn guest_limit_keys() {
+        use super::super::args::OnOff;
+        let file = ConfigFile::parse(
+            "[worker]\nfuel-per-event = 1\nfuel-per-input-byte = 2\nmemory-max-bytes = 3\n\
+             event-time-max-ms = 4\npooling = \"on\"\npackage-size-max = 5\n\
+             [start]\nfuel-per-event = 6\nfuel-per-input-byte = 7\nmemory-max-bytes = 8\n\
+             event-time-max-ms = 9\npooling = \"off\"\npackage-size-max = 10\n",
+        )
+        .unwrap();
+        let w = &file.worker;
+        assert_eq!(
+            (w.fuel_per_event, w.fuel_per_input_byte, w.memory_max_bytes),
+            (Some(1), Some(2), Some(3))
+        );
+        assert_eq!(
+            (w.event_time_max_ms, w.pooling, w.package_size_max),
+            (Some(4), Some(OnOff::On), Some(5))
+        );
+        let s = &file.start;
+        assert_eq!(
+            (s.fuel_per_event, s.fuel_per_input_byte, s.memory_max_bytes),
+            (Some(6), Some(7), Some(8))
+        );
+        assert_eq!(
+            (s.event_time_max_ms, s.pooling, s.package_size_max),
+            (Some(9), Some(OnOff::Off), Some(10))
+        );
+        let (line, message) = ConfigFile::parse("[worker]\nfuel = 1\n").unwrap_err();
+        assert_eq!(line, Some(2));
+        assert!(message.contains("unknown key `fuel`"), "{message}");
+        let (_, message) = ConfigFile::parse("[start]\npooling = true\n").unwrap_err();
+        assert!(!message.contains('\n'), "{message}");
+    }
+
+    #[test]
     fn unknown_keys_of_the_new_tables_are_named() {
         for (table, key) in [
             ("worker", "wasm_path"),

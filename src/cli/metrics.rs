@@ -570,6 +570,18 @@ fn render_worker(out: &mut String, worker: &WorkerObserver) {
             failure_label(*kind)
         );
     }
+    family(
+        out,
+        "gatewayworker_worker_events_too_large_total",
+        "counter",
+        "Client events skipped because their frame was over the worker's package size, \
+         all instances.",
+    );
+    let _ = writeln!(
+        out,
+        "gatewayworker_worker_events_too_large_total {}",
+        events.too_large
+    );
     let name = "gatewayworker_worker_event_duration_seconds";
     family(
         out,

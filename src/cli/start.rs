@@ -48,6 +48,7 @@ pub fn run(args: StartArgs) -> Result<(), CliError> {
         register: Some(vec![register_addr.clone()]),
         secret: args.secret.clone(),
         compression: args.compression,
+        package_size_max: args.package_size_max,
         ..GatewayArgs::default()
     })?;
     let worker_settings = worker::settings(&WorkerArgs {
@@ -55,8 +56,15 @@ pub fn run(args: StartArgs) -> Result<(), CliError> {
         count: Some(args.worker_count.unwrap_or(2)),
         register: Some(vec![register_addr]),
         secret: args.secret.clone(),
+        fuel_per_event: args.fuel_per_event,
+        fuel_per_input_byte: args.fuel_per_input_byte,
+        memory_max_bytes: args.memory_max_bytes,
+        event_time_max_ms: args.event_time_max_ms,
+        pooling: args.pooling,
+        package_size_max: args.package_size_max,
         ..WorkerArgs::default()
     })?;
+    let limits = worker::limits_summary(&worker_settings);
 
     gateway::probe_addresses(&gateway_settings)?;
     let demo_listener = demo_listener(&args, gateway_settings.core.protocol)?;
@@ -95,6 +103,7 @@ pub fn run(args: StartArgs) -> Result<(), CliError> {
         lan = ?gateway.lan_addrs,
         wasm = %wasm.display(),
         demo = %demo.as_ref().map_or("off".to_owned(), |d| d.url()),
+        %limits,
         "gatewayworker started"
     );
     println!(

@@ -2,12 +2,28 @@
 
 use std::time::Duration;
 
+/// Default of [`HostConfig::fuel_per_input_byte`]: twice the costliest bundled guest.
+/// Measured on 10 MiB messages (`tests/e2e/guest_limits.rs`, `guest_fuel.rs`): echo in
+/// Rust/C ≈ 0/B, in AssemblyScript 2/B; chat `say` 148/B in Rust, 242/B in
+/// AssemblyScript, 123/B in C; probe's JSON `echo` 146/B.
+pub const FUEL_PER_INPUT_BYTE_DEFAULT: u64 = 500;
+
+/// Default of [`HostConfig::memory_size_max`], 128 MiB: a 10 MiB chat message needs more
+/// than 64 MiB in every language (the message, its parse and the reply being built).
+pub const MEMORY_SIZE_MAX_DEFAULT: usize = 128 << 20;
+
 /// How the host runs guests. Every limit applies per instance.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HostConfig {
-    /// Fuel (≈ wasm instructions) one event may use, including the buffer copies in and
-    /// out. Deterministic: the simulation's CPU budget. 100 M ≈ tens of ms of guest code.
+    /// Fuel (≈ wasm instructions) one event may use whatever its size, including the
+    /// buffer copies in and out (plus [`Self::fuel_per_input_byte`] per input byte).
+    /// Deterministic: the simulation's CPU budget. 100 M ≈ tens of ms of guest code.
     pub fuel_per_event: u64,
+    /// Extra fuel per byte of the event's input (the client id and the message, or the
+    /// encoded websocket-connect data): an event's budget is `fuel_per_event` plus this
+    /// times its input length, so the budget grows with the message. See
+    /// [`FUEL_PER_INPUT_BYTE_DEFAULT`] for the figures behind the default.
+    pub fuel_per_input_byte: u64,
     /// Wall-clock bound on one event (epoch interruption): catches what fuel cannot (a
     /// slow machine, a fuel budget set too high, a guest looping on `gw.sleep_ms`).
     /// Counted from the start of the event; the time an API call waits for its reply is
@@ -40,9 +56,10 @@ impl Default for HostConfig {
     fn default() -> HostConfig {
         HostConfig {
             fuel_per_event: 100_000_000,
+            fuel_per_input_byte: FUEL_PER_INPUT_BYTE_DEFAULT,
             epoch_deadline: Some(Duration::from_secs(5)),
             epoch_tick: Duration::from_millis(10),
-            memory_size_max: 64 << 20,
+            memory_size_max: MEMORY_SIZE_MAX_DEFAULT,
             table_elements_max: 100_000,
             request_size_max: 10 << 20,
             pooling_instances_max: None,
@@ -52,6 +69,14 @@ impl Default for HostConfig {
 }
 
 impl HostConfig {
+    /// The fuel budget of an event whose input (client id + payload) is `input_len` bytes.
+    pub fn event_fuel(&self, input_len: usize) -> u64 {
+        let extra = self
+            .fuel_per_input_byte
+            .saturating_mul(u64::try_from(input_len).unwrap_or(u64::MAX));
+        self.fuel_per_event.saturating_add(extra)
+    }
+
     /// The configuration for deterministic simulation: no wall-clock epoch deadline.
     pub fn deterministic() -> HostConfig {
         HostConfig {

@@ -39,7 +39,7 @@ pub mod value;
 mod worker;
 
 #[cfg(feature = "runtime")]
-pub use config::HostConfig;
+pub use config::{HostConfig, FUEL_PER_INPUT_BYTE_DEFAULT, MEMORY_SIZE_MAX_DEFAULT};
 #[cfg(feature = "runtime")]
 pub use event::{ClientInfo, EventFailure, EventKind, EventOutcome, FailureKind, WorkerEvent};
 #[cfg(feature = "runtime")]

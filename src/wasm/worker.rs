@@ -156,7 +156,8 @@ impl<H: ApiHandler> WasmWorker<H> {
         };
         if let Some(f) = live.exports.on_worker_stop.clone() {
             live.store.data_mut().now_ms = now_ms;
-            let r = match arm(&mut live.store, self.host.config()) {
+            let config = self.host.config();
+            let r = match arm(&mut live.store, config, config.fuel_per_event) {
                 Ok(()) => f.call_async(&mut live.store, ()).await,
                 Err(e) => Err(e),
             };
@@ -188,13 +189,23 @@ impl<H: ApiHandler> WasmWorker<H> {
             client: event.client.clone(),
             session: SessionState::new(event.session.clone()),
         });
-        let result = match arm(&mut live.store, config) {
-            Ok(()) => run_event(live, event).await,
+        let encoded;
+        let (payload, flags): (&[u8], i32) = match &event.kind {
+            EventKind::Message { body, binary } => {
+                (&body[..], if *binary { abi::FLAG_BINARY } else { 0 })
+            }
+            EventKind::WebSocketConnect { data } => {
+                encoded = value::encode(data);
+                (&encoded[..], 0)
+            }
+            EventKind::Connect | EventKind::Close => (&[], 0),
+        };
+        let budget = config.event_fuel(event.client.client_id.len() + payload.len());
+        let result = match arm(&mut live.store, config, budget) {
+            Ok(()) => run_event(live, event, payload, flags).await,
             Err(e) => Err(e),
         };
-        let fuel_used = config
-            .fuel_per_event
-            .saturating_sub(live.store.get_fuel().unwrap_or(0));
+        let fuel_used = budget.saturating_sub(live.store.get_fuel().unwrap_or(0));
         let context = live.store.data_mut().event.take();
         match result {
             Ok(()) => {
@@ -272,14 +283,15 @@ impl<H: ApiHandler> WasmWorker<H> {
     }
 }
 
-/// Gives the store a fresh budget for one call sequence: fuel, epoch deadline, and a
+/// Gives the store a fresh budget for one call sequence: `fuel`, epoch deadline, and a
 /// clean memory-refusal flag.
 fn arm<H: ApiHandler>(
     store: &mut Store<StoreData<H>>,
     config: &super::HostConfig,
+    fuel: u64,
 ) -> wasmtime::Result<()> {
     store.data_mut().limits.memory_refused = false;
-    store.set_fuel(config.fuel_per_event)?;
+    store.set_fuel(fuel)?;
     if let Some(ticks) = config.epoch_deadline_ticks() {
         // The callback runs at every tick of guest time (`on_epoch_tick`).
         store.set_epoch_deadline(1);
@@ -348,7 +360,7 @@ async fn start_instance<H: ApiHandler>(
     if let Some(interval) = config.fuel_yield_interval {
         store.fuel_async_yield_interval(Some(interval))?;
     }
-    arm(store, config)?;
+    arm(store, config, config.fuel_per_event)?;
     let instance = plugin.pre.instantiate_async(&mut *store).await?;
     let memory = instance
         .get_memory(&mut *store, "memory")
@@ -370,21 +382,16 @@ async fn start_instance<H: ApiHandler>(
     Ok(exports)
 }
 
-/// Copies the client id and payload into one guest buffer, runs the event's export, frees
-/// the buffer. A missing export makes the event a no-op.
-async fn run_event<H: ApiHandler>(live: &mut Live<H>, event: &WorkerEvent) -> wasmtime::Result<()> {
+/// Copies the client id and `payload` (the message, or the encoded websocket-connect
+/// data) into one guest buffer, runs the event's export, frees the buffer. A missing
+/// export makes the event a no-op.
+async fn run_event<H: ApiHandler>(
+    live: &mut Live<H>,
+    event: &WorkerEvent,
+    payload: &[u8],
+    flags: i32,
+) -> wasmtime::Result<()> {
     let id = &event.client.client_id[..];
-    let encoded;
-    let (payload, flags): (&[u8], i32) = match &event.kind {
-        EventKind::Message { body, binary } => {
-            (&body[..], if *binary { abi::FLAG_BINARY } else { 0 })
-        }
-        EventKind::WebSocketConnect { data } => {
-            encoded = value::encode(data);
-            (&encoded[..], 0)
-        }
-        EventKind::Connect | EventKind::Close => (&[], 0),
-    };
     let e = &live.exports;
     let present = match &event.kind {
         EventKind::Connect => e.on_connect.is_some(),

@@ -81,7 +81,7 @@ use std::net::SocketAddrV4;
 use std::ops::Bound;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use crate::api::gather::Gather;
 pub use crate::api::gather::TimeoutPolicy;
@@ -94,7 +94,7 @@ use crate::drop_log::{DropLog, DROP_LOG_INTERVAL};
 use crate::gateway::SplitMix64;
 use crate::protocol::client_id::client_id_text;
 use crate::protocol::client_id::GatewayAddr;
-use crate::protocol::frame::{Command, Frame, Header, FLAG_BINARY, HEADER_LEN};
+use crate::protocol::frame::{Command, Frame, Header, RawHeader, FLAG_BINARY, HEADER_LEN};
 use crate::protocol::frame::{FrameDecodeError, FrameDecoder, ReplyDecoder};
 use crate::protocol::php::body::decode_body;
 use crate::protocol::php::serialize::serialize;
@@ -335,6 +335,10 @@ pub struct WorkerStats {
     pub session_reloads: u64,
     /// Calls refused because a frame would exceed `package_size_max`.
     pub frames_too_large: u64,
+    /// Client events from a gateway whose frame exceeded `package_size_max`: each is
+    /// skipped (its bytes discarded as they arrive, never buffered whole) and logged with
+    /// its client id; the link stays up.
+    pub events_too_large: u64,
     /// Queries refused because a link already awaited `pending_replies_max` replies.
     pub calls_refused_busy: u64,
     /// Session reloads skipped for the same reason.
@@ -372,6 +376,8 @@ struct Link {
     inbound: BytesMut,
     /// Splits register lines off `inbound` (register links only; idle on gateway links).
     lines: LineDecoder,
+    /// Bytes still to discard of a client event frame over `package_size_max`.
+    skip_left: usize,
     pending: VecDeque<Pending>,
     /// Events waiting for a session reload (the first one is being reloaded).
     parked: VecDeque<ClientEvent>,
@@ -414,6 +420,7 @@ impl Link {
             in_flight: 0,
             inbound: BytesMut::new(),
             lines: LineDecoder::new(register_line_bytes_max),
+            skip_left: 0,
             pending: VecDeque::new(),
             parked: VecDeque::new(),
             reloading: false,
@@ -1364,6 +1371,14 @@ impl WorkerCore {
             let Some(l) = self.links.get_mut(&link) else {
                 return;
             };
+            if l.skip_left > 0 {
+                let n = l.skip_left.min(l.inbound.len());
+                l.inbound.advance(n);
+                l.skip_left -= n;
+                if l.skip_left > 0 {
+                    return;
+                }
+            }
             let Some(word) = l.inbound.first_chunk::<4>().map(|w| u32::from_be_bytes(*w)) else {
                 return;
             };
@@ -1392,6 +1407,29 @@ impl WorkerCore {
             if word < HEADER_LEN {
                 // Known at once, no need to wait for a whole header.
                 return self.protocol_error(now, link, "frame shorter than its header");
+            }
+            if word > self.config.package_size_max {
+                // A client event over the limit costs that event only: its header says
+                // whose it is and how long it is, so its bytes are discarded as they come.
+                let Some(bytes) = l.inbound.first_chunk::<HEADER_LEN>() else {
+                    return;
+                };
+                let raw = RawHeader::parse(bytes);
+                if !is_event_command(raw.cmd) || raw.ext_len as usize > word - HEADER_LEN {
+                    return self.protocol_error(now, link, "frame too large");
+                }
+                l.skip_left = word;
+                self.stats.events_too_large += 1;
+                let gateway = SocketAddrV4::new(raw.local_ip.into(), raw.local_port);
+                tracing::warn!(
+                    ?link,
+                    client_id = %String::from_utf8_lossy(&client_id_text(gateway, raw.connection_id)),
+                    cmd = raw.cmd,
+                    len = word,
+                    max = self.config.package_size_max,
+                    "client event skipped: frame too large"
+                );
+                continue;
             }
             match FrameDecoder::new(size_max).decode(&mut l.inbound) {
                 Ok(Some(frame)) => self.on_frame(link, frame),
@@ -1746,6 +1784,10 @@ mod tests;
 #[cfg(test)]
 #[path = "fault_tests.rs"]
 pub(crate) mod fault_tests;
+
+#[cfg(test)]
+#[path = "oversize_tests.rs"]
+mod oversize_tests;
 
 /// Sets [`FLAG_BINARY`] on the frames of `plan` that carry a message for clients.
 fn mark_binary(plan: &mut Plan) {

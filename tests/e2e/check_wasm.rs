@@ -183,7 +183,7 @@ async fn the_worker_refuses_at_load_and_reload_what_check_wasm_refuses() {
     }
     let too_big = v2.replace("(i32.const 2)", "(i32.const 1)").replace(
         r#"(memory (export "memory") 1)"#,
-        r#"(memory (export "memory") 1100)"#,
+        r#"(memory (export "memory") 2100)"#,
     );
     assert!(
         matches!(host.compile(too_big.as_bytes(), "big"), Err(LoadError::Abi(t)) if t.contains("above the worker's memory limit"))

@@ -16,8 +16,10 @@ mod client_sockets;
 mod common;
 mod guest_fuel;
 mod guest_languages;
+mod guest_limits;
 mod guests;
 mod packaging;
 mod probe;
+mod reload_rollback;
 #[path = "../system/mod.rs"]
 mod system;

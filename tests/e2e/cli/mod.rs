@@ -16,6 +16,7 @@ use gatewayworker::protocol::frame::{self, encode_frame, Header, FLAG_BODY_IS_SC
 mod client;
 mod gateway;
 mod general;
+mod limits;
 mod register;
 mod start;
 mod status;
