@@ -17,6 +17,7 @@ pub mod conn;
 pub mod faults;
 pub mod model;
 pub mod net;
+pub mod observe;
 pub mod trace;
 pub mod workload;
 pub mod world;

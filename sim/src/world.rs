@@ -18,6 +18,7 @@
 )]
 
 use std::cell::{OnceCell, RefCell};
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::rc::Rc;
@@ -36,6 +37,7 @@ use tokio::time::Instant;
 use crate::conn::Conn;
 use crate::faults::{Action, Faults, Schedule};
 use crate::model::{expect_query, session_json, Change, ClientId, Model};
+use crate::observe;
 use crate::trace::{Trace, TAIL_LEN};
 use crate::workload::{audit_queries, message_text, Effect, Op, Program, WorkloadConfig, GC_ONLY};
 use crate::TurmoilNet;
@@ -53,6 +55,12 @@ pub const PUBLIC_PORT: u16 = 7272;
 const CLIENTS_START: Duration = Duration::from_secs(3);
 /// Fuel between two yields of a long guest event (as production's default).
 const FUEL_YIELD_INTERVAL: u64 = 10_000_000;
+/// The reconnect bound: after a change of the cluster (a register restart, a new or
+/// restarted worker host, worker hosts gone) the control plane must show the live set
+/// within this long: a worker's register retry backs off to 4 s (`reconnect_delay_max`),
+/// a gateway retries its register every 1 s, a link to a crashed host is noticed by
+/// the gateway's link ping, a connect attempt times out after 5 s.
+pub const RECONNECT_BOUND: Duration = Duration::from_secs(12);
 
 /// Everything that shapes one run.
 #[derive(Debug, Clone)]
@@ -129,6 +137,8 @@ pub struct Outcome {
     pub faults: u64,
     /// Simulated time the run took.
     pub sim_time: Duration,
+    /// Core invariant checks run (one per input of a register, gateway or worker core).
+    pub invariant_checks: u64,
 }
 
 impl Outcome {
@@ -161,7 +171,7 @@ impl Outcome {
     /// One summary line.
     pub fn summary(&self) -> String {
         format!(
-            "seed {} {} hash {:016x}: {} ops, {} pushes, {} transitions, {} fault actions, {:.1}s simulated",
+            "seed {} {} hash {:016x}: {} ops, {} pushes, {} transitions, {} fault actions, {} invariant checks, {:.1}s simulated",
             self.seed,
             if self.passed() { "ok" } else { "FAILED" },
             self.hash(),
@@ -169,6 +179,7 @@ impl Outcome {
             self.pushes,
             self.transitions,
             self.faults,
+            self.invariant_checks,
             self.sim_time.as_secs_f64()
         )
     }
@@ -192,6 +203,8 @@ struct Shared {
     done: usize,
     pinged: usize,
     audited: bool,
+    /// Actions the audit asks the run loop for (register restart, worker hosts).
+    requests: Vec<Action>,
 }
 
 type World = Rc<RefCell<Shared>>;
@@ -255,6 +268,7 @@ fn register_address() -> String {
 /// Runs one simulation.
 pub fn run(config: &SimConfig) -> Outcome {
     let (wasm_host, plugin) = probe();
+    observe::reset();
     let mut sim = crate::builder(config.seed)
         .simulation_duration(config.duration_max)
         .build();
@@ -268,6 +282,7 @@ pub fn run(config: &SimConfig) -> Outcome {
         done: 0,
         pinged: 0,
         audited: false,
+        requests: Vec::new(),
     }));
     let lock: Lock = Arc::new(Mutex::new(()));
 
@@ -275,13 +290,9 @@ pub fn run(config: &SimConfig) -> Outcome {
         let net = TurmoilNet::default();
         let any = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), REGISTER_PORT);
         let listener = net.bind(any, false).await?;
-        register_driver::serve(
-            net,
-            RegisterConfig::new(""),
-            listener,
-            std::future::pending(),
-        )
-        .await?;
+        let mut config = RegisterConfig::new("");
+        config.after_input = Some(observe::register_after_input);
+        register_driver::serve(net, config, listener, std::future::pending()).await?;
         Ok(())
     });
 
@@ -309,34 +320,13 @@ pub fn run(config: &SimConfig) -> Outcome {
 
     let mut slots = Vec::new();
     for w in 0..config.workers {
-        let name = format!("wk{w}");
-        let slot = PluginSlot::new(&wasm_host, plugin.clone());
-        slots.push(slot.clone());
-        let host = wasm_host.clone();
-        let instances = config.instances;
-        let host_name = name.clone();
-        sim.host(name.as_str(), move || {
-            let (name, host, slot) = (host_name.clone(), host.clone(), slot.clone());
-            async move {
-                let mut settings =
-                    BusinessSettings::new(&name, instances, vec![register_address()], probe_path());
-                settings.host = host.config().clone();
-                let (_stop, stopped) = watch::channel(false);
-                let running = (0..instances).map(|i| {
-                    business::run_instance(
-                        TurmoilNet::default(),
-                        host.clone(),
-                        slot.clone(),
-                        settings.clone(),
-                        i,
-                        stopped.clone(),
-                        sim_clock_ms,
-                    )
-                });
-                futures_util::future::join_all(running).await;
-                Ok(())
-            }
-        });
+        slots.push(add_worker_host(
+            &mut sim,
+            w,
+            &wasm_host,
+            &plugin,
+            config.instances,
+        ));
     }
 
     for c in 0..config.workload.clients {
@@ -363,7 +353,7 @@ pub fn run(config: &SimConfig) -> Outcome {
         }
         let at = sim.elapsed();
         let phase = world.borrow().phase;
-        let actions = match phase {
+        let mut actions = match phase {
             Phase::Workload => {
                 if world.borrow().done == config.workload.clients {
                     quiet_since = Some(at);
@@ -385,6 +375,7 @@ pub fn run(config: &SimConfig) -> Outcome {
             }
             Phase::Audit => Vec::new(),
         };
+        actions.append(&mut world.borrow_mut().requests);
         for action in actions {
             fault_actions += 1;
             world
@@ -394,10 +385,22 @@ pub fn run(config: &SimConfig) -> Outcome {
             match action {
                 Action::Hold(a, b) => sim.hold(a.as_str(), b.as_str()),
                 Action::Release(a, b) => sim.release(a.as_str(), b.as_str()),
-                Action::Crash(h) => sim.crash(h.as_str()),
+                Action::Crash(h) => {
+                    sim.crash(h.as_str());
+                    observe::forget_host(&h, sim.lookup(h.as_str()));
+                }
                 Action::Bounce(h) => sim.bounce(h.as_str()),
                 Action::Reload(w) => {
                     slots[w].replace(plugin.clone());
+                }
+                Action::AddWorker(w) => {
+                    slots.push(add_worker_host(
+                        &mut sim,
+                        w,
+                        &wasm_host,
+                        &plugin,
+                        config.instances,
+                    ));
                 }
             }
         }
@@ -410,6 +413,15 @@ pub fn run(config: &SimConfig) -> Outcome {
             .model
             .violation(format!("the simulation did not finish: {e}"));
     }
+    let (invariant_checks, broken, failures) = observe::take_failures();
+    for failure in failures {
+        shared.model.violation(failure);
+    }
+    if broken > 0 {
+        shared
+            .model
+            .violation(format!("{broken} core invariant check(s) failed"));
+    }
     Outcome {
         seed: config.seed,
         trace: std::mem::take(&mut shared.trace),
@@ -419,7 +431,48 @@ pub fn run(config: &SimConfig) -> Outcome {
         transitions: shared.model.transitions(),
         faults: fault_actions,
         sim_time,
+        invariant_checks,
     }
+}
+
+/// Starts worker host `wk<w>` running `instances` BusinessWorker instances of the probe;
+/// its module slot comes back (for hot reloads).
+fn add_worker_host(
+    sim: &mut turmoil::Sim<'_>,
+    w: usize,
+    wasm_host: &WasmHost<SimApi>,
+    plugin: &Plugin<SimApi>,
+    instances: u32,
+) -> PluginSlot<SimApi> {
+    let name = format!("wk{w}");
+    let slot = PluginSlot::new(wasm_host, plugin.clone());
+    let host = wasm_host.clone();
+    let host_slot = slot.clone();
+    let host_name = name.clone();
+    sim.host(name.as_str(), move || {
+        let (name, host, slot) = (host_name.clone(), host.clone(), host_slot.clone());
+        async move {
+            let mut settings =
+                BusinessSettings::new(&name, instances, vec![register_address()], probe_path());
+            settings.host = host.config().clone();
+            settings.driver.after_input = Some(observe::worker_after_input);
+            let (_stop, stopped) = watch::channel(false);
+            let running = (0..instances).map(|i| {
+                business::run_instance(
+                    TurmoilNet::default(),
+                    host.clone(),
+                    slot.clone(),
+                    settings.clone(),
+                    i,
+                    stopped.clone(),
+                    sim_clock_ms,
+                )
+            });
+            futures_util::future::join_all(running).await;
+            Ok(())
+        }
+    });
+    slot
 }
 
 async fn serve_shard(ip: Ipv4Addr, k: u16, text: bool, hash_seed: u64) -> std::io::Result<()> {
@@ -433,6 +486,7 @@ async fn serve_shard(ip: Ipv4Addr, k: u16, text: bool, hash_seed: u64) -> std::i
     // The uid/group hasher's key comes from the seed, as production draws a random one.
     config.hash_key = HashKey::from_seed(hash_seed ^ u64::from(k));
     config.register_addresses = vec![register_address()];
+    config.after_input = Some(observe::gateway_after_input);
     if text {
         config.protocol = PublicProtocol::Text;
     }
@@ -564,6 +618,7 @@ impl Actor {
             }
             if self.index == 0 && pinged && all_pinged {
                 self.audit(c).await;
+                self.audit_control_plane(c).await;
                 self.world.borrow_mut().audited = true;
                 break;
             }
@@ -621,6 +676,202 @@ impl Actor {
         }
     }
 
+    /// Asks the run loop for `action` (at its next step).
+    fn request(&self, action: Action) {
+        self.record(format!("asks for {action:?}"));
+        self.world.borrow_mut().requests.push(action);
+    }
+
+    /// What the control plane should show when exactly the worker hosts `hosts` run,
+    /// against what the cores showed after their last input: the register announces
+    /// every gateway shard and has every worker instance registered; every gateway
+    /// shard has authorised exactly the instances of `hosts`.
+    fn control_plane_gaps(&self, hosts: &[usize]) -> Vec<String> {
+        let observed = observe::snapshot();
+        let mut gaps = Vec::new();
+        let mut shards = BTreeSet::new();
+        for g in 0..self.config.gateways {
+            let ip = host_ip(&format!("gw{g}"));
+            for k in 0..self.config.shards as u16 {
+                shards.insert(format!("{ip}:{}", LAN_PORT + k));
+            }
+        }
+        let mut routes = BTreeSet::new();
+        for &w in hosts {
+            let name = format!("wk{w}");
+            let ip = host_ip(&name);
+            for i in 0..self.config.instances {
+                routes.insert(format!("{ip}:{name}:{i}"));
+            }
+        }
+        match &observed.register {
+            None => gaps.push("the register has seen no input since it started".into()),
+            Some((addresses, workers)) => {
+                let announced: BTreeSet<String> = addresses.iter().cloned().collect();
+                if announced != shards || addresses.len() != shards.len() {
+                    gaps.push(format!(
+                        "the register announces {addresses:?}, the live gateway shards are {shards:?}"
+                    ));
+                }
+                if *workers != routes.len() {
+                    gaps.push(format!(
+                        "the register has {workers} workers, {} instances run",
+                        routes.len()
+                    ));
+                }
+            }
+        }
+        for shard in &shards {
+            match observed.gateways.get(shard) {
+                None => gaps.push(format!(
+                    "gateway {shard} has seen no input since it started"
+                )),
+                Some(keys) => {
+                    let authorised: BTreeSet<String> = keys.iter().cloned().collect();
+                    if authorised != routes || keys.len() != routes.len() {
+                        gaps.push(format!(
+                            "gateway {shard} has authorised {keys:?}, the live instances are {routes:?}"
+                        ));
+                    }
+                }
+            }
+        }
+        gaps
+    }
+
+    /// Waits (handling `client`'s messages) until the control plane shows `hosts`; a
+    /// violation if it does not within [`RECONNECT_BOUND`].
+    async fn converge(&mut self, client: &mut Client, what: &str, hosts: &[usize]) -> bool {
+        let started = now();
+        loop {
+            let gaps = self.control_plane_gaps(hosts);
+            if gaps.is_empty() {
+                self.record(format!(
+                    "control plane {what}: settled in {:?}",
+                    now() - started
+                ));
+                return true;
+            }
+            if now() - started > RECONNECT_BOUND {
+                self.violation(format!(
+                    "control plane {what}: not settled within {RECONNECT_BOUND:?}: {}",
+                    gaps.join("; ")
+                ));
+                return false;
+            }
+            let pause = tokio::time::sleep(Duration::from_millis(100));
+            if self.pump(client, pause).await.is_err() {
+                self.violation(format!(
+                    "connection lost during the control-plane audit ({what})"
+                ));
+                return false;
+            }
+        }
+    }
+
+    /// Waits `ms` simulated milliseconds handling `client`'s messages.
+    async fn pause(&mut self, client: &mut Client, ms: u64) -> bool {
+        let pause = tokio::time::sleep(Duration::from_millis(ms));
+        if self.pump(client, pause).await.is_err() {
+            self.violation("connection lost during the control-plane audit".into());
+            return false;
+        }
+        true
+    }
+
+    /// A new connection to every shard of every gateway gets its connect event and an
+    /// echo: served by the only worker host left, `what`.
+    async fn serve_on_every_shard(&mut self, what: &str, kept: &mut Vec<Client>) -> bool {
+        for g in 0..self.config.gateways {
+            for k in 0..self.config.shards as u16 {
+                let connected = {
+                    let _guard = self.lock.clone().lock_owned().await;
+                    self.connect_to(g, k).await
+                };
+                let Some(mut c) = connected else {
+                    self.violation(format!("{what} serves no client on gw{g} shard {k}"));
+                    return false;
+                };
+                let op = Op {
+                    name: "echo".into(),
+                    args: json!({ "data": format!("served by {what}") }),
+                    effect: Effect::None,
+                    query: None,
+                    changes: false,
+                };
+                match self.run_op_checked(&mut c, op, true).await {
+                    Ok(true) => kept.push(c),
+                    _ => {
+                        self.violation(format!("{what} does not answer on gw{g} shard {k}"));
+                        return false;
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// The control plane after the faults healed (issue 19, item 1): the register
+    /// announces exactly the live gateways and has the live workers, every gateway has
+    /// authorised every live worker instance; then the register restarts, one more worker
+    /// host starts and `wk0` restarts, each change settling within [`RECONNECT_BOUND`];
+    /// then only the new host runs and serves a new client on every gateway shard, then
+    /// only the restarted `wk0`.
+    async fn audit_control_plane(&mut self, client: &mut Client) {
+        let workers = self.config.workers;
+        let all: Vec<usize> = (0..workers).collect();
+        if !self.converge(client, "after the heal", &all).await {
+            return;
+        }
+        self.request(Action::Crash("register".into()));
+        if !self.pause(client, 1000).await {
+            return;
+        }
+        self.request(Action::Bounce("register".into()));
+        if !self
+            .converge(client, "after a register restart", &all)
+            .await
+        {
+            return;
+        }
+        self.request(Action::AddWorker(workers));
+        self.request(Action::Crash("wk0".into()));
+        if !self.pause(client, 500).await {
+            return;
+        }
+        self.request(Action::Bounce("wk0".into()));
+        let grown: Vec<usize> = (0..=workers).collect();
+        if !self
+            .converge(client, "with a new worker host and wk0 restarted", &grown)
+            .await
+        {
+            return;
+        }
+        let mut kept = Vec::new();
+        for w in 0..workers {
+            self.request(Action::Crash(format!("wk{w}")));
+        }
+        if !self
+            .converge(client, "with only the new worker host", &[workers])
+            .await
+            || !self
+                .serve_on_every_shard("the new worker host", &mut kept)
+                .await
+        {
+            return;
+        }
+        self.request(Action::Bounce("wk0".into()));
+        self.request(Action::Crash(format!("wk{workers}")));
+        if !self
+            .converge(client, "with only the restarted wk0", &[0])
+            .await
+        {
+            return;
+        }
+        self.serve_on_every_shard("the restarted wk0", &mut kept)
+            .await;
+    }
+
     /// Clients the model has connected, and some that are gone (ghost ids).
     fn known_clients(&self) -> (Vec<ClientId>, Vec<ClientId>) {
         let w = self.world.borrow();
@@ -662,6 +913,11 @@ impl Actor {
         let _guard = self.lock.clone().lock_owned().await;
         let gateway = self.program.below(self.config.gateways as u64) as usize;
         let shard = self.program.below(self.config.shards as u64) as u16;
+        self.connect_to(gateway, shard).await
+    }
+
+    /// Connects to `shard` of gateway `gateway` (the caller holds the harness lock).
+    async fn connect_to(&mut self, gateway: usize, shard: u16) -> Option<Client> {
         let text =
             gateway >= self.config.gateways - self.config.text_gateways.min(self.config.gateways);
         let host = format!("gw{gateway}");

@@ -136,6 +136,13 @@ pub struct GatewayConfig {
     /// default; no setting or command-line flag reaches it.
     #[doc(hidden)]
     pub test_panic_trigger: Option<Bytes>,
+    /// Tests and simulation only: the driver calls this with the core after every input
+    /// (bytes, closes, timers, accepts), e.g. to run [`GatewayCore::check_invariants`] and
+    /// to observe the routing table. `None` by default; no setting reaches it.
+    ///
+    /// [`GatewayCore::check_invariants`]: super::GatewayCore::check_invariants
+    #[doc(hidden)]
+    pub after_input: Option<fn(&super::GatewayCore)>,
 }
 
 impl GatewayConfig {
@@ -166,6 +173,7 @@ impl GatewayConfig {
             compression_min_size: crate::protocol::public::deflate::MIN_SIZE_DEFAULT,
             hash_key: HashKey::default(),
             test_panic_trigger: None,
+            after_input: None,
         }
     }
 
