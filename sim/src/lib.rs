@@ -15,9 +15,11 @@
 pub mod choppy;
 pub mod conn;
 pub mod faults;
+pub mod md5;
 pub mod model;
 pub mod net;
 pub mod observe;
+pub mod php;
 pub mod trace;
 pub mod workload;
 pub mod world;

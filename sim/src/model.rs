@@ -24,11 +24,12 @@ use serde_json::{json, Map, Value};
 /// A client id as the probe reports it (20 hex digits).
 pub type ClientId = String;
 
-/// A session: string keys, integer values (`None`: the client never had one).
-pub type Session = BTreeMap<String, i64>;
+/// A session: a PHP array (nested arrays, int and string keys, any scalar), see
+/// [`crate::php`].
+pub type Session = crate::php::Array;
 
 /// One connected client in the model.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ClientState {
     /// Its uid, if bound.
     pub uid: Option<String>,
@@ -39,14 +40,14 @@ pub struct ClientState {
 }
 
 /// Everything the model knows at one point of the sequence.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct State {
     /// Connected clients by id.
     pub clients: BTreeMap<ClientId, ClientState>,
 }
 
 /// A change of the model, as an op (or a connection) makes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Change {
     /// A client connected.
     Connect(ClientId),
@@ -64,7 +65,7 @@ pub enum Change {
     Ungroup(String),
     /// `setSession`: replaces the session.
     SetSession(ClientId, Session),
-    /// `updateSession`: merges into the session (flat maps: key by key).
+    /// `updateSession`: merges into the session with PHP's `array_replace_recursive`.
     UpdateSession(ClientId, Session),
 }
 
@@ -115,9 +116,7 @@ impl State {
             Change::UpdateSession(id, session) => {
                 if let Some(c) = clients.get_mut(id) {
                     let s = c.session.get_or_insert_with(Session::new);
-                    for (k, v) in session {
-                        s.insert(k.clone(), *v);
-                    }
+                    crate::php::replace_recursive(s, session);
                 }
             }
         }
@@ -205,6 +204,8 @@ struct SendRecord {
     sender: ClientId,
     target: Target,
     sent: Duration,
+    /// The payload's length and hash: every copy must carry it unchanged.
+    payload: (usize, u64),
     /// The reply came: the op ran (a sender closed mid-op may never have sent it).
     replied: bool,
     received: BTreeMap<ClientId, usize>,
@@ -291,13 +292,14 @@ impl Model {
     }
 
     /// A send op `op` left `sender` at `now`.
-    pub fn on_send(&mut self, op: u64, sender: &str, target: Target, now: Duration) {
+    pub fn on_send(&mut self, op: u64, sender: &str, target: Target, payload: &str, now: Duration) {
         self.sends.insert(
             op,
             SendRecord {
                 sender: sender.to_string(),
                 target,
                 sent: now,
+                payload: (payload.len(), fnv(payload.as_bytes())),
                 replied: false,
                 received: BTreeMap::new(),
             },
@@ -320,11 +322,12 @@ impl Model {
 
     /// `recipient` received the message of send `op` at `now`: checks addressing,
     /// duplicates and per-sender order.
-    pub fn on_push(&mut self, recipient: &str, op: u64, now: Duration) {
+    pub fn on_push(&mut self, recipient: &str, op: u64, payload: &str, now: Duration) {
         let Some(record) = self.sends.get(&op) else {
             self.violation(format!("{recipient} received message {op} never sent"));
             return;
         };
+        let sent_payload = record.payload;
         let (sender, sent) = (record.sender.clone(), record.sent);
         let copies_max = self
             .possible(sent, now)
@@ -356,6 +359,14 @@ impl Model {
             ));
         } else {
             *last = op;
+        }
+        if sent_payload != (payload.len(), fnv(payload.as_bytes())) {
+            let sent_len = sent_payload.0;
+            self.violation(format!(
+                "{recipient} received message {op} with another payload: {} bytes (sent {sent_len}), starting {:?}",
+                payload.len(),
+                payload.chars().take(40).collect::<String>()
+            ));
         }
     }
 
@@ -443,14 +454,20 @@ impl Model {
     }
 }
 
+/// FNV-1a, 64 bits: payloads are remembered by length and hash.
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
 /// A session as the probe reports it from `getSession` and the session maps: `{}` for a
 /// client without one.
 pub fn session_json(session: &Option<Session>) -> Value {
-    let mut map = Map::new();
-    for (k, v) in session.iter().flatten() {
-        map.insert(k.clone(), json!(v));
+    match session {
+        Some(s) => crate::php::object(s),
+        None => Value::Object(Map::new()),
     }
-    Value::Object(map)
 }
 
 fn ids<'a>(it: impl Iterator<Item = &'a ClientId>) -> Value {
@@ -600,13 +617,13 @@ mod tests {
             groups: vec!["g".into()],
             exclude: vec![],
         };
-        m.on_send(1, "a", target, ms(11));
-        m.on_push("b", 1, ms(12));
+        m.on_send(1, "a", target, "", ms(11));
+        m.on_push("b", 1, "", ms(12));
         m.end(join, ms(20));
         assert!(m.violations.is_empty(), "{:?}", m.violations);
-        m.on_push("c", 1, ms(13));
+        m.on_push("c", 1, "", ms(13));
         assert_eq!(m.violations.len(), 1, "c never was in g");
-        m.on_push("b", 1, ms(14));
+        m.on_push("b", 1, "", ms(14));
         assert_eq!(m.violations.len(), 2, "one membership, one copy");
     }
 
@@ -621,8 +638,8 @@ mod tests {
             groups: vec!["g".into()],
             exclude: vec![],
         };
-        m.on_send(1, "a", target.clone(), ms(5));
-        m.on_push("b", 1, ms(6));
+        m.on_send(1, "a", target.clone(), "", ms(5));
+        m.on_push("b", 1, "", ms(6));
         assert_eq!(m.violations.len(), 1);
         // Sent before the leave completed: allowed.
         let mut m = Model::new();
@@ -630,9 +647,9 @@ mod tests {
         m.apply_now(Change::Connect("b".into()), ms(1));
         m.apply_now(Change::Join("b".into(), "g".into()), ms(2));
         let leave = m.begin(Change::Leave("b".into(), "g".into()), ms(3));
-        m.on_send(1, "a", target, ms(4));
+        m.on_send(1, "a", target, "", ms(4));
         m.end(leave, ms(5));
-        m.on_push("b", 1, ms(9));
+        m.on_push("b", 1, "", ms(9));
         assert!(m.violations.is_empty(), "{:?}", m.violations);
     }
 
@@ -641,13 +658,13 @@ mod tests {
         let mut m = Model::new();
         m.apply_now(Change::Connect("a".into()), ms(1));
         m.apply_now(Change::Connect("b".into()), ms(1));
-        m.on_send(1, "a", Target::Client("b".into()), ms(2));
-        m.on_send(2, "a", Target::Client("b".into()), ms(3));
-        m.on_send(3, "a", Target::Client("b".into()), ms(3));
-        m.on_send(4, "a", Target::Client("b".into()), ms(3));
+        m.on_send(1, "a", Target::Client("b".into()), "", ms(2));
+        m.on_send(2, "a", Target::Client("b".into()), "", ms(3));
+        m.on_send(3, "a", Target::Client("b".into()), "", ms(3));
+        m.on_send(4, "a", Target::Client("b".into()), "", ms(3));
         m.on_send_replied(3);
-        m.on_push("b", 2, ms(4));
-        m.on_push("b", 1, ms(5));
+        m.on_push("b", 2, "", ms(4));
+        m.on_push("b", 1, "", ms(5));
         assert_eq!(m.violations.len(), 1, "1 after 2");
         m.check_deliveries();
         assert_eq!(
@@ -665,7 +682,10 @@ mod tests {
             .apply(&Change::Connect("a".into()))
             .apply(&Change::Bind("a".into(), "u1".into()))
             .apply(&Change::Join("a".into(), "g".into()))
-            .apply(&Change::UpdateSession("b".into(), [("k".into(), 1)].into()));
+            .apply(&Change::UpdateSession(
+                "b".into(),
+                vec![(crate::php::Key::Str("k".into()), crate::php::Php::Int(1))],
+            ));
         let q = |op: &str, args: Value| expect_query(&s, op, &args).unwrap();
         assert_eq!(q("getAllClientIdList", json!({})), json!(["a", "b"]));
         assert_eq!(q("getClientIdByUid", json!({"uid":"u1"})), json!(["a"]));
