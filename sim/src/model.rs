@@ -44,6 +44,12 @@ pub struct ClientState {
 pub struct State {
     /// Connected clients by id.
     pub clients: BTreeMap<ClientId, ClientState>,
+    /// Memberships an `ungroup` under faults may have left (a gateway without a link to
+    /// the worker at that moment never heard it): the client is not counted a member,
+    /// but a message to the group may still reach it. The audit settles them
+    /// ([`Model::settle_group`]); the member's own join or leave, or its end, settles one
+    /// at once.
+    pub maybe: BTreeSet<(ClientId, String)>,
 }
 
 /// A change of the model, as an op (or a connection) makes it.
@@ -80,6 +86,7 @@ impl State {
             }
             Change::Disconnect(id) => {
                 clients.remove(id);
+                next.maybe.retain(|(member, _)| member != id);
             }
             Change::Bind(id, uid) => {
                 if let Some(c) = clients.get_mut(id) {
@@ -97,11 +104,13 @@ impl State {
                 if let Some(c) = clients.get_mut(id) {
                     c.groups.insert(group.clone());
                 }
+                next.maybe.remove(&(id.clone(), group.clone()));
             }
             Change::Leave(id, group) => {
                 if let Some(c) = clients.get_mut(id) {
                     c.groups.remove(group);
                 }
+                next.maybe.remove(&(id.clone(), group.clone()));
             }
             Change::Ungroup(group) => {
                 for c in clients.values_mut() {
@@ -182,7 +191,13 @@ impl Target {
                 if excluded(exclude) {
                     0
                 } else {
-                    groups.iter().filter(|g| client.groups.contains(*g)).count()
+                    groups
+                        .iter()
+                        .filter(|g| {
+                            client.groups.contains(*g)
+                                || state.maybe.contains(&(recipient.to_string(), (*g).clone()))
+                        })
+                        .count()
                 }
             }
         }
@@ -435,6 +450,58 @@ impl Model {
         }
         for m in missing {
             self.violation(m);
+        }
+    }
+
+    /// The `ungroup` of transition `index` may not have reached every gateway (faults
+    /// around it): its members then, still connected, may still be members.
+    pub fn unsettle_ungroup(&mut self, index: usize) {
+        let Some(Change::Ungroup(group)) = self.history[index].change.clone() else {
+            return;
+        };
+        let before: Vec<ClientId> = self.history[index - 1]
+            .state
+            .members(&group)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let current = &mut self.history.last_mut().expect("the initial state").state;
+        for id in before {
+            // Gone since, or a member again by its own join: settled.
+            let settled = current
+                .clients
+                .get(&id)
+                .is_none_or(|c| c.groups.contains(&group));
+            if !settled {
+                current.maybe.insert((id, group.clone()));
+            }
+        }
+    }
+
+    /// Groups with unsettled memberships.
+    pub fn unsettled_groups(&self) -> BTreeSet<String> {
+        self.current()
+            .maybe
+            .iter()
+            .map(|(_, g)| g.clone())
+            .collect()
+    }
+
+    /// The audit asked `group`'s members (`listed`, exact: faults healed): an
+    /// unsettled membership is a membership when listed, else none.
+    pub fn settle_group(&mut self, group: &str, listed: &[ClientId], now: Duration) {
+        let unsettled: Vec<ClientId> = self
+            .current()
+            .maybe
+            .iter()
+            .filter(|(_, g)| g == group)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in unsettled {
+            if listed.contains(&id) {
+                self.apply_now(Change::Join(id, group.to_string()), now);
+            } else {
+                self.apply_now(Change::Leave(id, group.to_string()), now);
+            }
         }
     }
 

@@ -435,11 +435,9 @@ impl Program {
         text_line: bool,
     ) -> Op {
         let w = self.config.weights;
-        let (ungroup, close_other) = if exact {
-            (w.ungroup, w.close_other)
-        } else {
-            (0, 0)
-        };
+        // Under faults too: the model holds what a fault leaves open (see `model`).
+        let _ = exact;
+        let (ungroup, close_other) = (w.ungroup, w.close_other);
         let kinds = [
             w.echo,
             w.send_to_client,

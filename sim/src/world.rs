@@ -211,6 +211,10 @@ struct Shared {
     audited: bool,
     /// Actions the audit asks the run loop for (register restart, worker hosts).
     requests: Vec<Action>,
+    /// Holds and crashes not yet repaired.
+    open_faults: i64,
+    /// When the last hold, release, crash or restart happened.
+    last_fault_at: Option<Duration>,
 }
 
 type World = Rc<RefCell<Shared>>;
@@ -289,6 +293,8 @@ pub fn run(config: &SimConfig) -> Outcome {
         pinged: 0,
         audited: false,
         requests: Vec::new(),
+        open_faults: 0,
+        last_fault_at: None,
     }));
     let lock: Lock = Arc::new(Mutex::new(()));
 
@@ -384,10 +390,18 @@ pub fn run(config: &SimConfig) -> Outcome {
         actions.append(&mut world.borrow_mut().requests);
         for action in actions {
             fault_actions += 1;
-            world
-                .borrow_mut()
-                .trace
-                .record_at(at, "fault", format!("{action:?}"));
+            {
+                let mut w = world.borrow_mut();
+                w.trace.record_at(at, "fault", format!("{action:?}"));
+                match &action {
+                    Action::Hold(..) | Action::Crash(_) => w.open_faults += 1,
+                    Action::Release(..) | Action::Bounce(_) => w.open_faults -= 1,
+                    Action::Reload(_) | Action::AddWorker(_) => {}
+                }
+                if !matches!(action, Action::Reload(_) | Action::AddWorker(_)) {
+                    w.last_fault_at = Some(at);
+                }
+            }
             match action {
                 Action::Hold(a, b) => sim.hold(a.as_str(), b.as_str()),
                 Action::Release(a, b) => sim.release(a.as_str(), b.as_str()),
@@ -497,6 +511,14 @@ async fn serve_shard(ip: Ipv4Addr, k: u16, text: bool, hash_seed: u64) -> std::i
         config.protocol = PublicProtocol::Text;
     }
     gateway_driver::serve(net, config, public, lan, std::future::pending()).await
+}
+
+/// Every sub-op of a `multi` reply succeeded.
+fn reply_all_ok(reply: &Value) -> bool {
+    reply["ok"] == true
+        && reply["result"]
+            .as_array()
+            .is_none_or(|r| r.iter().all(|x| x["ok"] == true))
 }
 
 /// Why an op ended without its reply.
@@ -648,6 +670,9 @@ impl Actor {
 
     /// Every query of the model, asked with the harness lock, compared exactly.
     async fn audit(&mut self, client: &mut Client) {
+        if !self.settle(client).await {
+            return;
+        }
         let state = self.world.borrow().model.current().clone();
         let mut ids: Vec<ClientId> = state.clients.keys().cloned().collect();
         ids.extend(
@@ -684,6 +709,52 @@ impl Actor {
         if self.exact {
             self.world.borrow_mut().model.check_deliveries();
         }
+    }
+
+    /// Settles what faults left open: the members of each group an ungroup may have
+    /// missed, asked now that every fault healed.
+    async fn settle(&mut self, client: &mut Client) -> bool {
+        let groups = self.world.borrow().model.unsettled_groups();
+        for group in groups {
+            let lock = self.lock.clone();
+            let Ok(_guard) = self.pump(client, lock.lock_owned()).await else {
+                self.violation("connection lost during the audit".into());
+                return false;
+            };
+            client.requests += 1;
+            let id = format!("{}.{}", self.name, client.requests);
+            let op = Op {
+                name: "getClientIdListByGroup".into(),
+                args: json!({ "group": group }),
+                effect: Effect::None,
+                query: None,
+                changes: true,
+            };
+            let request = op.request(&id);
+            self.record(format!("settles {group}: {request}"));
+            let deadline = Instant::now() + self.config.op_timeout;
+            let sent = self.send_text(client, &request).await;
+            let reply = match sent {
+                true => self.wait_reply(client, &id, deadline).await,
+                false => Err(Lost),
+            };
+            let Ok(Some(reply)) = reply else {
+                self.violation("no reply during the audit".into());
+                return false;
+            };
+            self.record(format!("reply {reply}"));
+            let listed: Vec<ClientId> = reply["result"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect();
+            self.world
+                .borrow_mut()
+                .model
+                .settle_group(&group, &listed, now());
+        }
+        true
     }
 
     /// Asks the run loop for `action` (at its next step).
@@ -1153,28 +1224,36 @@ impl Actor {
                 Effect::Change(change) => {
                     transition = Some(w.model.begin(change.clone(), started));
                 }
-                Effect::CloseOther(target) => {
+                // Under faults the close may miss the target's gateway (no link to it at
+                // that moment) even with a reply: the model keeps the target until its
+                // own connection ends, which settles it.
+                Effect::CloseOther(target) if exact => {
                     if w.model.current().clients.contains_key(target) {
                         transition =
                             Some(w.model.begin(Change::Disconnect(target.clone()), started));
                     }
                 }
-                Effect::None | Effect::CloseSelf | Effect::Raw(_) => {}
+                Effect::None | Effect::CloseSelf | Effect::CloseOther(_) | Effect::Raw(_) => {}
             }
         }
         if let Effect::Raw(raw) = &op.effect {
             return self.run_raw(client, raw.clone(), exact).await;
         }
+        // An ungroup whose outcome a fault may have left open.
+        let ungroup =
+            transition.filter(|_| matches!(op.effect, Effect::Change(Change::Ungroup(_))));
         client.requests += 1;
         let id = format!("{}.{}", self.name, client.requests);
         let request = op.request(&id);
         self.record(format!("sends {request}"));
-        if client.conn.send(&request).await.is_err() {
+        if !self.send_text(client, &request).await {
+            self.unsettle(ungroup);
             return Err(Lost);
         }
         let in_workload = self.world.borrow().phase == Phase::Workload;
         if self.config.faults.client_drop && in_workload && self.program.chance(3) {
             self.record(format!("drops {} mid-op", client.id));
+            self.unsettle(ungroup);
             self.world
                 .borrow_mut()
                 .model
@@ -1182,7 +1261,11 @@ impl Actor {
             return Ok(false);
         }
         let deadline = Instant::now() + self.config.op_timeout;
-        let reply = match self.wait_reply(client, &id, deadline).await? {
+        let waited = self.wait_reply(client, &id, deadline).await;
+        if !matches!(waited, Ok(Some(_))) {
+            self.unsettle(ungroup);
+        }
+        let reply = match waited? {
             Some(reply) => reply,
             None => {
                 self.record(format!("no reply to {id}; disconnects"));
@@ -1202,6 +1285,9 @@ impl Actor {
         }
         if let Some(t) = transition {
             self.world.borrow_mut().model.end(t, now());
+        }
+        if ungroup.is_some() && !(exact || self.calm_since(started) && reply_all_ok(&reply)) {
+            self.unsettle(ungroup);
         }
         if exact {
             self.check_reply(client, &op, &reply);
@@ -1235,6 +1321,35 @@ impl Actor {
         Ok(true)
     }
 
+    /// Sends `text` within the op timeout (a write to a crashed host may never finish).
+    async fn send_text(&self, client: &mut Client, text: &str) -> bool {
+        let sending = client.conn.send(text);
+        match tokio::time::timeout(self.config.op_timeout, sending).await {
+            Ok(Ok(())) => true,
+            Ok(Err(_)) => false,
+            Err(_) => {
+                self.record("a send did not finish in time");
+                false
+            }
+        }
+    }
+
+    /// No hold or crash is open, and none started or ended since `since` less the
+    /// reconnect bound: every worker had a link to every gateway throughout.
+    fn calm_since(&self, since: Duration) -> bool {
+        let w = self.world.borrow();
+        w.open_faults == 0 && w.last_fault_at.is_none_or(|t| t + RECONNECT_BOUND < since)
+    }
+
+    /// The ungroup of transition `t` may have missed gateways: its members stay possible
+    /// members until the audit settles them.
+    fn unsettle(&self, t: Option<usize>) {
+        if let Some(t) = t {
+            self.record("the ungroup may have missed gateways: its members are unsettled");
+            self.world.borrow_mut().model.unsettle_ungroup(t);
+        }
+    }
+
     /// Sends a message that is no op request and waits for its one answer (the exact
     /// text back, or the digest of bytes that are not UTF-8).
     async fn run_raw(&mut self, client: &mut Client, raw: Raw, exact: bool) -> Result<bool, Lost> {
@@ -1243,12 +1358,12 @@ impl Actor {
             raw.bytes.len(),
             if raw.binary_frame { " (binary)" } else { "" }
         ));
-        if client
-            .conn
-            .send_bytes(&raw.bytes, raw.binary_frame)
-            .await
-            .is_err()
-        {
+        let sending = client.conn.send_bytes(&raw.bytes, raw.binary_frame);
+        if !matches!(
+            tokio::time::timeout(self.config.op_timeout, sending).await,
+            Ok(Ok(()))
+        ) {
+            self.record("the raw message could not be sent");
             return Err(Lost);
         }
         let deadline = Instant::now() + self.config.op_timeout;
