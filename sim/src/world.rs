@@ -53,6 +53,8 @@ pub const REGISTER_PORT: u16 = 1236;
 pub const LAN_PORT: u16 = 2300;
 /// Public port of shard 0; shard `k` uses `+k`.
 pub const PUBLIC_PORT: u16 = 7272;
+/// Shortest quiet time after the heal (see [`SimConfig::quiet`]).
+const QUIET_MIN: Duration = Duration::from_secs(1);
 /// When clients start: after the workers have had time to find the gateways.
 const CLIENTS_START: Duration = Duration::from_secs(3);
 /// Fuel between two yields of a long guest event (as production's default).
@@ -85,10 +87,13 @@ pub struct SimConfig {
     pub faults: Faults,
     /// A reply not seen after this long is given up (the client then disconnects).
     pub op_timeout: Duration,
-    /// Quiet time after the faults heal, before the audit.
+    /// Longest quiet time after the faults heal, before the audit; it ends early (after
+    /// 1 s at least) once the control plane shows every gateway and worker again.
     pub quiet: Duration,
     /// Simulated time after which the run is a failure.
     pub duration_max: Duration,
+    /// turmoil's tick: simulated time per step (the cost of a seed is mostly per step).
+    pub tick: Duration,
 }
 
 impl SimConfig {
@@ -111,6 +116,9 @@ impl SimConfig {
             op_timeout: Duration::from_secs(15),
             quiet: Duration::from_secs(12),
             duration_max: Duration::from_secs(600),
+            // 4 ms steps: a seed's cost is mostly per step (turmoil delivers, every host's
+            // runtime turns); one seed in eight keeps 1 ms for finer interleavings.
+            tick: Duration::from_millis(if seed.is_multiple_of(8) { 1 } else { 4 }),
         }
     }
 
@@ -281,6 +289,7 @@ pub fn run(config: &SimConfig) -> Outcome {
     observe::reset();
     let mut sim = crate::builder(config.seed)
         .simulation_duration(config.duration_max)
+        .tick_duration(config.tick)
         .build();
     let world: World = Rc::new(RefCell::new(Shared {
         model: Model::new(),
@@ -376,7 +385,19 @@ pub fn run(config: &SimConfig) -> Outcome {
                 }
             }
             Phase::Quiet => {
-                if quiet_since.is_some_and(|t| at >= t + config.quiet) {
+                // The quiet time ends early once the control plane shows the whole
+                // cluster again (checked every 100 ms, after at least `QUIET_MIN`).
+                let waited = quiet_since.map_or(Duration::ZERO, |t| at.saturating_sub(t));
+                let settled = waited >= QUIET_MIN
+                    && waited.as_millis() % 100 < config.tick.as_millis().max(1)
+                    && control_plane_gaps(config, &(0..config.workers).collect::<Vec<_>>(), &|n| {
+                        match sim.lookup(n) {
+                            IpAddr::V4(ip) => ip,
+                            IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+                        }
+                    })
+                    .is_empty();
+                if waited >= config.quiet || settled {
                     world.borrow_mut().phase = Phase::Audit;
                     world
                         .borrow_mut()
@@ -511,6 +532,67 @@ async fn serve_shard(ip: Ipv4Addr, k: u16, text: bool, hash_seed: u64) -> std::i
         config.protocol = PublicProtocol::Text;
     }
     gateway_driver::serve(net, config, public, lan, std::future::pending()).await
+}
+
+/// What the control plane should show when exactly the worker hosts `hosts` run,
+/// against what the cores showed after their last input: the register announces
+/// every gateway shard and has every worker instance registered; every gateway
+/// shard has authorised exactly the instances of `hosts`.
+fn control_plane_gaps(
+    config: &SimConfig,
+    hosts: &[usize],
+    host_ip: &dyn Fn(&str) -> Ipv4Addr,
+) -> Vec<String> {
+    let observed = observe::snapshot();
+    let mut gaps = Vec::new();
+    let mut shards = BTreeSet::new();
+    for g in 0..config.gateways {
+        let ip = host_ip(&format!("gw{g}"));
+        for k in 0..config.shards as u16 {
+            shards.insert(format!("{ip}:{}", LAN_PORT + k));
+        }
+    }
+    let mut routes = BTreeSet::new();
+    for &w in hosts {
+        let name = format!("wk{w}");
+        let ip = host_ip(&name);
+        for i in 0..config.instances {
+            routes.insert(format!("{ip}:{name}:{i}"));
+        }
+    }
+    match &observed.register {
+        None => gaps.push("the register has seen no input since it started".into()),
+        Some((addresses, workers)) => {
+            let announced: BTreeSet<String> = addresses.iter().cloned().collect();
+            if announced != shards || addresses.len() != shards.len() {
+                gaps.push(format!(
+                    "the register announces {addresses:?}, the live gateway shards are {shards:?}"
+                ));
+            }
+            if *workers != routes.len() {
+                gaps.push(format!(
+                    "the register has {workers} workers, {} instances run",
+                    routes.len()
+                ));
+            }
+        }
+    }
+    for shard in &shards {
+        match observed.gateways.get(shard) {
+            None => gaps.push(format!(
+                "gateway {shard} has seen no input since it started"
+            )),
+            Some(keys) => {
+                let authorised: BTreeSet<String> = keys.iter().cloned().collect();
+                if authorised != routes || keys.len() != routes.len() {
+                    gaps.push(format!(
+                        "gateway {shard} has authorised {keys:?}, the live instances are {routes:?}"
+                    ));
+                }
+            }
+        }
+    }
+    gaps
 }
 
 /// Every sub-op of a `multi` reply succeeded.
@@ -763,61 +845,9 @@ impl Actor {
         self.world.borrow_mut().requests.push(action);
     }
 
-    /// What the control plane should show when exactly the worker hosts `hosts` run,
-    /// against what the cores showed after their last input: the register announces
-    /// every gateway shard and has every worker instance registered; every gateway
-    /// shard has authorised exactly the instances of `hosts`.
+    /// See [`control_plane_gaps`].
     fn control_plane_gaps(&self, hosts: &[usize]) -> Vec<String> {
-        let observed = observe::snapshot();
-        let mut gaps = Vec::new();
-        let mut shards = BTreeSet::new();
-        for g in 0..self.config.gateways {
-            let ip = host_ip(&format!("gw{g}"));
-            for k in 0..self.config.shards as u16 {
-                shards.insert(format!("{ip}:{}", LAN_PORT + k));
-            }
-        }
-        let mut routes = BTreeSet::new();
-        for &w in hosts {
-            let name = format!("wk{w}");
-            let ip = host_ip(&name);
-            for i in 0..self.config.instances {
-                routes.insert(format!("{ip}:{name}:{i}"));
-            }
-        }
-        match &observed.register {
-            None => gaps.push("the register has seen no input since it started".into()),
-            Some((addresses, workers)) => {
-                let announced: BTreeSet<String> = addresses.iter().cloned().collect();
-                if announced != shards || addresses.len() != shards.len() {
-                    gaps.push(format!(
-                        "the register announces {addresses:?}, the live gateway shards are {shards:?}"
-                    ));
-                }
-                if *workers != routes.len() {
-                    gaps.push(format!(
-                        "the register has {workers} workers, {} instances run",
-                        routes.len()
-                    ));
-                }
-            }
-        }
-        for shard in &shards {
-            match observed.gateways.get(shard) {
-                None => gaps.push(format!(
-                    "gateway {shard} has seen no input since it started"
-                )),
-                Some(keys) => {
-                    let authorised: BTreeSet<String> = keys.iter().cloned().collect();
-                    if authorised != routes || keys.len() != routes.len() {
-                        gaps.push(format!(
-                            "gateway {shard} has authorised {keys:?}, the live instances are {routes:?}"
-                        ));
-                    }
-                }
-            }
-        }
-        gaps
+        control_plane_gaps(&self.config, hosts, &host_ip)
     }
 
     /// Waits (handling `client`'s messages) until the control plane shows `hosts`; a

@@ -12,7 +12,7 @@ use sim::{Faults, SimConfig};
 
 /// Seeds per sweep: sized so that the whole file stays within a few minutes in a debug
 /// test build on a 2-core machine.
-const SWEEP_SEEDS: u64 = 10;
+const SWEEP_SEEDS: u64 = 16;
 
 fn check(config: &SimConfig) -> sim::Outcome {
     let outcome = sim::run(config);
