@@ -12,6 +12,7 @@
 
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod choppy;
 pub mod conn;
 pub mod faults;

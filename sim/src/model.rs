@@ -258,6 +258,11 @@ impl Model {
         }
     }
 
+    /// How many connections had client id `id` so far (the latest is that number).
+    pub fn incarnation(&self, id: &str) -> usize {
+        self.incarnations.get(id).copied().unwrap_or(0)
+    }
+
     /// The latest state (exact when no transition is in flight).
     pub fn current(&self) -> &State {
         &self.history.last().expect("the initial state").state
@@ -653,6 +658,38 @@ pub fn expect_query(state: &State, op: &str, args: &Value) -> Option<Value> {
                     .map(|(g, ids)| {
                         let v = if count { json!(ids.len()) } else { json!(ids) };
                         (g.clone(), v)
+                    })
+                    .collect(),
+            )
+        }
+        // GatewayClient only (a worker answers `ok:false`).
+        "batchGetClientIdByUid" | "isUidsOnline" | "batchGetClientIdCountByGroup" => {
+            let key = if op == "batchGetClientIdCountByGroup" {
+                "groups"
+            } else {
+                "uids"
+            };
+            let names: BTreeSet<&str> = args[key]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            Value::Object(
+                names
+                    .into_iter()
+                    .map(|name| {
+                        let v = match op {
+                            "batchGetClientIdByUid" => ids(all
+                                .iter()
+                                .filter(|(_, c)| c.uid.as_deref() == Some(name))
+                                .map(|(id, _)| id)),
+                            "isUidsOnline" => json!(usize::from(
+                                all.values().any(|c| c.uid.as_deref() == Some(name))
+                            )),
+                            _ => json!(state.members(name).count()),
+                        };
+                        (name.to_string(), v)
                     })
                     .collect(),
             )

@@ -285,11 +285,13 @@ impl Program {
         self.below(self.config.think_ms_max + 1)
     }
 
-    fn uid(&mut self) -> String {
+    /// A uid of the workload.
+    pub fn uid(&mut self) -> String {
         format!("u{}", self.below(self.config.uids as u64))
     }
 
-    fn group(&mut self) -> String {
+    /// A group of the workload (`closewatch` now and then).
+    pub fn group(&mut self) -> String {
         // `closewatch` now and then: its members hear of every close.
         if self.chance(15) {
             return "closewatch".into();
@@ -297,7 +299,8 @@ impl Program {
         format!("g{}", self.below(self.config.groups as u64))
     }
 
-    fn pick<T: Clone>(&mut self, items: &[T]) -> Option<T> {
+    /// One of `items`.
+    pub fn pick<T: Clone>(&mut self, items: &[T]) -> Option<T> {
         if items.is_empty() {
             return None;
         }
@@ -419,7 +422,42 @@ impl Program {
         map
     }
 
-    fn subset(&mut self, items: &[ClientId]) -> Vec<ClientId> {
+    /// A query of `QUERIES` with arguments drawn from the workload (`me` when no
+    /// client is live).
+    pub fn query(
+        &mut self,
+        me: &str,
+        live: &[ClientId],
+        dead: &[ClientId],
+    ) -> (&'static str, Value) {
+        let (name, arg) = QUERIES[self.below(QUERIES.len() as u64) as usize];
+        let args = match arg {
+            Arg::None => json!({}),
+            Arg::ClientId => {
+                let id = if self.chance(20) && !dead.is_empty() {
+                    self.pick(dead).expect("not empty")
+                } else {
+                    self.pick(live).unwrap_or_else(|| me.to_string())
+                };
+                json!({ "client_id": id })
+            }
+            Arg::Uid => json!({ "uid": self.uid() }),
+            Arg::Uids => json!({ "uids": [self.uid(), self.uid()] }),
+            Arg::Groups => json!({ "groups": [self.group()] }),
+            Arg::Group => json!({ "group": self.group() }),
+            Arg::GroupOrAll => {
+                if self.chance(30) {
+                    json!({ "group": "" })
+                } else {
+                    json!({ "group": self.group() })
+                }
+            }
+        };
+        (name, args)
+    }
+
+    /// A random subset of `items`.
+    pub fn subset(&mut self, items: &[ClientId]) -> Vec<ClientId> {
         items.iter().filter(|_| self.chance(40)).cloned().collect()
     }
 
@@ -633,29 +671,7 @@ impl Program {
                 changes: true,
             },
             10 => {
-                let (name, arg) = QUERIES[self.below(QUERIES.len() as u64) as usize];
-                let args = match arg {
-                    Arg::None => json!({}),
-                    Arg::ClientId => {
-                        let id = if self.chance(20) && !dead.is_empty() {
-                            self.pick(dead).expect("not empty")
-                        } else {
-                            self.pick(live).unwrap_or_else(|| me.clone())
-                        };
-                        json!({ "client_id": id })
-                    }
-                    Arg::Uid => json!({ "uid": self.uid() }),
-                    Arg::Uids => json!({ "uids": [self.uid(), self.uid()] }),
-                    Arg::Groups => json!({ "groups": [self.group()] }),
-                    Arg::Group => json!({ "group": self.group() }),
-                    Arg::GroupOrAll => {
-                        if self.chance(30) {
-                            json!({ "group": "" })
-                        } else {
-                            json!({ "group": self.group() })
-                        }
-                    }
-                };
+                let (name, args) = self.query(&me, live, dead);
                 Op {
                     name: name.into(),
                     args: args.clone(),

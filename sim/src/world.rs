@@ -25,9 +25,13 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use gatewayworker::api::ApiCall;
 use gatewayworker::business::{self, BusinessApi, BusinessSettings};
+use gatewayworker::client::{ClientSettings, GatewayClient, Gateways};
 use gatewayworker::gateway::{driver as gateway_driver, GatewayConfig, HashKey, PublicProtocol};
 use gatewayworker::net::Net;
+use gatewayworker::protocol::php::PhpValue;
 use gatewayworker::register::{driver as register_driver, RegisterConfig};
 use gatewayworker::wasm::{HostConfig, Plugin, PluginSlot, WasmHost};
 use serde_json::{json, Value};
@@ -36,7 +40,7 @@ use tokio::time::Instant;
 
 use crate::conn::Conn;
 use crate::faults::{Action, Faults, Schedule};
-use crate::model::{expect_query, session_json, Change, ClientId, Model};
+use crate::model::{expect_query, session_json, Change, ClientId, Model, Target};
 use crate::observe;
 use crate::trace::{Trace, TAIL_LEN};
 use crate::workload::{
@@ -219,6 +223,8 @@ struct Shared {
     audited: bool,
     /// Actions the audit asks the run loop for (register restart, worker hosts).
     requests: Vec<Action>,
+    /// The `api` host (GatewayClient) audited.
+    api_audited: bool,
     /// Holds and crashes not yet repaired.
     open_faults: i64,
     /// When the last hold, release, crash or restart happened.
@@ -302,6 +308,7 @@ pub fn run(config: &SimConfig) -> Outcome {
         pinged: 0,
         audited: false,
         requests: Vec::new(),
+        api_audited: false,
         open_faults: 0,
         last_fault_at: None,
     }));
@@ -358,6 +365,12 @@ pub fn run(config: &SimConfig) -> Outcome {
         });
     }
 
+    let api = ApiHost::new(config, world.clone(), lock.clone());
+    sim.client("api", async move {
+        api.run().await;
+        Ok(())
+    });
+
     let mut schedule = Schedule::new(
         config.seed ^ 0xfa17_0000,
         config.faults,
@@ -376,7 +389,7 @@ pub fn run(config: &SimConfig) -> Outcome {
         let phase = world.borrow().phase;
         let mut actions = match phase {
             Phase::Workload => {
-                if world.borrow().done == config.workload.clients {
+                if world.borrow().done == config.workload.clients + 1 {
                     quiet_since = Some(at);
                     world.borrow_mut().phase = Phase::Quiet;
                     schedule.heal()
@@ -595,6 +608,276 @@ fn control_plane_gaps(
     gaps
 }
 
+/// Calls of the `api` host in its program.
+const API_CALLS: usize = 40;
+
+/// The GatewayClient library as an outside caller (a web backend): queries (the
+/// GatewayClient-only ones too) checked by the model like a worker's, sends checked by
+/// the message oracle, over the same faults; after the heal, every audit query again.
+struct ApiHost {
+    config: SimConfig,
+    program: Program,
+    world: World,
+    lock: Lock,
+    exact: bool,
+}
+
+impl ApiHost {
+    fn new(config: &SimConfig, world: World, lock: Lock) -> ApiHost {
+        let seed = config.seed ^ 0xa91_0000_0000;
+        ApiHost {
+            config: config.clone(),
+            program: Program::new(seed, config.workload.clone()),
+            world,
+            lock,
+            exact: config.faults.is_none(),
+        }
+    }
+
+    fn record(&self, what: impl AsRef<str>) {
+        self.world.borrow_mut().trace.record("api", what);
+    }
+
+    fn violation(&self, what: String) {
+        self.record(format!("VIOLATION {what}"));
+        let line = format!("api at {:?}: {what}", now());
+        self.world.borrow_mut().model.violation(line);
+    }
+
+    fn client(&self) -> GatewayClient {
+        let mut settings = ClientSettings::new(Gateways::Register(vec![register_address()]));
+        settings.connector = Some(Arc::new(crate::api::TurmoilConnector));
+        GatewayClient::new(settings)
+    }
+
+    async fn run(mut self) {
+        tokio::time::sleep(CLIENTS_START + Duration::from_millis(self.program.below(500))).await;
+        let client = self.client();
+        for _ in 0..API_CALLS {
+            tokio::time::sleep(Duration::from_millis(self.program.think_ms())).await;
+            let (live, dead) = {
+                let w = self.world.borrow();
+                let live: Vec<ClientId> = w.model.current().clients.keys().cloned().collect();
+                let dead: Vec<ClientId> = w
+                    .model
+                    .ever_clients
+                    .iter()
+                    .filter(|id| !w.model.current().clients.contains_key(*id))
+                    .cloned()
+                    .collect();
+                (live, dead)
+            };
+            if self.program.chance(55) {
+                let (name, args) = match self.program.below(4) {
+                    0 => {
+                        let uids = vec![self.program.uid(), self.program.uid()];
+                        let name = ["batchGetClientIdByUid", "isUidsOnline"]
+                            [self.program.below(2) as usize];
+                        (name, json!({ "uids": uids }))
+                    }
+                    1 => {
+                        let groups = vec![self.program.group(), self.program.group()];
+                        ("batchGetClientIdCountByGroup", json!({ "groups": groups }))
+                    }
+                    _ => self.program.query("", &live, &dead),
+                };
+                let exact = self.exact;
+                self.query(&client, name, &args, exact).await;
+            } else {
+                self.send(&client, &live, &dead).await;
+            }
+        }
+        self.world.borrow_mut().done += 1;
+        self.record("program done");
+        while self.world.borrow().phase != Phase::Audit {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let ids: Vec<ClientId> = {
+            let w = self.world.borrow();
+            let mut ids: Vec<ClientId> = w.model.current().clients.keys().cloned().collect();
+            ids.extend(w.model.ever_clients.iter().take(3).cloned());
+            ids
+        };
+        let mut queries = audit_queries(&self.config.workload, &ids);
+        queries.push(("isUidsOnline".into(), json!({ "uids": ["u0", "u1", "u2"] })));
+        self.record(format!("audit: {} queries", queries.len()));
+        for (name, args) in queries {
+            self.query(&client, &name, &args, true).await;
+        }
+        self.world.borrow_mut().api_audited = true;
+        self.record("finished");
+    }
+
+    /// One query under the harness lock: exact, or (under faults) only ids that never
+    /// were are flagged.
+    async fn query(&mut self, client: &GatewayClient, name: &str, args: &Value, exact: bool) {
+        let Some(call) = crate::api::query_call(name, args) else {
+            return;
+        };
+        let _guard = self.lock.clone().lock_owned().await;
+        self.world.borrow_mut().ops += 1;
+        self.record(format!("calls {name} {args}"));
+        let answer = match client.call(&call).await {
+            Ok(v) => v,
+            Err(e) => {
+                self.record(format!("{name} failed: {e}"));
+                if exact {
+                    self.violation(format!("{name} {args} failed: {e}"));
+                }
+                return;
+            }
+        };
+        let got = crate::api::normalise(name, &answer);
+        self.record(format!("answer {got}"));
+        if !exact {
+            let unknown: Vec<String> = {
+                let w = self.world.borrow();
+                let mut found = Vec::new();
+                collect_ids(&got, &mut found);
+                found
+                    .into_iter()
+                    .filter(|id| id.len() == 20 && !w.model.ever_clients.contains(id))
+                    .collect()
+            };
+            if !unknown.is_empty() {
+                self.violation(format!("{name} lists unknown clients {unknown:?}"));
+            }
+            return;
+        }
+        let expected = expect_query(self.world.borrow().model.current(), name, args);
+        if let Some(expected) = expected {
+            // Sessions keep PHP's key order: compared as text; the rest as values.
+            let ordered = matches!(
+                name,
+                "getSession" | "getAllClientSessions" | "getClientSessionsByGroup"
+            );
+            let text = |v: &Value| serde_json::to_string(v).unwrap_or_default();
+            let differs = if ordered {
+                text(&got) != text(&expected)
+            } else {
+                got != expected
+            };
+            if differs {
+                self.violation(format!(
+                    "GatewayClient {name} {args} answered {got}, the model says {expected}"
+                ));
+            }
+        }
+    }
+
+    /// A send through the library: a message to a client, to all, to uids or groups.
+    async fn send(&mut self, client: &GatewayClient, live: &[ClientId], dead: &[ClientId]) {
+        let payload = self.program.payload();
+        let n = {
+            let mut w = self.world.borrow_mut();
+            w.op_number += 1;
+            w.ops += 1;
+            w.op_number
+        };
+        let message = PhpValue::Str(Bytes::from(message_text(n, &payload)));
+        let bytes = |ids: &[ClientId]| {
+            ids.iter()
+                .map(|i| Bytes::from(i.clone()))
+                .collect::<Vec<_>>()
+        };
+        let (target, call) = match self.program.below(4) {
+            0 => {
+                let id = if self.program.chance(15) && !dead.is_empty() {
+                    self.program.pick(dead).expect("not empty")
+                } else {
+                    match self.program.pick(live) {
+                        Some(id) => id,
+                        None => return,
+                    }
+                };
+                let call = ApiCall::SendToClient {
+                    client_id: Bytes::from(id.clone()),
+                    message,
+                    raw: false,
+                };
+                (Target::Client(id), call)
+            }
+            1 => {
+                let list = self.program.chance(40).then(|| self.program.subset(live));
+                let exclude = if self.program.chance(50) {
+                    self.program.subset(live)
+                } else {
+                    vec![]
+                };
+                let call = ApiCall::SendToAll {
+                    message,
+                    client_id_list: list.as_deref().map(bytes),
+                    exclude: (!exclude.is_empty()).then(|| bytes(&exclude)),
+                    raw: false,
+                };
+                (Target::All { list, exclude }, call)
+            }
+            2 => {
+                let mut uids = vec![self.program.uid(), self.program.uid()];
+                uids.sort();
+                uids.dedup();
+                let call = ApiCall::SendToUid {
+                    uids: uids.iter().map(|u| Bytes::from(u.clone())).collect(),
+                    message,
+                    raw: false,
+                };
+                (Target::Uid(uids), call)
+            }
+            _ => {
+                let mut groups = vec![self.program.group()];
+                if self.program.chance(30) {
+                    groups.push(self.program.group());
+                }
+                groups.sort();
+                groups.dedup();
+                let exclude = if self.program.chance(30) {
+                    self.program.subset(live)
+                } else {
+                    vec![]
+                };
+                let call = ApiCall::SendToGroup {
+                    groups: groups.iter().map(|g| Bytes::from(g.clone())).collect(),
+                    message,
+                    exclude: (!exclude.is_empty()).then(|| bytes(&exclude)),
+                    raw: false,
+                };
+                (Target::Group { groups, exclude }, call)
+            }
+        };
+        // Each call its own sender: two calls travel on two connections, unordered.
+        let sender = format!("api#{n}");
+        self.record(format!("sends m{n} ({} bytes): {target:?}", payload.len()));
+        self.world
+            .borrow_mut()
+            .model
+            .on_send(n, &sender, target, &payload, now());
+        match client.call(&call).await {
+            Ok(_) => self.world.borrow_mut().model.on_send_replied(n),
+            Err(e) => {
+                self.record(format!("send m{n} failed: {e}"));
+                if self.exact {
+                    self.violation(format!("send m{n} failed: {e}"));
+                }
+            }
+        }
+    }
+}
+
+/// Every string in `v` (client ids in lists and map keys).
+fn collect_ids(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(items) => items.iter().for_each(|i| collect_ids(i, out)),
+        Value::Object(map) => {
+            for (k, v) in map {
+                out.push(k.clone());
+                collect_ids(v, out);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Every sub-op of a `multi` reply succeeded.
 fn reply_all_ok(reply: &Value) -> bool {
     reply["ok"] == true
@@ -611,6 +894,8 @@ struct Lost;
 struct Client {
     conn: Conn,
     id: ClientId,
+    /// Which connection of this id it is (see [`Model::incarnation`]).
+    incarnation: usize,
     requests: u64,
     /// It speaks the text protocol.
     text: bool,
@@ -732,6 +1017,12 @@ impl Actor {
             }
             if self.index == 0 && pinged && all_pinged {
                 self.audit(c).await;
+                // The GatewayClient host audits too, before the register restarts.
+                while !self.world.borrow().api_audited {
+                    if !self.pause(c, 100).await {
+                        break;
+                    }
+                }
                 self.audit_control_plane(c).await;
                 self.world.borrow_mut().audited = true;
                 break;
@@ -1000,21 +1291,33 @@ impl Actor {
     /// The connection ended without the client closing it.
     fn lost(&mut self, client: Client) {
         self.record(format!("lost {}", client.id));
-        let known = self
-            .world
-            .borrow()
-            .model
-            .current()
-            .clients
-            .contains_key(&client.id);
-        if known {
+        if self.is_current(&client) {
             if self.exact {
                 self.violation(format!("connection {} lost without a fault", client.id));
             }
+            self.disconnect_self(&client);
+        }
+    }
+
+    /// The model's client of this id is this connection: connected, and no later
+    /// connection took the id (a restarted gateway counts connection ids from 1 again,
+    /// so a connection that a crash ended unnoticed may share its id with a new one).
+    fn is_current(&self, client: &Client) -> bool {
+        let w = self.world.borrow();
+        w.model.current().clients.contains_key(&client.id)
+            && w.model.incarnation(&client.id) == client.incarnation
+    }
+
+    /// This connection ended: the model forgets its client, unless the id now names a
+    /// later connection.
+    fn disconnect_self(&self, client: &Client) {
+        if self.is_current(client) {
             self.world
                 .borrow_mut()
                 .model
                 .apply_now(Change::Disconnect(client.id.clone()), now());
+        } else {
+            self.record(format!("{} names a later connection now", client.id));
         }
     }
 
@@ -1092,9 +1395,11 @@ impl Actor {
             PUBLIC_PORT + shard,
             if text { "text" } else { "ws" }
         ));
+        let incarnation = self.world.borrow().model.incarnation(&id);
         let mut client = Client {
             conn,
             id,
+            incarnation,
             requests: 0,
             text,
             raw_in: Vec::new(),
@@ -1223,15 +1528,7 @@ impl Actor {
         // Closed by another client while waiting for the lock: that close completed
         // under the lock, so the model knows; an op sent now would never run, and a
         // change it began would stay in the model as if it might have.
-        if op.changes
-            && !self
-                .world
-                .borrow()
-                .model
-                .current()
-                .clients
-                .contains_key(&client.id)
-        {
+        if op.changes && !self.is_current(client) {
             self.record(format!("{} was closed while waiting", client.id));
             return Err(Lost);
         }
@@ -1284,10 +1581,7 @@ impl Actor {
         if self.config.faults.client_drop && in_workload && self.program.chance(3) {
             self.record(format!("drops {} mid-op", client.id));
             self.unsettle(ungroup);
-            self.world
-                .borrow_mut()
-                .model
-                .apply_now(Change::Disconnect(client.id.clone()), now());
+            self.disconnect_self(client);
             return Ok(false);
         }
         let deadline = Instant::now() + self.config.op_timeout;
@@ -1302,10 +1596,7 @@ impl Actor {
                 if exact {
                     self.violation(format!("no reply to {request}"));
                 }
-                self.world
-                    .borrow_mut()
-                    .model
-                    .apply_now(Change::Disconnect(client.id.clone()), now());
+                self.disconnect_self(client);
                 return Ok(false);
             }
         };
@@ -1342,10 +1633,7 @@ impl Actor {
                 self.violation(format!("{} did not close", op.name));
             }
             self.record(format!("closed {}", client.id));
-            self.world
-                .borrow_mut()
-                .model
-                .apply_now(Change::Disconnect(client.id.clone()), now());
+            self.disconnect_self(client);
             return Ok(false);
         }
         Ok(true)
@@ -1406,10 +1694,7 @@ impl Actor {
                     if exact {
                         self.violation(format!("no answer to {} raw bytes", raw.bytes.len()));
                     }
-                    self.world
-                        .borrow_mut()
-                        .model
-                        .apply_now(Change::Disconnect(client.id.clone()), now());
+                    self.disconnect_self(client);
                     return Ok(false);
                 }
             };
