@@ -1569,6 +1569,7 @@ impl Actor {
         // An ungroup whose outcome a fault may have left open.
         let ungroup =
             transition.filter(|_| matches!(op.effect, Effect::Change(Change::Ungroup(_))));
+        let linked_then = ungroup.is_some() && !exact && self.all_linked();
         client.requests += 1;
         let id = format!("{}.{}", self.name, client.requests);
         let request = op.request(&id);
@@ -1607,7 +1608,9 @@ impl Actor {
         if let Some(t) = transition {
             self.world.borrow_mut().model.end(t, now());
         }
-        if ungroup.is_some() && !(exact || self.calm_since(started) && reply_all_ok(&reply)) {
+        if ungroup.is_some()
+            && !(exact || self.calm_since(started, linked_then) && reply_all_ok(&reply))
+        {
             self.unsettle(ungroup);
         }
         if exact {
@@ -1652,11 +1655,23 @@ impl Actor {
         }
     }
 
-    /// No hold or crash is open, and none started or ended since `since` less the
-    /// reconnect bound: every worker had a link to every gateway throughout.
-    fn calm_since(&self, since: Duration) -> bool {
-        let w = self.world.borrow();
-        w.open_faults == 0 && w.last_fault_at.is_none_or(|t| t + RECONNECT_BOUND < since)
+    /// Every worker had a link to every gateway from `since` to now: no hold or crash
+    /// open now, none started or ended since `since`, every gateway shard had authorised
+    /// every worker instance at `since` (`linked_then`) and has now.
+    fn calm_since(&self, since: Duration, linked_then: bool) -> bool {
+        let calm = {
+            let w = self.world.borrow();
+            w.open_faults == 0 && w.last_fault_at.is_none_or(|t| t < since)
+        };
+        calm && linked_then && self.all_linked()
+    }
+
+    /// Every gateway shard has authorised every instance of every worker host.
+    fn all_linked(&self) -> bool {
+        let all: Vec<usize> = (0..self.config.workers).collect();
+        control_plane_gaps(&self.config, &all, &host_ip)
+            .iter()
+            .all(|gap| !gap.starts_with("gateway"))
     }
 
     /// The ungroup of transition `t` may have missed gateways: its members stay possible

@@ -142,3 +142,12 @@ fn regression_seed_9021_an_op_of_a_client_closed_while_waiting() {
 fn regression_seed_9031_a_push_between_the_close_reply_and_the_close() {
     check(&SimConfig::new(9031, Faults::none()));
 }
+
+/// Seed 2003 with every fault: a connection that a gateway crash ended unnoticed shared
+/// its client id with a new connection to the restarted gateway; when its client
+/// noticed, the model dropped the new connection's client. The model now tells the
+/// connections of one id apart (`Model::incarnation`).
+#[test]
+fn regression_seed_2003_a_stale_connection_sharing_its_id_with_a_new_one() {
+    check(&SimConfig::new(2003, Faults::all()));
+}
