@@ -28,13 +28,23 @@ fn one_shard(seed: u64, faults: Faults) -> SimConfig {
     config
 }
 
+/// [`SWEEP_SEEDS`], or `SIM_SWEEP_SEEDS` from the environment (`scripts/mutants` runs
+/// short sweeps).
+fn sweep_seeds() -> u64 {
+    std::env::var("SIM_SWEEP_SEEDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(SWEEP_SEEDS)
+}
+
 fn sweep(faults: Faults, first: u64) {
     let started = Instant::now();
-    for seed in first..first + SWEEP_SEEDS {
+    let seeds = sweep_seeds();
+    for seed in first..first + seeds {
         check(&SimConfig::new(seed, faults));
     }
     println!(
-        "{SWEEP_SEEDS} seeds with faults {} in {:.1}s",
+        "{seeds} seeds with faults {} in {:.1}s",
         faults.describe(),
         started.elapsed().as_secs_f64()
     );
