@@ -50,6 +50,10 @@ pub struct State {
     /// ([`Model::settle_group`]); the member's own join or leave, or its end, settles one
     /// at once.
     pub maybe: BTreeSet<(ClientId, String)>,
+    /// Groups whose unsettled ungroup may still land (a held link delivers it late, a
+    /// lost reply bounds it by nothing): a later join to them is unsettled too, until the
+    /// audit settles the group.
+    pub doubtful: BTreeSet<String>,
 }
 
 /// A change of the model, as an op (or a connection) makes it.
@@ -104,7 +108,11 @@ impl State {
                 if let Some(c) = clients.get_mut(id) {
                     c.groups.insert(group.clone());
                 }
-                next.maybe.remove(&(id.clone(), group.clone()));
+                if next.doubtful.contains(group) {
+                    next.maybe.insert((id.clone(), group.clone()));
+                } else {
+                    next.maybe.remove(&(id.clone(), group.clone()));
+                }
             }
             Change::Leave(id, group) => {
                 if let Some(c) = clients.get_mut(id) {
@@ -470,13 +478,11 @@ impl Model {
             .map(|(id, _)| id.clone())
             .collect();
         let current = &mut self.history.last_mut().expect("the initial state").state;
+        current.doubtful.insert(group.clone());
         for id in before {
-            // Gone since, or a member again by its own join: settled.
-            let settled = current
-                .clients
-                .get(&id)
-                .is_none_or(|c| c.groups.contains(&group));
-            if !settled {
+            // Gone since: settled (a member again by its own join is not: the ungroup
+            // may still land after it).
+            if current.clients.contains_key(&id) {
                 current.maybe.insert((id, group.clone()));
             }
         }
@@ -494,6 +500,12 @@ impl Model {
     /// The audit asked `group`'s members (`listed`, exact: faults healed): an
     /// unsettled membership is a membership when listed, else none.
     pub fn settle_group(&mut self, group: &str, listed: &[ClientId], now: Duration) {
+        self.history
+            .last_mut()
+            .expect("the initial state")
+            .state
+            .doubtful
+            .remove(group);
         let unsettled: Vec<ClientId> = self
             .current()
             .maybe

@@ -161,3 +161,12 @@ fn regression_seed_9031_a_push_between_the_close_reply_and_the_close() {
 fn regression_seed_2003_a_stale_connection_sharing_its_id_with_a_new_one() {
     check(&SimConfig::new(2003, Faults::all()));
 }
+
+/// Seed 7000456 with every fault (found by a soak): an ungroup whose client dropped
+/// mid-op landed after another client's later join to the group and removed it. An
+/// ungroup whose outcome is open keeps its group doubtful: later joins are unsettled
+/// too, until the audit settles the group.
+#[test]
+fn regression_seed_7000456_a_late_ungroup_after_a_later_join() {
+    check(&SimConfig::new(7_000_456, Faults::all()));
+}
