@@ -75,6 +75,26 @@ impl Conn {
         }
     }
 
+    /// Sends raw bytes: a websocket binary frame (`binary_frame`, else a text frame of
+    /// UTF-8 `bytes`), or a text-protocol line (`bytes` holds no line end).
+    pub async fn send_bytes(&mut self, bytes: &[u8], binary_frame: bool) -> io::Result<()> {
+        match self {
+            Conn::Ws(ws) => {
+                let message = if binary_frame {
+                    Message::binary(bytes.to_vec())
+                } else {
+                    Message::text(String::from_utf8_lossy(bytes).into_owned())
+                };
+                ws.send(message).await.map_err(io::Error::other)
+            }
+            Conn::Text { stream, .. } => {
+                stream.write_all(bytes).await?;
+                stream.write_all(b"\n").await?;
+                stream.flush().await
+            }
+        }
+    }
+
     /// The next message; `None` once the connection ended (close, reset, error).
     /// Cancel-safe: a cancelled call loses nothing.
     pub async fn recv(&mut self) -> Option<String> {

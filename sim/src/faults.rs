@@ -152,6 +152,8 @@ pub enum Action {
     Bounce(String),
     /// Swap the worker host's module for a fresh compile of the same probe.
     Reload(usize),
+    /// Start one more worker host (`wk<n>`), as the control-plane audit does.
+    AddWorker(usize),
 }
 
 /// Shortest and longest time a fault lasts.
@@ -290,7 +292,7 @@ mod tests {
                 match a {
                     Action::Hold(..) | Action::Crash(_) => open += 1,
                     Action::Release(..) | Action::Bounce(_) => open -= 1,
-                    Action::Reload(_) => {}
+                    Action::Reload(_) | Action::AddWorker(_) => {}
                 }
             }
         }

@@ -12,11 +12,15 @@
 
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod choppy;
 pub mod conn;
 pub mod faults;
+pub mod md5;
 pub mod model;
 pub mod net;
+pub mod observe;
+pub mod php;
 pub mod trace;
 pub mod workload;
 pub mod world;

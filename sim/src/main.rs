@@ -29,6 +29,8 @@ struct Args {
     shards: Option<usize>,
     workers: Option<usize>,
     instances: Option<u32>,
+    tick_ms: Option<u64>,
+    quiet_ms: Option<u64>,
     verbose: bool,
 }
 
@@ -44,6 +46,8 @@ fn parse() -> Result<Args, String> {
         shards: None,
         workers: None,
         instances: None,
+        tick_ms: None,
+        quiet_ms: None,
         verbose: false,
     };
     let mut it = std::env::args().skip(1);
@@ -61,9 +65,11 @@ fn parse() -> Result<Args, String> {
             "--shards" => args.shards = Some(number(value()?)?.max(1) as usize),
             "--workers" => args.workers = Some(number(value()?)?.max(1) as usize),
             "--instances" => args.instances = Some(number(value()?)?.max(1) as u32),
+            "--tick-ms" => args.tick_ms = Some(number(value()?)?.max(1)),
+            "--quiet-ms" => args.quiet_ms = Some(number(value()?)?),
             "--verbose" => args.verbose = true,
             "--help" | "-h" => {
-                return Err("usage: sim [--seed S] [--seeds N] [--duration SECS] [--faults none|all|list] [--clients N] [--ops N] [--gateways N] [--shards N] [--workers N] [--instances N] [--verbose]".into())
+                return Err("usage: sim [--seed S] [--seeds N] [--duration SECS] [--faults none|all|list] [--clients N] [--ops N] [--gateways N] [--shards N] [--workers N] [--instances N] [--tick-ms N] [--quiet-ms N] [--verbose]".into())
             }
             other => return Err(format!("unknown argument {other}")),
         }
@@ -84,6 +90,7 @@ fn main() -> ExitCode {
     let count = args.seeds.unwrap_or(if single { 1 } else { u64::MAX });
     let mut ran = 0u64;
     let mut failed = 0u64;
+    let mut repros = Vec::new();
     for seed in args.seed..args.seed.saturating_add(count) {
         if args.duration.is_some_and(|d| started.elapsed() >= d) {
             break;
@@ -107,6 +114,12 @@ fn main() -> ExitCode {
         if let Some(i) = args.instances {
             config.instances = i;
         }
+        if let Some(t) = args.tick_ms {
+            config.tick = Duration::from_millis(t);
+        }
+        if let Some(q) = args.quiet_ms {
+            config.quiet = Duration::from_millis(q);
+        }
         let outcome = sim::run(&config);
         ran += 1;
         println!("{}", outcome.summary());
@@ -116,6 +129,7 @@ fn main() -> ExitCode {
         if !outcome.passed() {
             failed += 1;
             println!("{}", outcome.report(&config));
+            repros.push(config.repro());
         }
     }
     let minutes = started.elapsed().as_secs_f64() / 60.0;
@@ -125,6 +139,12 @@ fn main() -> ExitCode {
         started.elapsed().as_secs_f64(),
         ran as f64 / minutes.max(1e-9)
     );
+    if !repros.is_empty() {
+        println!("failing seeds:");
+        for r in &repros {
+            println!("  {r}");
+        }
+    }
     if failed > 0 {
         ExitCode::FAILURE
     } else {

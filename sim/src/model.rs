@@ -24,11 +24,12 @@ use serde_json::{json, Map, Value};
 /// A client id as the probe reports it (20 hex digits).
 pub type ClientId = String;
 
-/// A session: string keys, integer values (`None`: the client never had one).
-pub type Session = BTreeMap<String, i64>;
+/// A session: a PHP array (nested arrays, int and string keys, any scalar), see
+/// [`crate::php`].
+pub type Session = crate::php::Array;
 
 /// One connected client in the model.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ClientState {
     /// Its uid, if bound.
     pub uid: Option<String>,
@@ -39,14 +40,24 @@ pub struct ClientState {
 }
 
 /// Everything the model knows at one point of the sequence.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct State {
     /// Connected clients by id.
     pub clients: BTreeMap<ClientId, ClientState>,
+    /// Memberships an `ungroup` under faults may have left (a gateway without a link to
+    /// the worker at that moment never heard it): the client is not counted a member,
+    /// but a message to the group may still reach it. The audit settles them
+    /// ([`Model::settle_group`]); the member's own join or leave, or its end, settles one
+    /// at once.
+    pub maybe: BTreeSet<(ClientId, String)>,
+    /// Groups whose unsettled ungroup may still land (a held link delivers it late, a
+    /// lost reply bounds it by nothing): a later join to them is unsettled too, until the
+    /// audit settles the group.
+    pub doubtful: BTreeSet<String>,
 }
 
 /// A change of the model, as an op (or a connection) makes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Change {
     /// A client connected.
     Connect(ClientId),
@@ -64,7 +75,7 @@ pub enum Change {
     Ungroup(String),
     /// `setSession`: replaces the session.
     SetSession(ClientId, Session),
-    /// `updateSession`: merges into the session (flat maps: key by key).
+    /// `updateSession`: merges into the session with PHP's `array_replace_recursive`.
     UpdateSession(ClientId, Session),
 }
 
@@ -79,6 +90,7 @@ impl State {
             }
             Change::Disconnect(id) => {
                 clients.remove(id);
+                next.maybe.retain(|(member, _)| member != id);
             }
             Change::Bind(id, uid) => {
                 if let Some(c) = clients.get_mut(id) {
@@ -96,11 +108,17 @@ impl State {
                 if let Some(c) = clients.get_mut(id) {
                     c.groups.insert(group.clone());
                 }
+                if next.doubtful.contains(group) {
+                    next.maybe.insert((id.clone(), group.clone()));
+                } else {
+                    next.maybe.remove(&(id.clone(), group.clone()));
+                }
             }
             Change::Leave(id, group) => {
                 if let Some(c) = clients.get_mut(id) {
                     c.groups.remove(group);
                 }
+                next.maybe.remove(&(id.clone(), group.clone()));
             }
             Change::Ungroup(group) => {
                 for c in clients.values_mut() {
@@ -115,9 +133,7 @@ impl State {
             Change::UpdateSession(id, session) => {
                 if let Some(c) = clients.get_mut(id) {
                     let s = c.session.get_or_insert_with(Session::new);
-                    for (k, v) in session {
-                        s.insert(k.clone(), *v);
-                    }
+                    crate::php::replace_recursive(s, session);
                 }
             }
         }
@@ -183,7 +199,13 @@ impl Target {
                 if excluded(exclude) {
                     0
                 } else {
-                    groups.iter().filter(|g| client.groups.contains(*g)).count()
+                    groups
+                        .iter()
+                        .filter(|g| {
+                            client.groups.contains(*g)
+                                || state.maybe.contains(&(recipient.to_string(), (*g).clone()))
+                        })
+                        .count()
                 }
             }
         }
@@ -205,6 +227,8 @@ struct SendRecord {
     sender: ClientId,
     target: Target,
     sent: Duration,
+    /// The payload's length and hash: every copy must carry it unchanged.
+    payload: (usize, u64),
     /// The reply came: the op ran (a sender closed mid-op may never have sent it).
     replied: bool,
     received: BTreeMap<ClientId, usize>,
@@ -240,6 +264,11 @@ impl Model {
             }],
             ..Model::default()
         }
+    }
+
+    /// How many connections had client id `id` so far (the latest is that number).
+    pub fn incarnation(&self, id: &str) -> usize {
+        self.incarnations.get(id).copied().unwrap_or(0)
     }
 
     /// The latest state (exact when no transition is in flight).
@@ -291,13 +320,14 @@ impl Model {
     }
 
     /// A send op `op` left `sender` at `now`.
-    pub fn on_send(&mut self, op: u64, sender: &str, target: Target, now: Duration) {
+    pub fn on_send(&mut self, op: u64, sender: &str, target: Target, payload: &str, now: Duration) {
         self.sends.insert(
             op,
             SendRecord {
                 sender: sender.to_string(),
                 target,
                 sent: now,
+                payload: (payload.len(), fnv(payload.as_bytes())),
                 replied: false,
                 received: BTreeMap::new(),
             },
@@ -320,11 +350,12 @@ impl Model {
 
     /// `recipient` received the message of send `op` at `now`: checks addressing,
     /// duplicates and per-sender order.
-    pub fn on_push(&mut self, recipient: &str, op: u64, now: Duration) {
+    pub fn on_push(&mut self, recipient: &str, op: u64, payload: &str, now: Duration) {
         let Some(record) = self.sends.get(&op) else {
             self.violation(format!("{recipient} received message {op} never sent"));
             return;
         };
+        let sent_payload = record.payload;
         let (sender, sent) = (record.sender.clone(), record.sent);
         let copies_max = self
             .possible(sent, now)
@@ -356,6 +387,14 @@ impl Model {
             ));
         } else {
             *last = op;
+        }
+        if sent_payload != (payload.len(), fnv(payload.as_bytes())) {
+            let sent_len = sent_payload.0;
+            self.violation(format!(
+                "{recipient} received message {op} with another payload: {} bytes (sent {sent_len}), starting {:?}",
+                payload.len(),
+                payload.chars().take(40).collect::<String>()
+            ));
         }
     }
 
@@ -427,6 +466,62 @@ impl Model {
         }
     }
 
+    /// The `ungroup` of transition `index` may not have reached every gateway (faults
+    /// around it): its members then, still connected, may still be members.
+    pub fn unsettle_ungroup(&mut self, index: usize) {
+        let Some(Change::Ungroup(group)) = self.history[index].change.clone() else {
+            return;
+        };
+        let before: Vec<ClientId> = self.history[index - 1]
+            .state
+            .members(&group)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let current = &mut self.history.last_mut().expect("the initial state").state;
+        current.doubtful.insert(group.clone());
+        for id in before {
+            // Gone since: settled (a member again by its own join is not: the ungroup
+            // may still land after it).
+            if current.clients.contains_key(&id) {
+                current.maybe.insert((id, group.clone()));
+            }
+        }
+    }
+
+    /// Groups with unsettled memberships.
+    pub fn unsettled_groups(&self) -> BTreeSet<String> {
+        self.current()
+            .maybe
+            .iter()
+            .map(|(_, g)| g.clone())
+            .collect()
+    }
+
+    /// The audit asked `group`'s members (`listed`, exact: faults healed): an
+    /// unsettled membership is a membership when listed, else none.
+    pub fn settle_group(&mut self, group: &str, listed: &[ClientId], now: Duration) {
+        self.history
+            .last_mut()
+            .expect("the initial state")
+            .state
+            .doubtful
+            .remove(group);
+        let unsettled: Vec<ClientId> = self
+            .current()
+            .maybe
+            .iter()
+            .filter(|(_, g)| g == group)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in unsettled {
+            if listed.contains(&id) {
+                self.apply_now(Change::Join(id, group.to_string()), now);
+            } else {
+                self.apply_now(Change::Leave(id, group.to_string()), now);
+            }
+        }
+    }
+
     /// Records a violation.
     pub fn violation(&mut self, what: String) {
         self.violations.push(what);
@@ -443,14 +538,20 @@ impl Model {
     }
 }
 
+/// FNV-1a, 64 bits: payloads are remembered by length and hash.
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
 /// A session as the probe reports it from `getSession` and the session maps: `{}` for a
 /// client without one.
 pub fn session_json(session: &Option<Session>) -> Value {
-    let mut map = Map::new();
-    for (k, v) in session.iter().flatten() {
-        map.insert(k.clone(), json!(v));
+    match session {
+        Some(s) => crate::php::object(s),
+        None => Value::Object(Map::new()),
     }
-    Value::Object(map)
 }
 
 fn ids<'a>(it: impl Iterator<Item = &'a ClientId>) -> Value {
@@ -573,6 +674,38 @@ pub fn expect_query(state: &State, op: &str, args: &Value) -> Option<Value> {
                     .collect(),
             )
         }
+        // GatewayClient only (a worker answers `ok:false`).
+        "batchGetClientIdByUid" | "isUidsOnline" | "batchGetClientIdCountByGroup" => {
+            let key = if op == "batchGetClientIdCountByGroup" {
+                "groups"
+            } else {
+                "uids"
+            };
+            let names: BTreeSet<&str> = args[key]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            Value::Object(
+                names
+                    .into_iter()
+                    .map(|name| {
+                        let v = match op {
+                            "batchGetClientIdByUid" => ids(all
+                                .iter()
+                                .filter(|(_, c)| c.uid.as_deref() == Some(name))
+                                .map(|(id, _)| id)),
+                            "isUidsOnline" => json!(usize::from(
+                                all.values().any(|c| c.uid.as_deref() == Some(name))
+                            )),
+                            _ => json!(state.members(name).count()),
+                        };
+                        (name.to_string(), v)
+                    })
+                    .collect(),
+            )
+        }
         "getSession" => match all.get(arg("client_id")) {
             Some(c) => session_json(&c.session),
             None => Value::Null,
@@ -600,13 +733,13 @@ mod tests {
             groups: vec!["g".into()],
             exclude: vec![],
         };
-        m.on_send(1, "a", target, ms(11));
-        m.on_push("b", 1, ms(12));
+        m.on_send(1, "a", target, "", ms(11));
+        m.on_push("b", 1, "", ms(12));
         m.end(join, ms(20));
         assert!(m.violations.is_empty(), "{:?}", m.violations);
-        m.on_push("c", 1, ms(13));
+        m.on_push("c", 1, "", ms(13));
         assert_eq!(m.violations.len(), 1, "c never was in g");
-        m.on_push("b", 1, ms(14));
+        m.on_push("b", 1, "", ms(14));
         assert_eq!(m.violations.len(), 2, "one membership, one copy");
     }
 
@@ -621,8 +754,8 @@ mod tests {
             groups: vec!["g".into()],
             exclude: vec![],
         };
-        m.on_send(1, "a", target.clone(), ms(5));
-        m.on_push("b", 1, ms(6));
+        m.on_send(1, "a", target.clone(), "", ms(5));
+        m.on_push("b", 1, "", ms(6));
         assert_eq!(m.violations.len(), 1);
         // Sent before the leave completed: allowed.
         let mut m = Model::new();
@@ -630,9 +763,9 @@ mod tests {
         m.apply_now(Change::Connect("b".into()), ms(1));
         m.apply_now(Change::Join("b".into(), "g".into()), ms(2));
         let leave = m.begin(Change::Leave("b".into(), "g".into()), ms(3));
-        m.on_send(1, "a", target, ms(4));
+        m.on_send(1, "a", target, "", ms(4));
         m.end(leave, ms(5));
-        m.on_push("b", 1, ms(9));
+        m.on_push("b", 1, "", ms(9));
         assert!(m.violations.is_empty(), "{:?}", m.violations);
     }
 
@@ -641,13 +774,13 @@ mod tests {
         let mut m = Model::new();
         m.apply_now(Change::Connect("a".into()), ms(1));
         m.apply_now(Change::Connect("b".into()), ms(1));
-        m.on_send(1, "a", Target::Client("b".into()), ms(2));
-        m.on_send(2, "a", Target::Client("b".into()), ms(3));
-        m.on_send(3, "a", Target::Client("b".into()), ms(3));
-        m.on_send(4, "a", Target::Client("b".into()), ms(3));
+        m.on_send(1, "a", Target::Client("b".into()), "", ms(2));
+        m.on_send(2, "a", Target::Client("b".into()), "", ms(3));
+        m.on_send(3, "a", Target::Client("b".into()), "", ms(3));
+        m.on_send(4, "a", Target::Client("b".into()), "", ms(3));
         m.on_send_replied(3);
-        m.on_push("b", 2, ms(4));
-        m.on_push("b", 1, ms(5));
+        m.on_push("b", 2, "", ms(4));
+        m.on_push("b", 1, "", ms(5));
         assert_eq!(m.violations.len(), 1, "1 after 2");
         m.check_deliveries();
         assert_eq!(
@@ -665,7 +798,10 @@ mod tests {
             .apply(&Change::Connect("a".into()))
             .apply(&Change::Bind("a".into(), "u1".into()))
             .apply(&Change::Join("a".into(), "g".into()))
-            .apply(&Change::UpdateSession("b".into(), [("k".into(), 1)].into()));
+            .apply(&Change::UpdateSession(
+                "b".into(),
+                vec![(crate::php::Key::Str("k".into()), crate::php::Php::Int(1))],
+            ));
         let q = |op: &str, args: Value| expect_query(&s, op, &args).unwrap();
         assert_eq!(q("getAllClientIdList", json!({})), json!(["a", "b"]));
         assert_eq!(q("getClientIdByUid", json!({"uid":"u1"})), json!(["a"]));

@@ -10,7 +10,8 @@
 use gatewayworker::gateway::SplitMix64;
 use serde_json::{json, Value};
 
-use crate::model::{ClientId, Session, Target};
+use crate::model::{ClientId, Target};
+use crate::php;
 
 /// Relative weights of the op kinds (0 turns a kind off).
 #[derive(Debug, Clone, Copy)]
@@ -41,6 +42,9 @@ pub struct Weights {
     pub close_self: u32,
     /// `closeClient` / `destroyClient` on another client (in a `multi` with a barrier).
     pub close_other: u32,
+    /// A message that is no op request: UTF-8 text (echoed back exactly) or bytes that
+    /// are not UTF-8 (answered with their length and MD5).
+    pub raw: u32,
 }
 
 impl Default for Weights {
@@ -59,6 +63,7 @@ impl Default for Weights {
             query: 10,
             close_self: 1,
             close_other: 1,
+            raw: 3,
         }
     }
 }
@@ -78,7 +83,18 @@ pub struct WorkloadConfig {
     pub groups: usize,
     /// The op kinds' weights.
     pub weights: Weights,
+    /// Now and then a message payload of up to [`LARGE_PAYLOAD_MAX`] bytes (else up to
+    /// [`PAYLOAD_MAX`]).
+    pub large_payloads: bool,
 }
+
+/// Longest payload of a message in a run without `large_payloads`.
+pub const PAYLOAD_MAX: usize = 16 * 1024;
+/// Longest payload with `large_payloads`: near the gateway's per-client send buffer
+/// (`client_pending_max`, 1 024 000 bytes), which is the tightest limit a message meets
+/// on its way (a client's package limit is 10 MB); a quarter of it, so that a few such
+/// messages queued for one client still fit.
+pub const LARGE_PAYLOAD_MAX: usize = 256 * 1024;
 
 impl Default for WorkloadConfig {
     fn default() -> WorkloadConfig {
@@ -89,6 +105,7 @@ impl Default for WorkloadConfig {
             uids: 4,
             groups: 3,
             weights: Weights::default(),
+            large_payloads: false,
         }
     }
 }
@@ -187,6 +204,20 @@ pub enum Effect {
     CloseSelf,
     /// Closes another client.
     CloseOther(ClientId),
+    /// A message that is no op request; what must come back.
+    Raw(Raw),
+}
+
+/// A message that is no op request, and the answer it must get.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Raw {
+    /// The bytes sent.
+    pub bytes: Vec<u8>,
+    /// Sent as a websocket binary frame (a text frame otherwise; text protocol: a line).
+    pub binary_frame: bool,
+    /// The one message that must come back: the same text, or
+    /// `{"event":"raw_binary","len":N,"md5":"..."}` for bytes that are not UTF-8.
+    pub answer: String,
 }
 
 /// One op ready to send.
@@ -211,10 +242,18 @@ impl Op {
     }
 }
 
-/// The message text a send carries: the op's number, so the recipient can name it.
-pub fn message_text(op_number: u64) -> String {
-    format!("m|{op_number}")
+/// The message text a send carries: the op's number, so the recipient can name it, and
+/// its payload.
+pub fn message_text(op_number: u64, payload: &str) -> String {
+    format!("m|{op_number}|{payload}")
 }
+
+/// Characters of payloads: ASCII with JSON's special ones, a NUL, a tab, two- to
+/// four-byte UTF-8 (never a line end: text-protocol clients receive lines).
+const PAYLOAD_CHARS: &[char] = &[
+    'a', 'b', 'z', 'Q', '0', '9', ' ', '|', '"', '\\', '/', '{', '}', '\0', '\t', '\u{7f}', 'é',
+    'ß', 'ж', '日', '本', '\u{2028}', '\u{fffd}', '🎉', '𝄞',
+];
 
 /// Draws ops for one client.
 pub struct Program {
@@ -246,11 +285,13 @@ impl Program {
         self.below(self.config.think_ms_max + 1)
     }
 
-    fn uid(&mut self) -> String {
+    /// A uid of the workload.
+    pub fn uid(&mut self) -> String {
         format!("u{}", self.below(self.config.uids as u64))
     }
 
-    fn group(&mut self) -> String {
+    /// A group of the workload (`closewatch` now and then).
+    pub fn group(&mut self) -> String {
         // `closewatch` now and then: its members hear of every close.
         if self.chance(15) {
             return "closewatch".into();
@@ -258,27 +299,183 @@ impl Program {
         format!("g{}", self.below(self.config.groups as u64))
     }
 
-    fn pick<T: Clone>(&mut self, items: &[T]) -> Option<T> {
+    /// One of `items`.
+    pub fn pick<T: Clone>(&mut self, items: &[T]) -> Option<T> {
         if items.is_empty() {
             return None;
         }
         Some(items[self.below(items.len() as u64) as usize].clone())
     }
 
-    fn subset(&mut self, items: &[ClientId]) -> Vec<ClientId> {
+    /// A payload: empty, short, medium or (now and then) long, of [`PAYLOAD_CHARS`].
+    pub fn payload(&mut self) -> String {
+        let max = if self.config.large_payloads {
+            LARGE_PAYLOAD_MAX
+        } else {
+            PAYLOAD_MAX
+        };
+        let chars = match self.below(20) {
+            0..=7 => 0,
+            8..=14 => self.below(40) as usize,
+            15..=18 => self.below(4096) as usize,
+            _ => max / 4 + self.below((max - max / 4) as u64) as usize,
+        };
+        let mut out = String::new();
+        while out.len() < chars {
+            out.push(PAYLOAD_CHARS[self.below(PAYLOAD_CHARS.len() as u64) as usize]);
+        }
+        // Multi-byte characters may overshoot: stay within `max` bytes.
+        while out.len() > max {
+            out.pop();
+        }
+        out
+    }
+
+    /// A message that is no op request (see [`Raw`]); `text_line`: the client speaks
+    /// the text protocol (no line ends inside).
+    fn raw(&mut self, text_line: bool) -> Raw {
+        if self.chance(50) {
+            let text = format!("r|{}", self.payload());
+            return Raw {
+                binary_frame: self.chance(30),
+                answer: text.clone(),
+                bytes: text.into_bytes(),
+            };
+        }
+        let len = match self.below(10) {
+            0..=6 => 1 + self.below(64) as usize,
+            7..=8 => self.below(8192) as usize + 1,
+            _ => self.payload().len().max(1),
+        };
+        let mut bytes: Vec<u8> = (0..len).map(|_| self.below(256) as u8).collect();
+        // Never UTF-8: a lone continuation byte up front. No line ends for text lines.
+        bytes[0] = 0x80 | (self.below(64) as u8);
+        if text_line {
+            for b in &mut bytes {
+                if *b == b'\n' || *b == b'\r' {
+                    *b = 0xff;
+                }
+            }
+        }
+        let answer = format!(
+            "{{\"event\":\"raw_binary\",\"len\":{},\"md5\":\"{}\"}}",
+            bytes.len(),
+            crate::md5::hex(&bytes)
+        );
+        Raw {
+            bytes,
+            binary_frame: true,
+            answer,
+        }
+    }
+
+    /// A session value: scalars of every kind, empty arrays, lists and maps, nested.
+    fn session_value(&mut self, depth: u32) -> Value {
+        // Arrays more often near the top: merges recurse into them.
+        let kind = match depth {
+            0 | 1 if self.chance(40) => 7 + self.below(3),
+            0..=2 => self.below(10),
+            _ => self.below(7),
+        };
+        match kind {
+            0 => json!(self.below(2000) as i64 - 1000),
+            1 => json!([0.5, -1.25, 3.75, 1000.5, -0.125][self.below(5) as usize]),
+            2 => json!(self.chance(50)),
+            3 => Value::Null,
+            4 => json!(
+                [
+                    "",
+                    "a",
+                    "héllo",
+                    "日本語",
+                    "🎉",
+                    "q\"b\\s/",
+                    "1",
+                    "0x1A",
+                    "1e3",
+                    "null"
+                ][self.below(10) as usize]
+            ),
+            5 => json!({}),
+            6 => json!([]),
+            7 => Value::Array(
+                (0..1 + self.below(3))
+                    .map(|_| self.session_value(depth + 1))
+                    .collect(),
+            ),
+            _ => Value::Object(self.session_object(depth + 1)),
+        }
+    }
+
+    /// A session object: keys that collide across updates, numeric ones (integer keys
+    /// in PHP), ones that only look numeric, the empty key.
+    fn session_object(&mut self, depth: u32) -> serde_json::Map<String, Value> {
+        const KEYS: &[&str] = &["k0", "1", "k1", "0", "2", "k2", "-3", "05", "1.5", "", "+1"];
+        // Few keys at the top, so that updates meet what earlier ones left.
+        let keys = if depth == 0 { 4 } else { KEYS.len() };
+        let mut map = serde_json::Map::new();
+        for _ in 0..1 + self.below(3) {
+            let key = KEYS[self.below(keys as u64) as usize].to_string();
+            let value = self.session_value(depth);
+            map.insert(key, value);
+        }
+        map
+    }
+
+    /// A query of `QUERIES` with arguments drawn from the workload (`me` when no
+    /// client is live).
+    pub fn query(
+        &mut self,
+        me: &str,
+        live: &[ClientId],
+        dead: &[ClientId],
+    ) -> (&'static str, Value) {
+        let (name, arg) = QUERIES[self.below(QUERIES.len() as u64) as usize];
+        let args = match arg {
+            Arg::None => json!({}),
+            Arg::ClientId => {
+                let id = if self.chance(20) && !dead.is_empty() {
+                    self.pick(dead).expect("not empty")
+                } else {
+                    self.pick(live).unwrap_or_else(|| me.to_string())
+                };
+                json!({ "client_id": id })
+            }
+            Arg::Uid => json!({ "uid": self.uid() }),
+            Arg::Uids => json!({ "uids": [self.uid(), self.uid()] }),
+            Arg::Groups => json!({ "groups": [self.group()] }),
+            Arg::Group => json!({ "group": self.group() }),
+            Arg::GroupOrAll => {
+                if self.chance(30) {
+                    json!({ "group": "" })
+                } else {
+                    json!({ "group": self.group() })
+                }
+            }
+        };
+        (name, args)
+    }
+
+    /// A random subset of `items`.
+    pub fn subset(&mut self, items: &[ClientId]) -> Vec<ClientId> {
         items.iter().filter(|_| self.chance(40)).cloned().collect()
     }
 
     /// The next op for the client `me`; `live` are the clients the model has connected
     /// (`me` included), `dead` ids of clients gone. `exact` allows ops whose effect
     /// on others can only be pinned down without faults.
-    pub fn next(&mut self, me: &str, live: &[ClientId], dead: &[ClientId], exact: bool) -> Op {
+    pub fn next(
+        &mut self,
+        me: &str,
+        live: &[ClientId],
+        dead: &[ClientId],
+        exact: bool,
+        text_line: bool,
+    ) -> Op {
         let w = self.config.weights;
-        let (ungroup, close_other) = if exact {
-            (w.ungroup, w.close_other)
-        } else {
-            (0, 0)
-        };
+        // Under faults too: the model holds what a fault leaves open (see `model`).
+        let _ = exact;
+        let (ungroup, close_other) = (w.ungroup, w.close_other);
         let kinds = [
             w.echo,
             w.send_to_client,
@@ -293,6 +490,7 @@ impl Program {
             w.query,
             w.close_self,
             close_other,
+            w.raw,
         ];
         let total: u32 = kinds.iter().sum();
         let mut roll = self.below(u64::from(total.max(1))) as u32;
@@ -304,6 +502,11 @@ impl Program {
             }
             roll -= k;
         }
+        let payload = if (1..=4).contains(&kind) {
+            self.payload()
+        } else {
+            String::new()
+        };
         let me = me.to_string();
         let plain = |name: &str, args: Value, effect: Effect, changes: bool| Op {
             name: name.into(),
@@ -321,7 +524,7 @@ impl Program {
                 };
                 plain(
                     "sendToClient",
-                    json!({ "client_id": target, "message": "" }),
+                    json!({ "client_id": target, "message": payload }),
                     Effect::Send(Target::Client(target)),
                     false,
                 )
@@ -333,7 +536,7 @@ impl Program {
                 } else {
                     vec![]
                 };
-                let mut args = json!({ "message": "" });
+                let mut args = json!({ "message": payload });
                 if let Some(l) = &list {
                     args["client_id_list"] = json!(l);
                 }
@@ -360,7 +563,7 @@ impl Program {
                 };
                 plain(
                     "sendToUid",
-                    json!({ "uid": uid_arg, "message": "" }),
+                    json!({ "uid": uid_arg, "message": payload }),
                     Effect::Send(Target::Uid(uids)),
                     false,
                 )
@@ -380,7 +583,7 @@ impl Program {
                 } else {
                     json!(groups)
                 };
-                let mut args = json!({ "group": group_arg, "message": "" });
+                let mut args = json!({ "group": group_arg, "message": payload });
                 if !exclude.is_empty() {
                     args["exclude"] = json!(exclude);
                 }
@@ -440,10 +643,8 @@ impl Program {
                 )
             }
             8 => {
-                let mut session = Session::new();
-                for _ in 0..1 + self.below(2) {
-                    session.insert(format!("k{}", self.below(3)), self.below(100) as i64);
-                }
+                let object = self.session_object(0);
+                let session = php::array_from_object(&object);
                 let update = self.chance(50);
                 let name = if update {
                     "updateSession"
@@ -457,7 +658,7 @@ impl Program {
                 };
                 plain(
                     name,
-                    json!({ "client_id": me, "session": session }),
+                    json!({ "client_id": me, "session": object }),
                     Effect::Change(effect),
                     true,
                 )
@@ -470,29 +671,7 @@ impl Program {
                 changes: true,
             },
             10 => {
-                let (name, arg) = QUERIES[self.below(QUERIES.len() as u64) as usize];
-                let args = match arg {
-                    Arg::None => json!({}),
-                    Arg::ClientId => {
-                        let id = if self.chance(20) && !dead.is_empty() {
-                            self.pick(dead).expect("not empty")
-                        } else {
-                            self.pick(live).unwrap_or_else(|| me.clone())
-                        };
-                        json!({ "client_id": id })
-                    }
-                    Arg::Uid => json!({ "uid": self.uid() }),
-                    Arg::Uids => json!({ "uids": [self.uid(), self.uid()] }),
-                    Arg::Groups => json!({ "groups": [self.group()] }),
-                    Arg::Group => json!({ "group": self.group() }),
-                    Arg::GroupOrAll => {
-                        if self.chance(30) {
-                            json!({ "group": "" })
-                        } else {
-                            json!({ "group": self.group() })
-                        }
-                    }
-                };
+                let (name, args) = self.query(&me, live, dead);
                 Op {
                     name: name.into(),
                     args: args.clone(),
@@ -529,6 +708,10 @@ impl Program {
                     }
                     None => plain("echo", json!({ "data": 1 }), Effect::None, false),
                 }
+            }
+            13 => {
+                let raw = self.raw(text_line);
+                plain("raw", Value::Null, Effect::Raw(raw), false)
             }
             _ => plain(
                 "echo",

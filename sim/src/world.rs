@@ -18,15 +18,20 @@
 )]
 
 use std::cell::{OnceCell, RefCell};
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use gatewayworker::api::ApiCall;
 use gatewayworker::business::{self, BusinessApi, BusinessSettings};
+use gatewayworker::client::{ClientSettings, GatewayClient, Gateways};
 use gatewayworker::gateway::{driver as gateway_driver, GatewayConfig, HashKey, PublicProtocol};
 use gatewayworker::net::Net;
+use gatewayworker::protocol::php::PhpValue;
 use gatewayworker::register::{driver as register_driver, RegisterConfig};
 use gatewayworker::wasm::{HostConfig, Plugin, PluginSlot, WasmHost};
 use serde_json::{json, Value};
@@ -35,9 +40,12 @@ use tokio::time::Instant;
 
 use crate::conn::Conn;
 use crate::faults::{Action, Faults, Schedule};
-use crate::model::{expect_query, session_json, Change, ClientId, Model};
+use crate::model::{expect_query, session_json, Change, ClientId, Model, Target};
+use crate::observe;
 use crate::trace::{Trace, TAIL_LEN};
-use crate::workload::{audit_queries, message_text, Effect, Op, Program, WorkloadConfig, GC_ONLY};
+use crate::workload::{
+    audit_queries, message_text, Effect, Op, Program, Raw, WorkloadConfig, GC_ONLY,
+};
 use crate::TurmoilNet;
 
 /// The Gateway API of a simulated worker instance.
@@ -49,10 +57,18 @@ pub const REGISTER_PORT: u16 = 1236;
 pub const LAN_PORT: u16 = 2300;
 /// Public port of shard 0; shard `k` uses `+k`.
 pub const PUBLIC_PORT: u16 = 7272;
+/// Shortest quiet time after the heal (see [`SimConfig::quiet`]).
+const QUIET_MIN: Duration = Duration::from_secs(1);
 /// When clients start: after the workers have had time to find the gateways.
 const CLIENTS_START: Duration = Duration::from_secs(3);
 /// Fuel between two yields of a long guest event (as production's default).
 const FUEL_YIELD_INTERVAL: u64 = 10_000_000;
+/// The reconnect bound: after a change of the cluster (a register restart, a new or
+/// restarted worker host, worker hosts gone) the control plane must show the live set
+/// within this long: a worker's register retry backs off to 4 s (`reconnect_delay_max`),
+/// a gateway retries its register every 1 s, a link to a crashed host is noticed by
+/// the gateway's link ping, a connect attempt times out after 5 s.
+pub const RECONNECT_BOUND: Duration = Duration::from_secs(12);
 
 /// Everything that shapes one run.
 #[derive(Debug, Clone)]
@@ -75,10 +91,13 @@ pub struct SimConfig {
     pub faults: Faults,
     /// A reply not seen after this long is given up (the client then disconnects).
     pub op_timeout: Duration,
-    /// Quiet time after the faults heal, before the audit.
+    /// Longest quiet time after the faults heal, before the audit; it ends early (after
+    /// 1 s at least) once the control plane shows every gateway and worker again.
     pub quiet: Duration,
     /// Simulated time after which the run is a failure.
     pub duration_max: Duration,
+    /// turmoil's tick: simulated time per step (the cost of a seed is mostly per step).
+    pub tick: Duration,
 }
 
 impl SimConfig {
@@ -92,11 +111,18 @@ impl SimConfig {
             text_gateways: 1,
             workers: 2,
             instances: 2,
-            workload: WorkloadConfig::default(),
+            workload: WorkloadConfig {
+                // A few seeds carry messages near the limits (one in eight).
+                large_payloads: seed % 8 == 3,
+                ..WorkloadConfig::default()
+            },
             faults,
             op_timeout: Duration::from_secs(15),
             quiet: Duration::from_secs(12),
             duration_max: Duration::from_secs(600),
+            // 4 ms steps: a seed's cost is mostly per step (turmoil delivers, every host's
+            // runtime turns); one seed in eight keeps 1 ms for finer interleavings.
+            tick: Duration::from_millis(if seed.is_multiple_of(8) { 1 } else { 4 }),
         }
     }
 
@@ -129,6 +155,8 @@ pub struct Outcome {
     pub faults: u64,
     /// Simulated time the run took.
     pub sim_time: Duration,
+    /// Core invariant checks run (one per input of a register, gateway or worker core).
+    pub invariant_checks: u64,
 }
 
 impl Outcome {
@@ -161,7 +189,7 @@ impl Outcome {
     /// One summary line.
     pub fn summary(&self) -> String {
         format!(
-            "seed {} {} hash {:016x}: {} ops, {} pushes, {} transitions, {} fault actions, {:.1}s simulated",
+            "seed {} {} hash {:016x}: {} ops, {} pushes, {} transitions, {} fault actions, {} invariant checks, {:.1}s simulated",
             self.seed,
             if self.passed() { "ok" } else { "FAILED" },
             self.hash(),
@@ -169,6 +197,7 @@ impl Outcome {
             self.pushes,
             self.transitions,
             self.faults,
+            self.invariant_checks,
             self.sim_time.as_secs_f64()
         )
     }
@@ -192,6 +221,14 @@ struct Shared {
     done: usize,
     pinged: usize,
     audited: bool,
+    /// Actions the audit asks the run loop for (register restart, worker hosts).
+    requests: Vec<Action>,
+    /// The `api` host (GatewayClient) audited.
+    api_audited: bool,
+    /// Holds and crashes not yet repaired.
+    open_faults: i64,
+    /// When the last hold, release, crash or restart happened.
+    last_fault_at: Option<Duration>,
 }
 
 type World = Rc<RefCell<Shared>>;
@@ -255,8 +292,10 @@ fn register_address() -> String {
 /// Runs one simulation.
 pub fn run(config: &SimConfig) -> Outcome {
     let (wasm_host, plugin) = probe();
+    observe::reset();
     let mut sim = crate::builder(config.seed)
         .simulation_duration(config.duration_max)
+        .tick_duration(config.tick)
         .build();
     let world: World = Rc::new(RefCell::new(Shared {
         model: Model::new(),
@@ -268,6 +307,10 @@ pub fn run(config: &SimConfig) -> Outcome {
         done: 0,
         pinged: 0,
         audited: false,
+        requests: Vec::new(),
+        api_audited: false,
+        open_faults: 0,
+        last_fault_at: None,
     }));
     let lock: Lock = Arc::new(Mutex::new(()));
 
@@ -275,13 +318,9 @@ pub fn run(config: &SimConfig) -> Outcome {
         let net = TurmoilNet::default();
         let any = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), REGISTER_PORT);
         let listener = net.bind(any, false).await?;
-        register_driver::serve(
-            net,
-            RegisterConfig::new(""),
-            listener,
-            std::future::pending(),
-        )
-        .await?;
+        let mut config = RegisterConfig::new("");
+        config.after_input = Some(observe::register_after_input);
+        register_driver::serve(net, config, listener, std::future::pending()).await?;
         Ok(())
     });
 
@@ -309,34 +348,13 @@ pub fn run(config: &SimConfig) -> Outcome {
 
     let mut slots = Vec::new();
     for w in 0..config.workers {
-        let name = format!("wk{w}");
-        let slot = PluginSlot::new(&wasm_host, plugin.clone());
-        slots.push(slot.clone());
-        let host = wasm_host.clone();
-        let instances = config.instances;
-        let host_name = name.clone();
-        sim.host(name.as_str(), move || {
-            let (name, host, slot) = (host_name.clone(), host.clone(), slot.clone());
-            async move {
-                let mut settings =
-                    BusinessSettings::new(&name, instances, vec![register_address()], probe_path());
-                settings.host = host.config().clone();
-                let (_stop, stopped) = watch::channel(false);
-                let running = (0..instances).map(|i| {
-                    business::run_instance(
-                        TurmoilNet::default(),
-                        host.clone(),
-                        slot.clone(),
-                        settings.clone(),
-                        i,
-                        stopped.clone(),
-                        sim_clock_ms,
-                    )
-                });
-                futures_util::future::join_all(running).await;
-                Ok(())
-            }
-        });
+        slots.push(add_worker_host(
+            &mut sim,
+            w,
+            &wasm_host,
+            &plugin,
+            config.instances,
+        ));
     }
 
     for c in 0..config.workload.clients {
@@ -346,6 +364,12 @@ pub fn run(config: &SimConfig) -> Outcome {
             Ok(())
         });
     }
+
+    let api = ApiHost::new(config, world.clone(), lock.clone());
+    sim.client("api", async move {
+        api.run().await;
+        Ok(())
+    });
 
     let mut schedule = Schedule::new(
         config.seed ^ 0xfa17_0000,
@@ -363,9 +387,9 @@ pub fn run(config: &SimConfig) -> Outcome {
         }
         let at = sim.elapsed();
         let phase = world.borrow().phase;
-        let actions = match phase {
+        let mut actions = match phase {
             Phase::Workload => {
-                if world.borrow().done == config.workload.clients {
+                if world.borrow().done == config.workload.clients + 1 {
                     quiet_since = Some(at);
                     world.borrow_mut().phase = Phase::Quiet;
                     schedule.heal()
@@ -374,7 +398,19 @@ pub fn run(config: &SimConfig) -> Outcome {
                 }
             }
             Phase::Quiet => {
-                if quiet_since.is_some_and(|t| at >= t + config.quiet) {
+                // The quiet time ends early once the control plane shows the whole
+                // cluster again (checked every 100 ms, after at least `QUIET_MIN`).
+                let waited = quiet_since.map_or(Duration::ZERO, |t| at.saturating_sub(t));
+                let settled = waited >= QUIET_MIN
+                    && waited.as_millis() % 100 < config.tick.as_millis().max(1)
+                    && control_plane_gaps(config, &(0..config.workers).collect::<Vec<_>>(), &|n| {
+                        match sim.lookup(n) {
+                            IpAddr::V4(ip) => ip,
+                            IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+                        }
+                    })
+                    .is_empty();
+                if waited >= config.quiet || settled {
                     world.borrow_mut().phase = Phase::Audit;
                     world
                         .borrow_mut()
@@ -385,19 +421,40 @@ pub fn run(config: &SimConfig) -> Outcome {
             }
             Phase::Audit => Vec::new(),
         };
+        actions.append(&mut world.borrow_mut().requests);
         for action in actions {
             fault_actions += 1;
-            world
-                .borrow_mut()
-                .trace
-                .record_at(at, "fault", format!("{action:?}"));
+            {
+                let mut w = world.borrow_mut();
+                w.trace.record_at(at, "fault", format!("{action:?}"));
+                match &action {
+                    Action::Hold(..) | Action::Crash(_) => w.open_faults += 1,
+                    Action::Release(..) | Action::Bounce(_) => w.open_faults -= 1,
+                    Action::Reload(_) | Action::AddWorker(_) => {}
+                }
+                if !matches!(action, Action::Reload(_) | Action::AddWorker(_)) {
+                    w.last_fault_at = Some(at);
+                }
+            }
             match action {
                 Action::Hold(a, b) => sim.hold(a.as_str(), b.as_str()),
                 Action::Release(a, b) => sim.release(a.as_str(), b.as_str()),
-                Action::Crash(h) => sim.crash(h.as_str()),
+                Action::Crash(h) => {
+                    sim.crash(h.as_str());
+                    observe::forget_host(&h, sim.lookup(h.as_str()));
+                }
                 Action::Bounce(h) => sim.bounce(h.as_str()),
                 Action::Reload(w) => {
                     slots[w].replace(plugin.clone());
+                }
+                Action::AddWorker(w) => {
+                    slots.push(add_worker_host(
+                        &mut sim,
+                        w,
+                        &wasm_host,
+                        &plugin,
+                        config.instances,
+                    ));
                 }
             }
         }
@@ -410,6 +467,15 @@ pub fn run(config: &SimConfig) -> Outcome {
             .model
             .violation(format!("the simulation did not finish: {e}"));
     }
+    let (invariant_checks, broken, failures) = observe::take_failures();
+    for failure in failures {
+        shared.model.violation(failure);
+    }
+    if broken > 0 {
+        shared
+            .model
+            .violation(format!("{broken} core invariant check(s) failed"));
+    }
     Outcome {
         seed: config.seed,
         trace: std::mem::take(&mut shared.trace),
@@ -419,7 +485,48 @@ pub fn run(config: &SimConfig) -> Outcome {
         transitions: shared.model.transitions(),
         faults: fault_actions,
         sim_time,
+        invariant_checks,
     }
+}
+
+/// Starts worker host `wk<w>` running `instances` BusinessWorker instances of the probe;
+/// its module slot comes back (for hot reloads).
+fn add_worker_host(
+    sim: &mut turmoil::Sim<'_>,
+    w: usize,
+    wasm_host: &WasmHost<SimApi>,
+    plugin: &Plugin<SimApi>,
+    instances: u32,
+) -> PluginSlot<SimApi> {
+    let name = format!("wk{w}");
+    let slot = PluginSlot::new(wasm_host, plugin.clone());
+    let host = wasm_host.clone();
+    let host_slot = slot.clone();
+    let host_name = name.clone();
+    sim.host(name.as_str(), move || {
+        let (name, host, slot) = (host_name.clone(), host.clone(), host_slot.clone());
+        async move {
+            let mut settings =
+                BusinessSettings::new(&name, instances, vec![register_address()], probe_path());
+            settings.host = host.config().clone();
+            settings.driver.after_input = Some(observe::worker_after_input);
+            let (_stop, stopped) = watch::channel(false);
+            let running = (0..instances).map(|i| {
+                business::run_instance(
+                    TurmoilNet::default(),
+                    host.clone(),
+                    slot.clone(),
+                    settings.clone(),
+                    i,
+                    stopped.clone(),
+                    sim_clock_ms,
+                )
+            });
+            futures_util::future::join_all(running).await;
+            Ok(())
+        }
+    });
+    slot
 }
 
 async fn serve_shard(ip: Ipv4Addr, k: u16, text: bool, hash_seed: u64) -> std::io::Result<()> {
@@ -433,10 +540,350 @@ async fn serve_shard(ip: Ipv4Addr, k: u16, text: bool, hash_seed: u64) -> std::i
     // The uid/group hasher's key comes from the seed, as production draws a random one.
     config.hash_key = HashKey::from_seed(hash_seed ^ u64::from(k));
     config.register_addresses = vec![register_address()];
+    config.after_input = Some(observe::gateway_after_input);
     if text {
         config.protocol = PublicProtocol::Text;
     }
     gateway_driver::serve(net, config, public, lan, std::future::pending()).await
+}
+
+/// What the control plane should show when exactly the worker hosts `hosts` run,
+/// against what the cores showed after their last input: the register announces
+/// every gateway shard and has every worker instance registered; every gateway
+/// shard has authorised exactly the instances of `hosts`.
+fn control_plane_gaps(
+    config: &SimConfig,
+    hosts: &[usize],
+    host_ip: &dyn Fn(&str) -> Ipv4Addr,
+) -> Vec<String> {
+    let observed = observe::snapshot();
+    let mut gaps = Vec::new();
+    let mut shards = BTreeSet::new();
+    for g in 0..config.gateways {
+        let ip = host_ip(&format!("gw{g}"));
+        for k in 0..config.shards as u16 {
+            shards.insert(format!("{ip}:{}", LAN_PORT + k));
+        }
+    }
+    let mut routes = BTreeSet::new();
+    for &w in hosts {
+        let name = format!("wk{w}");
+        let ip = host_ip(&name);
+        for i in 0..config.instances {
+            routes.insert(format!("{ip}:{name}:{i}"));
+        }
+    }
+    match &observed.register {
+        None => gaps.push("the register has seen no input since it started".into()),
+        Some((addresses, workers)) => {
+            let announced: BTreeSet<String> = addresses.iter().cloned().collect();
+            if announced != shards || addresses.len() != shards.len() {
+                gaps.push(format!(
+                    "the register announces {addresses:?}, the live gateway shards are {shards:?}"
+                ));
+            }
+            if *workers != routes.len() {
+                gaps.push(format!(
+                    "the register has {workers} workers, {} instances run",
+                    routes.len()
+                ));
+            }
+        }
+    }
+    for shard in &shards {
+        match observed.gateways.get(shard) {
+            None => gaps.push(format!(
+                "gateway {shard} has seen no input since it started"
+            )),
+            Some(keys) => {
+                let authorised: BTreeSet<String> = keys.iter().cloned().collect();
+                if authorised != routes || keys.len() != routes.len() {
+                    gaps.push(format!(
+                        "gateway {shard} has authorised {keys:?}, the live instances are {routes:?}"
+                    ));
+                }
+            }
+        }
+    }
+    gaps
+}
+
+/// Calls of the `api` host in its program.
+const API_CALLS: usize = 40;
+
+/// The GatewayClient library as an outside caller (a web backend): queries (the
+/// GatewayClient-only ones too) checked by the model like a worker's, sends checked by
+/// the message oracle, over the same faults; after the heal, every audit query again.
+struct ApiHost {
+    config: SimConfig,
+    program: Program,
+    world: World,
+    lock: Lock,
+    exact: bool,
+}
+
+impl ApiHost {
+    fn new(config: &SimConfig, world: World, lock: Lock) -> ApiHost {
+        let seed = config.seed ^ 0xa91_0000_0000;
+        ApiHost {
+            config: config.clone(),
+            program: Program::new(seed, config.workload.clone()),
+            world,
+            lock,
+            exact: config.faults.is_none(),
+        }
+    }
+
+    fn record(&self, what: impl AsRef<str>) {
+        self.world.borrow_mut().trace.record("api", what);
+    }
+
+    fn violation(&self, what: String) {
+        self.record(format!("VIOLATION {what}"));
+        let line = format!("api at {:?}: {what}", now());
+        self.world.borrow_mut().model.violation(line);
+    }
+
+    fn client(&self) -> GatewayClient {
+        let mut settings = ClientSettings::new(Gateways::Register(vec![register_address()]));
+        settings.connector = Some(Arc::new(crate::api::TurmoilConnector));
+        GatewayClient::new(settings)
+    }
+
+    async fn run(mut self) {
+        tokio::time::sleep(CLIENTS_START + Duration::from_millis(self.program.below(500))).await;
+        let client = self.client();
+        for _ in 0..API_CALLS {
+            tokio::time::sleep(Duration::from_millis(self.program.think_ms())).await;
+            let (live, dead) = {
+                let w = self.world.borrow();
+                let live: Vec<ClientId> = w.model.current().clients.keys().cloned().collect();
+                let dead: Vec<ClientId> = w
+                    .model
+                    .ever_clients
+                    .iter()
+                    .filter(|id| !w.model.current().clients.contains_key(*id))
+                    .cloned()
+                    .collect();
+                (live, dead)
+            };
+            if self.program.chance(55) {
+                let (name, args) = match self.program.below(4) {
+                    0 => {
+                        let uids = vec![self.program.uid(), self.program.uid()];
+                        let name = ["batchGetClientIdByUid", "isUidsOnline"]
+                            [self.program.below(2) as usize];
+                        (name, json!({ "uids": uids }))
+                    }
+                    1 => {
+                        let groups = vec![self.program.group(), self.program.group()];
+                        ("batchGetClientIdCountByGroup", json!({ "groups": groups }))
+                    }
+                    _ => self.program.query("", &live, &dead),
+                };
+                let exact = self.exact;
+                self.query(&client, name, &args, exact).await;
+            } else {
+                self.send(&client, &live, &dead).await;
+            }
+        }
+        self.world.borrow_mut().done += 1;
+        self.record("program done");
+        while self.world.borrow().phase != Phase::Audit {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let ids: Vec<ClientId> = {
+            let w = self.world.borrow();
+            let mut ids: Vec<ClientId> = w.model.current().clients.keys().cloned().collect();
+            ids.extend(w.model.ever_clients.iter().take(3).cloned());
+            ids
+        };
+        let mut queries = audit_queries(&self.config.workload, &ids);
+        queries.push(("isUidsOnline".into(), json!({ "uids": ["u0", "u1", "u2"] })));
+        self.record(format!("audit: {} queries", queries.len()));
+        for (name, args) in queries {
+            self.query(&client, &name, &args, true).await;
+        }
+        self.world.borrow_mut().api_audited = true;
+        self.record("finished");
+    }
+
+    /// One query under the harness lock: exact, or (under faults) only ids that never
+    /// were are flagged.
+    async fn query(&mut self, client: &GatewayClient, name: &str, args: &Value, exact: bool) {
+        let Some(call) = crate::api::query_call(name, args) else {
+            return;
+        };
+        let _guard = self.lock.clone().lock_owned().await;
+        self.world.borrow_mut().ops += 1;
+        self.record(format!("calls {name} {args}"));
+        let answer = match client.call(&call).await {
+            Ok(v) => v,
+            Err(e) => {
+                self.record(format!("{name} failed: {e}"));
+                if exact {
+                    self.violation(format!("{name} {args} failed: {e}"));
+                }
+                return;
+            }
+        };
+        let got = crate::api::normalise(name, &answer);
+        self.record(format!("answer {got}"));
+        if !exact {
+            let unknown: Vec<String> = {
+                let w = self.world.borrow();
+                let mut found = Vec::new();
+                collect_ids(&got, &mut found);
+                found
+                    .into_iter()
+                    .filter(|id| id.len() == 20 && !w.model.ever_clients.contains(id))
+                    .collect()
+            };
+            if !unknown.is_empty() {
+                self.violation(format!("{name} lists unknown clients {unknown:?}"));
+            }
+            return;
+        }
+        let expected = expect_query(self.world.borrow().model.current(), name, args);
+        if let Some(expected) = expected {
+            // Sessions keep PHP's key order: compared as text; the rest as values.
+            let ordered = matches!(
+                name,
+                "getSession" | "getAllClientSessions" | "getClientSessionsByGroup"
+            );
+            let text = |v: &Value| serde_json::to_string(v).unwrap_or_default();
+            let differs = if ordered {
+                text(&got) != text(&expected)
+            } else {
+                got != expected
+            };
+            if differs {
+                self.violation(format!(
+                    "GatewayClient {name} {args} answered {got}, the model says {expected}"
+                ));
+            }
+        }
+    }
+
+    /// A send through the library: a message to a client, to all, to uids or groups.
+    async fn send(&mut self, client: &GatewayClient, live: &[ClientId], dead: &[ClientId]) {
+        let payload = self.program.payload();
+        let n = {
+            let mut w = self.world.borrow_mut();
+            w.op_number += 1;
+            w.ops += 1;
+            w.op_number
+        };
+        let message = PhpValue::Str(Bytes::from(message_text(n, &payload)));
+        let bytes = |ids: &[ClientId]| {
+            ids.iter()
+                .map(|i| Bytes::from(i.clone()))
+                .collect::<Vec<_>>()
+        };
+        let (target, call) = match self.program.below(4) {
+            0 => {
+                let id = if self.program.chance(15) && !dead.is_empty() {
+                    self.program.pick(dead).expect("not empty")
+                } else {
+                    match self.program.pick(live) {
+                        Some(id) => id,
+                        None => return,
+                    }
+                };
+                let call = ApiCall::SendToClient {
+                    client_id: Bytes::from(id.clone()),
+                    message,
+                    raw: false,
+                };
+                (Target::Client(id), call)
+            }
+            1 => {
+                let list = self.program.chance(40).then(|| self.program.subset(live));
+                let exclude = if self.program.chance(50) {
+                    self.program.subset(live)
+                } else {
+                    vec![]
+                };
+                let call = ApiCall::SendToAll {
+                    message,
+                    client_id_list: list.as_deref().map(bytes),
+                    exclude: (!exclude.is_empty()).then(|| bytes(&exclude)),
+                    raw: false,
+                };
+                (Target::All { list, exclude }, call)
+            }
+            2 => {
+                let mut uids = vec![self.program.uid(), self.program.uid()];
+                uids.sort();
+                uids.dedup();
+                let call = ApiCall::SendToUid {
+                    uids: uids.iter().map(|u| Bytes::from(u.clone())).collect(),
+                    message,
+                    raw: false,
+                };
+                (Target::Uid(uids), call)
+            }
+            _ => {
+                let mut groups = vec![self.program.group()];
+                if self.program.chance(30) {
+                    groups.push(self.program.group());
+                }
+                groups.sort();
+                groups.dedup();
+                let exclude = if self.program.chance(30) {
+                    self.program.subset(live)
+                } else {
+                    vec![]
+                };
+                let call = ApiCall::SendToGroup {
+                    groups: groups.iter().map(|g| Bytes::from(g.clone())).collect(),
+                    message,
+                    exclude: (!exclude.is_empty()).then(|| bytes(&exclude)),
+                    raw: false,
+                };
+                (Target::Group { groups, exclude }, call)
+            }
+        };
+        // Each call its own sender: two calls travel on two connections, unordered.
+        let sender = format!("api#{n}");
+        self.record(format!("sends m{n} ({} bytes): {target:?}", payload.len()));
+        self.world
+            .borrow_mut()
+            .model
+            .on_send(n, &sender, target, &payload, now());
+        match client.call(&call).await {
+            Ok(_) => self.world.borrow_mut().model.on_send_replied(n),
+            Err(e) => {
+                self.record(format!("send m{n} failed: {e}"));
+                if self.exact {
+                    self.violation(format!("send m{n} failed: {e}"));
+                }
+            }
+        }
+    }
+}
+
+/// Every string in `v` (client ids in lists and map keys).
+fn collect_ids(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(items) => items.iter().for_each(|i| collect_ids(i, out)),
+        Value::Object(map) => {
+            for (k, v) in map {
+                out.push(k.clone());
+                collect_ids(v, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Every sub-op of a `multi` reply succeeded.
+fn reply_all_ok(reply: &Value) -> bool {
+    reply["ok"] == true
+        && reply["result"]
+            .as_array()
+            .is_none_or(|r| r.iter().all(|x| x["ok"] == true))
 }
 
 /// Why an op ended without its reply.
@@ -447,7 +894,13 @@ struct Lost;
 struct Client {
     conn: Conn,
     id: ClientId,
+    /// Which connection of this id it is (see [`Model::incarnation`]).
+    incarnation: usize,
     requests: u64,
+    /// It speaks the text protocol.
+    text: bool,
+    /// Answers to messages that were no op request, in arrival order.
+    raw_in: Vec<String>,
 }
 
 /// A simulated end user running its program.
@@ -506,7 +959,7 @@ impl Actor {
                 continue;
             }
             let (live, dead) = self.known_clients();
-            let op = self.program.next(&c.id, &live, &dead, self.exact);
+            let op = self.program.next(&c.id, &live, &dead, self.exact, c.text);
             done += 1;
             match self.run_op(c, op).await {
                 Ok(true) => {}
@@ -564,6 +1017,13 @@ impl Actor {
             }
             if self.index == 0 && pinged && all_pinged {
                 self.audit(c).await;
+                // The GatewayClient host audits too, before the register restarts.
+                while !self.world.borrow().api_audited {
+                    if !self.pause(c, 100).await {
+                        break;
+                    }
+                }
+                self.audit_control_plane(c).await;
                 self.world.borrow_mut().audited = true;
                 break;
             }
@@ -583,6 +1043,9 @@ impl Actor {
 
     /// Every query of the model, asked with the harness lock, compared exactly.
     async fn audit(&mut self, client: &mut Client) {
+        if !self.settle(client).await {
+            return;
+        }
         let state = self.world.borrow().model.current().clone();
         let mut ids: Vec<ClientId> = state.clients.keys().cloned().collect();
         ids.extend(
@@ -621,6 +1084,196 @@ impl Actor {
         }
     }
 
+    /// Settles what faults left open: the members of each group an ungroup may have
+    /// missed, asked now that every fault healed.
+    async fn settle(&mut self, client: &mut Client) -> bool {
+        let groups = self.world.borrow().model.unsettled_groups();
+        for group in groups {
+            let lock = self.lock.clone();
+            let Ok(_guard) = self.pump(client, lock.lock_owned()).await else {
+                self.violation("connection lost during the audit".into());
+                return false;
+            };
+            client.requests += 1;
+            let id = format!("{}.{}", self.name, client.requests);
+            let op = Op {
+                name: "getClientIdListByGroup".into(),
+                args: json!({ "group": group }),
+                effect: Effect::None,
+                query: None,
+                changes: true,
+            };
+            let request = op.request(&id);
+            self.record(format!("settles {group}: {request}"));
+            let deadline = Instant::now() + self.config.op_timeout;
+            let sent = self.send_text(client, &request).await;
+            let reply = match sent {
+                true => self.wait_reply(client, &id, deadline).await,
+                false => Err(Lost),
+            };
+            let Ok(Some(reply)) = reply else {
+                self.violation("no reply during the audit".into());
+                return false;
+            };
+            self.record(format!("reply {reply}"));
+            let listed: Vec<ClientId> = reply["result"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect();
+            self.world
+                .borrow_mut()
+                .model
+                .settle_group(&group, &listed, now());
+        }
+        true
+    }
+
+    /// Asks the run loop for `action` (at its next step).
+    fn request(&self, action: Action) {
+        self.record(format!("asks for {action:?}"));
+        self.world.borrow_mut().requests.push(action);
+    }
+
+    /// See [`control_plane_gaps`].
+    fn control_plane_gaps(&self, hosts: &[usize]) -> Vec<String> {
+        control_plane_gaps(&self.config, hosts, &host_ip)
+    }
+
+    /// Waits (handling `client`'s messages) until the control plane shows `hosts`; a
+    /// violation if it does not within [`RECONNECT_BOUND`].
+    async fn converge(&mut self, client: &mut Client, what: &str, hosts: &[usize]) -> bool {
+        let started = now();
+        loop {
+            let gaps = self.control_plane_gaps(hosts);
+            if gaps.is_empty() {
+                self.record(format!(
+                    "control plane {what}: settled in {:?}",
+                    now() - started
+                ));
+                return true;
+            }
+            if now() - started > RECONNECT_BOUND {
+                self.violation(format!(
+                    "control plane {what}: not settled within {RECONNECT_BOUND:?}: {}",
+                    gaps.join("; ")
+                ));
+                return false;
+            }
+            let pause = tokio::time::sleep(Duration::from_millis(100));
+            if self.pump(client, pause).await.is_err() {
+                self.violation(format!(
+                    "connection lost during the control-plane audit ({what})"
+                ));
+                return false;
+            }
+        }
+    }
+
+    /// Waits `ms` simulated milliseconds handling `client`'s messages.
+    async fn pause(&mut self, client: &mut Client, ms: u64) -> bool {
+        let pause = tokio::time::sleep(Duration::from_millis(ms));
+        if self.pump(client, pause).await.is_err() {
+            self.violation("connection lost during the control-plane audit".into());
+            return false;
+        }
+        true
+    }
+
+    /// A new connection to every shard of every gateway gets its connect event and an
+    /// echo: served by the only worker host left, `what`.
+    async fn serve_on_every_shard(&mut self, what: &str, kept: &mut Vec<Client>) -> bool {
+        for g in 0..self.config.gateways {
+            for k in 0..self.config.shards as u16 {
+                let connected = {
+                    let _guard = self.lock.clone().lock_owned().await;
+                    self.connect_to(g, k).await
+                };
+                let Some(mut c) = connected else {
+                    self.violation(format!("{what} serves no client on gw{g} shard {k}"));
+                    return false;
+                };
+                let op = Op {
+                    name: "echo".into(),
+                    args: json!({ "data": format!("served by {what}") }),
+                    effect: Effect::None,
+                    query: None,
+                    changes: false,
+                };
+                match self.run_op_checked(&mut c, op, true).await {
+                    Ok(true) => kept.push(c),
+                    _ => {
+                        self.violation(format!("{what} does not answer on gw{g} shard {k}"));
+                        return false;
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// The control plane after the faults healed (issue 19, item 1): the register
+    /// announces exactly the live gateways and has the live workers, every gateway has
+    /// authorised every live worker instance; then the register restarts, one more worker
+    /// host starts and `wk0` restarts, each change settling within [`RECONNECT_BOUND`];
+    /// then only the new host runs and serves a new client on every gateway shard, then
+    /// only the restarted `wk0`.
+    async fn audit_control_plane(&mut self, client: &mut Client) {
+        let workers = self.config.workers;
+        let all: Vec<usize> = (0..workers).collect();
+        if !self.converge(client, "after the heal", &all).await {
+            return;
+        }
+        self.request(Action::Crash("register".into()));
+        if !self.pause(client, 1000).await {
+            return;
+        }
+        self.request(Action::Bounce("register".into()));
+        if !self
+            .converge(client, "after a register restart", &all)
+            .await
+        {
+            return;
+        }
+        self.request(Action::AddWorker(workers));
+        self.request(Action::Crash("wk0".into()));
+        if !self.pause(client, 500).await {
+            return;
+        }
+        self.request(Action::Bounce("wk0".into()));
+        let grown: Vec<usize> = (0..=workers).collect();
+        if !self
+            .converge(client, "with a new worker host and wk0 restarted", &grown)
+            .await
+        {
+            return;
+        }
+        let mut kept = Vec::new();
+        for w in 0..workers {
+            self.request(Action::Crash(format!("wk{w}")));
+        }
+        if !self
+            .converge(client, "with only the new worker host", &[workers])
+            .await
+            || !self
+                .serve_on_every_shard("the new worker host", &mut kept)
+                .await
+        {
+            return;
+        }
+        self.request(Action::Bounce("wk0".into()));
+        self.request(Action::Crash(format!("wk{workers}")));
+        if !self
+            .converge(client, "with only the restarted wk0", &[0])
+            .await
+        {
+            return;
+        }
+        self.serve_on_every_shard("the restarted wk0", &mut kept)
+            .await;
+    }
+
     /// Clients the model has connected, and some that are gone (ghost ids).
     fn known_clients(&self) -> (Vec<ClientId>, Vec<ClientId>) {
         let w = self.world.borrow();
@@ -638,21 +1291,33 @@ impl Actor {
     /// The connection ended without the client closing it.
     fn lost(&mut self, client: Client) {
         self.record(format!("lost {}", client.id));
-        let known = self
-            .world
-            .borrow()
-            .model
-            .current()
-            .clients
-            .contains_key(&client.id);
-        if known {
+        if self.is_current(&client) {
             if self.exact {
                 self.violation(format!("connection {} lost without a fault", client.id));
             }
+            self.disconnect_self(&client);
+        }
+    }
+
+    /// The model's client of this id is this connection: connected, and no later
+    /// connection took the id (a restarted gateway counts connection ids from 1 again,
+    /// so a connection that a crash ended unnoticed may share its id with a new one).
+    fn is_current(&self, client: &Client) -> bool {
+        let w = self.world.borrow();
+        w.model.current().clients.contains_key(&client.id)
+            && w.model.incarnation(&client.id) == client.incarnation
+    }
+
+    /// This connection ended: the model forgets its client, unless the id now names a
+    /// later connection.
+    fn disconnect_self(&self, client: &Client) {
+        if self.is_current(client) {
             self.world
                 .borrow_mut()
                 .model
                 .apply_now(Change::Disconnect(client.id.clone()), now());
+        } else {
+            self.record(format!("{} names a later connection now", client.id));
         }
     }
 
@@ -662,6 +1327,11 @@ impl Actor {
         let _guard = self.lock.clone().lock_owned().await;
         let gateway = self.program.below(self.config.gateways as u64) as usize;
         let shard = self.program.below(self.config.shards as u64) as u16;
+        self.connect_to(gateway, shard).await
+    }
+
+    /// Connects to `shard` of gateway `gateway` (the caller holds the harness lock).
+    async fn connect_to(&mut self, gateway: usize, shard: u16) -> Option<Client> {
         let text =
             gateway >= self.config.gateways - self.config.text_gateways.min(self.config.gateways);
         let host = format!("gw{gateway}");
@@ -725,10 +1395,14 @@ impl Actor {
             PUBLIC_PORT + shard,
             if text { "text" } else { "ws" }
         ));
+        let incarnation = self.world.borrow().model.incarnation(&id);
         let mut client = Client {
             conn,
             id,
+            incarnation,
             requests: 0,
+            text,
+            raw_in: Vec::new(),
         };
         for (at, text) in early {
             if let Some(reply) = self.on_message(&mut client, &text, at) {
@@ -759,16 +1433,25 @@ impl Actor {
 
     /// Handles a message that is not the awaited reply; a reply is handed back.
     fn on_message(&mut self, client: &mut Client, text: &str, at: Duration) -> Option<Value> {
-        if let Some(number) = text.strip_prefix("m|") {
+        if let Some(rest) = text.strip_prefix("m|") {
+            let (number, payload) = rest.split_once('|').unwrap_or((rest, ""));
             match number.parse::<u64>() {
-                Ok(op) => {
-                    self.record(format!("got m{op}"));
+                Ok(op) if rest.contains('|') => {
+                    self.record(format!("got m{op} ({} bytes)", payload.len()));
                     let mut w = self.world.borrow_mut();
                     w.pushes += 1;
-                    w.model.on_push(&client.id, op, at);
+                    w.model.on_push(&client.id, op, payload, at);
                 }
-                Err(_) => self.violation(format!("a mangled message {text:?}")),
+                _ => self.violation(format!(
+                    "a mangled message {:?}",
+                    text.chars().take(80).collect::<String>()
+                )),
             }
+            return None;
+        }
+        if text.starts_with("r|") || text.starts_with("{\"event\":\"raw_binary\"") {
+            self.record(format!("got a raw answer ({} bytes)", text.len()));
+            client.raw_in.push(text.to_string());
             return None;
         }
         if text == "bye" {
@@ -845,15 +1528,7 @@ impl Actor {
         // Closed by another client while waiting for the lock: that close completed
         // under the lock, so the model knows; an op sent now would never run, and a
         // change it began would stay in the model as if it might have.
-        if op.changes
-            && !self
-                .world
-                .borrow()
-                .model
-                .current()
-                .clients
-                .contains_key(&client.id)
-        {
+        if op.changes && !self.is_current(client) {
             self.record(format!("{} was closed while waiting", client.id));
             return Err(Lost);
         }
@@ -867,50 +1542,62 @@ impl Actor {
                 Effect::Send(target) => {
                     w.op_number += 1;
                     let n = w.op_number;
-                    op.args["message"] = json!(message_text(n));
+                    let payload = op.args["message"].as_str().unwrap_or("").to_string();
+                    op.args["message"] = json!(message_text(n, &payload));
                     sent_op = Some(n);
-                    w.model.on_send(n, &client.id, target.clone(), started);
+                    w.model
+                        .on_send(n, &client.id, target.clone(), &payload, started);
                 }
                 Effect::Change(change) => {
                     transition = Some(w.model.begin(change.clone(), started));
                 }
-                Effect::CloseOther(target) => {
+                // Under faults the close may miss the target's gateway (no link to it at
+                // that moment) even with a reply: the model keeps the target until its
+                // own connection ends, which settles it.
+                Effect::CloseOther(target) if exact => {
                     if w.model.current().clients.contains_key(target) {
                         transition =
                             Some(w.model.begin(Change::Disconnect(target.clone()), started));
                     }
                 }
-                Effect::None | Effect::CloseSelf => {}
+                Effect::None | Effect::CloseSelf | Effect::CloseOther(_) | Effect::Raw(_) => {}
             }
         }
+        if let Effect::Raw(raw) = &op.effect {
+            return self.run_raw(client, raw.clone(), exact).await;
+        }
+        // An ungroup whose outcome a fault may have left open.
+        let ungroup =
+            transition.filter(|_| matches!(op.effect, Effect::Change(Change::Ungroup(_))));
+        let linked_then = ungroup.is_some() && !exact && self.all_linked();
         client.requests += 1;
         let id = format!("{}.{}", self.name, client.requests);
         let request = op.request(&id);
         self.record(format!("sends {request}"));
-        if client.conn.send(&request).await.is_err() {
+        if !self.send_text(client, &request).await {
+            self.unsettle(ungroup);
             return Err(Lost);
         }
         let in_workload = self.world.borrow().phase == Phase::Workload;
         if self.config.faults.client_drop && in_workload && self.program.chance(3) {
             self.record(format!("drops {} mid-op", client.id));
-            self.world
-                .borrow_mut()
-                .model
-                .apply_now(Change::Disconnect(client.id.clone()), now());
+            self.unsettle(ungroup);
+            self.disconnect_self(client);
             return Ok(false);
         }
         let deadline = Instant::now() + self.config.op_timeout;
-        let reply = match self.wait_reply(client, &id, deadline).await? {
+        let waited = self.wait_reply(client, &id, deadline).await;
+        if !matches!(waited, Ok(Some(_))) {
+            self.unsettle(ungroup);
+        }
+        let reply = match waited? {
             Some(reply) => reply,
             None => {
                 self.record(format!("no reply to {id}; disconnects"));
                 if exact {
                     self.violation(format!("no reply to {request}"));
                 }
-                self.world
-                    .borrow_mut()
-                    .model
-                    .apply_now(Change::Disconnect(client.id.clone()), now());
+                self.disconnect_self(client);
                 return Ok(false);
             }
         };
@@ -921,10 +1608,15 @@ impl Actor {
         if let Some(t) = transition {
             self.world.borrow_mut().model.end(t, now());
         }
+        if ungroup.is_some()
+            && !(exact || self.calm_since(started, linked_then) && reply_all_ok(&reply))
+        {
+            self.unsettle(ungroup);
+        }
         if exact {
             self.check_reply(client, &op, &reply);
         } else {
-            self.check_reply_loosely(&op, &reply);
+            self.check_reply_loosely(client, &op, &reply);
         }
         if op.effect == Effect::CloseSelf {
             // Reply first, then the optional message, then the end of the connection.
@@ -944,11 +1636,101 @@ impl Actor {
                 self.violation(format!("{} did not close", op.name));
             }
             self.record(format!("closed {}", client.id));
-            self.world
-                .borrow_mut()
-                .model
-                .apply_now(Change::Disconnect(client.id.clone()), now());
+            self.disconnect_self(client);
             return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// Sends `text` within the op timeout (a write to a crashed host may never finish).
+    async fn send_text(&self, client: &mut Client, text: &str) -> bool {
+        let sending = client.conn.send(text);
+        match tokio::time::timeout(self.config.op_timeout, sending).await {
+            Ok(Ok(())) => true,
+            Ok(Err(_)) => false,
+            Err(_) => {
+                self.record("a send did not finish in time");
+                false
+            }
+        }
+    }
+
+    /// Every worker had a link to every gateway from `since` to now: no hold or crash
+    /// open now, none started or ended since `since`, every gateway shard had authorised
+    /// every worker instance at `since` (`linked_then`) and has now.
+    fn calm_since(&self, since: Duration, linked_then: bool) -> bool {
+        let calm = {
+            let w = self.world.borrow();
+            w.open_faults == 0 && w.last_fault_at.is_none_or(|t| t < since)
+        };
+        calm && linked_then && self.all_linked()
+    }
+
+    /// Every gateway shard has authorised every instance of every worker host.
+    fn all_linked(&self) -> bool {
+        let all: Vec<usize> = (0..self.config.workers).collect();
+        control_plane_gaps(&self.config, &all, &host_ip)
+            .iter()
+            .all(|gap| !gap.starts_with("gateway"))
+    }
+
+    /// The ungroup of transition `t` may have missed gateways: its members stay possible
+    /// members until the audit settles them.
+    fn unsettle(&self, t: Option<usize>) {
+        if let Some(t) = t {
+            self.record("the ungroup may have missed gateways: its members are unsettled");
+            self.world.borrow_mut().model.unsettle_ungroup(t);
+        }
+    }
+
+    /// Sends a message that is no op request and waits for its one answer (the exact
+    /// text back, or the digest of bytes that are not UTF-8).
+    async fn run_raw(&mut self, client: &mut Client, raw: Raw, exact: bool) -> Result<bool, Lost> {
+        self.record(format!(
+            "sends {} raw bytes{}",
+            raw.bytes.len(),
+            if raw.binary_frame { " (binary)" } else { "" }
+        ));
+        let sending = client.conn.send_bytes(&raw.bytes, raw.binary_frame);
+        if !matches!(
+            tokio::time::timeout(self.config.op_timeout, sending).await,
+            Ok(Ok(()))
+        ) {
+            self.record("the raw message could not be sent");
+            return Err(Lost);
+        }
+        let deadline = Instant::now() + self.config.op_timeout;
+        while client.raw_in.is_empty() {
+            let message = tokio::select! {
+                biased;
+                m = client.conn.recv() => m,
+                () = tokio::time::sleep_until(deadline) => {
+                    self.record("no answer to a raw message; disconnects");
+                    if exact {
+                        self.violation(format!("no answer to {} raw bytes", raw.bytes.len()));
+                    }
+                    self.disconnect_self(client);
+                    return Ok(false);
+                }
+            };
+            let Some(text) = message else {
+                return Err(Lost);
+            };
+            if let Some(reply) = self.on_message(client, &text, now()) {
+                self.violation(format!("a reply while waiting for a raw answer: {reply}"));
+            }
+        }
+        let answer = client.raw_in.remove(0);
+        if answer != raw.answer {
+            let short = |s: &str| s.chars().take(80).collect::<String>();
+            self.violation(format!(
+                "{} raw bytes answered with {} bytes {:?}, expected {} bytes {:?}",
+                raw.bytes.len(),
+                answer.len(),
+                short(&answer),
+                raw.answer.len(),
+                short(&raw.answer)
+            ));
         }
         Ok(true)
     }
@@ -956,7 +1738,16 @@ impl Actor {
     /// Under faults a query may miss a gateway, or see a client the model already
     /// dropped (its gateway has not noticed yet): only what can never be is flagged, a
     /// client id that never was.
-    fn check_reply_loosely(&mut self, op: &Op, reply: &Value) {
+    ///
+    /// A client's own session is exact even under faults: only its own ops change it,
+    /// and an op whose reply was lost ended the connection (and the session with it).
+    fn check_reply_loosely(&mut self, client: &Client, op: &Op, reply: &Value) {
+        let own_session = op.name == "sessionGet"
+            || (op.name == "getSession" && op.args["client_id"] == client.id.as_str());
+        if own_session {
+            self.check_reply(client, op, reply);
+            return;
+        }
         let lists_ids = matches!(
             op.name.as_str(),
             "getAllClientIdList" | "getClientIdListByGroup" | "getClientIdByUid"
@@ -1019,7 +1810,17 @@ impl Actor {
             }
         };
         if let Some(expected) = expected {
-            if *result != expected {
+            // Sessions keep PHP's key order (nested maps too): compared as text.
+            let ordered = matches!(
+                name.as_str(),
+                "sessionGet" | "getSession" | "getAllClientSessions" | "getClientSessionsByGroup"
+            );
+            let differs = if ordered {
+                serde_json::to_string(result).ok() != serde_json::to_string(&expected).ok()
+            } else {
+                *result != expected
+            };
+            if differs {
                 self.violation(format!(
                     "{name} {args} answered {result}, the model says {expected}"
                 ));

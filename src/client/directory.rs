@@ -7,7 +7,7 @@
 )]
 
 use std::net::{SocketAddr, SocketAddrV4};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -47,16 +47,33 @@ pub struct Directory {
     secret_key: String,
     limits: LookupLimits,
     cached: Mutex<Option<(Instant, Vec<GatewayAddr>)>>,
+    connector: Arc<dyn exchange::Connector>,
 }
 
 impl Directory {
     /// A directory reading `source`, presenting `secret_key` to registers.
     pub fn new(source: Gateways, secret_key: String, limits: LookupLimits) -> Directory {
+        Directory::with_connector(
+            source,
+            secret_key,
+            limits,
+            Arc::new(exchange::TokioConnector),
+        )
+    }
+
+    /// [`Directory::new`] reaching registers through `connector`.
+    pub fn with_connector(
+        source: Gateways,
+        secret_key: String,
+        limits: LookupLimits,
+        connector: Arc<dyn exchange::Connector>,
+    ) -> Directory {
         Directory {
             source,
             secret_key,
             limits,
             cached: Mutex::new(None),
+            connector,
         }
     }
 
@@ -105,7 +122,7 @@ impl Directory {
 
     /// One lookup at `register`.
     async fn ask(&self, register: &str) -> Result<Vec<GatewayAddr>, String> {
-        let addr = resolve(register).await?;
+        let addr = self.connector.resolve(register).await?;
         let mut request = BytesMut::new();
         ToRegister::WorkerConnect {
             secret_key: self.secret_key.clone(),
@@ -113,6 +130,7 @@ impl Directory {
         .encode(&mut request);
         let limits = &self.limits;
         let line = exchange::line(
+            &*self.connector,
             addr,
             &request,
             limits.connect_timeout,

@@ -4,38 +4,89 @@
 //! A gateway link carries one request, so there is no reply matching to do and a lost
 //! connection costs one call, not a cluster of pending ones.
 
+use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::error::LinkFailure;
 use crate::protocol::frame::ReplyDecoder;
 use crate::protocol::register::{LineDecodeError, LineDecoder};
 
+/// A connection the client talks over.
+pub trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send + std::fmt::Debug {
+    /// An idle connection still looks usable: nothing to read and not closed (a gateway
+    /// never writes on an API link unasked).
+    fn idle_usable(&self) -> bool;
+}
+
+impl ClientStream for TcpStream {
+    fn idle_usable(&self) -> bool {
+        let mut probe = [0u8; 1];
+        matches!(self.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+}
+
+/// A connection as the client holds it.
+pub type Stream = Box<dyn ClientStream>;
+
+/// A boxed future of a [`Connector`].
+pub type ConnectorFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// How the client reaches an address: [`TokioConnector`] (the network), or a simulated
+/// network (the `sim` crate's world). Set through the hidden
+/// `ClientSettings::connector`.
+pub trait Connector: Send + Sync + std::fmt::Debug {
+    /// Opens a connection to `addr`.
+    fn connect(&self, addr: SocketAddr) -> ConnectorFuture<'_, io::Result<Stream>>;
+    /// `host:port` → the first socket address it resolves to.
+    fn resolve<'a>(&'a self, address: &'a str) -> ConnectorFuture<'a, Result<SocketAddr, String>>;
+}
+
+/// tokio's TCP and DNS: what the client uses unless told otherwise.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokioConnector;
+
+impl Connector for TokioConnector {
+    fn connect(&self, addr: SocketAddr) -> ConnectorFuture<'_, io::Result<Stream>> {
+        Box::pin(async move {
+            let stream = TcpStream::connect(addr).await?;
+            // One write per request: do not let Nagle hold the tail of it.
+            let _ = stream.set_nodelay(true);
+            Ok(Box::new(stream) as Stream)
+        })
+    }
+
+    fn resolve<'a>(&'a self, address: &'a str) -> ConnectorFuture<'a, Result<SocketAddr, String>> {
+        Box::pin(super::directory::resolve(address))
+    }
+}
+
 /// Connects to `addr` within `connect_timeout`.
 pub async fn connect(
+    connector: &dyn Connector,
     addr: SocketAddr,
     connect_timeout: Duration,
-) -> Result<TcpStream, LinkFailure> {
-    let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(addr))
+) -> Result<Stream, LinkFailure> {
+    tokio::time::timeout(connect_timeout, connector.connect(addr))
         .await
         .map_err(|_| LinkFailure::ConnectTimeout(connect_timeout))?
-        .map_err(|e| LinkFailure::Connect(e.to_string()))?;
-    // One write per request: do not let Nagle hold the tail of it.
-    let _ = stream.set_nodelay(true);
-    Ok(stream)
+        .map_err(|e| LinkFailure::Connect(e.to_string()))
 }
 
 /// Writes `request` and closes: a command without a reply.
 pub async fn send(
+    connector: &dyn Connector,
     addr: SocketAddr,
     request: &[u8],
     connect_timeout: Duration,
 ) -> Result<(), LinkFailure> {
-    let mut stream = connect(addr, connect_timeout).await?;
+    let mut stream = connect(connector, addr, connect_timeout).await?;
     write(&mut stream, request, connect_timeout).await?;
     // FIN after the request: the gateway reads everything before it sees the end.
     let _ = stream.shutdown().await;
@@ -44,7 +95,7 @@ pub async fn send(
 
 /// Writes `request` on an open stream, within `timeout`.
 pub async fn write(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     request: &[u8],
     timeout: Duration,
 ) -> Result<(), LinkFailure> {
@@ -56,19 +107,20 @@ pub async fn write(
 
 /// Writes `request` and reads one reply record (spec 1.4); returns its payload.
 pub async fn query(
+    connector: &dyn Connector,
     addr: SocketAddr,
     request: &[u8],
     connect_timeout: Duration,
     reply_timeout: Duration,
     reply_size_max: u32,
 ) -> Result<Bytes, LinkFailure> {
-    let mut stream = connect(addr, connect_timeout).await?;
+    let mut stream = connect(connector, addr, connect_timeout).await?;
     query_on(&mut stream, request, reply_timeout, reply_size_max).await
 }
 
 /// [`query`] on an open stream; the stream is fit for another request only on success.
 pub async fn query_on(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     request: &[u8],
     reply_timeout: Duration,
     reply_size_max: u32,
@@ -96,13 +148,14 @@ pub async fn query_on(
 
 /// Writes `request` (one line) and reads one `\n`-terminated line back (register).
 pub async fn line(
+    connector: &dyn Connector,
     addr: SocketAddr,
     request: &[u8],
     connect_timeout: Duration,
     reply_timeout: Duration,
     line_length_max: usize,
 ) -> Result<Bytes, LinkFailure> {
-    let mut stream = connect(addr, connect_timeout).await?;
+    let mut stream = connect(connector, addr, connect_timeout).await?;
     let exchange = async {
         stream
             .write_all(request)
@@ -126,7 +179,7 @@ pub async fn line(
         .map_err(|_| LinkFailure::ReplyTimeout(reply_timeout))?
 }
 
-async fn read_more(stream: &mut TcpStream, input: &mut BytesMut) -> Result<(), LinkFailure> {
+async fn read_more(stream: &mut Stream, input: &mut BytesMut) -> Result<(), LinkFailure> {
     if input.capacity() == input.len() {
         input.reserve(4096);
     }

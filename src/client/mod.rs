@@ -107,6 +107,10 @@ pub struct ClientSettings {
     pub persistent: bool,
     /// Idle connections kept per gateway in persistent mode.
     pub idle_per_gateway_max: usize,
+    /// Tests and simulation only: how registers and gateways are reached (`None`: tokio's
+    /// TCP, [`exchange::TokioConnector`]). No setting reaches it.
+    #[doc(hidden)]
+    pub connector: Option<Arc<dyn exchange::Connector>>,
 }
 
 impl ClientSettings {
@@ -126,6 +130,7 @@ impl ClientSettings {
             dial: Vec::new(),
             persistent: false,
             idle_per_gateway_max: pool::IDLE_PER_GATEWAY_MAX_DEFAULT,
+            connector: None,
         }
     }
 }
@@ -280,6 +285,7 @@ struct Inner {
     settings: ClientSettings,
     directory: Directory,
     pool: Pool,
+    connector: Arc<dyn exchange::Connector>,
 }
 
 impl Inner {
@@ -288,7 +294,7 @@ impl Inner {
     async fn send(&self, addr: SocketAddr, request: Bytes) -> Result<(), LinkFailure> {
         let connect_timeout = self.settings.connect_timeout;
         if !self.settings.persistent {
-            return exchange::send(addr, &request, connect_timeout).await;
+            return exchange::send(&*self.connector, addr, &request, connect_timeout).await;
         }
         if let Some(mut stream) = self.pool.take(addr) {
             if exchange::write(&mut stream, &request, connect_timeout)
@@ -299,7 +305,7 @@ impl Inner {
                 return Ok(());
             }
         }
-        let mut stream = exchange::connect(addr, connect_timeout).await?;
+        let mut stream = exchange::connect(&*self.connector, addr, connect_timeout).await?;
         exchange::write(&mut stream, &request, connect_timeout).await?;
         self.pool.put(addr, stream);
         Ok(())
@@ -311,6 +317,7 @@ impl Inner {
         let s = &self.settings;
         if !s.persistent {
             return exchange::query(
+                &*self.connector,
                 addr,
                 &request,
                 s.connect_timeout,
@@ -331,7 +338,7 @@ impl Inner {
                 Err(other) => return Err(other),
             }
         }
-        let mut stream = exchange::connect(addr, s.connect_timeout).await?;
+        let mut stream = exchange::connect(&*self.connector, addr, s.connect_timeout).await?;
         let payload =
             exchange::query_on(&mut stream, &request, s.reply_timeout, s.reply_size_max).await?;
         self.pool.put(addr, stream);
@@ -380,10 +387,15 @@ impl GatewayClient {
             register_line_bytes_max: settings.register_line_bytes_max,
             register_cache_ttl: settings.register_cache_ttl,
         };
-        let directory = Directory::new(
+        let connector: Arc<dyn exchange::Connector> = settings
+            .connector
+            .clone()
+            .unwrap_or_else(|| Arc::new(exchange::TokioConnector));
+        let directory = Directory::with_connector(
             settings.gateways.clone(),
             settings.secret_key.clone(),
             limits,
+            connector.clone(),
         );
         let pool = Pool::new(settings.idle_per_gateway_max);
         GatewayClient {
@@ -391,6 +403,7 @@ impl GatewayClient {
                 settings,
                 directory,
                 pool,
+                connector,
             }),
         }
     }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 
-use tokio::net::TcpStream;
+use super::exchange::Stream;
 
 /// Default bound on idle connections kept per gateway: enough for a few concurrent calls.
 pub const IDLE_PER_GATEWAY_MAX_DEFAULT: usize = 4;
@@ -14,7 +14,7 @@ pub const IDLE_PER_GATEWAY_MAX_DEFAULT: usize = 4;
 /// The idle connections, per dialled address.
 #[derive(Debug)]
 pub struct Pool {
-    idle: Mutex<HashMap<SocketAddr, Vec<TcpStream>>>,
+    idle: Mutex<HashMap<SocketAddr, Vec<Stream>>>,
     idle_per_gateway_max: usize,
 }
 
@@ -31,21 +31,19 @@ impl Pool {
     ///
     /// A gateway never writes on an API link unasked, so a readable connection is either
     /// closed (a restart, a secret mismatch) or out of step: both are dropped.
-    pub fn take(&self, addr: SocketAddr) -> Option<TcpStream> {
+    pub fn take(&self, addr: SocketAddr) -> Option<Stream> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let list = idle.get_mut(&addr)?;
         while let Some(stream) = list.pop() {
-            let mut probe = [0u8; 1];
-            match stream.try_read(&mut probe) {
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Some(stream),
-                _ => continue,
+            if stream.idle_usable() {
+                return Some(stream);
             }
         }
         None
     }
 
     /// Keeps `stream` for the next request to `addr`, unless enough are kept already.
-    pub fn put(&self, addr: SocketAddr, stream: TcpStream) {
+    pub fn put(&self, addr: SocketAddr, stream: Stream) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let list = idle.entry(addr).or_default();
         if list.len() < self.idle_per_gateway_max {

@@ -148,6 +148,13 @@ pub struct GatewayConfig {
     /// default; no setting or command-line flag reaches it.
     #[doc(hidden)]
     pub test_panic_trigger: Option<Bytes>,
+    /// Tests and simulation only: the driver calls this with the core after every input
+    /// (bytes, closes, timers, accepts), e.g. to run [`GatewayCore::check_invariants`] and
+    /// to observe the routing table. `None` by default; no setting reaches it.
+    ///
+    /// [`GatewayCore::check_invariants`]: super::GatewayCore::check_invariants
+    #[doc(hidden)]
+    pub after_input: Option<fn(&super::GatewayCore)>,
 }
 
 impl GatewayConfig {
@@ -181,6 +188,7 @@ impl GatewayConfig {
             register_warn_interval: Duration::from_secs(30),
             jitter_seed: 0,
             test_panic_trigger: None,
+            after_input: None,
         }
     }
 

@@ -310,6 +310,12 @@ impl GatewayCore {
         self.links.len()
     }
 
+    /// The registered (authorised) workers in tie order: `<peer ip>:<worker_key>` and
+    /// their link. Cheap (no copy), unlike [`GatewayCore::snapshot`].
+    pub fn routes(&self) -> &[RouteEntry] {
+        self.router.entries()
+    }
+
     /// Bytes queued and not yet written: `(to clients, to links)`. Walks every connection
     /// (for a metrics scrape once a second, not for the hot path).
     #[must_use]

@@ -115,6 +115,10 @@ impl<N: Net> Shard<N> {
         if self.core.poll_timeout() != self.timer_armed {
             self.timer_wake.notify_one();
         }
+        // Tests and simulation only (`None` by default): invariants, observation.
+        if let Some(after_input) = self.core.config().after_input {
+            after_input(&self.core);
+        }
     }
 
     fn close(&mut self, endpoint: Endpoint, after_flush: bool) {

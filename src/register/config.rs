@@ -42,6 +42,12 @@ pub struct RegisterConfig {
     /// setting or command-line flag reaches it.
     #[doc(hidden)]
     pub test_panic_trigger: Option<Vec<u8>>,
+    /// Tests and simulation only: the driver calls this with the core after every input
+    /// (bytes, closes, timers, accepts), e.g. to run
+    /// [`RegisterCore::check_invariants`](super::RegisterCore::check_invariants) and to
+    /// observe what it would announce. `None` by default; no setting reaches it.
+    #[doc(hidden)]
+    pub after_input: Option<fn(&super::RegisterCore)>,
 }
 
 impl Default for RegisterConfig {
@@ -61,6 +67,7 @@ impl RegisterConfig {
             connections_max: 10_000,
             unregistered_input_bytes_max: 16 * 1024 * 1024,
             test_panic_trigger: None,
+            after_input: None,
         }
     }
 }

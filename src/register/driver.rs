@@ -78,6 +78,10 @@ impl Register {
         if self.core.poll_timeout() != self.timer_armed {
             self.timer_wake.notify_one();
         }
+        // Tests and simulation only (`None` by default): invariants, observation.
+        if let Some(after_input) = self.core.config().after_input {
+            after_input(&self.core);
+        }
     }
 
     fn closed(&mut self, id: PeerId) {

@@ -67,6 +67,11 @@ pub struct DriverConfig {
     /// Bytes read per `try_read`: the size of the one scratch buffer every link is read
     /// into (allocated once per driver).
     pub read_chunk_bytes: usize,
+    /// Tests and simulation only: called with the core after every input the driver
+    /// hands it (bytes, connects, closes, timers, calls), e.g. to check its invariants
+    /// and observe its links. `None` by default; no setting reaches it.
+    #[doc(hidden)]
+    pub after_input: Option<fn(&WorkerCore)>,
 }
 
 impl Default for DriverConfig {
@@ -74,6 +79,7 @@ impl Default for DriverConfig {
         DriverConfig {
             events_pending_max: 1024,
             read_chunk_bytes: 64 * 1024,
+            after_input: None,
         }
     }
 }
@@ -483,6 +489,10 @@ impl<N: Net> WorkerDriver<N> {
                 .saturating_sub(self.events.len());
             self.core.set_event_room(room);
             if !self.core.has_actions() {
+                // Tests and simulation only (`None` by default).
+                if let Some(after_input) = self.config.after_input {
+                    after_input(&self.core);
+                }
                 return;
             }
         }

@@ -1,0 +1,138 @@
+//! What the simulation sees inside the servers: the drivers call a hook with their core
+//! after every input (`after_input` in `GatewayConfig`, `RegisterConfig` and the worker's
+//! `DriverConfig`, `None` outside tests). The hooks check each core's invariants and keep
+//! the control plane's view for the audit: which gateway addresses and how many workers
+//! the register would announce, which workers each gateway shard has authorised.
+//!
+//! turmoil runs every host on the one thread of [`crate::run`], so the record is a
+//! thread-local, reset at the start of each run.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
+
+use gatewayworker::gateway::GatewayCore;
+use gatewayworker::register::RegisterCore;
+use gatewayworker::worker::WorkerCore;
+
+/// Invariant failures kept per run at most (the first ones; the count goes on).
+const FAILURES_KEPT: usize = 10;
+
+/// The control plane as the cores last showed it.
+#[derive(Debug, Default, Clone)]
+pub struct Observed {
+    /// The register's gateway addresses (what it would announce to workers) and its
+    /// registered workers (API callers included), after its last input.
+    pub register: Option<(Vec<String>, usize)>,
+    /// Per gateway shard (`ip:lan_port`): the keys of its authorised workers
+    /// (`<worker ip>:<name>:<index>`), after its last input.
+    pub gateways: BTreeMap<String, Vec<String>>,
+    /// Invariant checks run.
+    pub checks: u64,
+    /// Invariant failures: core, message (the first [`FAILURES_KEPT`]).
+    pub failures: Vec<String>,
+    /// All invariant failures.
+    pub failure_count: u64,
+}
+
+thread_local! {
+    static OBSERVED: RefCell<Observed> = RefCell::new(Observed::default());
+}
+
+/// Forgets everything (a new run).
+pub fn reset() {
+    OBSERVED.with(|o| *o.borrow_mut() = Observed::default());
+}
+
+/// A copy of what is observed now.
+pub fn snapshot() -> Observed {
+    OBSERVED.with(|o| o.borrow().clone())
+}
+
+/// Takes the invariant record out (the end of a run): checks, failure count, failures.
+pub fn take_failures() -> (u64, u64, Vec<String>) {
+    OBSERVED.with(|o| {
+        let mut o = o.borrow_mut();
+        (o.checks, o.failure_count, std::mem::take(&mut o.failures))
+    })
+}
+
+/// Runs one core's `check_invariants`; a panic is recorded, not propagated (the driver
+/// would contain it as a connection's failure and the run would never know).
+fn check(core: &str, f: impl FnOnce()) {
+    let result = std::panic::catch_unwind(AssertUnwindSafe(f));
+    OBSERVED.with(|o| {
+        let mut o = o.borrow_mut();
+        o.checks += 1;
+        if let Err(panic) = result {
+            o.failure_count += 1;
+            if o.failures.len() < FAILURES_KEPT {
+                let text = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "a panic".into());
+                o.failures.push(format!("{core}: invariant broken: {text}"));
+            }
+        }
+    });
+}
+
+/// The register's hook.
+pub fn register_after_input(core: &RegisterCore) {
+    check("register", || core.check_invariants());
+    let view = (core.addresses(), core.workers().len());
+    OBSERVED.with(|o| o.borrow_mut().register = Some(view));
+}
+
+/// A gateway shard's hook.
+pub fn gateway_after_input(core: &GatewayCore) {
+    let config = core.config();
+    let shard = format!("{}:{}", config.lan_ip, config.lan_port);
+    check(&format!("gateway {shard}"), || core.check_invariants());
+    OBSERVED.with(|o| {
+        let mut o = o.borrow_mut();
+        let routes = core.routes();
+        let same = o.gateways.get(&shard).is_some_and(|keys| {
+            keys.len() == routes.len()
+                && keys
+                    .iter()
+                    .zip(routes)
+                    .all(|(k, r)| k.as_bytes() == &r.key[..])
+        });
+        if !same {
+            let keys = routes
+                .iter()
+                .map(|r| String::from_utf8_lossy(&r.key).into_owned())
+                .collect();
+            o.gateways.insert(shard, keys);
+        }
+    });
+}
+
+/// A worker instance's hook.
+pub fn worker_after_input(core: &WorkerCore) {
+    check("worker", || {
+        core.check_invariants();
+        // And across the public accessors: established gateway links are linked gateways.
+        let linked = core.linked_gateways().len();
+        let connected = core.connected_gateway_count();
+        assert!(
+            connected <= linked,
+            "{connected} established gateway links, {linked} linked gateways"
+        );
+    });
+}
+
+/// A host crashed: what its cores showed is gone with them (a restarted core shows
+/// itself again after its first input).
+pub fn forget_host(name: &str, ip: std::net::IpAddr) {
+    OBSERVED.with(|o| {
+        let mut o = o.borrow_mut();
+        if name == "register" {
+            o.register = None;
+        }
+        let prefix = format!("{ip}:");
+        o.gateways.retain(|shard, _| !shard.starts_with(&prefix));
+    });
+}
