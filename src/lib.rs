@@ -26,6 +26,7 @@
 //!   cluster.
 //! * [`drop_log`]: the rate-limited log line every core writes for what it drops at a
 //!   bound (counts per kind, the worst connection), so a burst never floods the log.
+//! * [`splitmix`]: the seeded generator cores draw from (their seed is an input).
 //! * `testing` (hidden): vectors and helpers shared by tests, `sim/` and benches.
 //!
 //! The `gatewayworker` binary (`src/main.rs`, `src/cli/`) adds the command line, the
@@ -52,6 +53,8 @@ pub mod net;
 pub mod protocol;
 #[cfg(feature = "runtime")]
 pub mod register;
+#[cfg(feature = "runtime")]
+pub mod splitmix;
 #[cfg(feature = "runtime")]
 #[doc(hidden)]
 pub mod testing;

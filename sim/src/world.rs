@@ -509,6 +509,9 @@ fn add_worker_host(
             let mut settings =
                 BusinessSettings::new(&name, instances, vec![register_address()], probe_path());
             settings.host = host.config().clone();
+            // Production draws the reconnect jitter's seed at random; here it is fixed per
+            // host, so that a seed replays exactly.
+            settings.core.seed = 0x5eed_0000 ^ w as u64;
             settings.driver.after_input = Some(observe::worker_after_input);
             let (_stop, stopped) = watch::channel(false);
             let running = (0..instances).map(|i| {

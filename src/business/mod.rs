@@ -93,7 +93,10 @@ impl BusinessSettings {
             reload_poll: None,
             core: WorkerConfig {
                 // Reconnect jitter: a random seed per process (drawn here, driver side).
-                seed: crate::gateway::HashKey::random().0[0],
+                seed: {
+                    use std::hash::{BuildHasher, Hasher};
+                    std::hash::RandomState::new().build_hasher().finish()
+                },
                 // Fail fast on an unresponsive gateway (issue 18).
                 suspect_after: Some(crate::worker::core::SUSPECT_AFTER_DEFAULT),
                 ..WorkerConfig::new(name, 0, register_addresses)

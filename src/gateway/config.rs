@@ -23,7 +23,7 @@ pub struct HashKey(pub [u64; 2]);
 impl HashKey {
     /// A key derived from `seed` (splitmix64 steps): the same seed gives the same key.
     pub fn from_seed(seed: u64) -> HashKey {
-        let mut rng = super::SplitMix64(seed);
+        let mut rng = crate::splitmix::SplitMix64(seed);
         HashKey([rng.next_u64(), rng.next_u64()])
     }
 }

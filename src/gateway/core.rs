@@ -11,7 +11,7 @@ use hashbrown::{HashMap, HashSet};
 use super::action::{Action, CloseReason, ConnectionId, GatewayStats, LinkId, Refused, Target};
 use super::clients::{ClientTable, IdAllocator, IdState};
 use super::config::GatewayConfig;
-use super::routing::{RouteEntry, Router, SplitMix64};
+use super::routing::{RouteEntry, Router};
 use super::wire;
 use crate::drop_log::{DropLog, DROP_LOG_INTERVAL};
 use crate::protocol::frame::{
@@ -20,6 +20,7 @@ use crate::protocol::frame::{
 use crate::protocol::public::deflate::Deflater;
 use crate::protocol::public::{websocket, InflateCx, PublicEvent, PublicProtocol, SharedCodec};
 use crate::protocol::register::{LineDecodeError, LineDecoder, ToRegister, FROM_REGISTER_LINE_MAX};
+use crate::splitmix::SplitMix64;
 
 /// Keep-alive period of internal links and register connections (spec 5.5).
 pub const LINK_PING_INTERVAL: Duration = Duration::from_secs(25);

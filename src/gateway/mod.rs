@@ -43,6 +43,7 @@ mod wire;
 #[cfg(test)]
 mod tests;
 
+pub use crate::splitmix::SplitMix64;
 pub use action::{Action, CloseReason, ConnectionId, GatewayStats, LinkId, Refused, Target};
 pub use clients::IdAllocator;
 pub use commands::{array_key, message_payload};
@@ -50,7 +51,7 @@ pub use config::{CompressionMode, GatewayConfig, HashKey, NameState, PublicProto
 pub use core::{
     ClientSnapshot, GatewayCore, GatewaySnapshot, LINK_PING_INTERVAL, REGISTER_RECONNECT_DELAY,
 };
-pub use routing::{RouteEntry, SplitMix64};
+pub use routing::RouteEntry;
 
 pub mod driver;
 pub mod shards;

@@ -91,7 +91,6 @@ use crate::api::plan::{frame_bytes, json_encode};
 use crate::api::CurrentClient;
 use crate::api::{ApiCall, ApiError, ApiResult};
 use crate::drop_log::{DropLog, DROP_LOG_INTERVAL};
-use crate::gateway::SplitMix64;
 use crate::protocol::client_id::client_id_text;
 use crate::protocol::client_id::GatewayAddr;
 use crate::protocol::frame::{Command, Frame, Header, RawHeader, FLAG_BINARY, HEADER_LEN};
@@ -103,6 +102,7 @@ use crate::protocol::php::{PhpArray, PhpKey, PhpValue};
 use crate::protocol::register::{
     decode_from_register, FromRegister, LineDecodeError, LineDecoder, ToRegister,
 };
+use crate::splitmix::SplitMix64;
 
 /// A link (TCP connection) handle, allocated by the core.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
