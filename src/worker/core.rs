@@ -1553,6 +1553,12 @@ impl WorkerCore {
             let crc = crc32(&event.session_text);
             if event.kind == ClientEventKind::Close {
                 self.session_versions.remove(&id);
+            } else if event.kind == ClientEventKind::Connect {
+                // A new connection: whatever was known of an earlier client with this id
+                // (a gateway that restarted reuses ids, and the old client's close may never
+                // have come) does not apply to it.
+                self.session_versions.remove(&id);
+                self.remember_session(&id, crc);
             } else {
                 match self.session_versions.get(&id) {
                     Some(&known) if known != crc => {

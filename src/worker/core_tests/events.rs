@@ -307,3 +307,35 @@ fn events_beyond_the_room_are_held_and_replies_still_flow() {
     assert!(!h.core.input_paused());
     assert_eq!(h.core.held_events(), (0, 0));
 }
+
+/// A gateway that restarted reuses connection ids, and the old client's close may never
+/// have reached us: a connect starts a new client, whose session is the one it carries
+/// (none), never a reload against what was known of the old one (seed 7000847 of a soak
+/// saw `$_SESSION` become `[]` for such a client).
+#[test]
+fn a_connect_forgets_what_was_known_of_an_earlier_client_with_its_id() {
+    let mut h = Harness::with_gateways(1);
+    let link = h.link(gw(0));
+    let a = serialize(&map(vec![(PhpKey::from_bytes(b"n"), PhpValue::Int(1))]));
+    h.core.handle_bytes(
+        h.now,
+        link,
+        &event_frame(gw(0), Command::OnMessage, 3, &a, b"1", 1),
+    );
+    h.drain_ended();
+    // The gateway restarted: connection 3 is a new client, with no session.
+    h.core.handle_bytes(
+        h.now,
+        link,
+        &event_frame(gw(0), Command::OnConnect, 3, b"", b"", 1),
+    );
+    let actions = h.drain();
+    assert!(
+        transmits(&actions).is_empty(),
+        "no session reload for a new client"
+    );
+    let evs = events(&actions);
+    assert_eq!(evs.len(), 1, "the connect goes out at once");
+    assert_eq!(evs[0].client.session, PhpValue::Null);
+    assert_eq!(h.core.stats().session_reloads, 0);
+}
