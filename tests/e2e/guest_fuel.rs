@@ -24,7 +24,8 @@ impl ApiHandler for Quiet {
     }
 }
 
-fn event(body: Vec<u8>, session: PhpValue) -> WorkerEvent {
+/// A message event from one fixed client (shared with `guest_limits`).
+pub(crate) fn event(body: Vec<u8>, session: PhpValue) -> WorkerEvent {
     WorkerEvent {
         kind: EventKind::Message {
             body: Bytes::from(body),
@@ -43,7 +44,7 @@ fn event(body: Vec<u8>, session: PhpValue) -> WorkerEvent {
 }
 
 /// A chat member's session: the `say` path (parse, encode, sendToGroup) runs in full.
-fn member() -> PhpValue {
+pub(crate) fn member() -> PhpValue {
     PhpValue::Array(
         [("room", "lobby"), ("name", "ann")]
             .iter()

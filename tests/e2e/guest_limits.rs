@@ -5,44 +5,14 @@
 
 use std::time::Instant;
 
-use bytes::Bytes;
 use gatewayworker::protocol::frame::PACKAGE_SIZE_MAX_DEFAULT;
-use gatewayworker::protocol::php::{PhpArray, PhpKey, PhpValue};
-use gatewayworker::wasm::{
-    ClientInfo, EventKind, HostConfig, PluginSlot, WasmHost, WasmWorker, WorkerEvent,
-};
+use gatewayworker::protocol::php::PhpValue;
+use gatewayworker::wasm::{HostConfig, PluginSlot, WasmHost, WasmWorker};
 
 use crate::common::ws_send_text;
-use crate::guest_fuel::Quiet;
+use crate::guest_fuel::{event as message, member, Quiet};
 use crate::guests::{example, LANGUAGES};
 use crate::system::{guest, next_text, System};
-
-fn message(body: Vec<u8>, session: PhpValue) -> WorkerEvent {
-    WorkerEvent {
-        kind: EventKind::Message {
-            body: Bytes::from(body),
-            binary: false,
-        },
-        client: ClientInfo {
-            client_id: Bytes::from_static(b"7f0000010fa000000009"),
-            remote_addr: "10.0.0.5".into(),
-            remote_port: 50123,
-            gateway_addr: "127.0.0.1".into(),
-            gateway_port: 8282,
-        },
-        session,
-        now_ms: 1_700_000_000_123,
-    }
-}
-
-fn member() -> PhpValue {
-    PhpValue::Array(
-        [("room", "lobby"), ("name", "ann")]
-            .iter()
-            .map(|(k, v)| (PhpKey::from_bytes(k.as_bytes()), PhpValue::str(v)))
-            .collect::<PhpArray>(),
-    )
-}
 
 /// A JSON string's contents of about `n` bytes mixing ASCII, escapes and multi-byte
 /// characters (the costliest text for the JSON guests).
