@@ -16,7 +16,7 @@ use gatewayworker::register::RegisterCore;
 use gatewayworker::worker::WorkerCore;
 
 /// Invariant failures kept per run at most (the first ones; the count goes on).
-const FAILURES_KEPT: usize = 10;
+pub const FAILURES_KEPT: usize = 10;
 
 /// The control plane as the cores last showed it.
 #[derive(Debug, Default, Clone)]

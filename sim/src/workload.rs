@@ -250,7 +250,7 @@ pub fn message_text(op_number: u64, payload: &str) -> String {
 
 /// Characters of payloads: ASCII with JSON's special ones, a NUL, a tab, two- to
 /// four-byte UTF-8 (never a line end: text-protocol clients receive lines).
-const PAYLOAD_CHARS: &[char] = &[
+pub const PAYLOAD_CHARS: &[char] = &[
     'a', 'b', 'z', 'Q', '0', '9', ' ', '|', '"', '\\', '/', '{', '}', '\0', '\t', '\u{7f}', 'é',
     'ß', 'ж', '日', '本', '\u{2028}', '\u{fffd}', '🎉', '𝄞',
 ];

@@ -93,7 +93,7 @@ pub struct GatewayConfig {
     /// Per-client pending output, default 1 024 000 bytes (the original's
     /// `sendToClientBufferSize`). A message for a client whose unflushed output has
     /// reached it is dropped (counted in `client_messages_dropped`, logged at most once per 10 s with the other
-    /// drops, see [`super::drops`]); the client
+    /// drops, see [`crate::drop_log`]); the client
     /// stays connected.
     pub client_pending_max: usize,
     /// Messages queued for a websocket client before its handshake completes, default
