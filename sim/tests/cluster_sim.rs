@@ -170,3 +170,15 @@ fn regression_seed_2003_a_stale_connection_sharing_its_id_with_a_new_one() {
 fn regression_seed_7000456_a_late_ungroup_after_a_later_join() {
     check(&SimConfig::new(7_000_456, Faults::all()));
 }
+
+/// Seed 50118 with every fault: after a gateway restart a new client got the id of an
+/// earlier one; an instance that had seen the earlier client's session took the new
+/// client's first event for stale and reloaded it, and the gateway's `a:0:{}` for "no
+/// session" made its null session `[]`. A closed link now forgets the session versions of
+/// its gateway's clients, and a write-back of an event whose link closed while it ran is
+/// dropped (`worker::core` tests `a_closed_link_forgets_the_session_versions_…`,
+/// `an_event_whose_link_closed_while_it_ran_writes_no_session_back`).
+#[test]
+fn regression_seed_50118_a_reused_id_taken_for_a_stale_session() {
+    check(&SimConfig::new(50_118, Faults::all()));
+}

@@ -509,7 +509,7 @@ fn render_worker(out: &mut String, worker: &WorkerObserver) {
         &|i| stats[i].rollbacks,
     );
     let engine = worker.engine_stats();
-    let engine_counters: [EngineCounter; 8] = [
+    let engine_counters: [EngineCounter; 9] = [
         (
             "gatewayworker_worker_frames_dropped_total",
             "Frames to gateways dropped at a full link queue (link-queue bound), per instance.",
@@ -549,6 +549,11 @@ fn render_worker(out: &mut String, worker: &WorkerObserver) {
             "gatewayworker_worker_reloads_skipped_busy_total",
             "Session reloads skipped for the same reason, per instance.",
             |s| s.reloads_skipped_busy,
+        ),
+        (
+            "gatewayworker_worker_session_writes_link_gone_total",
+            "Session write-backs dropped because the event's gateway link closed while it ran, per instance.",
+            |s| s.session_writes_link_gone,
         ),
     ];
     for (name, help, value) in engine_counters {

@@ -347,6 +347,22 @@ pub struct WorkerStats {
     pub gateways_suspected: u64,
     /// Query parts answered at once as missing because their gateway was suspect.
     pub query_parts_suspect: u64,
+    /// Session write-backs dropped because the event's gateway link closed while it ran
+    /// (the client is gone; a restarted gateway may have given its id to a new client).
+    pub session_writes_link_gone: u64,
+}
+
+/// The hex characters of a client id that name its gateway (ip 8, port 4; the
+/// connection id's 8 follow).
+const CLIENT_ID_PREFIX_LEN: usize = 12;
+
+/// The events of one client handed to the business code and not yet ended.
+#[derive(Debug, Clone, Copy)]
+struct InFlight {
+    /// How many (more than one only when `parked_events_max` let a later one past).
+    events: u32,
+    /// The link the latest of them came on.
+    link: GatewayLinkId,
 }
 
 /// What a reply expected on a link is for.
@@ -471,7 +487,7 @@ pub struct WorkerCore {
     session_versions: HashMap<Bytes, u32>,
     /// Events handed out and not yet ended, per client: a client's next event waits for
     /// the end of the previous one, so that its session check sees the write-back.
-    events_in_flight: HashMap<Bytes, u32>,
+    events_in_flight: HashMap<Bytes, InFlight>,
     actions: VecDeque<Action>,
     stats: WorkerStats,
     /// Events the driver can still take ([`WorkerCore::set_event_room`]).
@@ -655,7 +671,7 @@ impl WorkerCore {
             self.session_versions.len()
         );
         assert!(
-            self.events_in_flight.values().all(|&n| n > 0),
+            self.events_in_flight.values().all(|f| f.events > 0),
             "a client with zero events in flight is still listed"
         );
     }
@@ -926,8 +942,9 @@ impl WorkerCore {
                 }
                 // Events waiting for a reload are delivered with the session they carried.
                 for event in l.parked {
-                    self.deliver(event);
+                    self.deliver(link, event);
                 }
+                self.forget_sessions_of(addr);
                 let listed = self.listed.contains(&addr);
                 let config = &self.config;
                 let g = self.gateways.entry(addr).or_default();
@@ -1010,9 +1027,30 @@ impl WorkerCore {
         new: &PhpValue,
     ) -> Result<(), ApiError> {
         self.last_now = self.last_now.max(now);
-        let outcome = self.write_back(client, kind, old, new);
+        let outcome = if self.came_on_closed_link(&client.client_id) {
+            // The link the event came on closed while it ran: the client it was for is
+            // gone with that link, and a gateway that restarted may already have given its
+            // id to a new client, whose session this must not overwrite.
+            if kind != ClientEventKind::Close && old != new {
+                self.stats.session_writes_link_gone += 1;
+                tracing::debug!(
+                    client_id = %String::from_utf8_lossy(&client.client_id),
+                    "session write-back dropped: the event's gateway link closed while it ran"
+                );
+            }
+            Ok(())
+        } else {
+            self.write_back(client, kind, old, new)
+        };
         self.event_ended(&client.client_id);
         outcome
+    }
+
+    /// The latest event handed out for `client_id` came on a link that has closed since.
+    fn came_on_closed_link(&self, client_id: &Bytes) -> bool {
+        self.events_in_flight
+            .get(client_id)
+            .is_some_and(|f| !self.links.contains_key(&f.link))
     }
 
     /// Writes a session changed by an event back to the client's gateway.
@@ -1473,7 +1511,7 @@ impl WorkerCore {
                 event.client.session = value;
                 let crc = crc32(&event.session_text);
                 self.remember_session(&event.client.client_id, crc);
-                self.deliver(event);
+                self.deliver(link, event);
                 self.release_parked(link);
             }
             None => {}
@@ -1524,7 +1562,7 @@ impl WorkerCore {
             if let Some(head) = l.parked.pop_front() {
                 let crc = crc32(&head.session_text);
                 self.remember_session(&head.client.client_id, crc);
-                self.deliver(head);
+                self.deliver(link, head);
             }
         }
         if !self.links.get(&link).is_some_and(|l| l.reloading) {
@@ -1607,17 +1645,19 @@ impl WorkerCore {
                 return;
             };
             if let Some(event) = l.parked.pop_front() {
-                self.deliver(event);
+                self.deliver(link, event);
             }
         }
     }
 
-    /// Hands an event to the business code.
-    fn deliver(&mut self, event: ClientEvent) {
-        *self
+    /// Hands an event that came on `link` to the business code.
+    fn deliver(&mut self, link: GatewayLinkId, event: ClientEvent) {
+        let in_flight = self
             .events_in_flight
             .entry(event.client.client_id.clone())
-            .or_default() += 1;
+            .or_insert(InFlight { events: 0, link });
+        in_flight.events += 1;
+        in_flight.link = link;
         if self.event_room > 0 && self.held.is_empty() {
             self.event_room -= 1;
             self.actions.push_back(Action::Event(event));
@@ -1632,8 +1672,8 @@ impl WorkerCore {
     /// the write-back, as in the original's single-threaded process).
     fn event_ended(&mut self, client_id: &Bytes) {
         match self.events_in_flight.get_mut(client_id) {
-            Some(n) if *n > 1 => {
-                *n -= 1;
+            Some(f) if f.events > 1 => {
+                f.events -= 1;
                 return;
             }
             Some(_) => {
@@ -1664,6 +1704,21 @@ impl WorkerCore {
             }
             cursor = Some(link);
         }
+    }
+
+    /// Forgets the session versions of `gateway`'s clients. Once the link is gone, what
+    /// was written back on it is applied or lost, so the next events carry the gateway's
+    /// own copy; and a gateway that restarted gives the same ids to new clients, whose
+    /// events must not be taken for stale and "reloaded" (sim seed 50118: another instance's
+    /// version of an earlier client turned a new client's null session into `[]`).
+    fn forget_sessions_of(&mut self, gateway: GatewayAddr) {
+        if self.session_versions.is_empty() {
+            return;
+        }
+        let id = client_id_text(gateway, 0);
+        let prefix = &id[..CLIENT_ID_PREFIX_LEN];
+        self.session_versions
+            .retain(|client_id, _| !client_id.starts_with(prefix));
     }
 
     fn remember_session(&mut self, client_id: &Bytes, crc: u32) {

@@ -339,3 +339,159 @@ fn a_connect_forgets_what_was_known_of_an_earlier_client_with_its_id() {
     assert_eq!(evs[0].client.session, PhpValue::Null);
     assert_eq!(h.core.stats().session_reloads, 0);
 }
+
+#[test]
+fn an_event_whose_link_closed_while_it_ran_writes_no_session_back() {
+    // Sim seed 50118: the old client's event ended after its gateway restarted and a new
+    // client got the same id; its write-back must not become the new client's session.
+    let mut h = Harness::with_gateways(1);
+    let old_link = h.link(gw(0));
+    h.core.handle_bytes(
+        h.now,
+        old_link,
+        &event_frame(gw(0), Command::OnMessage, 3, b"", b"1", 1),
+    );
+    let evs = events(&h.drain());
+    assert_eq!(evs.len(), 1);
+    let running = evs[0].clone();
+
+    // The gateway restarts while the event runs: the link closes, a new one opens.
+    h.core.handle_closed(h.now, old_link);
+    h.advance(secs(1.0));
+    let new_link = h
+        .drain()
+        .iter()
+        .find_map(|a| match a {
+            Action::Connect {
+                link,
+                peer: Peer::Gateway(addr),
+            } if *addr == gw(0) => Some(*link),
+            _ => None,
+        })
+        .expect("reconnects");
+    h.core.handle_connected(h.now, new_link);
+    h.drain();
+    // A new client with the same connection id: it waits for the running event's end.
+    h.core.handle_bytes(
+        h.now,
+        new_link,
+        &event_frame(gw(0), Command::OnConnect, 3, b"", b"", 1),
+    );
+    assert!(events(&h.drain()).is_empty(), "waits for the earlier event");
+
+    let written = map(vec![(PhpKey::from_bytes(b"n"), PhpValue::Int(1))]);
+    h.core
+        .end_event(
+            h.now,
+            &running.client,
+            running.kind,
+            &PhpValue::Null,
+            &written,
+        )
+        .unwrap();
+    let actions = h.drain();
+    assert!(
+        transmits(&actions).is_empty(),
+        "no SET_SESSION reaches the new client: {:?}",
+        transmits(&actions)
+    );
+    assert_eq!(h.core.stats().session_writes_link_gone, 1);
+    let evs = events(&actions);
+    assert_eq!(evs.len(), 1, "the new client's connect goes out");
+    assert_eq!(evs[0].kind, ClientEventKind::Connect);
+    assert_eq!(evs[0].client.session, PhpValue::Null);
+}
+
+#[test]
+fn an_event_on_a_live_link_still_writes_its_session_back() {
+    let mut h = Harness::with_gateways(1);
+    let link = h.link(gw(0));
+    h.core.handle_bytes(
+        h.now,
+        link,
+        &event_frame(gw(0), Command::OnMessage, 3, b"", b"1", 1),
+    );
+    let evs = events(&h.drain());
+    let written = map(vec![(PhpKey::from_bytes(b"n"), PhpValue::Int(1))]);
+    h.core
+        .end_event(
+            h.now,
+            &evs[0].client,
+            evs[0].kind,
+            &PhpValue::Null,
+            &written,
+        )
+        .unwrap();
+    let sent = transmits(&h.drain());
+    assert_eq!(sent.len(), 1);
+    assert_eq!(cmd_of(&sent[0].1), Command::SetSession as u8);
+    assert_eq!(h.core.stats().session_writes_link_gone, 0);
+}
+
+#[test]
+fn a_closed_link_forgets_the_session_versions_of_its_gateways_clients() {
+    // Sim seed 50118: this instance knew client 3 of gw0 by its session; gw0 restarted, and
+    // the new client 3's connect went to another instance. Its first event here carries no
+    // session: a reload would ask the gateway, whose `a:0:{}` would turn null into `[]`.
+    let mut h = Harness::with_gateways(2);
+    let old_link = h.link(gw(0));
+    let a = serialize(&map(vec![(PhpKey::from_bytes(b"n"), PhpValue::Int(1))]));
+    h.core.handle_bytes(
+        h.now,
+        old_link,
+        &event_frame(gw(0), Command::OnMessage, 3, &a, b"1", 1),
+    );
+    // A client of the other gateway keeps its version.
+    h.core.handle_bytes(
+        h.now,
+        h.link(gw(1)),
+        &event_frame(gw(1), Command::OnMessage, 3, &a, b"1", 1),
+    );
+    h.drain_ended();
+
+    h.core.handle_closed(h.now, old_link);
+    h.advance(secs(1.0));
+    let new_link = h
+        .drain()
+        .iter()
+        .find_map(|a| match a {
+            Action::Connect {
+                link,
+                peer: Peer::Gateway(addr),
+            } if *addr == gw(0) => Some(*link),
+            _ => None,
+        })
+        .expect("reconnects");
+    h.core.handle_connected(h.now, new_link);
+    h.drain();
+    h.core.handle_bytes(
+        h.now,
+        new_link,
+        &event_frame(gw(0), Command::OnMessage, 3, b"", b"2", 1),
+    );
+    let actions = h.drain();
+    assert!(transmits(&actions).is_empty(), "no session reload");
+    let evs = events(&actions);
+    assert_eq!(evs.len(), 1);
+    assert_eq!(evs[0].client.session, PhpValue::Null);
+    h.core
+        .end_event(
+            h.now,
+            &evs[0].client,
+            evs[0].kind,
+            &PhpValue::Null,
+            &PhpValue::Null,
+        )
+        .unwrap();
+
+    // gw1's client: a stale event is still reloaded.
+    h.core.handle_bytes(
+        h.now,
+        h.link(gw(1)),
+        &event_frame(gw(1), Command::OnMessage, 3, b"", b"2", 1),
+    );
+    let sent = transmits(&h.drain());
+    assert_eq!(sent.len(), 1, "gw1's client is still known by its version");
+    assert_eq!(cmd_of(&sent[0].1), Command::GetSessionByClientId as u8);
+    assert_eq!(h.core.stats().session_reloads, 1);
+}
