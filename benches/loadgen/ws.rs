@@ -133,6 +133,11 @@ pub struct WsReader {
     buf: Vec<u8>,
     start: usize,
     end: usize,
+    /// permessage-deflate: made at the first compressed (RSV1) message; it keeps its
+    /// window, which decodes both a server that takes over context and one that does not.
+    inflater: Option<Box<flate2::Decompress>>,
+    /// The last compressed message, inflated.
+    inflated: Vec<u8>,
 }
 
 impl WsReader {
@@ -144,6 +149,8 @@ impl WsReader {
             buf,
             start: 0,
             end: leftover.len(),
+            inflater: None,
+            inflated: Vec::new(),
         }
     }
 
@@ -165,7 +172,19 @@ impl WsReader {
                     continue;
                 }
                 let p = at + f.payload_start;
-                return Ok((f.opcode, &self.buf[p..p + f.payload_len]));
+                let payload = &self.buf[p..p + f.payload_len];
+                if self.buf[at] & 0x40 != 0 {
+                    // A compressed message (RSV1): inflated as a browser would, the
+                    // deflate tail the server stripped put back (RFC 7692, 7.2.2).
+                    let d = self
+                        .inflater
+                        .get_or_insert_with(|| Box::new(flate2::Decompress::new(false)));
+                    self.inflated.clear();
+                    inflate_into(d, payload, &mut self.inflated)?;
+                    inflate_into(d, &[0, 0, 0xff, 0xff], &mut self.inflated)?;
+                    return Ok((f.opcode, &self.inflated));
+                }
+                return Ok((f.opcode, payload));
             }
             self.fill().await?;
         }
@@ -187,6 +206,33 @@ impl WsReader {
         }
         self.end += n;
         Ok(())
+    }
+}
+
+/// Inflates `input` into `out` (raw deflate, sync flush); at most [`FRAME_MAX`] bytes.
+fn inflate_into(d: &mut flate2::Decompress, mut input: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+    loop {
+        if out.capacity() - out.len() < 4096 {
+            out.reserve(out.len().max(4096));
+        }
+        let (before, out_before) = (d.total_in(), out.len());
+        let status = d
+            .decompress_vec(input, out, flate2::FlushDecompress::Sync)
+            .map_err(io::Error::other)?;
+        let used = usize::try_from(d.total_in() - before).map_err(io::Error::other)?;
+        input = &input[used..];
+        if used == 0 && out.len() == out_before && !input.is_empty() {
+            return Err(io::Error::other("deflate data makes no progress"));
+        }
+        if status == flate2::Status::StreamEnd {
+            d.reset(false);
+        }
+        if out.len() > FRAME_MAX {
+            return Err(io::Error::other("inflated message too large"));
+        }
+        if input.is_empty() && out.len() < out.capacity() {
+            return Ok(());
+        }
     }
 }
 
