@@ -509,7 +509,7 @@ fn render_worker(out: &mut String, worker: &WorkerObserver) {
         &|i| stats[i].rollbacks,
     );
     let engine = worker.engine_stats();
-    let engine_counters: [EngineCounter; 8] = [
+    let engine_counters: [EngineCounter; 10] = [
         (
             "gatewayworker_worker_frames_dropped_total",
             "Frames to gateways dropped at a full link queue (link-queue bound), per instance.",
@@ -549,6 +549,17 @@ fn render_worker(out: &mut String, worker: &WorkerObserver) {
             "gatewayworker_worker_reloads_skipped_busy_total",
             "Session reloads skipped for the same reason, per instance.",
             |s| s.reloads_skipped_busy,
+        ),
+        (
+            "gatewayworker_worker_frames_rolled_back_total",
+            "Frames of failed events discarded unsent (an event's effects are all-or-nothing), \
+             per instance.",
+            |s| s.frames_rolled_back,
+        ),
+        (
+            "gatewayworker_worker_bytes_rolled_back_total",
+            "Bytes of those discarded frames, per instance.",
+            |s| s.bytes_rolled_back,
         ),
     ];
     for (name, help, value) in engine_counters {
