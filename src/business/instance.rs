@@ -174,23 +174,38 @@ impl<N: Net> Instance<N> {
     async fn handle(&mut self, worker: &mut WasmWorker<BusinessApi<N>>, mut event: ClientEvent) {
         let guest_event = guest_event(&mut event, (self.clock)());
         let started = Instant::now();
-        let outcome = worker.handle(&guest_event).await;
+        // A fresh instance (first event, after a failure or a reload) starts before the event
+        // begins: what `on_worker_start` (or the old module's `on_worker_stop`) does is not
+        // part of the event.
+        let live = worker.start(guest_event.now_ms).await;
+        // All or nothing: the frames of the guest's calls are staged until the event ends.
+        worker.handler_mut().driver().begin_event();
+        let outcome = match live {
+            Ok(()) => worker.handle(&guest_event).await,
+            Err(failure) => Err(failure),
+        };
         let failure = outcome.as_ref().err().map(|f| f.kind);
         self.events.record(started.elapsed(), failure);
         // The host tracks the original's `Context::$old_session` (the event's session,
-        // updated by the guest's own session calls on its client). A failed event writes
-        // nothing back but still ends: the client's next events wait for it.
+        // updated by the guest's own session calls on its client). A failed event sends
+        // nothing (what it staged is discarded), writes nothing back, but still ends: the
+        // client's next events wait for it.
         let (old, new) = match outcome {
             Ok(outcome) => (outcome.known_session, outcome.session),
             Err(failure) => {
+                let driver = worker.handler_mut().driver();
+                let rolled = driver.fail_event(&event.client, event.kind);
                 tracing::warn!(
                     index = self.index,
                     client_id = %String::from_utf8_lossy(&event.client.client_id),
                     kind = ?failure.kind,
-                    "client event lost: {}",
+                    frames_discarded = rolled.frames,
+                    bytes_discarded = rolled.bytes,
+                    "client event lost, its effects discarded: {}",
                     failure.message
                 );
-                (PhpValue::Null, PhpValue::Null)
+                self.publish_stats(worker);
+                return;
             }
         };
         let driver = worker.handler_mut().driver();

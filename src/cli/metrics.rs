@@ -509,7 +509,7 @@ fn render_worker(out: &mut String, worker: &WorkerObserver) {
         &|i| stats[i].rollbacks,
     );
     let engine = worker.engine_stats();
-    let engine_counters: [EngineCounter; 9] = [
+    let engine_counters: [EngineCounter; 11] = [
         (
             "gatewayworker_worker_frames_dropped_total",
             "Frames to gateways dropped at a full link queue (link-queue bound), per instance.",
@@ -554,6 +554,17 @@ fn render_worker(out: &mut String, worker: &WorkerObserver) {
             "gatewayworker_worker_session_writes_link_gone_total",
             "Session write-backs dropped because the event's gateway link closed while it ran, per instance.",
             |s| s.session_writes_link_gone,
+        ),
+        (
+            "gatewayworker_worker_frames_rolled_back_total",
+            "Frames of failed events discarded unsent (an event's effects are all-or-nothing), \
+             per instance.",
+            |s| s.frames_rolled_back,
+        ),
+        (
+            "gatewayworker_worker_bytes_rolled_back_total",
+            "Bytes of those discarded frames, per instance.",
+            |s| s.bytes_rolled_back,
         ),
     ];
     for (name, help, value) in engine_counters {

@@ -75,6 +75,27 @@
 //!   process. Without this, a client answering a reply fast enough would bring the old
 //!   session into its next event and lose the update. At most `parked_events_max` wait so;
 //!   beyond, they go out as they are.
+//! * **An event's effects are all-or-nothing** (*difference*: the original writes each call
+//!   at once, so the sends of a handler that then throws still reach their clients). Between
+//!   [`WorkerCore::begin_event`] and the event's end, the frames its calls produce (sends,
+//!   uid/group/session commands, closes, and the session write-back at its end) are
+//!   *staged* per link, not handed to the driver. [`WorkerCore::end_event`] commits them,
+//!   in call order per link; [`WorkerCore::fail_event`] (the handler failed: a trap, out of
+//!   fuel, memory or time) discards them, counted in [`WorkerStats::frames_rolled_back`] /
+//!   [`WorkerStats::bytes_rolled_back`]: no gateway sees anything the failed event did.
+//!   A query (a call that waits for gateway replies) first commits what the event staged
+//!   before it, so that it observes it (joinGroup then getClientCountByGroup counts the
+//!   join): effects before a query are delivered even if the event then fails. Nothing else
+//!   commits early: a sleep or a long computation (the epoch-tick flush writes only
+//!   committed bytes: earlier events' replies) keeps the running event's frames staged.
+//!   Staged bytes count in their link's `link_queue_bytes_max` (with queued and unconfirmed
+//!   bytes), so a commit never overflows it; a frame that would not fit is refused at once
+//!   exactly like a frame at a full queue (dropped, counted in
+//!   [`WorkerStats::frames_dropped`], a bool-send returns `false`), and the event goes on.
+//!   One event runs at a time per core (the business code's instance); calls outside an
+//!   event (worker start and stop) are not staged. Frames the core produces on its own
+//!   (session reloads, pings, hellos) and queries never wait behind staged frames; staged
+//!   frames never await a reply, so reply matching is unaffected.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddrV4;
@@ -350,6 +371,10 @@ pub struct WorkerStats {
     /// Session write-backs dropped because the event's gateway link closed while it ran
     /// (the client is gone; a restarted gateway may have given its id to a new client).
     pub session_writes_link_gone: u64,
+    /// Frames of failed events discarded unsent ([`WorkerCore::fail_event`]).
+    pub frames_rolled_back: u64,
+    /// Bytes of those frames.
+    pub bytes_rolled_back: u64,
 }
 
 /// The hex characters of a client id that name its gateway (ip 8, port 4; the
@@ -389,6 +414,11 @@ struct Link {
     queue: VecDeque<Bytes>,
     queued_bytes: usize,
     in_flight: usize,
+    /// Frames of the running event, in call order: moved to `queue` when it ends (or at
+    /// one of its queries), discarded when it fails. Counted in the link's bound.
+    staged: VecDeque<Bytes>,
+    /// Sum of `staged`'s lengths.
+    staged_bytes: usize,
     inbound: BytesMut,
     /// Splits register lines off `inbound` (register links only; idle on gateway links).
     lines: LineDecoder,
@@ -434,6 +464,8 @@ impl Link {
             queue: VecDeque::new(),
             queued_bytes: 0,
             in_flight: 0,
+            staged: VecDeque::new(),
+            staged_bytes: 0,
             inbound: BytesMut::new(),
             lines: LineDecoder::new(register_line_bytes_max),
             skip_left: 0,
@@ -501,6 +533,19 @@ pub struct WorkerCore {
     drop_log: DropLog,
     /// The latest `now` given to any input (for the helpers that take none).
     last_now: Duration,
+    /// An event is running ([`WorkerCore::begin_event`]): the frames of its calls are
+    /// staged on their links until it ends. At most one: the business code runs one event
+    /// at a time.
+    event_open: bool,
+}
+
+/// What [`WorkerCore::fail_event`] discarded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RolledBack {
+    /// Frames the failed event had staged.
+    pub frames: usize,
+    /// Their bytes.
+    pub bytes: usize,
 }
 
 impl WorkerCore {
@@ -542,6 +587,7 @@ impl WorkerCore {
             event_room: usize::MAX,
             held: VecDeque::new(),
             held_bytes: 0,
+            event_open: false,
         };
         core.handle_timeout(now);
         core
@@ -551,8 +597,11 @@ impl WorkerCore {
     /// unit tests' harness and by the simulation (never in production: it walks every
     /// link, call and held event). The invariants:
     /// - every link is owned by exactly one register or gateway entry, and back;
-    /// - a link's output stays within `link_queue_bytes_max` (queued plus unconfirmed), its
-    ///   `queued_bytes` is the sum of its queue, and only an open link has bytes in flight;
+    /// - a link's output stays within `link_queue_bytes_max` (queued plus unconfirmed plus
+    ///   staged), its `queued_bytes` and `staged_bytes` are the sums of its queue and its
+    ///   staged frames, and only an open link has bytes in flight;
+    /// - frames are staged only inside the one event transaction open at a time
+    ///   ([`WorkerCore::begin_event`]);
     /// - a link buffers at most one partial frame (or register line) of its bound;
     /// - a session reload is in progress only with an event parked behind it, and parked
     ///   events stay within `parked_events_max` (+1 for the one being reloaded);
@@ -579,11 +628,20 @@ impl WorkerCore {
             }
             let queued: usize = link.queue.iter().map(Bytes::len).sum();
             assert_eq!(queued, link.queued_bytes, "{id:?}: queued_bytes is stale");
+            let staged: usize = link.staged.iter().map(Bytes::len).sum();
+            assert_eq!(staged, link.staged_bytes, "{id:?}: staged_bytes is stale");
             assert!(
-                link.queued_bytes + link.in_flight <= self.config.link_queue_bytes_max,
-                "{id:?}: {} queued + {} in flight over link_queue_bytes_max",
+                self.event_open || link.staged.is_empty(),
+                "{id:?}: {} frames staged outside an event",
+                link.staged.len()
+            );
+            assert!(
+                link.queued_bytes + link.in_flight + link.staged_bytes
+                    <= self.config.link_queue_bytes_max,
+                "{id:?}: {} queued + {} in flight + {} staged over link_queue_bytes_max",
                 link.queued_bytes,
-                link.in_flight
+                link.in_flight,
+                link.staged_bytes
             );
             if link.opened_at.is_none() {
                 assert_eq!(
@@ -1013,11 +1071,52 @@ impl WorkerCore {
         id
     }
 
+    /// The business code starts running an event: until [`WorkerCore::end_event`] or
+    /// [`WorkerCore::fail_event`], the frames its calls produce are staged (see the module
+    /// documentation: all-or-nothing). One event at a time: beginning another while one is
+    /// open commits the open one first (as its end would, without ending it).
+    pub fn begin_event(&mut self) {
+        if self.event_open {
+            tracing::debug!("an event began before the previous one ended: its frames committed");
+            self.commit_staged();
+        }
+        self.event_open = true;
+    }
+
+    /// The business code failed to handle `kind` for `client` (a trap, out of fuel, memory
+    /// or time): what the event staged since [`WorkerCore::begin_event`] is discarded (no
+    /// gateway sees it; counted in [`WorkerStats::frames_rolled_back`] and
+    /// [`WorkerStats::bytes_rolled_back`]), nothing is written back, and the event ends as
+    /// with [`WorkerCore::end_event`] (the client's next event may go). What it sent
+    /// before one of its queries was committed by that query and stays sent.
+    pub fn fail_event(
+        &mut self,
+        now: Duration,
+        client: &CurrentClient,
+        kind: ClientEventKind,
+    ) -> RolledBack {
+        let mut rolled = RolledBack::default();
+        for l in self.links.values_mut() {
+            rolled.frames += l.staged.len();
+            rolled.bytes += l.staged_bytes;
+            l.staged.clear();
+            l.staged_bytes = 0;
+        }
+        self.event_open = false;
+        self.stats.frames_rolled_back += rolled.frames as u64;
+        self.stats.bytes_rolled_back += rolled.bytes as u64;
+        // Unchanged session: nothing to write back; the end itself as for any event.
+        let unchanged = PhpValue::Null;
+        let _ = self.end_event(now, client, kind, &unchanged, &unchanged);
+        rolled
+    }
+
     /// After the business code handled `kind` for `client`: writes the session back with
     /// SET_SESSION when it changed (`old` is the session the code started from, updated by
     /// its own setSession/updateSession calls on that client, as the original's
     /// `Context::$old_session`). A non-array, non-null session is an error (the original
-    /// throws) and nothing is written.
+    /// throws) and nothing is written. Commits what the event staged (its frames, then
+    /// the write-back) when it was begun with [`WorkerCore::begin_event`].
     pub fn end_event(
         &mut self,
         now: Duration,
@@ -1042,6 +1141,7 @@ impl WorkerCore {
         } else {
             self.write_back(client, kind, old, new)
         };
+        self.commit_event();
         self.event_ended(&client.client_id);
         outcome
     }
@@ -1158,6 +1258,8 @@ impl WorkerCore {
                 self.done(id, Ok(PhpValue::Bool(all)), Vec::new());
             }
             Completion::Replies(merge) => {
+                // The query must observe what the running event did before it.
+                self.commit_staged();
                 let asked: Vec<GatewayAddr> = plan.frames.iter().map(|o| o.to).collect();
                 // A fan-out also answers for listed gateways we have no link to.
                 let fan_out = !targets.is_empty() && targets.iter().all(|t| asked.contains(t));
@@ -1282,26 +1384,44 @@ impl WorkerCore {
         self.enqueue(link, frame_bytes(&hello));
     }
 
-    /// Queues `frame` on the link of gateway `to`; false when there is none or it is full.
+    /// Queues `frame`, an effect of an API call or of an event's write-back, on the link of
+    /// gateway `to`: staged while an event runs ([`WorkerCore::begin_event`]), queued at
+    /// once otherwise. False when there is no link or it is full.
     fn send_frame(&mut self, to: GatewayAddr, frame: &Frame) -> bool {
-        match self.gateways.get(&to).and_then(|g| g.link) {
-            Some(link) => self.enqueue(link, frame_bytes(frame)),
-            None => false,
+        let Some(link) = self.gateways.get(&to).and_then(|g| g.link) else {
+            return false;
+        };
+        if self.event_open {
+            self.stage(link, frame_bytes(frame))
+        } else {
+            self.enqueue(link, frame_bytes(frame))
         }
+    }
+
+    /// True when `len` more bytes fit the link's bound; otherwise counts the drop.
+    fn admit(&mut self, link: GatewayLinkId, len: usize) -> bool {
+        let Some(l) = self.links.get(&link) else {
+            return false;
+        };
+        let used = l.queued_bytes + l.in_flight + l.staged_bytes;
+        if used.saturating_add(len) > self.config.link_queue_bytes_max {
+            self.stats.frames_dropped += 1;
+            self.stats.bytes_dropped += len as u64;
+            self.drop_log.record("link_queue", link.0, len);
+            return false;
+        }
+        true
     }
 
     /// Appends to the link's output queue within `link_queue_bytes_max`; false when dropped.
     fn enqueue(&mut self, link: GatewayLinkId, bytes: Bytes) -> bool {
+        if !self.admit(link, bytes.len()) {
+            return false;
+        }
         let last_now = self.last_now;
         let Some(l) = self.links.get_mut(&link) else {
             return false;
         };
-        if l.queued_bytes + l.in_flight + bytes.len() > self.config.link_queue_bytes_max {
-            self.stats.frames_dropped += 1;
-            self.stats.bytes_dropped += bytes.len() as u64;
-            self.drop_log.record("link_queue", link.0, bytes.len());
-            return false;
-        }
         if !l.owing() {
             // Nothing was owed: the time without progress counts from now.
             l.progress_at = l.progress_at.max(last_now);
@@ -1312,21 +1432,53 @@ impl WorkerCore {
         true
     }
 
+    /// Stages a frame of the running event on the link, within `link_queue_bytes_max`
+    /// (staged bytes count in it, so committing never overflows it); false when dropped
+    /// (as at a full queue).
+    fn stage(&mut self, link: GatewayLinkId, bytes: Bytes) -> bool {
+        if !self.admit(link, bytes.len()) {
+            return false;
+        }
+        let Some(l) = self.links.get_mut(&link) else {
+            return false;
+        };
+        l.staged_bytes += bytes.len();
+        l.staged.push_back(bytes);
+        true
+    }
+
+    /// Moves every link's staged frames, in order, behind its queue, and hands what the
+    /// window allows to the driver. The event stays open.
+    fn commit_staged(&mut self) {
+        let (last_now, window) = (self.last_now, self.config.link_window_bytes_max);
+        for (&id, l) in self.links.iter_mut() {
+            if l.staged.is_empty() {
+                continue;
+            }
+            if !l.owing() {
+                // Nothing was owed: the time without progress counts from now.
+                l.progress_at = l.progress_at.max(last_now);
+            }
+            // Both deques keep their capacity: no allocation per event once warm.
+            while let Some(bytes) = l.staged.pop_front() {
+                l.queue.push_back(bytes);
+            }
+            l.queued_bytes += std::mem::take(&mut l.staged_bytes);
+            pump_link(id, l, window, &mut self.actions);
+        }
+    }
+
+    /// Commits the running event's frames and closes it ([`WorkerCore::end_event`]).
+    fn commit_event(&mut self) {
+        self.commit_staged();
+        self.event_open = false;
+    }
+
     /// Hands queued bytes of an open link to the driver, within the window.
     fn pump(&mut self, link: GatewayLinkId) {
-        let Some(l) = self.links.get_mut(&link) else {
-            return;
-        };
-        if l.opened_at.is_none() {
-            return;
-        }
-        while l.in_flight < self.config.link_window_bytes_max {
-            let Some(bytes) = l.queue.pop_front() else {
-                break;
-            };
-            l.queued_bytes -= bytes.len();
-            l.in_flight += bytes.len();
-            self.actions.push_back(Action::Transmit { link, bytes });
+        let window = self.config.link_window_bytes_max;
+        if let Some(l) = self.links.get_mut(&link) {
+            pump_link(link, l, window, &mut self.actions);
         }
     }
 
@@ -1800,6 +1952,21 @@ impl WorkerCore {
         let half = interval / 2;
         let span = u64::try_from((interval - half).as_micros()).unwrap_or(u64::MAX);
         half + Duration::from_micros(self.jitter.below(span.saturating_add(1)))
+    }
+}
+
+/// Hands queued bytes of `l` (link `id`), if open, to the driver within `window`.
+fn pump_link(id: GatewayLinkId, l: &mut Link, window: usize, actions: &mut VecDeque<Action>) {
+    if l.opened_at.is_none() {
+        return;
+    }
+    while l.in_flight < window {
+        let Some(bytes) = l.queue.pop_front() else {
+            break;
+        };
+        l.queued_bytes -= bytes.len();
+        l.in_flight += bytes.len();
+        actions.push_back(Action::Transmit { link: id, bytes });
     }
 }
 

@@ -14,6 +14,12 @@
 //! when the driver next waits. A business loop that handles every event it has before
 //! waiting again therefore answers a read of N events with one vectored write per link.
 //!
+//! Events are all-or-nothing: between [`WorkerDriver::begin_event`] and
+//! [`WorkerDriver::end_event`] the core stages the frames of the event's calls (a query
+//! commits what is staged before it); [`WorkerDriver::fail_event`] discards them. Only
+//! committed frames ever reach the write queues, so [`WorkerDriver::flush`] during a long
+//! event writes earlier events' replies, never the running event's frames.
+//!
 //! Generic over [`Net`] so the same code runs on tokio sockets and under turmoil. The
 //! driver is `Send` when the streams are (a wasm store may hold it), but it is meant for
 //! one thread: connection attempts run as local tasks (`spawn_local`), so it must be used
@@ -45,8 +51,8 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, Sleep};
 
 use super::core::{
-    Action, CallDone, CallId, ClientEvent, ClientEventKind, GatewayLinkId, Peer, WorkerConfig,
-    WorkerCore,
+    Action, CallDone, CallId, ClientEvent, ClientEventKind, GatewayLinkId, Peer, RolledBack,
+    WorkerConfig, WorkerCore,
 };
 use crate::api::{ApiCall, ApiError, ApiResult, CurrentClient};
 use crate::net::{Net, NetStream, WriteQueue};
@@ -245,8 +251,28 @@ impl<N: Net> WorkerDriver<N> {
         self.call(call, current, binary).await.result
     }
 
+    /// The business code starts running an event ([`WorkerCore::begin_event`]): the frames
+    /// of its calls wait for its end ([`WorkerDriver::end_event`] commits them,
+    /// [`WorkerDriver::fail_event`] discards them). Optional: without it, calls go out as
+    /// they are made.
+    pub fn begin_event(&mut self) {
+        self.core.begin_event();
+        self.dispatch();
+    }
+
+    /// Ends the event of `client` after its handler failed ([`WorkerCore::fail_event`]):
+    /// what it staged is discarded unsent, nothing is written back, and the client's next
+    /// event goes through. Returns what was discarded.
+    pub fn fail_event(&mut self, client: &CurrentClient, kind: ClientEventKind) -> RolledBack {
+        let now = self.now();
+        let rolled = self.core.fail_event(now, client, kind);
+        self.dispatch();
+        rolled
+    }
+
     /// Ends the event of `client` ([`WorkerCore::end_event`]): writes its session back if
-    /// it changed, and lets the client's next event through.
+    /// it changed, commits the event's frames (see [`WorkerDriver::begin_event`]), and lets
+    /// the client's next event through.
     pub fn end_event(
         &mut self,
         client: &CurrentClient,
@@ -272,7 +298,8 @@ impl<N: Net> WorkerDriver<N> {
     }
 
     /// Writes what the sockets take now, without waiting and without reading (for a long
-    /// computation that wants the replies before it out).
+    /// computation that wants the replies before it out). Only committed frames are in
+    /// the write queues: the running event's staged frames stay staged.
     pub fn flush(&mut self) {
         let now = self.now();
         let mut lost = Vec::new();

@@ -14,6 +14,7 @@ mod client_scripted;
 mod client_sockets;
 #[path = "../common/mod.rs"]
 mod common;
+mod guest_all_or_nothing;
 mod guest_fuel;
 mod guest_languages;
 mod guest_limits;

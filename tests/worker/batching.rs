@@ -242,3 +242,41 @@ fn a_long_event_holds_earlier_replies_for_one_epoch_tick_at_most() {
         },
     );
 }
+
+/// The running event's own frames are not part of what the driver writes while the event
+/// runs (an event's effects are all-or-nothing): `probe.wasm` answers a short event, then
+/// a long one sends to its client, sleeps 300 ms (the driver writes meanwhile) and replies.
+/// The short event's reply leaves during the sleep; the long event's send leaves with its
+/// reply, at its end.
+#[test]
+fn a_long_events_own_sends_leave_at_its_end() {
+    with_worker(
+        TokioNet,
+        guest("probe"),
+        |mut link, gateway_port| async move {
+            let mut batch = BytesMut::new();
+            let short = br#"{"op":"echo","args":{"data":"a"},"id":1}"#;
+            let long = br#"{"op":"multi","args":{"ops":[{"op":"sendToCurrentClient","args":{"message":"early"}},{"op":"sleep","args":{"ms":300}}]},"id":2}"#;
+            message_event(gateway_port, 1, short).encode(&mut batch);
+            message_event(gateway_port, 2, long).encode(&mut batch);
+            let sent = std::time::Instant::now();
+            link.send_raw(&batch).await;
+            let first = link.next_frame().await;
+            assert_eq!(first.header.connection_id, 1);
+            assert_eq!(&first.body[..], br#"{"id":1,"ok":true,"result":"a"}"#);
+            let early = link.next_frame().await;
+            let early_at = sent.elapsed();
+            assert_eq!(early.header.connection_id, 2);
+            assert_eq!(&early.body[..], b"early");
+            // Staged until the event's end, which is after its 300 ms sleep.
+            assert!(
+                early_at >= Duration::from_millis(300),
+                "the long event's send left after {early_at:?}, before the event ended"
+            );
+            let reply = link.next_frame().await;
+            assert_eq!(reply.header.connection_id, 2);
+            assert!(reply.body.starts_with(br#"{"id":2,"ok":true,"#));
+            link
+        },
+    );
+}

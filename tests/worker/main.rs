@@ -7,6 +7,7 @@
     clippy::disallowed_methods,
     reason = "tests drive real sockets and processes: wall-clock deadlines, helper threads"
 )]
+mod alloc;
 mod backpressure;
 mod batching;
 #[path = "../common/mod.rs"]

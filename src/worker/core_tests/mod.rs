@@ -291,3 +291,4 @@ mod calls;
 mod events;
 mod links;
 mod properties;
+mod txn;

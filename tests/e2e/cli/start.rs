@@ -128,6 +128,8 @@ fn start_metrics_cover_register_gateway_and_worker_events() {
         "# TYPE gatewayworker_worker_link_protocol_errors_total counter",
         "# TYPE gatewayworker_worker_session_reloads_total counter",
         "# TYPE gatewayworker_worker_calls_refused_busy_total counter",
+        "# TYPE gatewayworker_worker_frames_rolled_back_total counter",
+        "gatewayworker_worker_bytes_rolled_back_total{instance=\"1\"} 0",
     ] {
         assert!(response.contains(name), "{name} missing:\n{response}");
     }
