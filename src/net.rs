@@ -19,12 +19,13 @@ use std::time::Duration;
 
 mod async_stream;
 pub(crate) mod conn;
+pub mod memory;
 pub mod tls;
 mod write_queue;
 
 pub use async_stream::{AsyncStream, AsyncStreamLimits, READ_BUFFER_CEILING};
 pub use conn::{catch_panic, connection_panics_total, Panicked};
-pub use write_queue::{WriteQueue, WRITE_SLICES_MAX};
+pub use write_queue::{WriteQueue, CHUNK_SLOTS_KEPT, WRITE_SLICES_MAX};
 
 /// Stack size, in bytes, of every thread that runs a role's driver (gateway shards,
 /// business worker instances, the register, the http servers): 8 MiB, the usual

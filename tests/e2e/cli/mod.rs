@@ -17,6 +17,7 @@ mod client;
 mod gateway;
 mod general;
 mod limits;
+mod memory;
 mod register;
 mod start;
 mod status;
