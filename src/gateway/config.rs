@@ -113,10 +113,10 @@ pub struct GatewayConfig {
     /// this long ends anyway: the link is read again and the clients still holding it
     /// fall back to drop-and-count at `client_pending_max` until they drain to the
     /// low-water mark, without pausing any link meanwhile. So other clients of a link wait
-    /// at most this long per episode for a slow one, and a client slower than that never
-    /// holds a link twice in a row. Keep it under the workers' `--suspect-after-ms`
-    /// (2 s): a paused link answers no query. See [`GatewayCore`](super::GatewayCore),
-    /// "Pacing".
+    /// at most this long per episode for a slow one, and a client that did not drain in
+    /// time cannot pause a link again before it has drained to the low-water mark. Keep
+    /// it under the workers' `--suspect-after-ms` (2 s): a query a worker sends behind a
+    /// paused link waits for it. See [`GatewayCore`](super::GatewayCore), "Pacing".
     pub link_pause_max: Duration,
     /// Per-link pending output, default 10 240 000 bytes (`sendToWorkerBufferSize`).
     /// An event (or ping) for a link whose unflushed output has reached it is dropped
