@@ -254,6 +254,11 @@ pub struct GatewayArgs {
     /// Unsent bytes per worker link before frames to it are dropped [default: 10240000].
     #[arg(long, value_name = "BYTES")]
     pub link_pending_max: Option<usize>,
+    /// Longest pause, in milliseconds, of reading a worker link while a client it feeds
+    /// is over 3/4 of --client-pending-max (pacing); past it that client falls back to
+    /// drop-and-count until it drains to 1/4; 0 = no pacing [default: 1000].
+    #[arg(long, value_name = "MS")]
+    pub link_pause_max_ms: Option<u64>,
     /// Largest internal frame and client message; larger closes the connection
     /// [default: 10485760].
     #[arg(long, value_name = "BYTES")]
@@ -315,7 +320,7 @@ impl GatewayArgs {
             ping_interval, ping_not_response_limit, ping_data, router, router_seed,
             handshake_timeout, tls_cert, tls_key, tls_handshake_timeout, tls_handshakes_max,
             client_pending_max, pending_before_handshake_max, link_pending_max,
-            package_size_max, compression, compression_min_size, clients_max, links_max, metrics);
+            link_pause_max_ms, package_size_max, compression, compression_min_size, clients_max, links_max, metrics);
         self
     }
 }

@@ -221,6 +221,33 @@ mod tests {
     }
 
     #[test]
+    fn gateway_link_pause_max_ms_sets_the_core_and_zero_turns_pacing_off() {
+        use std::time::Duration;
+        let file = ConfigFile::parse("[gateway]\nlink-pause-max-ms = 250\n").unwrap();
+        assert_eq!(file.gateway.link_pause_max_ms, Some(250));
+        let core = |args: &crate::cli::args::GatewayArgs| {
+            crate::cli::gateway::settings(args)
+                .unwrap()
+                .core
+                .link_pause_max
+        };
+        assert_eq!(core(&file.gateway), Duration::from_millis(250));
+        let off = crate::cli::args::GatewayArgs {
+            link_pause_max_ms: Some(0),
+            ..file.gateway.clone()
+        };
+        assert_eq!(core(&off), Duration::ZERO);
+        let default = crate::cli::args::GatewayArgs {
+            link_pause_max_ms: None,
+            ..file.gateway
+        };
+        assert_eq!(
+            core(&default),
+            gatewayworker::gateway::LINK_PAUSE_MAX_DEFAULT
+        );
+    }
+
+    #[test]
     fn guest_limit_keys() {
         use super::super::args::OnOff;
         let file = ConfigFile::parse(

@@ -104,6 +104,9 @@ pub fn settings(args: &GatewayArgs) -> Result<GatewaySettings, CliError> {
     if let Some(seconds) = args.handshake_timeout {
         core.handshake_timeout = Duration::from_secs(seconds);
     }
+    if let Some(ms) = args.link_pause_max_ms {
+        core.link_pause_max = Duration::from_millis(ms);
+    }
     if let Some(mode) = args.compression {
         core.compression = match mode {
             Compression::Off => CompressionMode::Off,

@@ -58,7 +58,11 @@ const GATEWAY_LINK_BYTES_IN: usize = 11;
 const GATEWAY_LINK_BYTES_OUT: usize = 12;
 const GATEWAY_CLIENT_QUEUED: usize = 13;
 const GATEWAY_LINK_QUEUED: usize = 14;
-const GATEWAY_SLOTS: usize = 15;
+const GATEWAY_LINKS_PAUSED: usize = 15;
+const GATEWAY_LINK_PAUSES: usize = 16;
+const GATEWAY_LINK_PAUSES_AT_BOUND: usize = 17;
+const GATEWAY_LINK_PAUSED_MS: usize = 18;
+const GATEWAY_SLOTS: usize = 19;
 
 /// Gateway metrics, one line per shard (`shard="i"`); same-named entries are adjacent.
 const GATEWAY_METRICS: &[Metric] = &[
@@ -171,6 +175,38 @@ const GATEWAY_METRICS: &[Metric] = &[
         kind: "gauge",
         label: Some(r#"peer="link""#),
         slot: GATEWAY_LINK_QUEUED,
+    },
+    Metric {
+        name: "gatewayworker_links_paused",
+        help: "Worker links not being read now because a client they feed is over its \
+               high-water mark (pacing, --link-pause-max-ms).",
+        kind: "gauge",
+        label: None,
+        slot: GATEWAY_LINKS_PAUSED,
+    },
+    Metric {
+        name: "gatewayworker_link_pauses_total",
+        help: "Pause episodes of worker links (end=drained: every client holding the link \
+               drained to its low-water mark, or the link or clients closed; end=bound: \
+               ended at --link-pause-max-ms, its clients fell back to drop-and-count). \
+               Episodes in progress are in neither.",
+        kind: "counter",
+        label: Some(r#"end="drained""#),
+        slot: GATEWAY_LINK_PAUSES,
+    },
+    Metric {
+        name: "gatewayworker_link_pauses_total",
+        help: "",
+        kind: "counter",
+        label: Some(r#"end="bound""#),
+        slot: GATEWAY_LINK_PAUSES_AT_BOUND,
+    },
+    Metric {
+        name: "gatewayworker_link_paused_milliseconds_total",
+        help: "Time worker links spent paused, counted when each episode ends.",
+        kind: "counter",
+        label: None,
+        slot: GATEWAY_LINK_PAUSED_MS,
     },
 ];
 
@@ -324,6 +360,24 @@ impl Source {
                 let (to_clients, to_links) = core.queued_bytes();
                 store(&slots, GATEWAY_CLIENT_QUEUED, to_clients);
                 store(&slots, GATEWAY_LINK_QUEUED, to_links);
+                store(&slots, GATEWAY_LINKS_PAUSED, core.paused_link_count());
+                let paused_now = u64::try_from(core.paused_link_count()).unwrap_or(u64::MAX);
+                let ended = stats.link_pauses.saturating_sub(paused_now);
+                store(
+                    &slots,
+                    GATEWAY_LINK_PAUSES,
+                    ended.saturating_sub(stats.link_pauses_at_bound),
+                );
+                store(
+                    &slots,
+                    GATEWAY_LINK_PAUSES_AT_BOUND,
+                    stats.link_pauses_at_bound,
+                );
+                store(
+                    &slots,
+                    GATEWAY_LINK_PAUSED_MS,
+                    stats.link_paused_micros / 1000,
+                );
             }),
         })
     }
@@ -677,7 +731,16 @@ mod tests {
         };
         store(&shards[1], GATEWAY_CLIENTS, 7u64);
         store(&shards[0], GATEWAY_LINK_FRAMES_DROPPED, 3u64);
+        store(&shards[0], GATEWAY_LINK_PAUSES_AT_BOUND, 2u64);
         let text = source.render();
+        assert!(
+            text.contains("gatewayworker_link_pauses_total{shard=\"0\",end=\"bound\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("gatewayworker_link_pauses_total{shard=\"1\",end=\"drained\"} 0\n"),
+            "{text}"
+        );
         assert!(
             text.contains("gatewayworker_clients{shard=\"1\"} 7\n"),
             "{text}"

@@ -96,6 +96,20 @@ pub enum Action {
         /// Index into `register_addresses`.
         index: usize,
     },
+    /// Stop reading link `id` (pacing, see [`GatewayConfig::link_pause_max`]): its bytes
+    /// wait in the socket until [`Action::ResumeLink`]. Writing to it goes on. The core
+    /// may still be handed what the driver read before it carried this out.
+    ///
+    /// [`GatewayConfig::link_pause_max`]: super::GatewayConfig::link_pause_max
+    PauseLink {
+        /// The link.
+        id: LinkId,
+    },
+    /// Read link `id` again after a [`Action::PauseLink`].
+    ResumeLink {
+        /// The link.
+        id: LinkId,
+    },
     /// Close the connection to register `index` without flushing; the driver reports
     /// the end with `handle_register_closed` (which schedules the reconnect).
     CloseRegister {
@@ -129,6 +143,8 @@ impl fmt::Debug for Action {
                 "CloseLink({id:?}, after_flush={after_flush}, {reason:?})"
             ),
             Action::ConnectRegister { index } => write!(f, "ConnectRegister({index})"),
+            Action::PauseLink { id } => write!(f, "PauseLink({id:?})"),
+            Action::ResumeLink { id } => write!(f, "ResumeLink({id:?})"),
             Action::CloseRegister { index, reason } => {
                 write!(f, "CloseRegister({index}, {reason:?})")
             }
@@ -175,4 +191,12 @@ pub struct GatewayStats {
     pub link_bytes_in: u64,
     /// Bytes the driver wrote to links.
     pub link_bytes_out: u64,
+    /// Pause episodes of worker links (pacing: a client fed by the link reached its
+    /// high-water mark).
+    pub link_pauses: u64,
+    /// Pause episodes that reached `link_pause_max` (their clients then fell back to
+    /// drop-and-count).
+    pub link_pauses_at_bound: u64,
+    /// Time links spent paused, in microseconds, counted when each episode ends.
+    pub link_paused_micros: u64,
 }

@@ -54,6 +54,9 @@ impl std::hash::BuildHasher for NameState {
     }
 }
 
+/// Default [`GatewayConfig::link_pause_max`].
+pub const LINK_PAUSE_MAX_DEFAULT: Duration = Duration::from_millis(1000);
+
 /// How a client without a (still registered) worker gets one (spec 5.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RoutingMode {
@@ -100,6 +103,21 @@ pub struct GatewayConfig {
     /// 1 024 000 bytes (workerman bounds this queue by the send buffer size). Over it
     /// the message is dropped like at `client_pending_max`.
     pub pending_before_handshake_max: usize,
+    /// Longest a worker link stays paused in one pause episode, default 1 s; zero turns
+    /// pacing off (the original's drop-at-the-bound only).
+    ///
+    /// Pacing (issue 18): when a message from a link takes a client's unflushed output to
+    /// the high-water mark (3/4 of `client_pending_max`), the gateway stops reading that
+    /// link (TCP backpressure to the worker, whose own link queue is bounded) until every
+    /// client holding it has drained to the low-water mark (1/4). An episode that lasts
+    /// this long ends anyway: the link is read again and the clients still holding it
+    /// fall back to drop-and-count at `client_pending_max` until they drain to the
+    /// low-water mark, without pausing any link meanwhile. So other clients of a link wait
+    /// at most this long per episode for a slow one, and a client that did not drain in
+    /// time cannot pause a link again before it has drained to the low-water mark. Keep
+    /// it under the workers' `--suspect-after-ms` (2 s): a query a worker sends behind a
+    /// paused link waits for it. See [`GatewayCore`](super::GatewayCore), "Pacing".
+    pub link_pause_max: Duration,
     /// Per-link pending output, default 10 240 000 bytes (`sendToWorkerBufferSize`).
     /// An event (or ping) for a link whose unflushed output has reached it is dropped
     /// (counted in `link_frames_dropped`, logged at most once per 10 s); the link stays open. A reply is never
@@ -176,6 +194,7 @@ impl GatewayConfig {
             client_pending_max: 1_024_000,
             pending_before_handshake_max: 1_024_000,
             link_pending_max: 10_240_000,
+            link_pause_max: LINK_PAUSE_MAX_DEFAULT,
             reply_size_max: crate::protocol::frame::REPLY_SIZE_MAX_DEFAULT as usize,
             package_size_max: crate::protocol::frame::PACKAGE_SIZE_MAX_DEFAULT as usize,
             handshake_timeout: Duration::from_secs(10),

@@ -11,6 +11,7 @@ use hashbrown::{HashMap, HashSet};
 use super::action::{Action, CloseReason, ConnectionId, GatewayStats, LinkId, Refused, Target};
 use super::clients::{ClientTable, IdAllocator, IdState};
 use super::config::GatewayConfig;
+use super::pace::Pacing;
 use super::routing::{RouteEntry, Router};
 use super::wire;
 use crate::drop_log::{DropLog, DROP_LOG_INTERVAL};
@@ -168,6 +169,10 @@ impl RegisterInput {
 ///   (`ConnectRegister` actions ask for a connection; a failed attempt is reported as
 ///   closed). The core splits the register's lines itself; a line over
 ///   [`FROM_REGISTER_LINE_MAX`] gets a `CloseRegister`.
+/// * Pacing: `PauseLink` and `ResumeLink` ask the driver to stop and restart reading a
+///   link while clients it feeds are over their high-water mark, for at most
+///   [`GatewayConfig::link_pause_max`] per episode (see `pace.rs`). Bytes the driver had
+///   already read may still be handed in while paused; the core executes them.
 ///
 /// Closing is logical and immediate: when the core decides to close a client (KICK,
 /// DESTROY, heartbeat, no worker, protocol close) it emits `CloseClient`, sends
@@ -198,7 +203,7 @@ pub struct GatewayCore {
     /// fixed timeout they are also in deadline order. Entries of clients that completed
     /// their handshake or left are dropped when they come due (the seq tells a reused id).
     handshake_deadlines: VecDeque<(Duration, u32, u64)>,
-    actions: VecDeque<Action>,
+    pub(super) actions: VecDeque<Action>,
     pub(super) stats: GatewayStats,
     /// Scratch space for decoded client events, kept to avoid an allocation per read.
     events: Vec<PublicEvent>,
@@ -215,6 +220,8 @@ pub struct GatewayCore {
     deflate_buf: Vec<u8>,
     /// [`GatewayCore::handle_shutdown`] ran: no timers, no register reconnects.
     shutting_down: bool,
+    /// Which worker links are paused for which clients (see `pace.rs`).
+    pub(super) pacing: Pacing,
 }
 
 /// A plain-data view of the core's state, in the original's orders (for tests, the
@@ -288,6 +295,7 @@ impl GatewayCore {
             codec: SharedCodec::default(),
             deflate_buf: Vec::new(),
             shutting_down: false,
+            pacing: Pacing::default(),
         }
     }
 
@@ -358,11 +366,18 @@ impl GatewayCore {
         });
         let handshake = self.handshake_deadlines.front().map(|(at, _, _)| *at);
         let drops = self.drop_log.poll_timeout();
-        [self.heartbeat_at, self.worker_ping_at, handshake, drops]
-            .into_iter()
-            .flatten()
-            .chain(registers)
-            .min()
+        let pace = self.pace_poll_timeout();
+        [
+            self.heartbeat_at,
+            self.worker_ping_at,
+            handshake,
+            drops,
+            pace,
+        ]
+        .into_iter()
+        .flatten()
+        .chain(registers)
+        .min()
     }
 
     // ---------------------------------------------------------------- clients
@@ -375,6 +390,7 @@ impl GatewayCore {
         now: Duration,
         peer: SocketAddr,
     ) -> Result<ConnectionId, Refused> {
+        self.pace_clock(now);
         // A dual-stack listener reports IPv4 clients as `::ffff:a.b.c.d`; they are IPv4
         // clients (client_ip, REMOTE_ADDR), not IPv6 ones with client_ip 0.
         let peer = match peer {
@@ -419,6 +435,7 @@ impl GatewayCore {
 
     /// Bytes read from a client.
     pub fn handle_client_bytes(&mut self, now: Duration, id: ConnectionId, bytes: &[u8]) {
+        self.pace_clock(now);
         let Some(client) = self.clients.get_mut(id.0) else {
             return;
         };
@@ -497,7 +514,8 @@ impl GatewayCore {
     /// client's ON_CLOSE (as the original's connections close on stop), then their links are
     /// closed after flushing; timers and register reconnects stop. Call it once the driver
     /// accepts no more connections; the driver then waits (bounded) for the closes to finish.
-    pub fn handle_shutdown(&mut self, _now: Duration) {
+    pub fn handle_shutdown(&mut self, now: Duration) {
+        self.pace_clock(now);
         if self.shutting_down {
             return;
         }
@@ -524,15 +542,19 @@ impl GatewayCore {
     }
 
     /// The driver wrote `bytes` of a client's output to its socket.
-    pub fn handle_client_flushed(&mut self, _now: Duration, id: ConnectionId, bytes: usize) {
+    pub fn handle_client_flushed(&mut self, now: Duration, id: ConnectionId, bytes: usize) {
+        self.pace_clock(now);
         self.stats.client_bytes_out += bytes as u64;
         if let Some(client) = self.clients.get_mut(id.0) {
             client.pending = client.pending.saturating_sub(bytes);
+            let pending = client.pending;
+            self.pace_flushed(id.0, pending);
         }
     }
 
     /// A client's socket is gone (peer hang-up, error, or the end of a `CloseClient`).
-    pub fn handle_client_closed(&mut self, _now: Duration, id: ConnectionId) {
+    pub fn handle_client_closed(&mut self, now: Duration, id: ConnectionId) {
+        self.pace_clock(now);
         if self.closing_clients.remove(&id.0) {
             return;
         }
@@ -559,6 +581,7 @@ impl GatewayCore {
         let Some(mut client) = self.clients.remove(id) else {
             return;
         };
+        self.pace_client_gone(id);
         let session = client.session.clone();
         self.send_event(
             id,
@@ -691,9 +714,11 @@ impl GatewayCore {
             return;
         }
         if client.pending >= self.config.client_pending_max {
+            let pending = client.pending;
             self.stats.client_messages_dropped += 1;
             self.drop_log
                 .record("client_send_buffer", u64::from(id), bytes.len());
+            self.pace_offered(id, pending);
             return;
         }
         let negotiated = client.decoder.negotiated();
@@ -728,11 +753,13 @@ impl GatewayCore {
             return;
         };
         client.pending += bytes.len();
+        let pending = client.pending;
         self.stats.client_messages_out += 1;
         self.actions.push_back(Action::Transmit {
             to: Target::Client(ConnectionId(id)),
             bytes,
         });
+        self.pace_offered(id, pending);
     }
 
     /// The message compressed as a fresh stream, made once per message with the shared
@@ -819,9 +846,10 @@ impl GatewayCore {
     /// A worker or API caller connected to the internal port.
     pub fn handle_link_connected(
         &mut self,
-        _now: Duration,
+        now: Duration,
         peer: SocketAddr,
     ) -> Result<LinkId, Refused> {
+        self.pace_clock(now);
         if self.links.len() >= self.config.links_max {
             return Err(Refused::LinksMax);
         }
@@ -844,6 +872,7 @@ impl GatewayCore {
 
     /// Bytes read from a link: every complete frame is executed in order.
     pub fn handle_link_bytes(&mut self, now: Duration, id: LinkId, bytes: &[u8]) {
+        self.pace_clock(now);
         let Some(link) = self.links.get_mut(&id.0) else {
             return;
         };
@@ -853,6 +882,8 @@ impl GatewayCore {
         }
         let (mut buf, from_scratch) = Self::read_buffer(&mut self.scratch, &mut link.input);
         buf.extend_from_slice(bytes);
+        // Messages to clients from here on come from this link (pacing).
+        self.pacing.feeding = Some(id);
         loop {
             match wire::decode_frame(&mut buf, self.config.package_size_max as u32) {
                 Ok(Some(frame)) => self.handle_frame(now, id, frame),
@@ -867,6 +898,7 @@ impl GatewayCore {
                 break;
             }
         }
+        self.pacing.feeding = None;
         let mut unused = BytesMut::new();
         let leftover = match self.links.get_mut(&id.0) {
             Some(link) if !link.closing => &mut link.input,
@@ -905,7 +937,8 @@ impl GatewayCore {
     }
 
     /// The driver wrote `bytes` of a link's output to its socket.
-    pub fn handle_link_flushed(&mut self, _now: Duration, id: LinkId, bytes: usize) {
+    pub fn handle_link_flushed(&mut self, now: Duration, id: LinkId, bytes: usize) {
+        self.pace_clock(now);
         self.stats.link_bytes_out += bytes as u64;
         if let Some(link) = self.links.get_mut(&id.0) {
             link.pending = link.pending.saturating_sub(bytes);
@@ -913,7 +946,14 @@ impl GatewayCore {
     }
 
     /// A link's socket is gone: its worker key leaves routing if it still maps to it.
-    pub fn handle_link_closed(&mut self, _now: Duration, id: LinkId) {
+    pub fn handle_link_closed(&mut self, now: Duration, id: LinkId) {
+        // Also called by `close_link` while another link's frames run: that link still
+        // feeds the clients, so only the closed one stops feeding.
+        self.pacing.clock = self.pacing.clock.max(now);
+        if self.pacing.feeding == Some(id) {
+            self.pacing.feeding = None;
+        }
+        self.pace_link_gone(id);
         if let Some(link) = self.links.remove(&id.0) {
             if let Some(key) = &link.key {
                 self.router.unregister(key, id);
@@ -935,13 +975,14 @@ impl GatewayCore {
         link.closing = true;
         link.input = BytesMut::new();
         let (pending, key) = (link.pending, link.key.clone());
+        self.pace_link_gone(id);
         self.actions.push_back(Action::CloseLink {
             id,
             after_flush: true,
             reason,
         });
         if pending == 0 {
-            self.handle_link_closed(Duration::ZERO, id);
+            self.handle_link_closed(self.pacing.clock, id);
         } else if let Some(key) = key.filter(|_| reason != CloseReason::WorkerReplaced) {
             // A worker closed for its own fault leaves routing now, so its clients move on
             // at their next event instead of losing events while it flushes. (A replaced
@@ -1166,10 +1207,12 @@ impl GatewayCore {
     /// workerman's timers: a stalled driver must not destroy every silent client in a
     /// burst of catch-up heartbeat ticks.
     pub fn handle_timeout(&mut self, now: Duration) {
+        self.pace_clock(now);
         if self.shutting_down {
             return;
         }
         self.expire_handshakes(now);
+        self.pace_timeout(now);
         self.drop_log.handle_timeout(now);
         if let Some(at) = self.heartbeat_at.filter(|at| *at <= now) {
             self.heartbeat_tick();
@@ -1315,6 +1358,7 @@ impl GatewayCore {
     /// every input).
     pub fn check_invariants(&self) {
         self.clients.check_invariants();
+        self.pace_check_invariants();
         for id in &self.closing_clients {
             assert!(
                 !self.clients.contains(*id),

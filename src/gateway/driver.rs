@@ -17,9 +17,12 @@
 
 use std::cell::RefCell;
 use std::future::Future;
-use std::io;
+use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use hashbrown::HashMap;
@@ -66,6 +69,8 @@ struct Shard<N: Net> {
     core: GatewayCore,
     origin: Instant,
     conns: HashMap<Endpoint, Rc<ConnIo>, FixedState>,
+    /// The read gate of every link (pacing: `PauseLink` / `ResumeLink`).
+    gates: HashMap<LinkId, Arc<ReadGate>, FixedState>,
     timer_armed: Option<Duration>,
     timer_wake: Rc<Notify>,
     scratch: Rc<RefCell<Vec<u8>>>,
@@ -109,6 +114,18 @@ impl<N: Net> Shard<N> {
                 Action::CloseRegister { index, reason } => {
                     tracing::debug!(register = index, ?reason, "closing register connection");
                     self.close(Endpoint::Register(index), false);
+                }
+                Action::PauseLink { id } => {
+                    tracing::trace!(link = id.0, "pausing link reads");
+                    if let Some(gate) = self.gates.get(&id) {
+                        gate.set_paused(true);
+                    }
+                }
+                Action::ResumeLink { id } => {
+                    tracing::trace!(link = id.0, "resuming link reads");
+                    if let Some(gate) = self.gates.get(&id) {
+                        gate.set_paused(false);
+                    }
                 }
             }
         }
@@ -170,6 +187,9 @@ impl<N: Net> Shard<N> {
 
     fn closed(&mut self, endpoint: Endpoint) {
         self.conns.remove(&endpoint);
+        if let Endpoint::Link(id) = endpoint {
+            self.gates.remove(&id);
+        }
         let now = self.now();
         let core = &mut self.core;
         let result = conn::catch_panic(|| match endpoint {
@@ -252,6 +272,7 @@ async fn serve_local<N: Net, P: NetListener>(
         core: GatewayCore::new(config, Duration::ZERO),
         origin,
         conns: HashMap::default(),
+        gates: HashMap::default(),
         timer_armed: None,
         timer_wake: timer_wake.clone(),
         scratch: Rc::new(RefCell::new(vec![0; SCRATCH_SIZE])),
@@ -366,7 +387,89 @@ fn accept_link<N: Net>(shard: &SharedShard<N>, stream: N::Stream, peer: SocketAd
         }
     };
     tracing::debug!(%peer, link = id.0, "link connected");
+    let gate = Arc::new(ReadGate::default());
+    s.gates.insert(id, gate.clone());
+    let stream = Gated {
+        inner: stream,
+        gate,
+    };
     start_conn(&mut s, shard, Endpoint::Link(id), stream);
+}
+
+/// Whether a link's socket may be read, set by the core's `PauseLink` / `ResumeLink`,
+/// and the waker of the connection task waiting to read it.
+///
+/// Atomics and a mutex only because streams must be `Send`: a shard touches its gates
+/// from its one thread, so the lock is never contended.
+#[derive(Debug, Default)]
+struct ReadGate {
+    paused: AtomicBool,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl ReadGate {
+    fn set_paused(&self, paused: bool) {
+        self.paused.store(paused, Ordering::Relaxed);
+        if !paused {
+            let waker = self.waker.lock().map(|mut w| w.take()).unwrap_or_default();
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+        }
+    }
+
+    fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Relaxed)
+    }
+}
+
+/// A link's stream behind its [`ReadGate`]: while paused it is never ready to read and
+/// reads nothing, so the peer's bytes stay in the kernel (TCP backpressure). Writes are
+/// not gated.
+struct Gated<S> {
+    inner: S,
+    gate: Arc<ReadGate>,
+}
+
+impl<S: NetStream> NetStream for Gated<S> {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.gate.is_paused() {
+            if let Ok(mut waker) = self.gate.waker.lock() {
+                if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    *waker = Some(cx.waker().clone());
+                }
+            }
+            return Poll::Pending;
+        }
+        self.inner.poll_read_ready(cx)
+    }
+
+    fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.gate.is_paused() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        self.inner.try_read(buf)
+    }
+
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.inner.poll_write_ready(cx)
+    }
+
+    fn try_write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.inner.try_write_vectored(bufs)
+    }
+
+    async fn shutdown(&mut self) -> io::Result<()> {
+        self.inner.shutdown().await
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+
+    fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.peer_addr()
+    }
 }
 
 /// Registers the connection's output side, runs the core's reaction to the connect, and

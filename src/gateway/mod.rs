@@ -12,6 +12,7 @@
 //! * `clients`: the client table and its uid/group indexes, in the original's orders.
 //! * `routing`: sticky least-connections (or seeded random) worker choice.
 //! * `core`: lifecycle, event forwarding, delivery, heartbeat and keep-alive timers.
+//! * `pace`: pausing a worker link while clients it feeds are over their high-water mark.
 //! * `commands`: the commands and queries arriving on links.
 //! * `wire`: thin adapters over `protocol::frame` and `protocol::php`.
 //! * `driver`, `shards`: the tokio driver (written separately) that runs cores on sockets.
@@ -37,6 +38,7 @@ mod clients;
 mod commands;
 mod config;
 mod core;
+mod pace;
 mod routing;
 mod wire;
 
@@ -47,7 +49,10 @@ pub use crate::splitmix::SplitMix64;
 pub use action::{Action, CloseReason, ConnectionId, GatewayStats, LinkId, Refused, Target};
 pub use clients::IdAllocator;
 pub use commands::{array_key, message_payload};
-pub use config::{CompressionMode, GatewayConfig, HashKey, NameState, PublicProtocol, RoutingMode};
+pub use config::{
+    CompressionMode, GatewayConfig, HashKey, NameState, PublicProtocol, RoutingMode,
+    LINK_PAUSE_MAX_DEFAULT,
+};
 pub use core::{
     ClientSnapshot, GatewayCore, GatewaySnapshot, LINK_PING_INTERVAL, REGISTER_RECONNECT_DELAY,
 };

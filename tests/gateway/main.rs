@@ -14,6 +14,7 @@ mod common;
 mod compression;
 mod hash_keys;
 mod hostile;
+mod pacing;
 mod panic_containment;
 mod register_budget;
 mod register_core;

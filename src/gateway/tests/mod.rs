@@ -14,6 +14,7 @@ mod auth;
 mod bounds;
 mod delivery;
 mod events;
+mod pacing;
 mod property;
 mod queries;
 mod routing;
