@@ -6,7 +6,10 @@
 //! Bounded in bytes (tens of MB over loopback) and time (every wait has a deadline); the
 //! RSS is polled, so a loaded machine only makes the test take longer, never fail, as long
 //! as the memory does come back. Linux only (`/proc`); the allocator trim it checks is
-//! glibc's.
+//! glibc's. The tests are `#[ignore]`d in the parallel run and run alone by `scripts/test`
+//! (`cargo test --test e2e cli::memory -- --ignored --test-threads 1`): tens of MB queued on
+//! loopback sockets put the kernel's TCP memory under pressure, and it then resets other
+//! tests' closing connections (seen as ECONNRESET in the demo page test).
 #![cfg(target_os = "linux")]
 
 use std::io::ErrorKind;
@@ -135,6 +138,7 @@ fn send_burst(mut link: TcpStream, clients: Vec<u32>, per_client: usize) -> Join
 /// its send buffer bound (16 clients × 4 MB offered, each buffer bounded at 1 MB), then read
 /// it all: the gateway's RSS returns to within 10% of its pre-burst figure within 10 s.
 #[test]
+#[ignore = "run alone by scripts/test (its bursts fill loopback socket buffers, which can reset other tests' connections)"]
 fn gateway_memory_returns_after_a_burst_to_slow_clients_drained() {
     const CLIENTS: usize = 16;
     let (public, lan, register) = (free_port(), free_port(), free_port());
@@ -209,6 +213,7 @@ fn gateway_memory_returns_after_a_burst_to_slow_clients_drained() {
 /// gateway reads it all. The worker's RSS returns to within 10% of its pre-burst figure
 /// within 10 s.
 #[test]
+#[ignore = "run alone by scripts/test (its bursts fill loopback socket buffers, which can reset other tests' connections)"]
 fn worker_memory_returns_after_a_stalled_gateway_drained() {
     // The test plays the register and the gateway.
     let register = TcpListener::bind("127.0.0.1:0").unwrap();
