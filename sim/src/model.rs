@@ -247,6 +247,8 @@ pub struct Loss {
     pub recipient: ClientId,
     /// The recipient's gateway shard (`ip:lan_port`), if known.
     pub shard: Option<String>,
+    /// The recipient's client host (`c<n>`), if known.
+    pub host: Option<String>,
     /// When the send left and when its reply came.
     pub sent: Duration,
     /// See [`Loss::sent`].
@@ -254,6 +256,10 @@ pub struct Loss {
     /// Every worker instance was linked to every gateway shard, and the register
     /// announced every shard, when it was sent and when it was answered.
     pub linked: bool,
+    /// When the recipient's connection ended (`None`: connected to the end).
+    pub ended: Option<Duration>,
+    /// When the recipient's connection began (its connect event came).
+    pub connected: Duration,
 }
 
 /// One transition of the sequence and the state it leads to.
@@ -293,8 +299,9 @@ pub struct Model {
     incarnations: BTreeMap<ClientId, usize>,
     abandoned_connects: usize,
     unknown_closes: BTreeMap<ClientId, usize>,
-    /// The gateway shard (`ip:lan_port`) of each client id's latest connection.
-    shards: BTreeMap<ClientId, String>,
+    /// The gateway shard (`ip:lan_port`) and client host of each client id's latest
+    /// connection.
+    shards: BTreeMap<ClientId, (String, String)>,
     /// Every client id ever connected.
     pub ever_clients: BTreeSet<ClientId>,
     /// Lost messages explained by a counted drop or a fault: what, and the explanation.
@@ -401,9 +408,11 @@ impl Model {
         }
     }
 
-    /// Client `id`'s latest connection is on gateway shard `shard` (`ip:lan_port`).
-    pub fn set_shard(&mut self, id: &str, shard: String) {
-        self.shards.insert(id.to_string(), shard);
+    /// Client `id`'s latest connection is on gateway shard `shard` (`ip:lan_port`),
+    /// from client host `host`.
+    pub fn set_shard(&mut self, id: &str, shard: String, host: &str) {
+        self.shards
+            .insert(id.to_string(), (shard, host.to_string()));
     }
 
     /// A connection was given up before its connect event named it: the gateway may have
@@ -499,9 +508,10 @@ impl Model {
         }
     }
 
-    /// Liveness: a client connected to the end that every state from a send on
-    /// addresses for sure got that send, or `judge` explains why not (a counted drop, a
-    /// fault around it: `Some(explanation)`); a loss nothing explains is a violation.
+    /// Liveness: a client that every state from a send on addresses for sure, until its
+    /// connection ended or to the end, got that send, or `judge` explains why not (its
+    /// connection ended before the message was due, a counted drop, a fault around it:
+    /// `Some(explanation)`); a loss nothing explains is a violation.
     pub fn check_deliveries(&mut self, judge: impl Fn(&Loss) -> Option<String>) {
         let mut missing = Vec::new();
         for (op, record) in &self.sends {
@@ -516,21 +526,53 @@ impl Model {
                         .is_none_or(|r| r > record.sent)
                 })
                 .unwrap_or(h.len() - 1);
-            let states = &self.history[from..];
-            let last = &self.current().clients;
-            for recipient in last.keys() {
-                let certain = states
+            // The states possible when it was routed or later: a state whose successor
+            // was answered before the send is over (an earlier unanswered transition
+            // keeps `from` early, not the states its neighbours closed).
+            let states: Vec<&Transition> = (from..h.len())
+                .filter(|&k| {
+                    h.get(k + 1)
+                        .and_then(|t| t.replied)
+                        .is_none_or(|r| r > record.sent)
+                })
+                .map(|k| &h[k])
+                .collect();
+            for recipient in states[0].state.clients.keys() {
+                if record.received.contains_key(recipient) {
+                    continue;
+                }
+                // Addressed for sure from the send on, until the connection ended.
+                let mut ended = None;
+                let mut certain = true;
+                for t in &states {
+                    if !t.state.clients.contains_key(recipient) {
+                        ended = Some(t.sent);
+                        break;
+                    }
+                    if record.target.certain_copies(&t.state, recipient) == 0 {
+                        certain = false;
+                        break;
+                    }
+                }
+                let connected = self.history[..=from]
                     .iter()
-                    .all(|t| record.target.certain_copies(&t.state, recipient) > 0);
-                if certain && !record.received.contains_key(recipient) {
+                    .rev()
+                    .find(|t| t.change.as_ref() == Some(&Change::Connect(recipient.clone())))
+                    .map_or(Duration::ZERO, |t| t.sent);
+                // Gone before the send (an earlier transition still unanswered kept
+                // older states possible): never addressed.
+                if certain && ended.is_none_or(|t| t > record.sent) {
                     missing.push(Loss {
                         op: *op,
                         sender: record.sender.clone(),
                         recipient: recipient.clone(),
-                        shard: self.shards.get(recipient).cloned(),
+                        shard: self.shards.get(recipient).map(|(s, _)| s.clone()),
+                        host: self.shards.get(recipient).map(|(_, h)| h.clone()),
                         sent: record.sent,
                         replied,
                         linked: record.linked,
+                        ended,
+                        connected,
                     });
                 }
             }
@@ -877,7 +919,7 @@ mod tests {
         let mut m = Model::new();
         m.apply_now(Change::Connect("a".into()), ms(1));
         m.apply_now(Change::Connect("b".into()), ms(1));
-        m.set_shard("b", "10.0.0.2:2300".into());
+        m.set_shard("b", "10.0.0.2:2300".into(), "c1");
         m.on_send(1, "a", Target::Client("b".into()), "", ms(2));
         m.on_send_replied(1, ms(3));
         m.on_send(2, "a", Target::Client("b".into()), "", ms(4));

@@ -40,6 +40,8 @@ pub struct Observed {
     pub failure_count: u64,
     /// When the register's view (announced addresses, worker count) last changed.
     pub register_at: Duration,
+    /// When the register's announced addresses last changed.
+    pub addresses_at: Duration,
     /// Every counted drop, in order of time.
     pub drops: Vec<CountedDrop>,
     /// Every change of a worker core's suspect gateways: when, the worker key
@@ -152,6 +154,9 @@ pub fn register_after_input(core: &RegisterCore) {
     OBSERVED.with(|o| {
         let mut o = o.borrow_mut();
         if o.register.as_ref() != Some(&view) {
+            if o.register.as_ref().map(|(a, _)| a) != Some(&view.0) {
+                o.addresses_at = now();
+            }
             o.register_at = now();
             o.register = Some(view);
         }

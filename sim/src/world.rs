@@ -28,7 +28,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use gatewayworker::api::ApiCall;
 use gatewayworker::business::{self, BusinessApi, BusinessSettings};
-use gatewayworker::client::{ClientSettings, GatewayClient, Gateways};
+use gatewayworker::client::{ClientSettings, GatewayClient, Gateways, REGISTER_CACHE_TTL_DEFAULT};
 use gatewayworker::gateway::{driver as gateway_driver, GatewayConfig, HashKey, PublicProtocol};
 use gatewayworker::net::Net;
 use gatewayworker::protocol::php::PhpValue;
@@ -262,7 +262,10 @@ struct Shared {
     /// message's way): when, and whether it opens (+1) or heals (-1) a fault. Holds only
     /// delay messages (a bound they make a queue meet is a counted drop); messages do not
     /// pass through the register.
-    fault_log: Vec<(Duration, i64)>,
+    fault_log: Vec<(Duration, i64, String)>,
+    /// Every hold and release (and the stall probe's): when, +1 or -1, the hosts (a
+    /// stall: the gateway and `*`).
+    hold_log: Vec<(Duration, i64, String, String)>,
     /// When the stall probe's gateway was stalled.
     stalled_at: Option<Duration>,
     /// A register restarted at this time, not yet seen rejoined: the time and the length
@@ -353,6 +356,7 @@ pub fn run(config: &SimConfig) -> Outcome {
         open_faults: 0,
         last_fault_at: None,
         fault_log: Vec::new(),
+        hold_log: Vec::new(),
         stalled_at: None,
         rejoin_pending: None,
         rejoins: Vec::new(),
@@ -479,10 +483,18 @@ pub fn run(config: &SimConfig) -> Outcome {
                 if delta != 0 {
                     w.last_fault_at = Some(at);
                 }
-                if let Action::Crash(h) | Action::Bounce(h) = &action {
-                    if h != "register" {
-                        w.fault_log.push((at, delta));
+                match &action {
+                    Action::Crash(h) | Action::Bounce(h) if h != "register" => {
+                        let ip = sim.lookup(h.as_str()).to_string();
+                        w.fault_log.push((at, delta, ip));
                     }
+                    Action::Hold(a, b) | Action::Release(a, b) => {
+                        w.hold_log.push((at, delta, a.clone(), b.clone()));
+                    }
+                    Action::Stall(g) | Action::Unstall(g) => {
+                        w.hold_log.push((at, delta, g.clone(), "*".into()));
+                    }
+                    _ => {}
                 }
                 if action == Action::Bounce("register".into()) {
                     w.rejoin_pending = Some((at, w.fault_log.len()));
@@ -778,22 +790,75 @@ fn control_plane_whole(config: &SimConfig, host_ip: &dyn Fn(&str) -> Ipv4Addr) -
 /// A hold explains nothing: it delays, and a queue bound it makes a message meet counts.
 fn explain_loss(
     loss: &crate::model::Loss,
-    faults: &[(Duration, i64)],
+    faults: &[(Duration, i64, String)],
+    holds: &[(Duration, i64, String, String)],
     drops: &[observe::CountedDrop],
 ) -> Option<String> {
+    // When it was due at the latest: 1 s after its reply, or after the release of a hold
+    // on its way open meanwhile (what a hold delays arrives at its release): a hold of
+    // the recipient's client host, its gateway host, or a worker host.
+    let mut due = loss.replied + LOSS_FAULT_TAIL;
+    let mut open_since: Option<Duration> = None;
+    let on_way = |h: &str| {
+        h == "*"
+            || h.starts_with("wk")
+            || loss.host.as_deref() == Some(h)
+            || (h.starts_with("gw")
+                && loss
+                    .shard
+                    .as_ref()
+                    .is_some_and(|s| s.starts_with(&format!("{}:", turmoil::lookup(h)))))
+    };
+    for (t, delta, a, b) in holds {
+        let (t, delta) = (*t, *delta);
+        if !(on_way(a) || on_way(b)) {
+            continue;
+        }
+        if delta > 0 {
+            open_since.get_or_insert(t);
+        } else if let Some(start) = open_since.take() {
+            if start <= due && t >= loss.sent {
+                due = due.max(t + LOSS_FAULT_TAIL);
+            }
+        }
+    }
+    if let Some(start) = open_since {
+        if start <= due {
+            due = Duration::MAX;
+        }
+    }
+    if let Some(ended) = loss.ended {
+        if ended <= due {
+            return Some(format!(
+                "its connection ended at {ended:?}, before the message was due ({due:?})"
+            ));
+        }
+    }
     if !loss.linked {
         return Some("a gateway shard lacked a link when it was sent or answered".into());
     }
+    // Its gateway crashed while it was connected: its connection was dead.
+    let gateway_crash = faults.iter().find(|(t, delta, ip)| {
+        *delta > 0
+            && *t >= loss.connected
+            && *t <= due
+            && loss
+                .shard
+                .as_ref()
+                .is_some_and(|s| s.starts_with(&format!("{ip}:")))
+    });
+    if let Some((t, _, ip)) = gateway_crash {
+        return Some(format!("its gateway {ip} crashed at {t:?}"));
+    }
     let open: i64 = faults
         .iter()
-        .filter(|(t, _)| *t <= loss.sent)
-        .map(|(_, d)| d)
+        .filter(|(t, _, _)| *t <= loss.sent)
+        .map(|(_, d, _)| d)
         .sum();
     if open > 0 {
         return Some("a host was down when it was sent".into());
     }
-    let tail = loss.replied + LOSS_FAULT_TAIL;
-    if let Some((t, _)) = faults.iter().find(|(t, _)| *t >= loss.sent && *t <= tail) {
+    if let Some((t, _, _)) = faults.iter().find(|(t, _, _)| *t >= loss.sent && *t <= due) {
         return Some(format!(
             "a host crashed or restarted at {t:?}, while it was on its way"
         ));
@@ -1054,7 +1119,12 @@ impl ApiHost {
             .borrow_mut()
             .model
             .on_send(n, &sender, target, &payload, now());
-        let linked_sent = control_plane_whole(&self.config, &host_ip);
+        // The library reuses a register list for `REGISTER_CACHE_TTL_DEFAULT` (1 s, as
+        // the original): a list fetched while the register's was still partial (a
+        // register restart) may miss gateways for that long, silently.
+        let cached_since = now().saturating_sub(REGISTER_CACHE_TTL_DEFAULT);
+        let linked_sent = control_plane_whole(&self.config, &host_ip)
+            && observe::with(|o| o.addresses_at) < cached_since;
         let result = client.call(&call).await;
         if !linked_sent || !control_plane_whole(&self.config, &host_ip) {
             self.world.borrow_mut().model.on_send_unlinked(n);
@@ -1289,13 +1359,14 @@ impl Actor {
                 }
             }
         }
-        let (faults, drops) = {
+        let (faults, holds, drops) = {
             let w = self.world.borrow();
-            (w.fault_log.clone(), observe::with(|o| o.drops.clone()))
+            let drops = observe::with(|o| o.drops.clone());
+            (w.fault_log.clone(), w.hold_log.clone(), drops)
         };
         let mut w = self.world.borrow_mut();
         w.model
-            .check_deliveries(|loss| explain_loss(loss, &faults, &drops));
+            .check_deliveries(|loss| explain_loss(loss, &faults, &holds, &drops));
         let explained = std::mem::take(&mut w.model.losses_explained);
         for line in &explained {
             w.trace
@@ -1753,7 +1824,7 @@ impl Actor {
             let t = w.model.begin(Change::Connect(id.clone()), started);
             w.model.end(t, now());
             let shard = format!("{}:{}", host_ip(&host), LAN_PORT + shard);
-            w.model.set_shard(&id, shard);
+            w.model.set_shard(&id, shard, &self.name);
         }
         self.record(format!(
             "connected {id} to {host}:{} ({})",
