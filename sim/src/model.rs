@@ -260,6 +260,9 @@ pub struct Loss {
     pub ended: Option<Duration>,
     /// When the recipient's connection began (its connect event came).
     pub connected: Duration,
+    /// When another client first asked to close it (`closeClient`/`destroyClient`) after
+    /// it connected, if one did.
+    pub close_asked: Option<Duration>,
 }
 
 /// One transition of the sequence and the state it leads to.
@@ -304,6 +307,8 @@ pub struct Model {
     shards: BTreeMap<ClientId, (String, String)>,
     /// Every client id ever connected.
     pub ever_clients: BTreeSet<ClientId>,
+    /// When other clients asked to close each client id (`closeClient`/`destroyClient`).
+    closes_asked: BTreeMap<ClientId, Vec<Duration>>,
     /// Lost messages explained by a counted drop or a fault: what, and the explanation.
     pub losses_explained: Vec<String>,
     /// Violations found, in order.
@@ -406,6 +411,14 @@ impl Model {
         if let Some(record) = self.sends.get_mut(&op) {
             record.linked = false;
         }
+    }
+
+    /// Another client asked at `now` to close client `id`.
+    pub fn on_close_asked(&mut self, id: &str, now: Duration) {
+        self.closes_asked
+            .entry(id.to_string())
+            .or_default()
+            .push(now);
     }
 
     /// Client `id`'s latest connection is on gateway shard `shard` (`ip:lan_port`),
@@ -573,6 +586,10 @@ impl Model {
                         linked: record.linked,
                         ended,
                         connected,
+                        close_asked: self
+                            .closes_asked
+                            .get(recipient)
+                            .and_then(|v| v.iter().find(|t| **t >= connected).copied()),
                     });
                 }
             }

@@ -827,6 +827,9 @@ fn explain_loss(
             due = Duration::MAX;
         }
     }
+    if let Some(asked) = loss.close_asked.filter(|t| *t <= due) {
+        return Some(format!("another client asked to close it at {asked:?}"));
+    }
     if let Some(ended) = loss.ended {
         if ended <= due {
             return Some(format!(
@@ -1975,6 +1978,17 @@ impl Actor {
             let mut w = self.world.borrow_mut();
             w.ops += 1;
             match &op.effect {
+                // Under faults the close may miss the target's gateway (no link to it at
+                // that moment) even with a reply: the model keeps the target until its
+                // own connection ends, which settles it; a message it then misses is
+                // explained by the close asked (see `explain_loss`).
+                Effect::CloseOther(target) => {
+                    w.model.on_close_asked(target, started);
+                    if exact && w.model.current().clients.contains_key(target) {
+                        transition =
+                            Some(w.model.begin(Change::Disconnect(target.clone()), started));
+                    }
+                }
                 Effect::Send(target) => {
                     w.op_number += 1;
                     let n = w.op_number;
@@ -1987,16 +2001,7 @@ impl Actor {
                 Effect::Change(change) => {
                     transition = Some(w.model.begin(change.clone(), started));
                 }
-                // Under faults the close may miss the target's gateway (no link to it at
-                // that moment) even with a reply: the model keeps the target until its
-                // own connection ends, which settles it.
-                Effect::CloseOther(target) if exact => {
-                    if w.model.current().clients.contains_key(target) {
-                        transition =
-                            Some(w.model.begin(Change::Disconnect(target.clone()), started));
-                    }
-                }
-                Effect::None | Effect::CloseSelf | Effect::CloseOther(_) | Effect::Raw(_) => {}
+                Effect::None | Effect::CloseSelf | Effect::Raw(_) => {}
             }
         }
         if let Effect::Raw(raw) = &op.effect {
