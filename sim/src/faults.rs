@@ -154,6 +154,11 @@ pub enum Action {
     Reload(usize),
     /// Start one more worker host (`wk<n>`), as the control-plane audit does.
     AddWorker(usize),
+    /// Stall a gateway host, as a stopped process: all its traffic with every other host
+    /// held (the stall probe of the audit).
+    Stall(String),
+    /// Release a stalled gateway host.
+    Unstall(String),
 }
 
 /// Shortest and longest time a fault lasts.
@@ -290,8 +295,8 @@ mod tests {
         for ms in 0..60_000 {
             for a in s.due(Duration::from_millis(ms), ms < 50_000) {
                 match a {
-                    Action::Hold(..) | Action::Crash(_) => open += 1,
-                    Action::Release(..) | Action::Bounce(_) => open -= 1,
+                    Action::Hold(..) | Action::Crash(_) | Action::Stall(_) => open += 1,
+                    Action::Release(..) | Action::Bounce(_) | Action::Unstall(_) => open -= 1,
                     Action::Reload(_) | Action::AddWorker(_) => {}
                 }
             }

@@ -210,6 +210,59 @@ impl Target {
             }
         }
     }
+
+    /// Copies `recipient` gets for sure when the send is routed in `state`: as
+    /// [`Target::copies`], without the memberships an open `ungroup` may have removed.
+    pub fn certain_copies(&self, state: &State, recipient: &str) -> usize {
+        match self {
+            Target::Group { groups, exclude } => {
+                let Some(client) = state.clients.get(recipient) else {
+                    return 0;
+                };
+                if exclude.iter().any(|e| e == recipient) {
+                    return 0;
+                }
+                groups
+                    .iter()
+                    .filter(|g| {
+                        client.groups.contains(*g)
+                            && !state.maybe.contains(&(recipient.to_string(), (*g).clone()))
+                    })
+                    .count()
+            }
+            _ => self.copies(state, recipient),
+        }
+    }
+}
+
+/// A message the model expected at a client that never came: what the judge of
+/// [`Model::check_deliveries`] weighs against the counted drops and the faults.
+#[derive(Debug, Clone)]
+pub struct Loss {
+    /// The send op's number.
+    pub op: u64,
+    /// Its sender.
+    pub sender: ClientId,
+    /// The client that never got it.
+    pub recipient: ClientId,
+    /// The recipient's gateway shard (`ip:lan_port`), if known.
+    pub shard: Option<String>,
+    /// The recipient's client host (`c<n>`), if known.
+    pub host: Option<String>,
+    /// When the send left and when its reply came.
+    pub sent: Duration,
+    /// See [`Loss::sent`].
+    pub replied: Duration,
+    /// Every worker instance was linked to every gateway shard, and the register
+    /// announced every shard, when it was sent and when it was answered.
+    pub linked: bool,
+    /// When the recipient's connection ended (`None`: connected to the end).
+    pub ended: Option<Duration>,
+    /// When the recipient's connection began (its connect event came).
+    pub connected: Duration,
+    /// When another client first asked to close it (`closeClient`/`destroyClient`) after
+    /// it connected, if one did.
+    pub close_asked: Option<Duration>,
 }
 
 /// One transition of the sequence and the state it leads to.
@@ -229,8 +282,11 @@ struct SendRecord {
     sent: Duration,
     /// The payload's length and hash: every copy must carry it unchanged.
     payload: (usize, u64),
-    /// The reply came: the op ran (a sender closed mid-op may never have sent it).
-    replied: bool,
+    /// When its successful reply came: the op ran (a sender closed mid-op may never
+    /// have sent it; a failed one may not have).
+    replied: Option<Duration>,
+    /// The control plane was whole when it was sent and answered ([`Loss::linked`]).
+    linked: bool,
     received: BTreeMap<ClientId, usize>,
 }
 
@@ -246,8 +302,15 @@ pub struct Model {
     incarnations: BTreeMap<ClientId, usize>,
     abandoned_connects: usize,
     unknown_closes: BTreeMap<ClientId, usize>,
+    /// The gateway shard (`ip:lan_port`) and client host of each client id's latest
+    /// connection.
+    shards: BTreeMap<ClientId, (String, String)>,
     /// Every client id ever connected.
     pub ever_clients: BTreeSet<ClientId>,
+    /// When other clients asked to close each client id (`closeClient`/`destroyClient`).
+    closes_asked: BTreeMap<ClientId, Vec<Duration>>,
+    /// Lost messages explained by a counted drop or a fault: what, and the explanation.
+    pub losses_explained: Vec<String>,
     /// Violations found, in order.
     pub violations: Vec<String>,
 }
@@ -328,17 +391,41 @@ impl Model {
                 target,
                 sent: now,
                 payload: (payload.len(), fnv(payload.as_bytes())),
-                replied: false,
+                replied: None,
+                linked: true,
                 received: BTreeMap::new(),
             },
         );
     }
 
-    /// The reply of send `op` arrived: the op ran.
-    pub fn on_send_replied(&mut self, op: u64) {
+    /// The successful reply of send `op` arrived at `now`: the op ran.
+    pub fn on_send_replied(&mut self, op: u64, now: Duration) {
         if let Some(record) = self.sends.get_mut(&op) {
-            record.replied = true;
+            record.replied = Some(now);
         }
+    }
+
+    /// Some gateway shard lacked a worker instance's link (or the register did not
+    /// announce it) when send `op` left or was answered: a copy may have had no way.
+    pub fn on_send_unlinked(&mut self, op: u64) {
+        if let Some(record) = self.sends.get_mut(&op) {
+            record.linked = false;
+        }
+    }
+
+    /// Another client asked at `now` to close client `id`.
+    pub fn on_close_asked(&mut self, id: &str, now: Duration) {
+        self.closes_asked
+            .entry(id.to_string())
+            .or_default()
+            .push(now);
+    }
+
+    /// Client `id`'s latest connection is on gateway shard `shard` (`ip:lan_port`),
+    /// from client host `host`.
+    pub fn set_shard(&mut self, id: &str, shard: String, host: &str) {
+        self.shards
+            .insert(id.to_string(), (shard, host.to_string()));
     }
 
     /// A connection was given up before its connect event named it: the gateway may have
@@ -434,11 +521,16 @@ impl Model {
         }
     }
 
-    /// Liveness (for runs without faults): a client connected to the end that every
-    /// state from a send on addresses got that send.
-    pub fn check_deliveries(&mut self) {
+    /// Liveness: a client that every state from a send on addresses for sure, until its
+    /// connection ended or to the end, got that send, or `judge` explains why not (its
+    /// connection ended before the message was due, a counted drop, a fault around it:
+    /// `Some(explanation)`); a loss nothing explains is a violation.
+    pub fn check_deliveries(&mut self, judge: impl Fn(&Loss) -> Option<String>) {
         let mut missing = Vec::new();
-        for (op, record) in self.sends.iter().filter(|(_, r)| r.replied) {
+        for (op, record) in &self.sends {
+            let Some(replied) = record.replied else {
+                continue;
+            };
             let h = &self.history;
             let from = (0..h.len())
                 .find(|&k| {
@@ -447,22 +539,70 @@ impl Model {
                         .is_none_or(|r| r > record.sent)
                 })
                 .unwrap_or(h.len() - 1);
-            let states = &self.history[from..];
-            let last = &self.current().clients;
-            for recipient in last.keys() {
-                let certain = states
+            // The states possible when it was routed or later: a state whose successor
+            // was answered before the send is over (an earlier unanswered transition
+            // keeps `from` early, not the states its neighbours closed).
+            let states: Vec<&Transition> = (from..h.len())
+                .filter(|&k| {
+                    h.get(k + 1)
+                        .and_then(|t| t.replied)
+                        .is_none_or(|r| r > record.sent)
+                })
+                .map(|k| &h[k])
+                .collect();
+            for recipient in states[0].state.clients.keys() {
+                if record.received.contains_key(recipient) {
+                    continue;
+                }
+                // Addressed for sure from the send on, until the connection ended.
+                let mut ended = None;
+                let mut certain = true;
+                for t in &states {
+                    if !t.state.clients.contains_key(recipient) {
+                        ended = Some(t.sent);
+                        break;
+                    }
+                    if record.target.certain_copies(&t.state, recipient) == 0 {
+                        certain = false;
+                        break;
+                    }
+                }
+                let connected = self.history[..=from]
                     .iter()
-                    .all(|t| record.target.copies(&t.state, recipient) > 0);
-                if certain && !record.received.contains_key(recipient) {
-                    missing.push(format!(
-                        "{recipient} never received message {op} from {} ({:?})",
-                        record.sender, record.target
-                    ));
+                    .rev()
+                    .find(|t| t.change.as_ref() == Some(&Change::Connect(recipient.clone())))
+                    .map_or(Duration::ZERO, |t| t.sent);
+                // Gone before the send (an earlier transition still unanswered kept
+                // older states possible): never addressed.
+                if certain && ended.is_none_or(|t| t > record.sent) {
+                    missing.push(Loss {
+                        op: *op,
+                        sender: record.sender.clone(),
+                        recipient: recipient.clone(),
+                        shard: self.shards.get(recipient).map(|(s, _)| s.clone()),
+                        host: self.shards.get(recipient).map(|(_, h)| h.clone()),
+                        sent: record.sent,
+                        replied,
+                        linked: record.linked,
+                        ended,
+                        connected,
+                        close_asked: self
+                            .closes_asked
+                            .get(recipient)
+                            .and_then(|v| v.iter().find(|t| **t >= connected).copied()),
+                    });
                 }
             }
         }
-        for m in missing {
-            self.violation(m);
+        for loss in missing {
+            let what = format!(
+                "{} never received message {} from {} (sent at {:?}, answered at {:?})",
+                loss.recipient, loss.op, loss.sender, loss.sent, loss.replied
+            );
+            match judge(&loss) {
+                Some(why) => self.losses_explained.push(format!("{what}: {why}")),
+                None => self.violation(format!("{what}, and no drop was counted")),
+            }
         }
     }
 
@@ -778,17 +918,58 @@ mod tests {
         m.on_send(2, "a", Target::Client("b".into()), "", ms(3));
         m.on_send(3, "a", Target::Client("b".into()), "", ms(3));
         m.on_send(4, "a", Target::Client("b".into()), "", ms(3));
-        m.on_send_replied(3);
+        m.on_send_replied(3, ms(3));
         m.on_push("b", 2, "", ms(4));
         m.on_push("b", 1, "", ms(5));
         assert_eq!(m.violations.len(), 1, "1 after 2");
-        m.check_deliveries();
+        m.check_deliveries(|_| None);
         assert_eq!(
             m.violations.len(),
             2,
             "3 never arrived (4 had no reply: maybe never sent): {:?}",
             m.violations
         );
+    }
+
+    #[test]
+    fn a_loss_is_a_violation_unless_the_judge_explains_it() {
+        let mut m = Model::new();
+        m.apply_now(Change::Connect("a".into()), ms(1));
+        m.apply_now(Change::Connect("b".into()), ms(1));
+        m.set_shard("b", "10.0.0.2:2300".into(), "c1");
+        m.on_send(1, "a", Target::Client("b".into()), "", ms(2));
+        m.on_send_replied(1, ms(3));
+        m.on_send(2, "a", Target::Client("b".into()), "", ms(4));
+        m.on_send_replied(2, ms(5));
+        m.on_send_unlinked(2);
+        m.check_deliveries(|loss| {
+            assert_eq!(loss.shard.as_deref(), Some("10.0.0.2:2300"));
+            (loss.op == 1).then(|| "a drop was counted".to_string())
+        });
+        assert_eq!(m.losses_explained.len(), 1, "{:?}", m.losses_explained);
+        assert_eq!(m.violations.len(), 1, "{:?}", m.violations);
+        assert!(m.violations[0].contains("message 2"), "{:?}", m.violations);
+    }
+
+    #[test]
+    fn a_member_an_open_ungroup_may_have_removed_is_not_certain() {
+        let mut m = Model::new();
+        m.apply_now(Change::Connect("a".into()), ms(1));
+        m.apply_now(Change::Connect("b".into()), ms(1));
+        m.apply_now(Change::Join("b".into(), "g".into()), ms(2));
+        let t = m.begin(Change::Ungroup("g".into()), ms(3));
+        m.end(t, ms(4));
+        m.unsettle_ungroup(t);
+        let target = Target::Group {
+            groups: vec!["g".into()],
+            exclude: vec![],
+        };
+        assert_eq!(target.copies(m.current(), "b"), 1, "may still reach b");
+        assert_eq!(target.certain_copies(m.current(), "b"), 0, "need not");
+        m.on_send(1, "a", target, "", ms(5));
+        m.on_send_replied(1, ms(6));
+        m.check_deliveries(|_| None);
+        assert!(m.violations.is_empty(), "{:?}", m.violations);
     }
 
     #[test]

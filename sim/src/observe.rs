@@ -4,12 +4,17 @@
 //! the control plane's view for the audit: which gateway addresses and how many workers
 //! the register would announce, which workers each gateway shard has authorised.
 //!
+//! They also keep, with simulated time stamps, what the fault properties need: when the
+//! register's view last changed (rejoin times), every counted drop (the explanations a lost
+//! message may have) and every change of a worker's suspect gateways.
+//!
 //! turmoil runs every host on the one thread of [`crate::run`], so the record is a
 //! thread-local, reset at the start of each run.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
+use std::time::Duration;
 
 use gatewayworker::gateway::GatewayCore;
 use gatewayworker::register::RegisterCore;
@@ -33,6 +38,36 @@ pub struct Observed {
     pub failures: Vec<String>,
     /// All invariant failures.
     pub failure_count: u64,
+    /// When the register's view (announced addresses, worker count) last changed.
+    pub register_at: Duration,
+    /// When the register's announced addresses last changed.
+    pub addresses_at: Duration,
+    /// Every counted drop, in order of time.
+    pub drops: Vec<CountedDrop>,
+    /// Every change of a worker core's suspect gateways: when, the worker key
+    /// (`name:index`), the suspect gateway addresses (`ip:lan_port`) after the change.
+    pub suspicions: Vec<(Duration, String, Vec<String>)>,
+    /// Per core (a gateway shard's `ip:port`, a worker's `name:index`): its drop counters
+    /// last seen.
+    counters: BTreeMap<String, [u64; 3]>,
+    /// Per worker key: its suspect gateways last seen.
+    suspect_now: BTreeMap<String, Vec<String>>,
+}
+
+/// A drop counter that moved: a message (or frame) given up and counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CountedDrop {
+    /// When (simulated time since the start).
+    pub at: Duration,
+    /// Where: a gateway shard's lan address (`ip:port`) or a worker key (`name:index`).
+    pub core: String,
+    /// Which counter: `client` (a gateway's client send buffer or handshake queue),
+    /// `unencodable` (a message a gateway could not convert for its client),
+    /// `gateway_link` (a gateway's worker link queue), `worker_link` (a worker's gateway
+    /// link queue), `too_large` (a worker call refused over the package size).
+    pub kind: &'static str,
+    /// By how much it moved.
+    pub count: u64,
 }
 
 thread_local! {
@@ -47,6 +82,40 @@ pub fn reset() {
 /// A copy of what is observed now.
 pub fn snapshot() -> Observed {
     OBSERVED.with(|o| o.borrow().clone())
+}
+
+/// Runs `f` on what is observed now (no copy).
+pub fn with<T>(f: impl FnOnce(&Observed) -> T) -> T {
+    OBSERVED.with(|o| f(&o.borrow()))
+}
+
+/// Simulated time now (zero outside a simulation).
+fn now() -> Duration {
+    if turmoil::in_simulation() {
+        turmoil::elapsed()
+    } else {
+        Duration::ZERO
+    }
+}
+
+/// Compares `core`'s drop counters with the ones last seen and records the ones that
+/// grew (a restarted core counts from zero again: a decrease is no drop).
+fn count_drops(o: &mut Observed, core: &str, kinds: [&'static str; 3], now_counts: [u64; 3]) {
+    let last = o.counters.get(core).copied().unwrap_or_default();
+    if last == now_counts {
+        return;
+    }
+    for i in 0..3 {
+        if now_counts[i] > last[i] {
+            o.drops.push(CountedDrop {
+                at: now(),
+                core: core.to_string(),
+                kind: kinds[i],
+                count: now_counts[i] - last[i],
+            });
+        }
+    }
+    o.counters.insert(core.to_string(), now_counts);
 }
 
 /// Takes the invariant record out (the end of a run): checks, failure count, failures.
@@ -82,7 +151,16 @@ fn check(core: &str, f: impl FnOnce()) {
 pub fn register_after_input(core: &RegisterCore) {
     check("register", || core.check_invariants());
     let view = (core.addresses(), core.workers().len());
-    OBSERVED.with(|o| o.borrow_mut().register = Some(view));
+    OBSERVED.with(|o| {
+        let mut o = o.borrow_mut();
+        if o.register.as_ref() != Some(&view) {
+            if o.register.as_ref().map(|(a, _)| a) != Some(&view.0) {
+                o.addresses_at = now();
+            }
+            o.register_at = now();
+            o.register = Some(view);
+        }
+    });
 }
 
 /// A gateway shard's hook.
@@ -105,8 +183,19 @@ pub fn gateway_after_input(core: &GatewayCore) {
                 .iter()
                 .map(|r| String::from_utf8_lossy(&r.key).into_owned())
                 .collect();
-            o.gateways.insert(shard, keys);
+            o.gateways.insert(shard.clone(), keys);
         }
+        let stats = core.stats();
+        count_drops(
+            &mut o,
+            &shard,
+            ["client", "unencodable", "gateway_link"],
+            [
+                stats.client_messages_dropped,
+                stats.client_messages_unencodable,
+                stats.link_frames_dropped,
+            ],
+        );
     });
 }
 
@@ -121,6 +210,24 @@ pub fn worker_after_input(core: &WorkerCore) {
             connected <= linked,
             "{connected} established gateway links, {linked} linked gateways"
         );
+    });
+    let config = core.config();
+    let key = format!("{}:{}", config.name, config.index);
+    let stats = core.stats();
+    let counts = [stats.frames_dropped, stats.frames_too_large, 0];
+    let suspect = core.suspect_gateways();
+    OBSERVED.with(|o| {
+        let mut o = o.borrow_mut();
+        count_drops(&mut o, &key, ["worker_link", "too_large", "-"], counts);
+        let same = o.suspect_now.get(&key).is_some_and(|last| {
+            last.len() == suspect.len()
+                && last.iter().zip(&suspect).all(|(a, b)| *a == b.to_string())
+        }) || (suspect.is_empty() && !o.suspect_now.contains_key(&key));
+        if !same {
+            let addresses: Vec<String> = suspect.iter().map(|a| a.to_string()).collect();
+            o.suspicions.push((now(), key.clone(), addresses.clone()));
+            o.suspect_now.insert(key, addresses);
+        }
     });
 }
 

@@ -18,7 +18,7 @@
 )]
 
 use std::cell::{OnceCell, RefCell};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::rc::Rc;
@@ -28,7 +28,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use gatewayworker::api::ApiCall;
 use gatewayworker::business::{self, BusinessApi, BusinessSettings};
-use gatewayworker::client::{ClientSettings, GatewayClient, Gateways};
+use gatewayworker::client::{ClientSettings, GatewayClient, Gateways, REGISTER_CACHE_TTL_DEFAULT};
 use gatewayworker::gateway::{driver as gateway_driver, GatewayConfig, HashKey, PublicProtocol};
 use gatewayworker::net::Net;
 use gatewayworker::protocol::php::PhpValue;
@@ -63,12 +63,28 @@ const QUIET_MIN: Duration = Duration::from_secs(1);
 const CLIENTS_START: Duration = Duration::from_secs(3);
 /// Fuel between two yields of a long guest event (as production's default).
 const FUEL_YIELD_INTERVAL: u64 = 10_000_000;
-/// The reconnect bound: after a change of the cluster (a register restart, a new or
-/// restarted worker host, worker hosts gone) the control plane must show the live set
-/// within this long: a worker's register retry backs off to 4 s (`reconnect_delay_max`),
-/// a gateway retries its register every 1 s, a link to a crashed host is noticed by
-/// the gateway's link ping, a connect attempt times out after 5 s.
+/// The reconnect bound: after a change of the cluster (a new or restarted worker host,
+/// worker hosts gone) the control plane must show the live set within this long: a
+/// worker's gateway link retry backs off to 4 s (`reconnect_delay_max`), a link to a
+/// crashed host is noticed by the gateway's link ping, a connect attempt times out after
+/// 5 s. (A register restart has its own, tighter bound: [`REJOIN_BOUND`].)
 pub const RECONNECT_BOUND: Duration = Duration::from_secs(12);
+/// The rejoin bound (issue 18): once a restarted register is reachable again, every
+/// gateway shard is in its announced list and every worker instance registered with it
+/// within this long. Gateways and workers retry the register every 250–500 ms (jittered,
+/// no backoff): one retry, the connection and the registration fit, with room for a
+/// retry that met the register still starting.
+pub const REJOIN_BOUND: Duration = Duration::from_secs(1);
+/// The worker instances' `suspect_after` in the simulation: shorter than the production
+/// default (2 s) so that the faults' holds (0.2–3 s) outlast it, and well under the query
+/// timeout (5 s).
+pub const SUSPECT_AFTER: Duration = Duration::from_secs(1);
+/// What a query may take beyond [`SUSPECT_AFTER`] while a gateway is stalled: the event's
+/// and reply's ways through the healthy gateway, and one suspicion check.
+pub const STALL_SLACK: Duration = Duration::from_millis(500);
+/// A message lost within this long after its reply, while a fault began or ended, may
+/// have been lost to that fault (frames still in a crashed worker, or on their way).
+const LOSS_FAULT_TAIL: Duration = Duration::from_secs(1);
 
 /// Everything that shapes one run.
 #[derive(Debug, Clone)]
@@ -98,6 +114,8 @@ pub struct SimConfig {
     pub duration_max: Duration,
     /// turmoil's tick: simulated time per step (the cost of a seed is mostly per step).
     pub tick: Duration,
+    /// The worker instances' `suspect_after` ([`SUSPECT_AFTER`]).
+    pub suspect_after: Duration,
 }
 
 impl SimConfig {
@@ -123,6 +141,7 @@ impl SimConfig {
             // 4 ms steps: a seed's cost is mostly per step (turmoil delivers, every host's
             // runtime turns); one seed in eight keeps 1 ms for finer interleavings.
             tick: Duration::from_millis(if seed.is_multiple_of(8) { 1 } else { 4 }),
+            suspect_after: SUSPECT_AFTER,
         }
     }
 
@@ -157,6 +176,10 @@ pub struct Outcome {
     pub sim_time: Duration,
     /// Core invariant checks run (one per input of a register, gateway or worker core).
     pub invariant_checks: u64,
+    /// Rejoin times measured after register restarts (see [`REJOIN_BOUND`]).
+    pub rejoins: Vec<Duration>,
+    /// Lost messages a counted drop or a fault explained.
+    pub losses_explained: usize,
 }
 
 impl Outcome {
@@ -189,15 +212,21 @@ impl Outcome {
     /// One summary line.
     pub fn summary(&self) -> String {
         format!(
-            "seed {} {} hash {:016x}: {} ops, {} pushes, {} transitions, {} fault actions, {} invariant checks, {:.1}s simulated",
+            "seed {} {} hash {:016x}: {} ops, {} pushes ({} lost, explained), {} transitions, {} fault actions, {} invariant checks, rejoins {}, {:.1}s simulated",
             self.seed,
             if self.passed() { "ok" } else { "FAILED" },
             self.hash(),
             self.ops,
             self.pushes,
+            self.losses_explained,
             self.transitions,
             self.faults,
             self.invariant_checks,
+            self.rejoins
+                .iter()
+                .map(|d| format!("{}ms", d.as_millis()))
+                .collect::<Vec<_>>()
+                .join("/"),
             self.sim_time.as_secs_f64()
         )
     }
@@ -229,6 +258,21 @@ struct Shared {
     open_faults: i64,
     /// When the last hold, release, crash or restart happened.
     last_fault_at: Option<Duration>,
+    /// Every crash and restart of a gateway or worker host (the faults that may cut a
+    /// message's way): when, and whether it opens (+1) or heals (-1) a fault. Holds only
+    /// delay messages (a bound they make a queue meet is a counted drop); messages do not
+    /// pass through the register.
+    fault_log: Vec<(Duration, i64, String)>,
+    /// Every hold and release (and the stall probe's): when, +1 or -1, the hosts (a
+    /// stall: the gateway and `*`).
+    hold_log: Vec<(Duration, i64, String, String)>,
+    /// When the stall probe's gateway was stalled.
+    stalled_at: Option<Duration>,
+    /// A register restarted at this time, not yet seen rejoined: the time and the length
+    /// of `fault_log` then.
+    rejoin_pending: Option<(Duration, usize)>,
+    /// Rejoin times measured after register restarts.
+    rejoins: Vec<Duration>,
 }
 
 type World = Rc<RefCell<Shared>>;
@@ -311,6 +355,11 @@ pub fn run(config: &SimConfig) -> Outcome {
         api_audited: false,
         open_faults: 0,
         last_fault_at: None,
+        fault_log: Vec::new(),
+        hold_log: Vec::new(),
+        stalled_at: None,
+        rejoin_pending: None,
+        rejoins: Vec::new(),
     }));
     let lock: Lock = Arc::new(Mutex::new(()));
 
@@ -348,13 +397,7 @@ pub fn run(config: &SimConfig) -> Outcome {
 
     let mut slots = Vec::new();
     for w in 0..config.workers {
-        slots.push(add_worker_host(
-            &mut sim,
-            w,
-            &wasm_host,
-            &plugin,
-            config.instances,
-        ));
+        slots.push(add_worker_host(&mut sim, w, &wasm_host, &plugin, config));
     }
 
     for c in 0..config.workload.clients {
@@ -422,18 +465,42 @@ pub fn run(config: &SimConfig) -> Outcome {
             Phase::Audit => Vec::new(),
         };
         actions.append(&mut world.borrow_mut().requests);
+        check_rejoin(config, &world, at, &|n| match sim.lookup(n) {
+            IpAddr::V4(ip) => ip,
+            IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+        });
         for action in actions {
             fault_actions += 1;
             {
                 let mut w = world.borrow_mut();
                 w.trace.record_at(at, "fault", format!("{action:?}"));
-                match &action {
-                    Action::Hold(..) | Action::Crash(_) => w.open_faults += 1,
-                    Action::Release(..) | Action::Bounce(_) => w.open_faults -= 1,
-                    Action::Reload(_) | Action::AddWorker(_) => {}
-                }
-                if !matches!(action, Action::Reload(_) | Action::AddWorker(_)) {
+                let delta = match &action {
+                    Action::Hold(..) | Action::Crash(_) | Action::Stall(_) => 1,
+                    Action::Release(..) | Action::Bounce(_) | Action::Unstall(_) => -1,
+                    Action::Reload(_) | Action::AddWorker(_) => 0,
+                };
+                w.open_faults += delta;
+                if delta != 0 {
                     w.last_fault_at = Some(at);
+                }
+                match &action {
+                    Action::Crash(h) | Action::Bounce(h) if h != "register" => {
+                        let ip = sim.lookup(h.as_str()).to_string();
+                        w.fault_log.push((at, delta, ip));
+                    }
+                    Action::Hold(a, b) | Action::Release(a, b) => {
+                        w.hold_log.push((at, delta, a.clone(), b.clone()));
+                    }
+                    Action::Stall(g) | Action::Unstall(g) => {
+                        w.hold_log.push((at, delta, g.clone(), "*".into()));
+                    }
+                    _ => {}
+                }
+                if action == Action::Bounce("register".into()) {
+                    w.rejoin_pending = Some((at, w.fault_log.len()));
+                }
+                if let Action::Stall(_) = action {
+                    w.stalled_at = Some(at);
                 }
             }
             match action {
@@ -448,13 +515,17 @@ pub fn run(config: &SimConfig) -> Outcome {
                     slots[w].replace(plugin.clone());
                 }
                 Action::AddWorker(w) => {
-                    slots.push(add_worker_host(
-                        &mut sim,
-                        w,
-                        &wasm_host,
-                        &plugin,
-                        config.instances,
-                    ));
+                    slots.push(add_worker_host(&mut sim, w, &wasm_host, &plugin, config));
+                }
+                Action::Stall(g) => {
+                    for other in other_hosts(config, slots.len(), &g) {
+                        sim.hold(g.as_str(), other.as_str());
+                    }
+                }
+                Action::Unstall(g) => {
+                    for other in other_hosts(config, slots.len(), &g) {
+                        sim.release(g.as_str(), other.as_str());
+                    }
                 }
             }
         }
@@ -486,18 +557,94 @@ pub fn run(config: &SimConfig) -> Outcome {
         faults: fault_actions,
         sim_time,
         invariant_checks,
+        rejoins: std::mem::take(&mut shared.rejoins),
+        losses_explained: shared.model.losses_explained.len(),
     }
 }
 
-/// Starts worker host `wk<w>` running `instances` BusinessWorker instances of the probe;
-/// its module slot comes back (for hot reloads).
+/// Every host but `host` (and `api`, done by then): the register, the gateways, `workers`
+/// worker hosts, the clients.
+fn other_hosts(config: &SimConfig, workers: usize, host: &str) -> Vec<String> {
+    let mut hosts = vec!["register".to_string()];
+    hosts.extend((0..config.gateways).map(|g| format!("gw{g}")));
+    hosts.extend((0..workers).map(|w| format!("wk{w}")));
+    hosts.extend((0..config.workload.clients).map(|c| format!("c{c}")));
+    hosts.retain(|h| h != host);
+    hosts
+}
+
+/// The rejoin property (issue 18): after a register restart, once no other fault
+/// intervened, the register announces every gateway shard and has every worker instance
+/// registered within [`REJOIN_BOUND`] of its restart. Checked after every step while a
+/// restart is pending, so the time is exact to a step.
+fn check_rejoin(
+    config: &SimConfig,
+    world: &World,
+    at: Duration,
+    host_ip: &dyn Fn(&str) -> Ipv4Addr,
+) {
+    let Some((since, faults_then)) = world.borrow().rejoin_pending else {
+        return;
+    };
+    let waited = at.saturating_sub(since);
+    let instances = config.workers * config.instances as usize;
+    let (shards, registered) = observe::with(|o| match &o.register {
+        Some((addresses, workers)) => (addresses.clone(), *workers),
+        None => (Vec::new(), 0),
+    });
+    let mut expected = BTreeSet::new();
+    for g in 0..config.gateways {
+        let ip = host_ip(&format!("gw{g}"));
+        for k in 0..config.shards as u16 {
+            expected.insert(format!("{ip}:{}", LAN_PORT + k));
+        }
+    }
+    let announced: BTreeSet<String> = shards.iter().cloned().collect();
+    // API callers count as workers while connected: at least every instance.
+    let whole = announced == expected && registered >= instances;
+    let mut w = world.borrow_mut();
+    // Another fault meanwhile (a hold, a crash, a restart): not judged.
+    let intervened = w.fault_log.len() > faults_then
+        || w.open_faults > 0
+        || w.last_fault_at.is_some_and(|t| t > since);
+    if whole {
+        w.rejoin_pending = None;
+        w.rejoins.push(waited);
+        w.trace.record_at(
+            at,
+            "harness",
+            format!("the cluster rejoined the register in {waited:?}"),
+        );
+        if waited > REJOIN_BOUND && !intervened {
+            w.model.violation(format!(
+                "rejoin at {at:?}: the cluster took {waited:?} to rejoin the register restarted at {since:?}, more than {REJOIN_BOUND:?}"
+            ));
+        }
+    } else if waited > REJOIN_BOUND {
+        w.rejoin_pending = None;
+        if intervened {
+            w.trace
+                .record_at(at, "harness", "rejoin not judged: another fault intervened");
+        } else {
+            w.trace.record_at(at, "harness", "VIOLATION rejoin");
+            w.model.violation(format!(
+                "rejoin at {at:?}: {REJOIN_BOUND:?} after the register restarted at {since:?} it announces {shards:?} (the shards are {expected:?}) and has {registered} workers ({instances} instances run)"
+            ));
+        }
+    }
+}
+
+/// Starts worker host `wk<w>` running `config.instances` BusinessWorker instances of the
+/// probe; its module slot comes back (for hot reloads).
 fn add_worker_host(
     sim: &mut turmoil::Sim<'_>,
     w: usize,
     wasm_host: &WasmHost<SimApi>,
     plugin: &Plugin<SimApi>,
-    instances: u32,
+    config: &SimConfig,
 ) -> PluginSlot<SimApi> {
+    let instances = config.instances;
+    let suspect_after = config.suspect_after;
     let name = format!("wk{w}");
     let slot = PluginSlot::new(wasm_host, plugin.clone());
     let host = wasm_host.clone();
@@ -512,6 +659,12 @@ fn add_worker_host(
             // Production draws the reconnect jitter's seed at random; here it is fixed per
             // host, so that a seed replays exactly.
             settings.core.seed = 0x5eed_0000 ^ w as u64;
+            // Fail fast on a stalled gateway, well before the query timeout (issue 18).
+            settings.core.suspect_after = Some(suspect_after);
+            assert!(
+                suspect_after < settings.core.query_timeout,
+                "suspect_after must be shorter than the query timeout"
+            );
             settings.driver.after_input = Some(observe::worker_after_input);
             let (_stop, stopped) = watch::channel(false);
             let running = (0..instances).map(|i| {
@@ -559,7 +712,15 @@ fn control_plane_gaps(
     hosts: &[usize],
     host_ip: &dyn Fn(&str) -> Ipv4Addr,
 ) -> Vec<String> {
-    let observed = observe::snapshot();
+    observe::with(|observed| gaps_in(config, hosts, host_ip, observed))
+}
+
+fn gaps_in(
+    config: &SimConfig,
+    hosts: &[usize],
+    host_ip: &dyn Fn(&str) -> Ipv4Addr,
+    observed: &observe::Observed,
+) -> Vec<String> {
     let mut gaps = Vec::new();
     let mut shards = BTreeSet::new();
     for g in 0..config.gateways {
@@ -609,6 +770,113 @@ fn control_plane_gaps(
         }
     }
     gaps
+}
+
+/// Every worker instance of every worker host linked to every gateway shard, and the
+/// register announcing every shard (its worker count aside: API callers count there while
+/// connected). A send made while this holds has a way to every client.
+fn control_plane_whole(config: &SimConfig, host_ip: &dyn Fn(&str) -> Ipv4Addr) -> bool {
+    let all: Vec<usize> = (0..config.workers).collect();
+    control_plane_gaps(config, &all, host_ip)
+        .iter()
+        .all(|gap| gap.starts_with("the register has"))
+}
+
+/// Why a message the model expected never reached `loss.recipient`, if something explains
+/// it (issue 18, "no silent loss"): the control plane was not whole around it (a link a
+/// crash cut), a gateway or worker host was down when it was sent or crashed or restarted
+/// while it was on its way, the recipient's gateway shard counted a dropped client message
+/// after it was sent, or a worker counted a dropped (or refused) frame while the send ran.
+/// A hold explains nothing: it delays, and a queue bound it makes a message meet counts.
+fn explain_loss(
+    loss: &crate::model::Loss,
+    faults: &[(Duration, i64, String)],
+    holds: &[(Duration, i64, String, String)],
+    drops: &[observe::CountedDrop],
+) -> Option<String> {
+    // When it was due at the latest: 1 s after its reply, or after the release of a hold
+    // on its way open meanwhile (what a hold delays arrives at its release): a hold of
+    // the recipient's client host, its gateway host, or a worker host.
+    let mut due = loss.replied + LOSS_FAULT_TAIL;
+    let mut open_since: Option<Duration> = None;
+    let on_way = |h: &str| {
+        h == "*"
+            || h.starts_with("wk")
+            || loss.host.as_deref() == Some(h)
+            || (h.starts_with("gw")
+                && loss
+                    .shard
+                    .as_ref()
+                    .is_some_and(|s| s.starts_with(&format!("{}:", turmoil::lookup(h)))))
+    };
+    for (t, delta, a, b) in holds {
+        let (t, delta) = (*t, *delta);
+        if !(on_way(a) || on_way(b)) {
+            continue;
+        }
+        if delta > 0 {
+            open_since.get_or_insert(t);
+        } else if let Some(start) = open_since.take() {
+            if start <= due && t >= loss.sent {
+                due = due.max(t + LOSS_FAULT_TAIL);
+            }
+        }
+    }
+    if let Some(start) = open_since {
+        if start <= due {
+            due = Duration::MAX;
+        }
+    }
+    if let Some(asked) = loss.close_asked.filter(|t| *t <= due) {
+        return Some(format!("another client asked to close it at {asked:?}"));
+    }
+    if let Some(ended) = loss.ended {
+        if ended <= due {
+            return Some(format!(
+                "its connection ended at {ended:?}, before the message was due ({due:?})"
+            ));
+        }
+    }
+    if !loss.linked {
+        return Some("a gateway shard lacked a link when it was sent or answered".into());
+    }
+    // Its gateway crashed while it was connected: its connection was dead.
+    let gateway_crash = faults.iter().find(|(t, delta, ip)| {
+        *delta > 0
+            && *t >= loss.connected
+            && *t <= due
+            && loss
+                .shard
+                .as_ref()
+                .is_some_and(|s| s.starts_with(&format!("{ip}:")))
+    });
+    if let Some((t, _, ip)) = gateway_crash {
+        return Some(format!("its gateway {ip} crashed at {t:?}"));
+    }
+    let open: i64 = faults
+        .iter()
+        .filter(|(t, _, _)| *t <= loss.sent)
+        .map(|(_, d, _)| d)
+        .sum();
+    if open > 0 {
+        return Some("a host was down when it was sent".into());
+    }
+    if let Some((t, _, _)) = faults.iter().find(|(t, _, _)| *t >= loss.sent && *t <= due) {
+        return Some(format!(
+            "a host crashed or restarted at {t:?}, while it was on its way"
+        ));
+    }
+    let counted = drops.iter().find(|d| match d.kind {
+        "client" | "unencodable" => Some(&d.core) == loss.shard.as_ref() && d.at >= loss.sent,
+        "worker_link" | "too_large" => d.at >= loss.sent && d.at <= loss.replied,
+        _ => false,
+    });
+    counted.map(|d| {
+        format!(
+            "{} {} drop(s) counted by {} at {:?}",
+            d.count, d.kind, d.core, d.at
+        )
+    })
 }
 
 /// Calls of the `api` host in its program.
@@ -854,8 +1122,18 @@ impl ApiHost {
             .borrow_mut()
             .model
             .on_send(n, &sender, target, &payload, now());
-        match client.call(&call).await {
-            Ok(_) => self.world.borrow_mut().model.on_send_replied(n),
+        // The library reuses a register list for `REGISTER_CACHE_TTL_DEFAULT` (1 s, as
+        // the original): a list fetched while the register's was still partial (a
+        // register restart) may miss gateways for that long, silently.
+        let cached_since = now().saturating_sub(REGISTER_CACHE_TTL_DEFAULT);
+        let linked_sent = control_plane_whole(&self.config, &host_ip)
+            && observe::with(|o| o.addresses_at) < cached_since;
+        let result = client.call(&call).await;
+        if !linked_sent || !control_plane_whole(&self.config, &host_ip) {
+            self.world.borrow_mut().model.on_send_unlinked(n);
+        }
+        match result {
+            Ok(_) => self.world.borrow_mut().model.on_send_replied(n, now()),
             Err(e) => {
                 self.record(format!("send m{n} failed: {e}"));
                 if self.exact {
@@ -1026,7 +1304,9 @@ impl Actor {
                         break;
                     }
                 }
-                self.audit_control_plane(c).await;
+                if self.stall_probe(c).await {
+                    self.audit_control_plane(c).await;
+                }
                 self.world.borrow_mut().audited = true;
                 break;
             }
@@ -1082,9 +1362,20 @@ impl Actor {
                 }
             }
         }
-        if self.exact {
-            self.world.borrow_mut().model.check_deliveries();
+        let (faults, holds, drops) = {
+            let w = self.world.borrow();
+            let drops = observe::with(|o| o.drops.clone());
+            (w.fault_log.clone(), w.hold_log.clone(), drops)
+        };
+        let mut w = self.world.borrow_mut();
+        w.model
+            .check_deliveries(|loss| explain_loss(loss, &faults, &holds, &drops));
+        let explained = std::mem::take(&mut w.model.losses_explained);
+        for line in &explained {
+            w.trace
+                .record("harness", format!("lost, explained: {line}"));
         }
+        w.model.losses_explained = explained;
     }
 
     /// Settles what faults left open: the members of each group an ungroup may have
@@ -1130,6 +1421,149 @@ impl Actor {
                 .model
                 .settle_group(&group, &listed, now());
         }
+        true
+    }
+
+    /// Sends one query on `client` and waits for its reply (handling what else arrives);
+    /// the reply and how long it took, or `None` (a violation is recorded).
+    async fn ask(
+        &mut self,
+        client: &mut Client,
+        name: &str,
+        args: &Value,
+    ) -> Option<(Value, Duration)> {
+        client.requests += 1;
+        let id = format!("{}.{}", self.name, client.requests);
+        let request = json!({ "op": name, "args": args, "id": id }).to_string();
+        self.record(format!("asks {request}"));
+        let started = now();
+        let deadline = Instant::now() + self.config.op_timeout;
+        let reply = match self.send_text(client, &request).await {
+            true => self.wait_reply(client, &id, deadline).await,
+            false => Err(Lost),
+        };
+        let Ok(Some(reply)) = reply else {
+            self.violation(format!("stall probe: no reply to {request}"));
+            return None;
+        };
+        let took = now() - started;
+        self.record(format!("reply after {took:?}: {reply}"));
+        Some((reply, took))
+    }
+
+    /// The stall property (issue 18): one gateway host stalls (all its traffic held, as a
+    /// stopped process); a client of another gateway asks queries that involve every
+    /// gateway. Each answers within the worker's `suspect_after` + [`STALL_SLACK`]
+    /// (no query waits out the 5 s timeout), with `ok:false` naming as missing exactly
+    /// the stalled host's shards (the error counts them; the workers' suspicions, seen
+    /// through the hook, name them and nothing else); a query that involves only the
+    /// healthy gateway answers at once. After the release, queries answer `ok:true`
+    /// again, exactly, and no gateway stays suspect. Scope: the worker's queries (the
+    /// GatewayClient library has no suspicion yet).
+    async fn stall_probe(&mut self, client: &mut Client) -> bool {
+        let gateways = self.config.gateways;
+        if gateways < 2 {
+            return true;
+        }
+        let stalled = (self.config.seed % gateways as u64) as usize;
+        let healthy = (stalled + 1) % gateways;
+        let stalled_ip = host_ip(&format!("gw{stalled}"));
+        let stalled_shards: BTreeSet<String> = (0..self.config.shards as u16)
+            .map(|k| format!("{stalled_ip}:{}", LAN_PORT + k))
+            .collect();
+        let prober = {
+            let _guard = self.lock.clone().lock_owned().await;
+            self.connect_to(healthy, 0).await
+        };
+        let Some(mut p) = prober else {
+            self.violation(format!("stall probe: no client on gw{healthy}"));
+            return false;
+        };
+        let suspicions_before = observe::with(|o| o.suspicions.len());
+        self.request(Action::Stall(format!("gw{stalled}")));
+        if !self.pause(client, 20).await {
+            return false;
+        }
+        let limit = self.config.suspect_after + STALL_SLACK;
+        let missing = format!("from {} gateway(s)", stalled_shards.len());
+        // Twice: the first query waits for the suspicion, the second finds it (or meets
+        // another instance, which waits for its own).
+        for round in 0..2 {
+            let Some((reply, took)) = self.ask(&mut p, "getAllClientIdList", &json!({})).await
+            else {
+                return false;
+            };
+            let error = reply["error"].as_str().unwrap_or("");
+            if took > limit {
+                self.violation(format!(
+                    "stall probe: query {round} while gw{stalled} stalls took {took:?}, more than suspect_after {:?} + {STALL_SLACK:?}",
+                    self.config.suspect_after
+                ));
+            }
+            if reply["ok"] != false || !error.contains(&missing) {
+                self.violation(format!(
+                    "stall probe: query {round} while gw{stalled} stalls answered {reply}, not ok:false {missing}"
+                ));
+            }
+        }
+        let own = json!({ "client_id": p.id });
+        let Some((reply, took)) = self.ask(&mut p, "isOnline", &own).await else {
+            return false;
+        };
+        if reply["ok"] != true || reply["result"] != 1 || took > STALL_SLACK {
+            self.violation(format!(
+                "stall probe: a query of the healthy gateway only answered {reply} after {took:?}"
+            ));
+        }
+        let stalled_at = self.world.borrow().stalled_at;
+        let suspected: Vec<(Duration, String, Vec<String>)> =
+            observe::with(|o| o.suspicions[suspicions_before..].to_vec());
+        let named: BTreeSet<String> = suspected.iter().flat_map(|(_, _, s)| s.clone()).collect();
+        if named != stalled_shards {
+            self.violation(format!(
+                "stall probe: gw{stalled} stalled at {stalled_at:?}, the workers suspected {named:?}, its shards are {stalled_shards:?}"
+            ));
+        }
+        self.request(Action::Unstall(format!("gw{stalled}")));
+        if !self.pause(client, 300).await {
+            return false;
+        }
+        let _guard = self.lock.clone().lock_owned().await;
+        let Some((reply, took)) = self.ask(&mut p, "getAllClientIdList", &json!({})).await else {
+            return false;
+        };
+        let expected = expect_query(
+            self.world.borrow().model.current(),
+            "getAllClientIdList",
+            &json!({}),
+        );
+        if reply["ok"] != true || Some(&reply["result"]) != expected.as_ref() || took > STALL_SLACK
+        {
+            self.violation(format!(
+                "stall probe: after gw{stalled} resumed, a query answered {reply} after {took:?}, the model says {expected:?}"
+            ));
+        }
+        let still: Vec<String> = observe::with(|o| {
+            o.suspicions
+                .iter()
+                .rev()
+                .map(|(_, key, s)| (key, s))
+                .fold(BTreeMap::new(), |mut m, (k, s)| {
+                    m.entry(k.clone()).or_insert_with(|| s.clone());
+                    m
+                })
+                .into_iter()
+                .filter(|(_, s)| !s.is_empty())
+                .map(|(k, s)| format!("{k} suspects {s:?}"))
+                .collect()
+        });
+        if !still.is_empty() {
+            self.violation(format!(
+                "stall probe: after gw{stalled} resumed: {}",
+                still.join("; ")
+            ));
+        }
+        self.disconnect_self(&p);
         true
     }
 
@@ -1392,6 +1826,8 @@ impl Actor {
             let mut w = self.world.borrow_mut();
             let t = w.model.begin(Change::Connect(id.clone()), started);
             w.model.end(t, now());
+            let shard = format!("{}:{}", host_ip(&host), LAN_PORT + shard);
+            w.model.set_shard(&id, shard, &self.name);
         }
         self.record(format!(
             "connected {id} to {host}:{} ({})",
@@ -1542,6 +1978,17 @@ impl Actor {
             let mut w = self.world.borrow_mut();
             w.ops += 1;
             match &op.effect {
+                // Under faults the close may miss the target's gateway (no link to it at
+                // that moment) even with a reply: the model keeps the target until its
+                // own connection ends, which settles it; a message it then misses is
+                // explained by the close asked (see `explain_loss`).
+                Effect::CloseOther(target) => {
+                    w.model.on_close_asked(target, started);
+                    if exact && w.model.current().clients.contains_key(target) {
+                        transition =
+                            Some(w.model.begin(Change::Disconnect(target.clone()), started));
+                    }
+                }
                 Effect::Send(target) => {
                     w.op_number += 1;
                     let n = w.op_number;
@@ -1554,21 +2001,13 @@ impl Actor {
                 Effect::Change(change) => {
                     transition = Some(w.model.begin(change.clone(), started));
                 }
-                // Under faults the close may miss the target's gateway (no link to it at
-                // that moment) even with a reply: the model keeps the target until its
-                // own connection ends, which settles it.
-                Effect::CloseOther(target) if exact => {
-                    if w.model.current().clients.contains_key(target) {
-                        transition =
-                            Some(w.model.begin(Change::Disconnect(target.clone()), started));
-                    }
-                }
-                Effect::None | Effect::CloseSelf | Effect::CloseOther(_) | Effect::Raw(_) => {}
+                Effect::None | Effect::CloseSelf | Effect::Raw(_) => {}
             }
         }
         if let Effect::Raw(raw) = &op.effect {
             return self.run_raw(client, raw.clone(), exact).await;
         }
+        let linked_sent = control_plane_whole(&self.config, &host_ip);
         // An ungroup whose outcome a fault may have left open.
         let ungroup =
             transition.filter(|_| matches!(op.effect, Effect::Change(Change::Ungroup(_))));
@@ -1606,7 +2045,13 @@ impl Actor {
         };
         self.record(format!("reply {reply}"));
         if let Some(n) = sent_op {
-            self.world.borrow_mut().model.on_send_replied(n);
+            // A failed send (or a bool-send answering false) may not have gone out.
+            if reply["ok"] == true && reply["result"] != false {
+                self.world.borrow_mut().model.on_send_replied(n, now());
+            }
+            if !linked_sent || !control_plane_whole(&self.config, &host_ip) {
+                self.world.borrow_mut().model.on_send_unlinked(n);
+            }
         }
         if let Some(t) = transition {
             self.world.borrow_mut().model.end(t, now());
@@ -1619,6 +2064,21 @@ impl Actor {
         if exact {
             self.check_reply(client, &op, &reply);
         } else {
+            if op.query.is_some()
+                && !GC_ONLY.contains(&op.name.as_str())
+                && reply["ok"] != true
+                && self.quiet_since(started.saturating_sub(self.config.suspect_after + STALL_SLACK))
+                && linked_sent
+                && control_plane_whole(&self.config, &host_ip)
+            {
+                // No fault for longer than a suspicion takes, the control plane whole:
+                // no gateway can be missing (issue 18: only a stalled or unreachable
+                // gateway may be reported missing).
+                self.violation(format!(
+                    "{} failed with no fault near: {reply}",
+                    op.request("")
+                ));
+            }
             self.check_reply_loosely(client, &op, &reply);
         }
         if op.effect == Effect::CloseSelf {
@@ -1662,11 +2122,13 @@ impl Actor {
     /// open now, none started or ended since `since`, every gateway shard had authorised
     /// every worker instance at `since` (`linked_then`) and has now.
     fn calm_since(&self, since: Duration, linked_then: bool) -> bool {
-        let calm = {
-            let w = self.world.borrow();
-            w.open_faults == 0 && w.last_fault_at.is_none_or(|t| t < since)
-        };
-        calm && linked_then && self.all_linked()
+        self.quiet_since(since) && linked_then && self.all_linked()
+    }
+
+    /// No hold or crash open now, none started or ended since `since`.
+    fn quiet_since(&self, since: Duration) -> bool {
+        let w = self.world.borrow();
+        w.open_faults == 0 && w.last_fault_at.is_none_or(|t| t < since)
     }
 
     /// Every gateway shard has authorised every instance of every worker host.

@@ -739,6 +739,11 @@ impl WorkerCore {
         &self.stats
     }
 
+    /// The settings it runs with (its worker key is `name:index`).
+    pub fn config(&self) -> &WorkerConfig {
+        &self.config
+    }
+
     /// Tells the core how many more events the driver can take now (its queue's free
     /// room). Beyond it, events are held in order (replies and acknowledgements are still
     /// handled: queries waiting on a link are never starved by throttled events); held
