@@ -290,4 +290,5 @@ mod bounds;
 mod calls;
 mod events;
 mod links;
+mod mutants;
 mod properties;
