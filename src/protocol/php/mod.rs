@@ -501,6 +501,30 @@ mod tests {
         });
     }
 
+    /// Written for mutants that survived `scripts/mutants` (sim/README.md, Mutation testing).
+    #[test]
+    fn keys_normalise_like_php_and_arrays_compare_and_answer_by_content() {
+        // Only the canonical decimal form is an int key: "0" is, "-0", "00", "01" are not.
+        assert_eq!(PhpKey::from_bytes(b"0"), PhpKey::Int(0));
+        assert_eq!(PhpKey::from_bytes(b"-7"), PhpKey::Int(-7));
+        for text in [&b"-0"[..], b"00", b"01", b"-01"] {
+            assert_eq!(
+                PhpKey::from_bytes(text),
+                PhpKey::Str(Bytes::copy_from_slice(text))
+            );
+        }
+        let mut a = PhpArray::new();
+        assert!(a.is_empty());
+        a.insert(PhpKey::Int(1), PhpValue::Null);
+        assert!(!a.is_empty());
+        assert!(a.contains_key(&PhpKey::Int(1)));
+        assert!(!a.contains_key(&PhpKey::Int(2)));
+        assert_ne!(a, PhpArray::new());
+        let mut b = PhpArray::new();
+        b.insert(PhpKey::Int(1), PhpValue::Bool(false));
+        assert_ne!(a, b, "same keys, other values");
+    }
+
     #[test]
     fn equality_ignores_bookkeeping() {
         let mut a = PhpArray::new();

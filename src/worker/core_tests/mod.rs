@@ -290,5 +290,6 @@ mod bounds;
 mod calls;
 mod events;
 mod links;
+mod mutants;
 mod properties;
 mod txn;
