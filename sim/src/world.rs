@@ -1129,7 +1129,10 @@ impl ApiHost {
         let linked_sent = control_plane_whole(&self.config, &host_ip)
             && observe::with(|o| o.addresses_at) < cached_since;
         let result = client.call(&call).await;
-        if !linked_sent || !control_plane_whole(&self.config, &host_ip) {
+        // The register's list moving during the call (gateways re-registering after a
+        // register restart) means the list the library fetched may have been partial too.
+        let addresses_moved = observe::with(|o| o.addresses_at) >= cached_since;
+        if !linked_sent || addresses_moved || !control_plane_whole(&self.config, &host_ip) {
             self.world.borrow_mut().model.on_send_unlinked(n);
         }
         match result {
