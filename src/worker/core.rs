@@ -442,6 +442,16 @@ impl Link {
         !self.pending.is_empty() || self.in_flight > 0 || self.queued_bytes > 0
     }
 
+    /// Appends `bytes` to the output queue; when nothing was owed before, the time
+    /// without progress counts from `now`.
+    fn queue_owed(&mut self, bytes: Bytes, now: Duration) {
+        if !self.owing() {
+            self.progress_at = self.progress_at.max(now);
+        }
+        self.queued_bytes += bytes.len();
+        self.queue.push_back(bytes);
+    }
+
     /// When it becomes suspect if nothing moves (gateway links only).
     fn suspect_at(&self, after: Option<Duration>) -> Option<Duration> {
         let after = after?;
@@ -1427,12 +1437,7 @@ impl WorkerCore {
         let Some(l) = self.links.get_mut(&link) else {
             return false;
         };
-        if !l.owing() {
-            // Nothing was owed: the time without progress counts from now.
-            l.progress_at = l.progress_at.max(last_now);
-        }
-        l.queued_bytes += bytes.len();
-        l.queue.push_back(bytes);
+        l.queue_owed(bytes, last_now);
         self.pump(link);
         true
     }
@@ -1460,15 +1465,11 @@ impl WorkerCore {
             if l.staged.is_empty() {
                 continue;
             }
-            if !l.owing() {
-                // Nothing was owed: the time without progress counts from now.
-                l.progress_at = l.progress_at.max(last_now);
-            }
             // Both deques keep their capacity: no allocation per event once warm.
             while let Some(bytes) = l.staged.pop_front() {
-                l.queue.push_back(bytes);
+                l.queue_owed(bytes, last_now);
             }
-            l.queued_bytes += std::mem::take(&mut l.staged_bytes);
+            l.staged_bytes = 0;
             pump_link(id, l, window, &mut self.actions);
         }
     }
