@@ -356,21 +356,7 @@ fn an_event_whose_link_closed_while_it_ran_writes_no_session_back() {
     let running = evs[0].clone();
 
     // The gateway restarts while the event runs: the link closes, a new one opens.
-    h.core.handle_closed(h.now, old_link);
-    h.advance(secs(1.0));
-    let new_link = h
-        .drain()
-        .iter()
-        .find_map(|a| match a {
-            Action::Connect {
-                link,
-                peer: Peer::Gateway(addr),
-            } if *addr == gw(0) => Some(*link),
-            _ => None,
-        })
-        .expect("reconnects");
-    h.core.handle_connected(h.now, new_link);
-    h.drain();
+    let new_link = h.relink(gw(0));
     // A new client with the same connection id: it waits for the running event's end.
     h.core.handle_bytes(
         h.now,
@@ -449,21 +435,7 @@ fn a_closed_link_forgets_the_session_versions_of_its_gateways_clients() {
     );
     h.drain_ended();
 
-    h.core.handle_closed(h.now, old_link);
-    h.advance(secs(1.0));
-    let new_link = h
-        .drain()
-        .iter()
-        .find_map(|a| match a {
-            Action::Connect {
-                link,
-                peer: Peer::Gateway(addr),
-            } if *addr == gw(0) => Some(*link),
-            _ => None,
-        })
-        .expect("reconnects");
-    h.core.handle_connected(h.now, new_link);
-    h.drain();
+    let new_link = h.relink(gw(0));
     h.core.handle_bytes(
         h.now,
         new_link,
@@ -474,15 +446,7 @@ fn a_closed_link_forgets_the_session_versions_of_its_gateways_clients() {
     let evs = events(&actions);
     assert_eq!(evs.len(), 1);
     assert_eq!(evs[0].client.session, PhpValue::Null);
-    h.core
-        .end_event(
-            h.now,
-            &evs[0].client,
-            evs[0].kind,
-            &PhpValue::Null,
-            &PhpValue::Null,
-        )
-        .unwrap();
+    h.end_unchanged(&evs[0]);
 
     // gw1's client: a stale event is still reloaded.
     h.core.handle_bytes(

@@ -140,6 +140,28 @@ impl Harness {
             .expect("linked")
     }
 
+    /// The link to `addr` closes (a gateway restart) and, at the reconnect 1 s later, a new
+    /// one opens; drains, and returns the new link (also what [`Harness::link`] gives now).
+    fn relink(&mut self, addr: GatewayAddr) -> GatewayLinkId {
+        self.core.handle_closed(self.now, self.link(addr));
+        self.advance(self.now + secs(1.0));
+        let new_link = self
+            .drain()
+            .iter()
+            .find_map(|a| match a {
+                Action::Connect {
+                    link,
+                    peer: Peer::Gateway(to),
+                } if *to == addr => Some(*link),
+                _ => None,
+            })
+            .expect("reconnects");
+        self.core.handle_connected(self.now, new_link);
+        self.drain();
+        self.gateway_links.push((addr, new_link));
+        new_link
+    }
+
     /// All pending actions; transmits are confirmed as written.
     fn drain(&mut self) -> Vec<Action> {
         self.core.check_invariants();
@@ -169,6 +191,19 @@ impl Harness {
         (h, link)
     }
 
+    /// Ends `event` as the business code does when the session did not change.
+    fn end_unchanged(&mut self, event: &ClientEvent) {
+        self.core
+            .end_event(
+                self.now,
+                &event.client,
+                event.kind,
+                &PhpValue::Null,
+                &PhpValue::Null,
+            )
+            .unwrap();
+    }
+
     /// Drains like [`Harness::drain`], ending every event (nothing to write back) as the
     /// business code would, with the events that releases.
     fn drain_ended(&mut self) -> Vec<Action> {
@@ -180,15 +215,7 @@ impl Harness {
             }
             for a in &actions {
                 if let Action::Event(e) = a {
-                    self.core
-                        .end_event(
-                            self.now,
-                            &e.client,
-                            e.kind,
-                            &PhpValue::Null,
-                            &PhpValue::Null,
-                        )
-                        .unwrap();
+                    self.end_unchanged(e);
                 }
             }
             out.extend(actions);

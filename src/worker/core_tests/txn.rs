@@ -83,9 +83,7 @@ fn a_failed_event_sends_nothing_and_the_others_keep_their_order() {
         transmits(&take(&mut h)).is_empty(),
         "staged, not handed out"
     );
-    h.core
-        .end_event(h.now, &a.client, a.kind, &PhpValue::Null, &PhpValue::Null)
-        .unwrap();
+    h.end_unchanged(a);
     let first = take(&mut h);
     assert_eq!(
         bodies(&first),
@@ -119,9 +117,7 @@ fn a_failed_event_sends_nothing_and_the_others_keep_their_order() {
 
     h.core.begin_event();
     send(&mut h, 3, "c1");
-    h.core
-        .end_event(h.now, &c.client, c.kind, &PhpValue::Null, &PhpValue::Null)
-        .unwrap();
+    h.end_unchanged(c);
     assert!(transmits(&take(&mut h)).is_empty(), "a2 not confirmed yet");
     let a2 = transmits(&mid)[0].1.len();
     h.core.handle_written(h.now, link, a2);
@@ -239,15 +235,7 @@ fn staged_bytes_count_in_the_link_bound() {
         "no room for the query itself"
     );
     assert_eq!(h.core.stats().frames_dropped, 2);
-    h.core
-        .end_event(
-            h.now,
-            &evs[0].client,
-            evs[0].kind,
-            &PhpValue::Null,
-            &PhpValue::Null,
-        )
-        .unwrap();
+    h.end_unchanged(&evs[0]);
     // Confirm the writes: the room comes back.
     for (link, bytes) in transmits(&after_query) {
         h.core.handle_written(h.now, link, bytes.len());
@@ -270,15 +258,7 @@ fn staged_bytes_count_in_the_link_bound() {
         Ok(PhpValue::Bool(true)),
         "the failed event's room is free again"
     );
-    h.core
-        .end_event(
-            h.now,
-            &evs[2].client,
-            evs[2].kind,
-            &PhpValue::Null,
-            &PhpValue::Null,
-        )
-        .unwrap();
+    h.end_unchanged(&evs[2]);
     assert_eq!(transmits(&h.drain()).len(), 1);
     assert_eq!(h.core.stats().frames_dropped, 2);
 }
@@ -323,15 +303,7 @@ fn the_cores_own_frames_do_not_wait_behind_staged_ones() {
     let reloaded = events(&h.drain());
     assert_eq!(reloaded.len(), 1);
     assert_eq!(reloaded[0].client.session, unserialize_lenient(&s2));
-    h.core
-        .end_event(
-            h.now,
-            &evs[0].client,
-            evs[0].kind,
-            &PhpValue::Null,
-            &PhpValue::Null,
-        )
-        .unwrap();
+    h.end_unchanged(&evs[0]);
     let sent: Vec<u8> = transmits(&h.drain())
         .iter()
         .map(|(_, b)| cmd_of(b))
