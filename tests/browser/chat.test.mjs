@@ -154,8 +154,20 @@ async function waitMembers(page, expected) {
 
 async function main() {
   const started = Date.now();
-  const ports = { register: await freePort(), public: await freePort(), lan: await freePort(), demo: await freePort() };
-  await startServer(ports);
+  // The ports are free when chosen, but the kernel may hand one to an outgoing connection
+  // (the server's own, to its register) before the server binds it: then choose again.
+  let ports;
+  for (let attempt = 1; ; attempt += 1) {
+    ports = { register: await freePort(), public: await freePort(), lan: await freePort(), demo: await freePort() };
+    try {
+      await startServer(ports);
+      break;
+    } catch (e) {
+      if (attempt >= 3 || !serverLog.some((line) => line.includes("is in use"))) throw e;
+      console.log(`  a port was taken before the server bound it (attempt ${attempt}); new ports`);
+      serverLog.length = 0;
+    }
+  }
   const url = `http://127.0.0.1:${ports.demo}/`;
 
   profile = mkdtempSync(join(tmpdir(), "gatewayworker-chromium-"));
