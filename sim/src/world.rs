@@ -1812,7 +1812,7 @@ impl Actor {
                     return None;
                 }
             };
-            let Some(text) = message else {
+            let Some((text, at)) = message else {
                 self.record(format!("{host} closed before the connect event"));
                 self.world.borrow_mut().model.on_connect_abandoned();
                 return None;
@@ -1822,7 +1822,7 @@ impl Actor {
                 (v["event"] == "connect").then(|| v["client_id"].as_str().map(str::to_string))
             }) {
                 Some(Some(id)) => break id,
-                _ => early.push((now(), text)),
+                _ => early.push((at, text)),
             }
         };
         {
@@ -1862,8 +1862,8 @@ impl Actor {
                 biased;
                 out = &mut fut => return Ok(out),
                 message = client.conn.recv() => match message {
-                    Some(text) => {
-                        if let Some(reply) = self.on_message(client, &text, now()) {
+                    Some((text, at)) => {
+                        if let Some(reply) = self.on_message(client, &text, at) {
                             self.violation(format!("an unexpected reply: {reply}"));
                         }
                     }
@@ -1934,8 +1934,8 @@ impl Actor {
             tokio::select! {
                 biased;
                 message = client.conn.recv() => match message {
-                    Some(text) => {
-                        if let Some(reply) = self.on_message(client, &text, now()) {
+                    Some((text, at)) => {
+                        if let Some(reply) = self.on_message(client, &text, at) {
                             if reply["id"] == id {
                                 return Ok(Some(reply));
                             }
@@ -2090,11 +2090,11 @@ impl Actor {
             // Sends of others may still arrive in between: they are pushes like any other.
             let mut closed = false;
             while let Ok(message) = tokio::time::timeout_at(deadline, client.conn.recv()).await {
-                let Some(text) = message else {
+                let Some((text, at)) = message else {
                     closed = true;
                     break;
                 };
-                if let Some(reply) = self.on_message(client, &text, now()) {
+                if let Some(reply) = self.on_message(client, &text, at) {
                     self.violation(format!("a reply after the close's reply: {reply}"));
                 }
             }
@@ -2109,16 +2109,31 @@ impl Actor {
     }
 
     /// Sends `text` within the op timeout (a write to a crashed host may never finish).
-    async fn send_text(&self, client: &mut Client, text: &str) -> bool {
+    async fn send_text(&mut self, client: &mut Client, text: &str) -> bool {
         let sending = client.conn.send(text);
-        match tokio::time::timeout(self.config.op_timeout, sending).await {
+        let sent = match tokio::time::timeout(self.config.op_timeout, sending).await {
             Ok(Ok(())) => true,
             Ok(Err(_)) => false,
             Err(_) => {
                 self.record("a send did not finish in time");
                 false
             }
+        };
+        self.take_received(client);
+        sent
+    }
+
+    /// Handles what the client read while it was writing (pushes, close events) at the
+    /// times they arrived; a reply (the gateway may answer before the client's flush
+    /// returns) stays for [`Actor::wait_reply`].
+    fn take_received(&mut self, client: &mut Client) {
+        let mut replies = Vec::new();
+        for (text, at) in client.conn.take_received() {
+            if self.on_message(client, &text, at).is_some() {
+                replies.push((text, at));
+            }
         }
+        client.conn.put_back(replies);
     }
 
     /// Every worker had a link to every gateway from `since` to now: no hold or crash
@@ -2160,10 +2175,9 @@ impl Actor {
             if raw.binary_frame { " (binary)" } else { "" }
         ));
         let sending = client.conn.send_bytes(&raw.bytes, raw.binary_frame);
-        if !matches!(
-            tokio::time::timeout(self.config.op_timeout, sending).await,
-            Ok(Ok(()))
-        ) {
+        let sent = tokio::time::timeout(self.config.op_timeout, sending).await;
+        self.take_received(client);
+        if !matches!(sent, Ok(Ok(()))) {
             self.record("the raw message could not be sent");
             return Err(Lost);
         }
@@ -2181,10 +2195,10 @@ impl Actor {
                     return Ok(false);
                 }
             };
-            let Some(text) = message else {
+            let Some((text, at)) = message else {
                 return Err(Lost);
             };
-            if let Some(reply) = self.on_message(client, &text, now()) {
+            if let Some(reply) = self.on_message(client, &text, at) {
                 self.violation(format!("a reply while waiting for a raw answer: {reply}"));
             }
         }

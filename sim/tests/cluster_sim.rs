@@ -182,3 +182,15 @@ fn regression_seed_7000456_a_late_ungroup_after_a_later_join() {
 fn regression_seed_50118_a_reused_id_taken_for_a_stale_session() {
     check(&SimConfig::new(50_118, Faults::all()));
 }
+
+/// Seeds 9500155 and 8501291 with every fault: a client writing a message of a few hundred
+/// KiB (turmoil's flow control makes that last over a second) read nothing meanwhile, so
+/// pushes answered during the write seemed lost when its connection then ended; and a
+/// write stuck for credit slept 15 s after the gateway closed the connection. The harness
+/// client is now full duplex (`sim::conn`): it reads while it writes, and a write ends
+/// with a reset once the gateway has closed.
+#[test]
+fn regression_seeds_9500155_and_8501291_a_client_reads_while_it_writes() {
+    check(&SimConfig::new(9_500_155, Faults::all()));
+    check(&SimConfig::new(8_501_291, Faults::all()));
+}
