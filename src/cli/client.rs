@@ -47,6 +47,9 @@ pub fn client(options: &ClientOptions) -> Result<GatewayClient, CliError> {
     if let Some(seconds) = options.timeout {
         builder = builder.reply_timeout(Duration::from_secs(seconds));
     }
+    if let Some(ms) = options.suspect_after_ms {
+        builder = builder.suspect_after(Duration::from_millis(ms));
+    }
     if options.partial == Some(true) {
         builder = builder.timeout_policy(TimeoutPolicy::Partial);
     }
