@@ -393,6 +393,17 @@ impl Inner {
     }
 }
 
+impl Inner {
+    /// A connect refused at once (no process listens, no route) is an answer of the
+    /// gateway's host: nothing hangs there, so a suspect mark clears and calls get that
+    /// error again, at once, instead of [`LinkFailure::Suspect`].
+    fn refused<T>(&self, gateway: GatewayAddr, outcome: &Result<T, LinkFailure>) {
+        if let Err(LinkFailure::Connect(_)) = outcome {
+            self.health.progress(gateway, health::now());
+        }
+    }
+}
+
 /// Is the call's target list the whole cluster? Calls addressed by client id go to the
 /// gateway the id names and need no register round trip (as in the original).
 fn needs_gateway_list(call: &ApiCall) -> bool {
@@ -741,6 +752,7 @@ impl GatewayClient {
             } else {
                 inner.send(addr, request).await.map(|()| None)
             };
+            inner.refused(gateway, &outcome);
             let unheard = match tx {
                 Some(tx) => tx.send(outcome).err(),
                 None => Some(outcome),
@@ -767,6 +779,7 @@ impl GatewayClient {
         let inner = self.inner.clone();
         tokio::spawn(async move {
             let outcome = inner.query(gateway, addr, request).await;
+            inner.refused(gateway, &outcome);
             tracing::debug!(%gateway, ?outcome, "probe of a suspect gateway");
             inner.health.end(gateway, id, true);
         });

@@ -205,7 +205,7 @@ async fn hanging_listener() -> Option<(SocketAddr, tokio::net::TcpListener, Vec<
 /// it missing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_whose_connects_hang_does_not_hold_sends() {
-    let Some((hanging, _listener, _filled)) = hanging_listener().await else {
+    let Some((hanging, listener, filled)) = hanging_listener().await else {
         eprintln!("skipped: no way here to make a connect hang (accept backlog not bounded)");
         return;
     };
@@ -246,5 +246,19 @@ async fn a_gateway_whose_connects_hang_does_not_hold_sends() {
     assert_eq!(stats.send_parts_background, 3, "{stats:?}");
     assert_eq!(stats.query_parts_suspect, 1, "{stats:?}");
     assert_eq!(stats.probes, 1, "{stats:?}");
+
+    // It dies: the probe's connect is refused, which clears the mark (nothing hangs any
+    // more), and calls report the refusal again, at once.
+    drop((listener, filled));
+    eventually("the mark clears", || async {
+        client.suspect_gateways().is_empty()
+    })
+    .await;
+    let error = client.send_to_all("after", &[]).await.unwrap_err();
+    assert!(
+        matches!(&error, ClientError::Gateway { gateway, reason: LinkFailure::Connect(_) } if *gateway == v4(hanging)),
+        "{error:?}"
+    );
+    assert_eq!(next_text(&mut ws).await, "after");
     gateway.shutdown().unwrap();
 }
