@@ -10,6 +10,12 @@
 //! one reply record read back. Query replies of several gateways are folded by the same
 //! [`Merge`] a worker uses, so results are the worker's.
 //!
+//! *Difference* (issue 18; the original waits its whole timeout for a stalled gateway on
+//! every call): the client remembers across calls which gateways owe it an answer. One that
+//! owed an answer or a connect for [`ClientSettings::suspect_after`] (2 s) is *suspect*: the
+//! call waiting for it stops at that moment and reports it missing as a timeout would, and
+//! later calls do not wait for it until it answers again ([`health`]).
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), gatewayworker::client::ClientError> {
 //! use gatewayworker::client::GatewayClient;
