@@ -28,7 +28,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use gatewayworker::api::ApiCall;
 use gatewayworker::business::{self, BusinessApi, BusinessSettings};
-use gatewayworker::client::{ClientSettings, GatewayClient, Gateways, REGISTER_CACHE_TTL_DEFAULT};
+use gatewayworker::client::{
+    ClientError, ClientSettings, GatewayClient, Gateways, LinkFailure, REGISTER_CACHE_TTL_DEFAULT,
+};
 use gatewayworker::gateway::{driver as gateway_driver, GatewayConfig, HashKey, PublicProtocol};
 use gatewayworker::net::Net;
 use gatewayworker::protocol::php::PhpValue;
@@ -1460,9 +1462,12 @@ impl Actor {
     /// (no query waits out the 5 s timeout), with `ok:false` naming as missing exactly
     /// the stalled host's shards (the error counts them; the workers' suspicions, seen
     /// through the hook, name them and nothing else); a query that involves only the
-    /// healthy gateway answers at once. After the release, queries answer `ok:true`
-    /// again, exactly, and no gateway stays suspect. Scope: the worker's queries (the
-    /// GatewayClient library has no suspicion yet).
+    /// healthy gateway answers at once. The GatewayClient library, from the same host,
+    /// does the same with its own suspicions: two calls each within its `suspect_after`
+    /// (the workers') + [`STALL_SLACK`], failing with [`LinkFailure::Suspect`] for a
+    /// stalled shard, every stalled shard and nothing else suspect. After the release,
+    /// queries answer `ok:true` again, exactly, through the worker and the library, and no
+    /// gateway stays suspect in either.
     async fn stall_probe(&mut self, client: &mut Client) -> bool {
         let gateways = self.config.gateways;
         if gateways < 2 {
@@ -1483,6 +1488,12 @@ impl Actor {
             return false;
         };
         let suspicions_before = observe::with(|o| o.suspicions.len());
+        let library = {
+            let mut settings = ClientSettings::new(Gateways::Register(vec![register_address()]));
+            settings.connector = Some(Arc::new(crate::api::TurmoilConnector));
+            settings.suspect_after = Some(self.config.suspect_after);
+            GatewayClient::new(settings)
+        };
         self.request(Action::Stall(format!("gw{stalled}")));
         if !self.pause(client, 20).await {
             return false;
@@ -1518,6 +1529,32 @@ impl Actor {
                 "stall probe: a query of the healthy gateway only answered {reply} after {took:?}"
             ));
         }
+        for round in 0..2 {
+            let started = now();
+            let outcome = library.call(&ApiCall::GetAllClientIdList).await;
+            let took = now() - started;
+            self.record(format!("library query {round} after {took:?}: {outcome:?}"));
+            let named_suspect = matches!(
+                &outcome,
+                Err(ClientError::Gateway { gateway, reason: LinkFailure::Suspect(_) })
+                    if stalled_shards.contains(&gateway.to_string())
+            );
+            if took > limit || !named_suspect {
+                self.violation(format!(
+                    "stall probe: GatewayClient query {round} while gw{stalled} stalls answered {outcome:?} after {took:?} (limit {limit:?})"
+                ));
+            }
+        }
+        let library_suspects: BTreeSet<String> = library
+            .suspect_gateways()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        if library_suspects != stalled_shards {
+            self.violation(format!(
+                "stall probe: the GatewayClient suspects {library_suspects:?}, gw{stalled}'s shards are {stalled_shards:?}"
+            ));
+        }
         let stalled_at = self.world.borrow().stalled_at;
         let suspected: Vec<(Duration, String, Vec<String>)> =
             observe::with(|o| o.suspicions[suspicions_before..].to_vec());
@@ -1544,6 +1581,19 @@ impl Actor {
         {
             self.violation(format!(
                 "stall probe: after gw{stalled} resumed, a query answered {reply} after {took:?}, the model says {expected:?}"
+            ));
+        }
+        let started = now();
+        let outcome = library.call(&ApiCall::GetAllClientIdList).await;
+        let took = now() - started;
+        let got = outcome
+            .as_ref()
+            .ok()
+            .map(|v| crate::api::normalise("getAllClientIdList", v));
+        if got != expected || took > STALL_SLACK || !library.suspect_gateways().is_empty() {
+            self.violation(format!(
+                "stall probe: after gw{stalled} resumed, a GatewayClient query answered {outcome:?} after {took:?} (suspects {:?}), the model says {expected:?}",
+                library.suspect_gateways()
             ));
         }
         let still: Vec<String> = observe::with(|o| {

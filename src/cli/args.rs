@@ -546,6 +546,11 @@ pub struct ClientOptions {
     /// instead of failing [default: false].
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub partial: Option<bool>,
+    /// Milliseconds a gateway may owe an answer (or a connect) before it is suspect: the
+    /// call stops waiting for it and reports it missing; 0 = off (wait for --timeout, as
+    /// the original) [default: 2000].
+    #[arg(long, value_name = "MS")]
+    pub suspect_after_ms: Option<u64>,
 }
 
 impl ClientOptions {
@@ -559,6 +564,7 @@ impl ClientOptions {
             connect_timeout,
             timeout,
             partial,
+            suspect_after_ms,
         } = file;
         if self.register.is_none() && self.gateway.is_none() {
             self.register = register;
@@ -568,6 +574,7 @@ impl ClientOptions {
         self.connect_timeout = self.connect_timeout.or(connect_timeout);
         self.timeout = self.timeout.or(timeout);
         self.partial = self.partial.or(partial);
+        self.suspect_after_ms = self.suspect_after_ms.or(suspect_after_ms);
         self
     }
 }

@@ -47,6 +47,9 @@ pub fn client(options: &ClientOptions) -> Result<GatewayClient, CliError> {
     if let Some(seconds) = options.timeout {
         builder = builder.reply_timeout(Duration::from_secs(seconds));
     }
+    if let Some(ms) = options.suspect_after_ms {
+        builder = builder.suspect_after(Duration::from_millis(ms));
+    }
     if options.partial == Some(true) {
         builder = builder.timeout_policy(TimeoutPolicy::Partial);
     }
@@ -406,4 +409,26 @@ pub fn api_call(call: ClientCall) -> Result<(ApiCall, Shape), CliError> {
         ),
         C::IsUidsOnline { uids } => (ApiCall::IsUidsOnline { uids: texts(uids) }, MAP),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suspect_after_ms_sets_the_library_and_zero_turns_it_off() {
+        let with = |ms: Option<u64>| {
+            let options = ClientOptions {
+                suspect_after_ms: ms,
+                ..ClientOptions::default()
+            };
+            client(&options).unwrap().settings().suspect_after
+        };
+        assert_eq!(
+            with(None),
+            Some(gatewayworker::client::SUSPECT_AFTER_DEFAULT)
+        );
+        assert_eq!(with(Some(750)), Some(Duration::from_millis(750)));
+        assert_eq!(with(Some(0)), None);
+    }
 }

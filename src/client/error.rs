@@ -62,6 +62,13 @@ pub enum LinkFailure {
     /// No answer in time.
     #[error("no answer within {0:?}")]
     ReplyTimeout(Duration),
+    /// The gateway is suspect: it has owed an answer (or a connect) for this long without
+    /// a byte back, so the call did not wait for it (a query part: not sent, or its late
+    /// answer discarded; a send: not sent, too many exchanges in flight to it already).
+    /// Reported like a timeout ([`GatewayClient`](super::GatewayClient)'s suspect
+    /// gateways).
+    #[error("suspect: no answer for {0:?} or more, not waited for")]
+    Suspect(Duration),
     /// The answer is longer than the configured bound.
     #[error("answer longer than {0} bytes")]
     TooLarge(u64),

@@ -106,6 +106,8 @@ pub async fn write(
 }
 
 /// Writes `request` and reads one reply record (spec 1.4); returns its payload.
+/// `on_read` is called after every read that did not fail (bytes, or the end of the
+/// stream): the gateway is alive.
 pub async fn query(
     connector: &dyn Connector,
     addr: SocketAddr,
@@ -113,9 +115,10 @@ pub async fn query(
     connect_timeout: Duration,
     reply_timeout: Duration,
     reply_size_max: u32,
+    on_read: &(dyn Fn() + Sync),
 ) -> Result<Bytes, LinkFailure> {
     let mut stream = connect(connector, addr, connect_timeout).await?;
-    query_on(&mut stream, request, reply_timeout, reply_size_max).await
+    query_on(&mut stream, request, reply_timeout, reply_size_max, on_read).await
 }
 
 /// [`query`] on an open stream; the stream is fit for another request only on success.
@@ -124,6 +127,7 @@ pub async fn query_on(
     request: &[u8],
     reply_timeout: Duration,
     reply_size_max: u32,
+    on_read: &(dyn Fn() + Sync),
 ) -> Result<Bytes, LinkFailure> {
     let exchange = async {
         stream
@@ -138,7 +142,11 @@ pub async fn query_on(
                 Ok(None) => {}
                 Err(_) => return Err(LinkFailure::TooLarge(u64::from(reply_size_max))),
             }
-            read_more(stream, &mut input).await?;
+            let read = read_more(stream, &mut input).await;
+            if matches!(read, Ok(()) | Err(LinkFailure::Closed)) {
+                on_read();
+            }
+            read?;
         }
     };
     tokio::time::timeout(reply_timeout, exchange)

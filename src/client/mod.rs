@@ -10,6 +10,12 @@
 //! one reply record read back. Query replies of several gateways are folded by the same
 //! [`Merge`] a worker uses, so results are the worker's.
 //!
+//! *Difference* (issue 18; the original waits its whole timeout for a stalled gateway on
+//! every call): the client remembers across calls which gateways owe it an answer. One that
+//! owed an answer or a connect for [`ClientSettings::suspect_after`] (2 s) is *suspect*: the
+//! call waiting for it stops at that moment and reports it missing as a timeout would, and
+//! later calls do not wait for it until it answers again ([`health`]).
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), gatewayworker::client::ClientError> {
 //! use gatewayworker::client::GatewayClient;
@@ -30,12 +36,15 @@
 //!
 //! * [`directory`]: the gateway list (register lookup, cached for a second, or fixed).
 //! * [`exchange`]: one TCP exchange (send and close, or send and read one answer).
+//! * [`health`]: each gateway's health across calls: a gateway that owes an answer for
+//!   [`ClientSettings::suspect_after`] is *suspect* and calls stop waiting for it.
 //! * [`pool`]: idle connections reused in persistent mode.
 //! * [`error`]: what a call fails with, [`ClientError`].
 
 pub mod directory;
 pub mod error;
 pub mod exchange;
+pub mod health;
 pub mod pool;
 
 use std::net::{SocketAddr, SocketAddrV4};
@@ -43,10 +52,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::task::JoinSet;
+use tokio::sync::oneshot;
 
 pub use directory::Gateways;
 pub use error::{ClientError, LinkFailure};
+pub use health::{ClientStats, SUSPECT_AFTER_DEFAULT};
 
 use crate::api::gather::{Gather, TimeoutPolicy};
 use crate::api::merge::{php_int, GroupScan, Merge};
@@ -57,6 +67,7 @@ use crate::protocol::php::body::scalar_to_string;
 use crate::protocol::php::unserialize::unserialize_lenient;
 use crate::protocol::php::{is_empty_bytes, PhpArray, PhpValue};
 use directory::{Directory, LookupLimits};
+use health::{Admit, Check, Health};
 use pool::Pool;
 
 /// Default connect timeout to a register or a gateway: the original's `connectTimeout`.
@@ -97,6 +108,13 @@ pub struct ClientSettings {
     pub register_cache_ttl: Duration,
     /// What a query returns when some gateways did not answer.
     pub timeout_policy: TimeoutPolicy,
+    /// A gateway that has owed an answer (a query written and no byte back, or a connect
+    /// not completed) this long, across all the calls of this client, is *suspect*: calls
+    /// stop waiting for it and report it missing like a timeout ([`LinkFailure::Suspect`],
+    /// then `timeout_policy`) until it answers again ([`health`]). `None` (or zero): wait
+    /// `connect_timeout` and `reply_timeout` every time, as the original. Default
+    /// [`SUSPECT_AFTER_DEFAULT`], 2 s, as the BusinessWorker.
+    pub suspect_after: Option<Duration>,
     /// How the `getAllGroup*` merges treat a client without uid or groups.
     pub group_scan: GroupScan,
     /// Gateways reached at another address than the lan address they announce (a NAT,
@@ -126,6 +144,7 @@ impl ClientSettings {
             register_line_bytes_max: crate::protocol::register::FROM_REGISTER_LINE_MAX,
             register_cache_ttl: REGISTER_CACHE_TTL_DEFAULT,
             timeout_policy: TimeoutPolicy::Fail,
+            suspect_after: Some(SUSPECT_AFTER_DEFAULT),
             group_scan: GroupScan::Complete,
             dial: Vec::new(),
             persistent: false,
@@ -145,6 +164,7 @@ pub struct GatewayClientBuilder {
     reply_timeout: Option<Duration>,
     reply_size_max: Option<u32>,
     timeout_policy: TimeoutPolicy,
+    suspect_after: Option<Duration>,
     group_scan: GroupScan,
     dial: Vec<(String, SocketAddr)>,
     persistent: bool,
@@ -196,6 +216,15 @@ impl GatewayClientBuilder {
         self
     }
 
+    /// Stop waiting for a gateway that has owed an answer this long, and do not wait for
+    /// it again until it answers ([`ClientSettings::suspect_after`]); zero turns it off
+    /// (the original waits the whole timeout every call) [default:
+    /// [`SUSPECT_AFTER_DEFAULT`]].
+    pub fn suspect_after(mut self, after: Duration) -> Self {
+        self.suspect_after = Some(after);
+        self
+    }
+
     /// [`GroupScan::StopAtFirstGap`] reproduces the original's `getAllGroup*` scans.
     pub fn group_scan(mut self, scan: GroupScan) -> Self {
         self.group_scan = scan;
@@ -238,6 +267,9 @@ impl GatewayClientBuilder {
         settings.reply_timeout = self.reply_timeout.unwrap_or(REPLY_TIMEOUT_DEFAULT);
         settings.reply_size_max = self.reply_size_max.unwrap_or(REPLY_SIZE_MAX_DEFAULT);
         settings.timeout_policy = self.timeout_policy;
+        if let Some(after) = self.suspect_after {
+            settings.suspect_after = (!after.is_zero()).then_some(after);
+        }
         settings.group_scan = self.group_scan;
         settings.persistent = self.persistent;
         for (announced, dialled) in &self.dial {
@@ -286,6 +318,7 @@ struct Inner {
     directory: Directory,
     pool: Pool,
     connector: Arc<dyn exchange::Connector>,
+    health: Health,
 }
 
 impl Inner {
@@ -313,8 +346,14 @@ impl Inner {
 
     /// One query to `addr`; in persistent mode a pooled connection that turns out closed
     /// is replaced once by a fresh one, and only a clean exchange returns it to the pool.
-    async fn query(&self, addr: SocketAddr, request: Bytes) -> Result<Bytes, LinkFailure> {
+    async fn query(
+        &self,
+        gateway: GatewayAddr,
+        addr: SocketAddr,
+        request: Bytes,
+    ) -> Result<Bytes, LinkFailure> {
         let s = &self.settings;
+        let on_read = || self.health.progress(gateway, health::now());
         if !s.persistent {
             return exchange::query(
                 &*self.connector,
@@ -323,11 +362,19 @@ impl Inner {
                 s.connect_timeout,
                 s.reply_timeout,
                 s.reply_size_max,
+                &on_read,
             )
             .await;
         }
         if let Some(mut stream) = self.pool.take(addr) {
-            match exchange::query_on(&mut stream, &request, s.reply_timeout, s.reply_size_max).await
+            match exchange::query_on(
+                &mut stream,
+                &request,
+                s.reply_timeout,
+                s.reply_size_max,
+                &on_read,
+            )
+            .await
             {
                 Ok(payload) => {
                     self.pool.put(addr, stream);
@@ -339,10 +386,27 @@ impl Inner {
             }
         }
         let mut stream = exchange::connect(&*self.connector, addr, s.connect_timeout).await?;
-        let payload =
-            exchange::query_on(&mut stream, &request, s.reply_timeout, s.reply_size_max).await?;
+        let payload = exchange::query_on(
+            &mut stream,
+            &request,
+            s.reply_timeout,
+            s.reply_size_max,
+            &on_read,
+        )
+        .await?;
         self.pool.put(addr, stream);
         Ok(payload)
+    }
+}
+
+impl Inner {
+    /// A connect refused at once (no process listens, no route) is an answer of the
+    /// gateway's host: nothing hangs there, so a suspect mark clears and calls get that
+    /// error again, at once, instead of [`LinkFailure::Suspect`].
+    fn refused<T>(&self, gateway: GatewayAddr, outcome: &Result<T, LinkFailure>) {
+        if let Err(LinkFailure::Connect(_)) = outcome {
+            self.health.progress(gateway, health::now());
+        }
     }
 }
 
@@ -398,14 +462,26 @@ impl GatewayClient {
             connector.clone(),
         );
         let pool = Pool::new(settings.idle_per_gateway_max);
+        let health = Health::new(settings.suspect_after);
         GatewayClient {
             inner: Arc::new(Inner {
                 settings,
                 directory,
                 pool,
                 connector,
+                health,
             }),
         }
+    }
+
+    /// What the client did about slow gateways so far (suspicions, parts not waited for).
+    pub fn stats(&self) -> ClientStats {
+        self.inner.health.stats()
+    }
+
+    /// The gateways suspect now: calls do not wait for them ([`health`]).
+    pub fn suspect_gateways(&self) -> Vec<GatewayAddr> {
+        self.inner.health.suspects()
     }
 
     /// The settings in use.
@@ -506,32 +582,24 @@ impl GatewayClient {
 
     /// Writes every frame on its own connection, all at once; the first failure in frame
     /// order is the call's error (after every frame was tried, like the original's loop).
+    /// A send to a suspect gateway goes on in the background and is not waited for.
     async fn send_frames(&self, frames: &[Outgoing]) -> Result<(), ClientError> {
-        let mut tasks = JoinSet::new();
-        for (index, outgoing) in frames.iter().enumerate() {
-            let (addr, request) = (self.dial_addr(outgoing.to), self.request(outgoing));
-            let inner = self.inner.clone();
-            tasks.spawn(async move { (index, inner.send(addr, request).await) });
-        }
-        let mut failures: Vec<(usize, LinkFailure)> = Vec::new();
-        while let Some(done) = tasks.join_next().await {
-            match done {
-                Ok((_, Ok(()))) => {}
-                Ok((index, Err(e))) => failures.push((index, e)),
-                Err(e) => failures.push((usize::MAX, LinkFailure::Write(e.to_string()))),
-            }
-        }
-        failures.sort_by_key(|(index, _)| *index);
-        match failures.into_iter().next() {
+        let outcomes = self.run_parts(frames, false).await;
+        match outcomes
+            .into_iter()
+            .enumerate()
+            .find_map(|(index, r)| r.err().map(|e| (index, e)))
+        {
             None => Ok(()),
             Some((index, reason)) => Err(ClientError::Gateway {
-                gateway: frames.get(index).map_or(frames[0].to, |o| o.to),
+                gateway: frames[index].to,
                 reason,
             }),
         }
     }
 
-    /// One query per frame, all at once, folded by `merge` in request order.
+    /// One query per frame, all at once, folded by `merge` in request order; a suspect
+    /// gateway's part counts as missing ([`LinkFailure::Suspect`]).
     async fn query_frames(
         &self,
         frames: Vec<Outgoing>,
@@ -540,42 +608,187 @@ impl GatewayClient {
         let settings = &self.inner.settings;
         let targets: Vec<GatewayAddr> = frames.iter().map(|o| o.to).collect();
         let mut gather = Gather::new(merge, targets.clone(), Vec::new(), settings.reply_timeout);
-        let mut tasks = JoinSet::new();
-        for (slot, outgoing) in frames.iter().enumerate() {
-            let (addr, request) = (self.dial_addr(outgoing.to), self.request(outgoing));
-            let inner = self.inner.clone();
-            tasks.spawn(async move { (slot, inner.query(addr, request).await) });
-        }
         let mut failures: Vec<(usize, LinkFailure)> = Vec::new();
-        while let Some(done) = tasks.join_next().await {
-            match done {
-                Ok((slot, Ok(payload))) => gather.answer(slot, unserialize_lenient(&payload)),
-                Ok((slot, Err(e))) => {
+        for (slot, outcome) in self.run_parts(&frames, true).await.into_iter().enumerate() {
+            match outcome {
+                Ok(Some(payload)) => gather.answer(slot, unserialize_lenient(&payload)),
+                Ok(None) => gather.fail(slot),
+                Err(e) => {
                     gather.fail(slot);
                     failures.push((slot, e));
                 }
-                Err(e) => failures.push((usize::MAX, LinkFailure::Read(e.to_string()))),
             }
         }
         gather.expire();
         let (result, unanswered) = gather.finish(settings.timeout_policy);
-        failures.sort_by_key(|(slot, _)| *slot);
         match result {
             Ok(value) => {
-                if !unanswered.is_empty() {
-                    // Partial policy: the caller gets a result, so say what it lacks.
+                if failures
+                    .iter()
+                    .any(|(_, e)| !matches!(e, LinkFailure::Suspect(_)))
+                {
+                    // Partial policy: the caller gets a result, so say what it lacks (a
+                    // suspect gateway was warned about once, when it became suspect).
                     tracing::warn!(?unanswered, "query result without every gateway's reply");
+                } else if !unanswered.is_empty() {
+                    tracing::debug!(?unanswered, "query result without the suspect gateways");
                 }
                 Ok(value)
             }
             Err(api) => match failures.into_iter().next() {
-                Some((slot, reason)) if slot < targets.len() => Err(ClientError::Gateway {
+                Some((slot, reason)) => Err(ClientError::Gateway {
                     gateway: targets[slot],
                     reason,
                 }),
-                _ => Err(api.into()),
+                None => Err(api.into()),
             },
         }
+    }
+
+    /// Runs one exchange per frame (`query`: each expects an answer), all at once, each in
+    /// a task of its own, and waits for each until it ends or its gateway is suspect
+    /// ([`health`]); then the outcome per frame, in order: `Ok(Some(answer))` for a query,
+    /// `Ok(None)` for a send written or left to finish in the background.
+    async fn run_parts(
+        &self,
+        frames: &[Outgoing],
+        query: bool,
+    ) -> Vec<Result<Option<Bytes>, LinkFailure>> {
+        type Outcome = Result<Option<Bytes>, LinkFailure>;
+        let inner = &self.inner;
+        let suspect = LinkFailure::Suspect(inner.settings.suspect_after.unwrap_or_default());
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; frames.len()];
+        let mut waiting: Vec<Option<oneshot::Receiver<Outcome>>> =
+            (0..frames.len()).map(|_| None).collect();
+        let now = health::now();
+        for (slot, outgoing) in frames.iter().enumerate() {
+            let gateway = outgoing.to;
+            let (admit, probe) = inner.health.admit(gateway, query, now);
+            if let Some(id) = probe {
+                self.spawn_probe(gateway, id);
+            }
+            let (id, tx) = match admit {
+                Admit::Skip => {
+                    outcomes[slot] = Some(Err(suspect.clone()));
+                    continue;
+                }
+                Admit::Background(id) => {
+                    outcomes[slot] = Some(Ok(None));
+                    (id, None)
+                }
+                Admit::Wait(id) => {
+                    let (tx, rx) = oneshot::channel();
+                    waiting[slot] = Some(rx);
+                    (id, Some(tx))
+                }
+            };
+            let request = self.request(outgoing);
+            self.spawn_exchange(gateway, request, query, id, tx);
+        }
+        loop {
+            let now = health::now();
+            let mut until: Option<tokio::time::Instant> = None;
+            for (slot, rx) in waiting.iter_mut().enumerate() {
+                if rx.is_none() {
+                    continue;
+                }
+                match inner.health.check(frames[slot].to, now) {
+                    Check::Suspect => {
+                        // Stop waiting: the exchange goes on; dropping the receiver tells
+                        // it nobody waits any more.
+                        *rx = None;
+                        inner.health.abandoned(query);
+                        outcomes[slot] = Some(if query {
+                            Err(suspect.clone())
+                        } else {
+                            Ok(None)
+                        });
+                    }
+                    Check::Until(at) => until = Some(until.map_or(at, |u| u.min(at))),
+                    Check::Unlimited => {}
+                }
+            }
+            if waiting.iter().all(Option::is_none) {
+                break;
+            }
+            let first = std::future::poll_fn(|cx| {
+                use std::future::Future as _;
+                for (slot, rx) in waiting.iter_mut().enumerate() {
+                    if let Some(receiver) = rx {
+                        if let std::task::Poll::Ready(got) = std::pin::Pin::new(receiver).poll(cx) {
+                            return std::task::Poll::Ready((slot, got));
+                        }
+                    }
+                }
+                std::task::Poll::Pending
+            });
+            let got = tokio::select! {
+                biased;
+                got = first => Some(got),
+                () = tokio::time::sleep_until(until.unwrap_or(now)), if until.is_some() => None,
+            };
+            if let Some((slot, got)) = got {
+                waiting[slot] = None;
+                outcomes[slot] = Some(got.unwrap_or_else(|_| {
+                    Err(LinkFailure::Read("the exchange task ended".to_owned()))
+                }));
+            }
+        }
+        outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| Err(suspect.clone())))
+            .collect()
+    }
+
+    /// Starts exchange `id` with `gateway` in a task of its own; its outcome goes to `tx`
+    /// if the call still waits for it, else a failure is counted.
+    fn spawn_exchange(
+        &self,
+        gateway: GatewayAddr,
+        request: Bytes,
+        query: bool,
+        id: u64,
+        tx: Option<oneshot::Sender<Result<Option<Bytes>, LinkFailure>>>,
+    ) {
+        let addr = self.dial_addr(gateway);
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            let outcome = if query {
+                inner.query(gateway, addr, request).await.map(Some)
+            } else {
+                inner.send(addr, request).await.map(|()| None)
+            };
+            inner.refused(gateway, &outcome);
+            let unheard = match tx {
+                Some(tx) => tx.send(outcome).err(),
+                None => Some(outcome),
+            };
+            if let Some(Err(reason)) = unheard {
+                inner.health.background_failed(gateway, &reason);
+            }
+            inner.health.end(gateway, id, false);
+        });
+    }
+
+    /// Asks suspect `gateway` a cheap question (`getAllClientCount`), answer discarded:
+    /// any byte back clears its mark.
+    fn spawn_probe(&self, gateway: GatewayAddr, id: u64) {
+        let settings = &self.inner.settings;
+        let plan = Planner::new(Caller::Client, &[gateway], settings.group_scan)
+            .plan(&ApiCall::GetAllClientCount);
+        let Some(outgoing) = plan.ok().and_then(|p| p.frames.into_iter().next()) else {
+            self.inner.health.end(gateway, id, true);
+            return;
+        };
+        let request = self.request(&outgoing);
+        let addr = self.dial_addr(gateway);
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            let outcome = inner.query(gateway, addr, request).await;
+            inner.refused(gateway, &outcome);
+            tracing::debug!(%gateway, ?outcome, "probe of a suspect gateway");
+            inner.health.end(gateway, id, true);
+        });
     }
 
     // ---- the original's methods, typed ----------------------------------------------

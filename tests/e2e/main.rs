@@ -12,6 +12,7 @@ mod cli;
 mod client_cli;
 mod client_scripted;
 mod client_sockets;
+mod client_suspect;
 #[path = "../common/mod.rs"]
 mod common;
 mod guest_all_or_nothing;
