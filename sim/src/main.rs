@@ -77,7 +77,31 @@ fn parse() -> Result<Args, String> {
     Ok(args)
 }
 
+/// Prints log lines with the simulated time of the running world (0 outside one).
+struct SimTime;
+
+impl tracing_subscriber::fmt::time::FormatTime for SimTime {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        let at = if turmoil::in_simulation() {
+            turmoil::elapsed()
+        } else {
+            Duration::ZERO
+        };
+        write!(w, "{:>10.3}s", at.as_secs_f64())
+    }
+}
+
 fn main() -> ExitCode {
+    // The hosts' own logs (gateway, worker, register, GatewayClient), for reading a
+    // failing seed: `SIM_LOG=debug` or any env filter (`SIM_LOG=gatewayworker::client=debug`).
+    if let Ok(filter) = std::env::var("SIM_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_timer(SimTime)
+            .with_ansi(false)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let args = match parse() {
         Ok(a) => a,
         Err(e) => {

@@ -777,6 +777,10 @@ fn gaps_in(
 /// Every worker instance of every worker host linked to every gateway shard, and the
 /// register announcing every shard (its worker count aside: API callers count there while
 /// connected). A send made while this holds has a way to every client.
+/// Longest way of a register's answer to the GatewayClient host: turmoil's largest
+/// message latency (100 ms by default) and a few ticks.
+const REGISTER_ANSWER_LATENCY_MAX: Duration = Duration::from_millis(200);
+
 fn control_plane_whole(config: &SimConfig, host_ip: &dyn Fn(&str) -> Ipv4Addr) -> bool {
     let all: Vec<usize> = (0..config.workers).collect();
     control_plane_gaps(config, &all, host_ip)
@@ -1126,8 +1130,12 @@ impl ApiHost {
             .on_send(n, &sender, target, &payload, now());
         // The library reuses a register list for `REGISTER_CACHE_TTL_DEFAULT` (1 s, as
         // the original): a list fetched while the register's was still partial (a
-        // register restart) may miss gateways for that long, silently.
-        let cached_since = now().saturating_sub(REGISTER_CACHE_TTL_DEFAULT);
+        // register restart) may miss gateways for that long, silently. Counted from the
+        // answer's arrival, so the list can be older by the answer's way through the
+        // network (turmoil's latency is at most 100 ms; seed 30000745: a list answered at
+        // the register 5 ms before its last gateway re-registered, cached on arrival).
+        let cached_since =
+            now().saturating_sub(REGISTER_CACHE_TTL_DEFAULT + REGISTER_ANSWER_LATENCY_MAX);
         let linked_sent = control_plane_whole(&self.config, &host_ip)
             && observe::with(|o| o.addresses_at) < cached_since;
         let result = client.call(&call).await;
