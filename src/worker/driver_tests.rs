@@ -186,14 +186,19 @@ async fn a_drained_incoming_backlog_gives_its_queues_back() {
     let local = tokio::task::LocalSet::new();
     let script = local.run_until(async {
         let config = DriverConfig {
-            events_pending_max: 4,
+            events_pending_max: 256,
             ..DriverConfig::default()
         };
         let (mut driver, gateway_port, gateway, peers) = linked_driver(config).await;
         const EVENTS: usize = 1024;
+        const CLIENTS: usize = 300;
         let mut burst = BytesMut::new();
         for i in 0..EVENTS {
-            burst.extend_from_slice(&message(gateway_port, 1 + (i % 8) as u32, &[b'b'; 1024]));
+            burst.extend_from_slice(&message(
+                gateway_port,
+                1 + (i % CLIENTS) as u32,
+                &[b'b'; 1024],
+            ));
         }
         let burst = burst.freeze();
         assert!(burst.len() >= memory::BACKLOG_BYTES);
@@ -204,14 +209,19 @@ async fn a_drained_incoming_backlog_gives_its_queues_back() {
             driver.sleep(Duration::from_millis(5)).await;
         }
         let (_, parked_slots, _) = driver.core().incoming_slots();
-        assert!(parked_slots >= EVENTS - 8, "{parked_slots} parked slots");
+        assert!(
+            parked_slots >= EVENTS - CLIENTS,
+            "{parked_slots} parked slots"
+        );
+        assert_eq!(driver.events.len(), 256);
+        assert_eq!(driver.core().held_events().0, CLIENTS - 256);
         assert!(!driver.core().incoming_drained());
 
         // The first event of each client runs and does not end yet: the driver's queue
         // runs empty (the held events it had room for came out) while the rest wait parked
         // behind them. Not drained.
         let mut running = Vec::new();
-        for _ in 0..8 {
+        for _ in 0..CLIENTS {
             running.push(driver.next_event().await);
         }
         assert!(driver.try_event().is_none());
@@ -226,7 +236,7 @@ async fn a_drained_incoming_backlog_gives_its_queues_back() {
                 .end_event(&event.client, event.kind, &PhpValue::Null, &PhpValue::Null)
                 .unwrap();
         }
-        run_events(&mut driver, EVENTS - 8).await;
+        run_events(&mut driver, EVENTS - CLIENTS).await;
         assert!(driver.try_event().is_none());
         assert_eq!(driver.incoming_backlogs_drained(), 1);
         assert_eq!(driver.incoming_run, 0);
