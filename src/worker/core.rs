@@ -781,6 +781,37 @@ impl WorkerCore {
         (self.held.len(), self.held_bytes)
     }
 
+    /// No client event waits in the core: none held for want of room, none parked on a
+    /// link (behind its client's running event or a session reload). With the driver's
+    /// own queue empty too, a backlog of incoming events has drained.
+    pub fn incoming_drained(&self) -> bool {
+        self.held.is_empty() && self.links.values().all(|l| l.parked.is_empty())
+    }
+
+    /// Gives back what a backlog of incoming events grew, once it has drained
+    /// ([`WorkerCore::incoming_drained`]): the held and parked event queues and the action
+    /// queue keep at most `slots_kept` slots, and a link's empty input buffer larger than
+    /// `inbound_kept` bytes is let go (the next read starts a fresh one). For the driver,
+    /// once per drained backlog: never on the per-message path.
+    pub fn shrink_incoming(&mut self, slots_kept: usize, inbound_kept: usize) {
+        shrink_deque(&mut self.held, slots_kept);
+        shrink_deque(&mut self.actions, slots_kept);
+        for l in self.links.values_mut() {
+            shrink_deque(&mut l.parked, slots_kept);
+            if l.inbound.is_empty() && l.inbound.capacity() > inbound_kept {
+                l.inbound = BytesMut::new();
+            }
+        }
+    }
+
+    /// Slots of the held, parked (all links) and action queues, for tests of
+    /// [`WorkerCore::shrink_incoming`].
+    #[cfg(test)]
+    pub(crate) fn incoming_slots(&self) -> (usize, usize, usize) {
+        let parked = self.links.values().map(|l| l.parked.capacity()).sum();
+        (self.held.capacity(), parked, self.actions.capacity())
+    }
+
     /// The gateway list in use (register order).
     pub fn gateway_addresses(&self) -> &[GatewayAddr] {
         &self.listed
@@ -1982,6 +2013,13 @@ fn backoff(config: &WorkerConfig, failures: u32) -> Duration {
         .reconnect_delay
         .saturating_mul(factor)
         .min(config.reconnect_delay_max.max(config.reconnect_delay))
+}
+
+/// Lets `deque` keep no more slots than its length or `kept`, whichever is more.
+fn shrink_deque<T>(deque: &mut VecDeque<T>, kept: usize) {
+    if deque.capacity() > kept {
+        deque.shrink_to(kept);
+    }
 }
 
 /// Estimated bytes an event holds (its frame's parts plus a fixed overhead).

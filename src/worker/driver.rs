@@ -31,6 +31,15 @@
 //! backpressure). Bytes towards a link are bounded by the core's window. Reads per link
 //! and per wake-up are bounded by [`READS_PER_TURN_MAX`].
 //!
+//! Memory after a backlog: the driver counts the bytes it read since the incoming side
+//! (its event queue, the core's held events and every link's parked events) was last
+//! found empty. When the business code finds no event and the core holds none either, a
+//! run of at least [`memory::BACKLOG_BYTES`] has drained: the queues give back what they
+//! grew (at most [`EVENT_SLOTS_KEPT`] slots kept, [`WorkerCore::shrink_incoming`]) and the
+//! freed events are handed back to the system ([`memory::backlog_drained`]). Events that
+//! keep up empty the queues at every turn and never count as a backlog, so this costs the
+//! per-message path one addition per read and one look at the core per empty turn.
+//!
 //! Panics: a panic while the core handles one link's bytes is caught; that link is
 //! closed (the core's link-closed path runs: its pending calls fail, it is reconnected),
 //! logged and counted (`gatewayworker_connection_panics_total`). Other links carry on.
@@ -55,7 +64,7 @@ use super::core::{
     WorkerConfig, WorkerCore,
 };
 use crate::api::{ApiCall, ApiError, ApiResult, CurrentClient};
-use crate::net::{Net, NetStream, WriteQueue};
+use crate::net::{memory, Net, NetStream, WriteQueue};
 use crate::protocol::php::PhpValue;
 
 /// Reads served per link in one pass before the others get theirs (fairness bound).
@@ -64,6 +73,14 @@ pub const READS_PER_TURN_MAX: usize = 4;
 /// Passes of I/O in one wake-up before the driver yields to its runtime (so a link that
 /// never runs dry cannot starve the timer or the business code).
 const PASSES_PER_WAKE_MAX: usize = 16;
+
+/// Event slots the incoming queues (the driver's, the core's held and parked ones) keep
+/// once a backlog has drained; a backlog of more gives the rest back then.
+pub const EVENT_SLOTS_KEPT: usize = 64;
+
+/// Bytes of a link's empty input buffer kept once a backlog has drained (a read's worth
+/// by default); a larger one (a long frame's leftover) is let go.
+const INBOUND_BYTES_KEPT: usize = 64 * 1024;
 
 /// Settings of the driver itself (the core has [`WorkerConfig`]).
 #[derive(Debug, Clone)]
@@ -126,6 +143,11 @@ pub struct WorkerDriver<N: Net> {
     timer: Pin<Box<Sleep>>,
     timer_at: Option<Duration>,
     events: VecDeque<ClientEvent>,
+    /// Bytes read since the incoming side (`events`, the core's held and parked events)
+    /// was last found empty (saturating): the size of the backlog it is working through.
+    incoming_run: usize,
+    /// Incoming backlogs of at least [`memory::BACKLOG_BYTES`] that drained.
+    incoming_backlogs: u64,
     /// The call being waited for, and its result once the core finished it.
     awaited: Option<CallId>,
     done: Option<CallDone>,
@@ -149,6 +171,8 @@ impl<N: Net> WorkerDriver<N> {
             timer: Box::pin(tokio::time::sleep_until(origin)),
             timer_at: None,
             events: VecDeque::new(),
+            incoming_run: 0,
+            incoming_backlogs: 0,
             awaited: None,
             done: None,
         }
@@ -164,13 +188,44 @@ impl<N: Net> WorkerDriver<N> {
         self.core.connected_gateway_count()
     }
 
+    /// Incoming backlogs (at least [`memory::BACKLOG_BYTES`] read while events waited)
+    /// that drained so far, each followed by a shrink of the queues and a trim request.
+    pub fn incoming_backlogs_drained(&self) -> u64 {
+        self.incoming_backlogs
+    }
+
     /// The next client event, if one is ready now (no I/O).
     pub fn try_event(&mut self) -> Option<ClientEvent> {
         let event = self.events.pop_front();
         if event.is_some() {
             self.dispatch();
+        } else if self.incoming_run > 0 {
+            self.incoming_ran_empty();
         }
         event
+    }
+
+    /// The business code found no event: when the core holds none either, the run of
+    /// incoming bytes ends, and one of [`memory::BACKLOG_BYTES`] or more gives back what
+    /// it grew (see the module documentation).
+    fn incoming_ran_empty(&mut self) {
+        if !self.events.is_empty() || !self.core.incoming_drained() {
+            return;
+        }
+        if self.incoming_run >= memory::BACKLOG_BYTES {
+            if self.events.capacity() > EVENT_SLOTS_KEPT {
+                self.events.shrink_to(EVENT_SLOTS_KEPT);
+            }
+            self.core
+                .shrink_incoming(EVENT_SLOTS_KEPT, INBOUND_BYTES_KEPT);
+            self.incoming_backlogs = self.incoming_backlogs.saturating_add(1);
+            tracing::debug!(
+                bytes = self.incoming_run,
+                "incoming backlog drained: queues shrunk, memory trim asked"
+            );
+            memory::backlog_drained();
+        }
+        self.incoming_run = 0;
     }
 
     /// Waits for the next client event, doing link I/O meanwhile. Cancel-safe.
@@ -461,6 +516,7 @@ impl<N: Net> WorkerDriver<N> {
                     }
                     Ok(n) => {
                         progress = true;
+                        self.incoming_run = self.incoming_run.saturating_add(n);
                         let (core, bytes) = (&mut self.core, &self.scratch[..n]);
                         // `catch_panic` also counts it in the process-wide
                         // `gatewayworker_connection_panics_total`.

@@ -315,6 +315,7 @@ fn gw0() -> GatewayAddr {
 
 mod bounds;
 mod calls;
+mod drain;
 mod events;
 mod links;
 mod mutants;
