@@ -300,6 +300,12 @@ pub struct WorkerConfig {
     /// Events held per link behind a session reload; beyond, the reload is abandoned and
     /// the held events are delivered with the sessions they carried.
     pub parked_events_max: usize,
+    /// Bytes of the events parked on one link (behind a reload or a client's running
+    /// event, estimated as for held events); beyond, they go out as they are, as past
+    /// `parked_events_max`, and count against `held_events_bytes_max` from there. Without
+    /// it a client could park `parked_events_max` messages of `package_size_max` each
+    /// behind its own slow event: gigabytes.
+    pub parked_events_bytes_max: usize,
 }
 
 impl WorkerConfig {
@@ -332,6 +338,7 @@ impl WorkerConfig {
             register_line_bytes_max: crate::protocol::register::FROM_REGISTER_LINE_MAX,
             session_versions_max: 1 << 20,
             parked_events_max: 4096,
+            parked_events_bytes_max: 16 << 20,
         }
     }
 }
@@ -427,6 +434,8 @@ struct Link {
     pending: VecDeque<Pending>,
     /// Events waiting for a session reload (the first one is being reloaded).
     parked: VecDeque<ClientEvent>,
+    /// Their estimated bytes ([`event_cost`]).
+    parked_bytes: usize,
     /// A GET_SESSION for the first parked event is outstanding.
     reloading: bool,
     /// Last progress: opened, connected, a byte read or written (or, when it had nothing
@@ -450,6 +459,20 @@ impl Link {
         }
         self.queued_bytes += bytes.len();
         self.queue.push_back(bytes);
+    }
+
+    /// More events parked than the bounds allow (`parked_events_max`,
+    /// `parked_events_bytes_max`): the head goes out as it is, without waiting.
+    fn parked_over(&self, config: &WorkerConfig) -> bool {
+        self.parked.len() > config.parked_events_max
+            || self.parked_bytes > config.parked_events_bytes_max
+    }
+
+    /// Takes the first parked event.
+    fn pop_parked(&mut self) -> Option<ClientEvent> {
+        let event = self.parked.pop_front()?;
+        self.parked_bytes = self.parked_bytes.saturating_sub(event_cost(&event));
+        Some(event)
     }
 
     /// When it becomes suspect if nothing moves (gateway links only).
@@ -481,6 +504,7 @@ impl Link {
             skip_left: 0,
             pending: VecDeque::new(),
             parked: VecDeque::new(),
+            parked_bytes: 0,
             reloading: false,
             progress_at: now,
             suspect: false,
@@ -683,6 +707,16 @@ impl WorkerCore {
                 link.parked.len() <= self.config.parked_events_max + 1,
                 "{id:?} parks {} events",
                 link.parked.len()
+            );
+            let parked_bytes: usize = link.parked.iter().map(event_cost).sum();
+            assert_eq!(
+                parked_bytes, link.parked_bytes,
+                "{id:?}: parked_bytes is stale"
+            );
+            assert!(
+                link.parked_bytes <= self.config.parked_events_bytes_max,
+                "{id:?} parks {} bytes",
+                link.parked_bytes
             );
             let calls = link
                 .pending
@@ -1694,7 +1728,7 @@ impl WorkerCore {
                     return;
                 }
                 l.reloading = false;
-                let Some(mut event) = l.parked.pop_front() else {
+                let Some(mut event) = l.pop_parked() else {
                     return;
                 };
                 event.client.session = value;
@@ -1744,11 +1778,12 @@ impl WorkerCore {
         let Some(l) = self.links.get_mut(&link) else {
             return;
         };
+        l.parked_bytes = l.parked_bytes.saturating_add(event_cost(&event));
         l.parked.push_back(event);
-        if l.reloading && l.parked.len() > self.config.parked_events_max {
+        if l.reloading && l.parked_over(&self.config) {
             tracing::warn!(?link, "session reload abandoned: too many events held");
             l.reloading = false;
-            if let Some(head) = l.parked.pop_front() {
+            if let Some(head) = l.pop_parked() {
                 let crc = crc32(&head.session_text);
                 self.remember_session(&head.client.client_id, crc);
                 self.deliver(link, head);
@@ -1772,7 +1807,7 @@ impl WorkerCore {
             // order, unless more than `parked_events_max` wait (then they go out as they are,
             // as with an abandoned reload).
             if self.events_in_flight.contains_key(&event.client.client_id)
-                && l.parked.len() <= self.config.parked_events_max
+                && !l.parked_over(&self.config)
             {
                 return;
             }
@@ -1808,6 +1843,11 @@ impl WorkerCore {
                             .links
                             .get(&link)
                             .is_some_and(|l| l.pending.len() >= self.config.pending_replies_max);
+                        // Over the parking bounds nothing more may wait behind a reload.
+                        let over = self
+                            .links
+                            .get(&link)
+                            .is_some_and(|l| l.parked_over(&self.config));
                         if busy {
                             self.stats.reloads_skipped_busy += 1;
                             tracing::warn!(
@@ -1815,7 +1855,7 @@ impl WorkerCore {
                                 "session reload skipped: too many replies awaited"
                             );
                         }
-                        if !busy && self.enqueue(link, frame_bytes(&reload)) {
+                        if !busy && !over && self.enqueue(link, frame_bytes(&reload)) {
                             self.stats.session_reloads += 1;
                             if let Some(l) = self.links.get_mut(&link) {
                                 l.pending.push_back(Pending::SessionReload);
@@ -1833,7 +1873,7 @@ impl WorkerCore {
             let Some(l) = self.links.get_mut(&link) else {
                 return;
             };
-            if let Some(event) = l.parked.pop_front() {
+            if let Some(event) = l.pop_parked() {
                 self.deliver(link, event);
             }
         }

@@ -459,3 +459,30 @@ fn a_closed_link_forgets_the_session_versions_of_its_gateways_clients() {
     assert_eq!(cmd_of(&sent[0].1), Command::GetSessionByClientId as u8);
     assert_eq!(h.core.stats().session_reloads, 1);
 }
+
+/// Events waiting behind their client's running event are bounded in bytes as well as in
+/// count: without it one client could park `parked_events_max` messages of
+/// `package_size_max` each behind its own slow event (gigabytes). Past the bound the head
+/// goes out as it is, as past the count bound.
+#[test]
+fn events_held_behind_a_running_one_are_bounded_in_bytes() {
+    let mut config = Harness::config();
+    config.parked_events_bytes_max = 3_000;
+    let (mut h, link) = Harness::linked_to_one_gateway(config);
+    let body = [b'x'; 1_000];
+    let message = event_frame(gw(0), Command::OnMessage, 3, b"", &body, 1);
+    h.core.handle_bytes(h.now, link, &message);
+    assert_eq!(events(&h.drain()).len(), 1, "the first one runs");
+    // Each waiting event costs its 1,000 body bytes and some 300 of header and id.
+    for _ in 0..2 {
+        h.core.handle_bytes(h.now, link, &message);
+    }
+    assert!(events(&h.drain()).is_empty(), "two wait within 3,000 bytes");
+    h.core.handle_bytes(h.now, link, &message);
+    assert_eq!(
+        events(&h.drain()).len(),
+        1,
+        "a third is over the bytes bound: the head goes out as it is"
+    );
+    h.core.check_invariants();
+}
