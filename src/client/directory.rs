@@ -46,8 +46,40 @@ pub struct Directory {
     source: Gateways,
     secret_key: String,
     limits: LookupLimits,
-    cached: Mutex<Option<(Instant, Vec<GatewayAddr>)>>,
+    cached: Mutex<Cache>,
     connector: Arc<dyn exchange::Connector>,
+}
+
+/// The register list as last fetched, and whether it may be reused.
+#[derive(Debug, Default)]
+struct Cache {
+    /// The list reusable until `register_cache_ttl` after the instant.
+    fresh: Option<(Instant, Vec<GatewayAddr>)>,
+    /// The list of the last lookup, cached or not.
+    last: Vec<GatewayAddr>,
+}
+
+impl Cache {
+    /// Takes a new list. A list that lacks a gateway the last one had is not cached (a
+    /// *difference*: the original caches every list for its second): after a register
+    /// restart the first lists are partial while the gateways re-register, and a cached
+    /// partial list would make every call of the next second miss those gateways'
+    /// clients, silently. The next call asks again; a gateway that is really gone is
+    /// missing from that list too, which is then cached as usual.
+    fn store(&mut self, list: &[GatewayAddr], now: Instant) {
+        let shrunk = self.last.iter().any(|g| !list.contains(g));
+        if shrunk {
+            tracing::debug!(
+                before = self.last.len(),
+                now = list.len(),
+                "the register's list lost gateways: not cached, asked again next call"
+            );
+            self.fresh = None;
+        } else {
+            self.fresh = Some((now, list.to_vec()));
+        }
+        self.last = list.to_vec();
+    }
 }
 
 impl Directory {
@@ -72,7 +104,7 @@ impl Directory {
             source,
             secret_key,
             limits,
-            cached: Mutex::new(None),
+            cached: Mutex::new(Cache::default()),
             connector,
         }
     }
@@ -84,7 +116,7 @@ impl Directory {
             Gateways::Fixed(list) => return Ok(list.clone()),
             Gateways::Register(registers) => registers,
         };
-        if let Some((at, list)) = &*self.cached.lock().unwrap_or_else(|p| p.into_inner()) {
+        if let Some((at, list)) = &self.cached.lock().unwrap_or_else(|p| p.into_inner()).fresh {
             if at.elapsed() < self.limits.register_cache_ttl {
                 return Ok(list.clone());
             }
@@ -101,8 +133,10 @@ impl Directory {
                     })
                 }
                 Ok(list) => {
-                    *self.cached.lock().unwrap_or_else(|p| p.into_inner()) =
-                        Some((Instant::now(), list.clone()));
+                    self.cached
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .store(&list, Instant::now());
                     return Ok(list);
                 }
                 Err(reason) => {

@@ -310,3 +310,58 @@ async fn persistent_mode_reuses_a_connection_and_survives_its_close() {
     assert!(client.get_all_group_id_list().await.unwrap().is_empty());
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
 }
+
+/// A register list that lacks a gateway the previous list had is not cached: after a
+/// register restart the first lists are partial while the gateways re-register, and the
+/// original's 1 s cache would make every call of that second miss their clients. The next
+/// call asks again; a list that only confirms the loss is cached as usual.
+#[tokio::test]
+async fn a_register_list_that_lost_gateways_is_not_cached() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let register = listener.local_addr().unwrap();
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counter = asked.clone();
+    let list =
+        |addresses: &str| format!(r#"{{"event":"broadcast_addresses","addresses":[{addresses}]}}"#);
+    let answers = [
+        list(r#""127.0.0.1:4001","127.0.0.1:4002""#),
+        list(r#""127.0.0.1:4001""#),
+    ];
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            let answer = answers[n.min(answers.len() - 1)].clone();
+            let mut line = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !line.contains(&b'\n') {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => line.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = stream.write_all(format!("{answer}\n").as_bytes()).await;
+        }
+    });
+    let client = GatewayClient::builder()
+        .register(register.to_string())
+        .build()
+        .unwrap();
+    assert_eq!(client.gateways().await.unwrap().len(), 2);
+    assert_eq!(client.gateways().await.unwrap().len(), 2, "cached");
+    assert_eq!(asked.load(Ordering::SeqCst), 1);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(client.gateways().await.unwrap().len(), 1, "a gateway left");
+    assert_eq!(asked.load(Ordering::SeqCst), 2);
+    assert_eq!(client.gateways().await.unwrap().len(), 1);
+    assert_eq!(
+        asked.load(Ordering::SeqCst),
+        3,
+        "the shrunk list was not cached: asked again at once"
+    );
+    assert_eq!(client.gateways().await.unwrap().len(), 1);
+    assert_eq!(
+        asked.load(Ordering::SeqCst),
+        3,
+        "the same list again: cached as usual"
+    );
+}
