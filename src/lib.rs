@@ -36,17 +36,18 @@
 // no arguments, no invariants), allowed there by name.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
-// Without the `runtime` feature (the fuzz build) only the codecs are compiled: `protocol`
-// and `wasm::value`; helpers of theirs used only by the runtime are then unused.
+// Without the `runtime` feature (the fuzz build) only the codecs are compiled, `protocol`
+// and `wasm::value`, and with `cores` the worker's sans-IO core and what it needs (`api`,
+// `drop_log`, `splitmix`); helpers of theirs used only by the runtime are then unused.
 #![cfg_attr(not(feature = "runtime"), allow(dead_code, unused_imports))]
 
-#[cfg(feature = "runtime")]
+#[cfg(feature = "cores")]
 pub mod api;
 #[cfg(feature = "runtime")]
 pub mod business;
 #[cfg(feature = "runtime")]
 pub mod client;
-#[cfg(feature = "runtime")]
+#[cfg(feature = "cores")]
 pub mod drop_log;
 #[cfg(feature = "runtime")]
 pub mod gateway;
@@ -55,11 +56,11 @@ pub mod net;
 pub mod protocol;
 #[cfg(feature = "runtime")]
 pub mod register;
-#[cfg(feature = "runtime")]
+#[cfg(feature = "cores")]
 pub mod splitmix;
 #[cfg(feature = "runtime")]
 #[doc(hidden)]
 pub mod testing;
 pub mod wasm;
-#[cfg(feature = "runtime")]
+#[cfg(feature = "cores")]
 pub mod worker;

@@ -8,7 +8,9 @@
 //! wasm (the [`crate::business`] process puts a wasm instance on top).
 
 pub mod core;
+#[cfg(feature = "runtime")]
 pub mod driver;
 
 pub use self::core::WorkerCore;
+#[cfg(feature = "runtime")]
 pub use self::driver::{DriverConfig, WorkerDriver};
