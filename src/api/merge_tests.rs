@@ -241,3 +241,45 @@ fn batch_merges() {
         ])
     );
 }
+
+#[test]
+fn replies_are_cast_to_int_like_php() {
+    let one = |v: PhpValue| Merge::IsOnline.merge(&[(addr(5, 2900), v)]);
+    // (int) of a float truncates towards zero; NAN and the infinities are 0 in PHP 8.
+    assert_eq!(one(PhpValue::Float(2.9)), PhpValue::Int(2));
+    assert_eq!(one(PhpValue::Float(-2.9)), PhpValue::Int(-2));
+    assert_eq!(one(PhpValue::Float(f64::INFINITY)), PhpValue::Int(0));
+    assert_eq!(one(PhpValue::Float(f64::NEG_INFINITY)), PhpValue::Int(0));
+    // (int) of a string: its leading integer, after leading blanks, with its sign.
+    assert_eq!(one(s(" 12abc")), PhpValue::Int(12));
+    assert_eq!(one(s("+7")), PhpValue::Int(7));
+    assert_eq!(one(s("-12abc")), PhpValue::Int(-12));
+    assert_eq!(one(s("abc")), PhpValue::Int(0));
+    assert_eq!(one(s("99999999999999999999")), PhpValue::Int(i64::MAX));
+    assert_eq!(one(s("-99999999999999999999")), PhpValue::Int(i64::MIN));
+    // (int) of an array: 1 when it has entries; of null and false: 0.
+    assert_eq!(one(list(vec![PhpValue::Null])), PhpValue::Int(1));
+    assert_eq!(one(list(vec![])), PhpValue::Int(0));
+    assert_eq!(one(PhpValue::Null), PhpValue::Int(0));
+    assert_eq!(one(PhpValue::Bool(true)), PhpValue::Int(1));
+    // Counts sum the truthy replies, whatever their type.
+    let replies = vec![
+        (addr(5, 2900), s("3")),
+        (addr(5, 2901), s("-1")),
+        (addr(5, 2902), PhpValue::Float(2.5)),
+    ];
+    assert_eq!(Merge::Count.merge(&replies), PhpValue::Int(4));
+}
+
+#[test]
+fn uid_counts_count_distinct_uids() {
+    let reply = arr(vec![
+        (PhpKey::Int(1), row(s("alice"), PhpValue::Null)),
+        (PhpKey::Int(2), row(s("bob"), PhpValue::Null)),
+        (PhpKey::Int(3), row(s("alice"), PhpValue::Null)),
+    ]);
+    assert_eq!(
+        Merge::UidMap { count: true }.merge(&[(addr(5, 2900), reply)]),
+        PhpValue::Int(2)
+    );
+}

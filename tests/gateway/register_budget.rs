@@ -132,3 +132,28 @@ fn unregistered_flood_through_sockets_is_cut_at_the_budget_and_workers_still_reg
     drop(flood);
     register.shutdown().unwrap();
 }
+
+#[test]
+fn unregistered_input_exactly_at_the_budget_is_kept() {
+    let now = Duration::ZERO;
+    let holding = |budget: usize| {
+        let mut config = RegisterConfig::new("");
+        config.line_bytes_max = 1_000_000;
+        config.unregistered_input_bytes_max = budget;
+        let mut core = RegisterCore::new(config);
+        let id = core.handle_connected(now, peer(1)).unwrap();
+        core.handle_bytes(now, id, &[b' '; 5_000]);
+        (core.unregistered_input(), closes(&mut core))
+    };
+    // What one silent connection holds after 5 000 bytes (its buffer's allocation).
+    let (held, closed) = holding(1_000_000);
+    assert!(held >= 5_000 && closed.is_empty());
+    // A budget of exactly that keeps it; one byte less closes it.
+    assert_eq!(holding(held), (held, vec![]));
+    let (after, closed) = holding(held - 1);
+    assert_eq!(
+        closed,
+        vec![(PeerId(1), CloseReason::UnregisteredInputBudget)]
+    );
+    assert_eq!(after, 0);
+}

@@ -591,3 +591,29 @@ fn random_inputs_keep_the_invariants() {
         .tests(500)
         .quickcheck(prop as fn(Vec<(u8, u8, u8)>) -> bool);
 }
+
+#[test]
+fn the_register_counts_the_connections_it_closes_and_keeps_its_config() {
+    let mut config = RegisterConfig::new("k");
+    config.connections_max = 7;
+    let mut core = Checked::new(config);
+    assert_eq!(core.config().secret_key, "k");
+    assert_eq!(core.config().connections_max, 7);
+    // A bad request and a first-line timeout: closed by the register, counted.
+    let bad = connect(&mut core);
+    send(&mut core, bad, "nonsense");
+    let silent = core.handle_connected(T0, peer()).expect("accepted");
+    core.handle_timeout(Duration::from_secs(10));
+    assert_eq!(
+        drain(&mut core),
+        vec![close(silent, CloseReason::FirstLineTimeout)]
+    );
+    assert_eq!(core.stats().connections_closed_by_register, 2);
+    // A peer that goes away by itself is not the register's close.
+    let leaving = connect(&mut core);
+    core.handle_closed(T0, leaving);
+    core.handle_closed(T0, bad);
+    core.handle_closed(T0, silent);
+    assert_eq!(core.stats().connections_closed_by_register, 2);
+    assert_eq!(core.connection_count(), 0);
+}

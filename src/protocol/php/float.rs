@@ -154,4 +154,20 @@ mod tests {
         assert_eq!(to_json_repr(1e17).as_deref(), Some("1.0e+17"));
         assert_eq!(to_json_repr(f64::NAN), None);
     }
+
+    #[test]
+    fn nan_infinities_and_zeros_have_php_spellings() {
+        for (x, text) in [
+            (f64::NAN, "NAN"),
+            (f64::INFINITY, "INF"),
+            (f64::NEG_INFINITY, "-INF"),
+            (0.0, "0"),
+            (-0.0, "-0"),
+        ] {
+            assert_eq!(to_php_string(x), text);
+            assert_eq!(to_serialize_repr(x), text);
+        }
+        assert_eq!(to_json_repr(f64::INFINITY), None);
+        assert_eq!(to_json_repr(-0.0).as_deref(), Some("-0"));
+    }
 }

@@ -652,6 +652,12 @@ mod tests {
     }
 
     #[test]
+    fn only_control_characters_below_space_are_escaped() {
+        assert_eq!(encode(&PhpValue::str(" a b~")), "\" a b~\"");
+        assert_eq!(encode(&PhpValue::str("\u{1f}")), "\"\\u001f\"");
+    }
+
+    #[test]
     fn lists_only_for_keys_zero_to_n_in_order() {
         assert_eq!(encode(&array(&[])), "[]");
         let list = array(&[
@@ -768,6 +774,47 @@ mod tests {
     }
 
     #[test]
+    fn decode_copies_raw_utf8_and_unescapes_every_simple_escape() {
+        // Raw multi-byte UTF-8 (2, 3 and 4 bytes) is copied as is, between ASCII.
+        assert_eq!(
+            json_decode("\"aé€😀z\"".as_bytes()),
+            Ok(PhpValue::str("aé€😀z"))
+        );
+        assert_eq!(
+            json_decode(br#""\"\\\/\b\f\n\r\t""#),
+            Ok(PhpValue::Str(Bytes::from_static(b"\"\\/\x08\x0c\n\r\t")))
+        );
+    }
+
+    #[test]
+    fn decode_literals_empty_objects_exponents_and_object_depth() {
+        assert_eq!(
+            json_decode(b"[true,false,null]"),
+            Ok(array(&[
+                (PhpKey::Int(0), PhpValue::Bool(true)),
+                (PhpKey::Int(1), PhpValue::Bool(false)),
+                (PhpKey::Int(2), PhpValue::Null),
+            ]))
+        );
+        assert_eq!(
+            json_decode(br#"{ "a" : { } , "b" : [ ] }"#),
+            Ok(array(&[
+                (PhpKey::from_bytes(b"a"), PhpValue::Array(PhpArray::new())),
+                (PhpKey::from_bytes(b"b"), PhpValue::Array(PhpArray::new())),
+            ]))
+        );
+        assert_eq!(json_decode(b"{}"), Ok(PhpValue::Array(PhpArray::new())));
+        // Signed exponents.
+        assert_eq!(json_decode(b"1e-2"), Ok(PhpValue::Float(0.01)));
+        assert_eq!(json_decode(b"2E+1"), Ok(PhpValue::Float(20.0)));
+        assert!(json_decode_with_depth(br#"{"a":{"b":1}}"#, 2).is_ok());
+        assert_eq!(
+            json_decode_with_depth(br#"{"a":{"b":1}}"#, 1),
+            Err(JsonDecodeError::TooDeep { depth_max: 1 })
+        );
+    }
+
+    #[test]
     fn decode_depth_is_bounded_at_the_limit() {
         assert!(json_decode_with_depth(b"[[1]]", 2).is_ok());
         assert_eq!(
@@ -811,5 +858,27 @@ mod tests {
         let json = to_json_value(&map).unwrap();
         assert_eq!(json.to_string(), r#"{"1":3.0,"05":3}"#);
         assert_eq!(from_json_value(&json), Ok(map));
+    }
+
+    #[test]
+    fn serde_mapping_is_bounded_at_json_depth_max_arrays() {
+        let mut php = PhpValue::Null;
+        let mut json = Value::Null;
+        for _ in 0..JSON_DEPTH_MAX_ARRAYS {
+            php = array(&[(PhpKey::Int(0), php)]);
+            json = Value::Array(vec![json]);
+        }
+        assert_eq!(to_json_value(&php), Ok(json.clone()));
+        assert_eq!(from_json_value(&json), Ok(php.clone()));
+        let deeper_php = array(&[(PhpKey::Int(0), php)]);
+        assert_eq!(to_json_value(&deeper_php), Err(JsonValueError::TooDeep));
+        let deeper_json = Value::Array(vec![json.clone()]);
+        assert_eq!(from_json_value(&deeper_json), Err(JsonValueError::TooDeep));
+        let mut object = Map::new();
+        object.insert("k".to_string(), json);
+        assert_eq!(
+            from_json_value(&Value::Object(object)),
+            Err(JsonValueError::TooDeep)
+        );
     }
 }

@@ -615,4 +615,17 @@ mod tests {
     fn serialize_of(input: &[u8]) -> Vec<u8> {
         crate::protocol::php::serialize::serialize(&strict(input).unwrap())
     }
+
+    #[test]
+    fn s_keys_are_raw_bytes_and_only_capital_s_keys_unescape() {
+        // `s:` keeps a backslash as a byte; `S:` reads `\41` as one char, `A`.
+        let raw = strict(b"a:1:{s:3:\"\\41\";N;}");
+        let mut expected = PhpArray::new();
+        expected.insert(PhpKey::from_bytes(b"\\41"), PhpValue::Null);
+        assert_eq!(raw, Ok(PhpValue::Array(expected)));
+        let escaped = strict(b"a:1:{S:1:\"\\41\";N;}");
+        let mut expected = PhpArray::new();
+        expected.insert(PhpKey::from_bytes(b"A"), PhpValue::Null);
+        assert_eq!(escaped, Ok(PhpValue::Array(expected)));
+    }
 }
