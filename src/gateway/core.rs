@@ -1005,6 +1005,9 @@ impl GatewayCore {
         };
         if link.closing {
             // Nothing more goes out on a closing link: no reply can be misaligned.
+            // Defensive: `handle_link_bytes` stops at a closing link and the commands that
+            // close one send no reply, so no input we found reaches this (the mutation run
+            // in sim/README.md); counted, so that it would not be silent if one did.
             self.stats.link_frames_dropped += 1;
             return;
         }
