@@ -49,14 +49,19 @@
 //!   result follows [`TimeoutPolicy`] (default: [`ApiError::Timeout`]) and
 //!   [`CallDone::unanswered`] names them.
 //! * **Suspect gateways** (*difference*; the original waits the whole timeout on every
-//!   query, GatewayWorker issue #36): a gateway link that owes us something (a reply, or
-//!   bytes we could not write) and has made no progress (no byte read from it, none
-//!   written to it, not connected) for `suspect_after` (off in [`WorkerConfig::new`],
-//!   2 s in the BusinessWorker: [`SUSPECT_AFTER_DEFAULT`]) is *suspect*: the query parts
+//!   query, GatewayWorker issue #36): a gateway link is *suspect* when, for
+//!   `suspect_after` (off in [`WorkerConfig::new`], 2 s in the BusinessWorker:
+//!   [`SUSPECT_AFTER_DEFAULT`]), it has read nothing since the request of a reply it owes
+//!   was all written, or it has bytes to write and has neither read nor written. Once
+//!   a request is out, writes are no sign of life: a stopped gateway's kernel keeps
+//!   taking them (megabytes of socket buffers), so a worker sending to its clients would
+//!   otherwise wait the whole timeout on it; before, they are (a healthy gateway behind a
+//!   backlog is still reading it). The query parts
 //!   waiting on it fail at once, and later queries do not ask it at all (their result
 //!   names it as missing, as after a timeout: [`TimeoutPolicy`]). Sends are still
-//!   queued. The mark clears at the link's next progress (any byte read or written); the
-//!   replies it still owes are matched and discarded, so replies stay aligned.
+//!   queued. The mark clears at the next byte read (or written, unless the request of
+//!   the oldest reply owed is out); the replies it still owes are matched and
+//!   discarded, so replies stay aligned.
 //! * **Events and replies share a link**: a reply record is told from a frame only while
 //!   a query is outstanding on that link, by its first word (< 28 cannot be a frame) or its
 //!   fifth byte (a serialized value never starts with an event command byte). The one
@@ -260,8 +265,9 @@ pub struct WorkerConfig {
     pub address_removal_grace: Duration,
     /// Query deadline (the original's 5 s).
     pub query_timeout: Duration,
-    /// A gateway link that owes a reply or unwritten bytes and made no progress for this
-    /// long is suspect: queries stop waiting for it. `None` (the original's behaviour,
+    /// A gateway link that read nothing for this long since the request of a reply it
+    /// owes was written (or has bytes to write and neither read nor wrote) is suspect:
+    /// queries stop waiting for it. `None` (the original's behaviour,
     /// what [`WorkerConfig::new`] gives) waits for `query_timeout`; the BusinessWorker
     /// uses [`SUSPECT_AFTER_DEFAULT`] (2 s).
     pub suspect_after: Option<Duration>,
@@ -441,7 +447,21 @@ struct Link {
     /// Last progress: opened, connected, a byte read or written (or, when it had nothing
     /// owed, the time it started owing something).
     progress_at: Duration,
-    /// No progress for `suspect_after` while owing: queries do not wait for it.
+    /// Last byte read (or connected).
+    read_at: Duration,
+    /// Bytes ever queued on the link, and ever confirmed written: the request of a reply
+    /// awaited is out once `written_total_bytes` reaches its end.
+    queued_total_bytes: u64,
+    written_total_bytes: u64,
+    /// For each entry of `pending`, where its request ends in the queued bytes.
+    reply_ends: VecDeque<u64>,
+    /// When the request of the oldest reply awaited was all written (`None`: not yet, or
+    /// none awaited). From then on only a byte read is a sign of life: a stopped
+    /// gateway's kernel keeps taking our later writes for a while (megabytes of socket
+    /// buffers), while a healthy one answers as soon as it reads the request.
+    front_written_at: Option<Duration>,
+    /// Owing for `suspect_after` without progress (while a reply is awaited: without a
+    /// byte read): queries do not wait for it.
     suspect: bool,
 }
 
@@ -458,6 +478,7 @@ impl Link {
             self.progress_at = self.progress_at.max(now);
         }
         self.queued_bytes += bytes.len();
+        self.queued_total_bytes += bytes.len() as u64;
         self.queue.push_back(bytes);
     }
 
@@ -475,11 +496,56 @@ impl Link {
         Some(event)
     }
 
+    /// Awaits the reply `p` (its request was the last bytes queued).
+    fn await_reply(&mut self, p: Pending, now: Duration) {
+        self.pending.push_back(p);
+        self.reply_ends.push_back(self.queued_total_bytes);
+        if self.pending.len() == 1 {
+            self.front_written_at = None;
+            self.note_front_written(now);
+        }
+    }
+
+    /// The oldest reply awaited arrived: the next one's request may already be out.
+    fn pop_reply(&mut self, now: Duration) -> Option<Pending> {
+        self.reply_ends.pop_front();
+        self.front_written_at = None;
+        self.note_front_written(now);
+        self.pending.pop_front()
+    }
+
+    /// Sets `front_written_at` once the oldest awaited request is all written.
+    fn note_front_written(&mut self, now: Duration) {
+        let front_out = self
+            .reply_ends
+            .front()
+            .is_some_and(|&end| end <= self.written_total_bytes);
+        if front_out && self.front_written_at.is_none() {
+            self.front_written_at = Some(now);
+        }
+    }
+
+    /// Since when it has shown no sign of life, if it owes something: for a reply whose
+    /// request is out, since the later of that moment and the last byte read; for bytes
+    /// still to write, since the last byte read or written; the earlier of the two when
+    /// it owes both.
+    fn silent_since(&self) -> Option<Duration> {
+        let reply = self.front_written_at.map(|t| t.max(self.read_at));
+        let bytes = (self.in_flight > 0 || self.queued_bytes > 0).then_some(self.progress_at);
+        match (reply, bytes) {
+            (Some(r), Some(b)) => Some(r.min(b)),
+            (r, b) => r.or(b),
+        }
+    }
+
     /// When it becomes suspect if nothing moves (gateway links only).
     fn suspect_at(&self, after: Option<Duration>) -> Option<Duration> {
         let after = after?;
         let gateway = matches!(self.peer, LinkPeer::Gateway(_));
-        (gateway && !self.suspect && self.owing()).then(|| self.progress_at.saturating_add(after))
+        if !gateway || self.suspect {
+            return None;
+        }
+        self.silent_since().map(|t| t.saturating_add(after))
     }
 }
 
@@ -507,6 +573,11 @@ impl Link {
             parked_bytes: 0,
             reloading: false,
             progress_at: now,
+            read_at: now,
+            queued_total_bytes: 0,
+            written_total_bytes: 0,
+            reply_ends: VecDeque::new(),
+            front_written_at: None,
             suspect: false,
         }
     }
@@ -660,6 +731,30 @@ impl WorkerCore {
                     "{id:?} is not the link of gateway {addr}"
                 ),
             }
+            assert!(
+                link.progress_at <= self.last_now && link.read_at <= self.last_now,
+                "{id:?}: progress in the future"
+            );
+            assert_eq!(
+                link.reply_ends.len(),
+                link.pending.len(),
+                "{id:?}: reply ends"
+            );
+            assert!(
+                link.written_total_bytes <= link.queued_total_bytes
+                    && link
+                        .reply_ends
+                        .iter()
+                        .all(|&e| e <= link.queued_total_bytes),
+                "{id:?}: written or awaited beyond what was queued"
+            );
+            assert_eq!(
+                link.front_written_at.is_some(),
+                link.reply_ends
+                    .front()
+                    .is_some_and(|&e| e <= link.written_total_bytes),
+                "{id:?}: front_written_at is stale"
+            );
             let queued: usize = link.queue.iter().map(Bytes::len).sum();
             assert_eq!(queued, link.queued_bytes, "{id:?}: queued_bytes is stale");
             let staged: usize = link.staged.iter().map(Bytes::len).sum();
@@ -989,7 +1084,7 @@ impl WorkerCore {
         };
         l.opened_at = Some(now);
         l.connect_deadline = None;
-        Self::progress(l, now);
+        Self::progress(l, now, true);
         if let LinkPeer::Register(i) = l.peer {
             let register = &mut self.registers[i];
             if let Some(since) = register.down_since.take() {
@@ -1022,10 +1117,13 @@ impl WorkerCore {
     pub fn handle_written(&mut self, now: Duration, link: GatewayLinkId, n: usize) {
         self.last_now = self.last_now.max(now);
         if let Some(l) = self.links.get_mut(&link) {
-            l.in_flight = l.in_flight.saturating_sub(n);
+            let confirmed = n.min(l.in_flight);
+            l.in_flight -= confirmed;
+            l.written_total_bytes += confirmed as u64;
             if n > 0 {
-                Self::progress(l, now);
+                Self::progress(l, now, false);
             }
+            l.note_front_written(now);
             self.pump(link);
         }
     }
@@ -1106,7 +1204,7 @@ impl WorkerCore {
         };
         l.inbound.extend_from_slice(data);
         if !data.is_empty() {
-            Self::progress(l, now);
+            Self::progress(l, now, true);
         }
         match l.peer {
             LinkPeer::Register(_) => self.read_register(now, link),
@@ -1370,7 +1468,7 @@ impl WorkerCore {
                         let ok = self.enqueue(link, frame_bytes(&o.frame));
                         if ok {
                             if let Some(l) = self.links.get_mut(&link) {
-                                l.pending.push_back(Pending::Call { call: id, slot });
+                                l.await_reply(Pending::Call { call: id, slot }, now);
                             }
                         }
                         ok
@@ -1657,7 +1755,7 @@ impl WorkerCore {
                 let reply_max = u32::try_from(self.config.reply_size_max).unwrap_or(u32::MAX);
                 match ReplyDecoder::new(reply_max).decode(&mut l.inbound) {
                     Ok(Some(payload)) => {
-                        let pending = l.pending.pop_front();
+                        let pending = l.pop_reply(now);
                         self.on_reply(link, pending, &payload);
                     }
                     Ok(None) => return,
@@ -1857,8 +1955,9 @@ impl WorkerCore {
                         }
                         if !busy && !over && self.enqueue(link, frame_bytes(&reload)) {
                             self.stats.session_reloads += 1;
+                            let last_now = self.last_now;
                             if let Some(l) = self.links.get_mut(&link) {
-                                l.pending.push_back(Pending::SessionReload);
+                                l.await_reply(Pending::SessionReload, last_now);
                                 l.reloading = true;
                             }
                             return;
@@ -1960,10 +2059,15 @@ impl WorkerCore {
 }
 
 impl WorkerCore {
-    /// `l` made progress at `now`: no longer suspect.
-    fn progress(l: &mut Link, now: Duration) {
+    /// `l` made progress at `now`: a byte read (or the connection made) when `read`, else
+    /// a byte written. No longer suspect, unless it only wrote while the request of a
+    /// reply it owes is out.
+    fn progress(l: &mut Link, now: Duration, read: bool) {
         l.progress_at = l.progress_at.max(now);
-        if l.suspect {
+        if read {
+            l.read_at = l.read_at.max(now);
+        }
+        if l.suspect && (read || l.front_written_at.is_none()) {
             l.suspect = false;
             if let LinkPeer::Gateway(addr) = l.peer {
                 tracing::info!(gateway = %addr, "gateway made progress again: no longer suspect");
@@ -1991,7 +2095,7 @@ impl WorkerCore {
             if let LinkPeer::Gateway(addr) = l.peer {
                 tracing::warn!(
                     gateway = %addr,
-                    silent_for = ?now.saturating_sub(l.progress_at),
+                    silent_for = ?now.saturating_sub(l.silent_since().unwrap_or(now)),
                     awaited_replies = l.pending.len(),
                     unwritten_bytes = l.queued_bytes + l.in_flight,
                     "gateway suspect: no progress; queries stop waiting for it"

@@ -366,6 +366,111 @@ fn a_stalled_gateway_is_suspect_after_suspect_after_and_queries_stop_waiting_for
     assert!(d[0].unanswered.is_empty());
 }
 
+/// A stopped gateway's kernel keeps taking our writes (its socket buffers): sends to its
+/// clients every 200 ms are confirmed written, yet it answers nothing. Writes are no sign
+/// of life while a reply is awaited: it is suspect `suspect_after` after the query was
+/// queued, and stays suspect while it takes writes; a byte read clears it.
+#[test]
+fn a_stalled_gateway_that_still_takes_our_writes_is_suspect_after_suspect_after() {
+    let config = config(1);
+    let suspect_after = config.suspect_after.unwrap();
+    let mut c = Cluster::new(2, config);
+    let send = ApiCall::SendToAll {
+        message: PhpValue::str("m"),
+        client_id_list: None,
+        exclude: None,
+        raw: false,
+    };
+    let (first, _) = c.query();
+    c.reply(0, 3);
+    let mut done = Vec::new();
+    for step in 1..=10u64 {
+        done.extend(dones(&c.advance(ms(200 * step))));
+        c.core.call(c.now, &send, None);
+        let written = c.drain();
+        assert!(
+            written
+                .iter()
+                .any(|a| matches!(a, Action::Transmit { link, .. } if *link == c.links[1])),
+            "the send goes to gateway 1 too"
+        );
+        if c.now < suspect_after {
+            assert!(c.core.suspect_gateways().is_empty(), "at {:?}", c.now);
+        }
+    }
+    assert_eq!(done.len(), 1, "{done:?}");
+    assert_eq!(done[0].id, first);
+    assert_eq!(done[0].unanswered, vec![gw(1)]);
+    assert_eq!(
+        c.core.suspect_gateways(),
+        vec![gw(1)],
+        "writes did not clear it"
+    );
+    // Its late reply is read: healthy again.
+    c.reply(1, 7);
+    assert!(c.core.suspect_gateways().is_empty());
+}
+
+/// A healthy gateway behind a backlog: a query queued behind 1 MB of sends whose writes
+/// are confirmed 100 KB every 300 ms (3 s in all, three times `suspect_after`) waits while
+/// its request is on its way out (the bytes moving are the sign of life then); the reply
+/// that comes 400 ms after the request is out completes it with the gateway's answer.
+#[test]
+fn a_query_behind_a_slowly_written_backlog_does_not_make_a_healthy_gateway_suspect() {
+    let mut c = Cluster::new(1, config(1));
+    let link = c.links[0];
+    let mut unconfirmed = 0usize;
+    // Takes the actions; the transmits are handed to a socket that confirms them later.
+    fn take(core: &mut WorkerCore, unconfirmed: &mut usize) -> Vec<Action> {
+        let mut out = Vec::new();
+        while let Some(a) = core.poll_action() {
+            if let Action::Transmit { bytes, .. } = &a {
+                *unconfirmed += bytes.len();
+            }
+            out.push(a);
+        }
+        core.check_invariants();
+        out
+    }
+    for _ in 0..16 {
+        let send = ApiCall::SendToAll {
+            message: PhpValue::str(&"x".repeat(64 * 1024)),
+            client_id_list: None,
+            exclude: None,
+            raw: false,
+        };
+        c.core.call(c.now, &send, None);
+        take(&mut c.core, &mut unconfirmed);
+    }
+    let id = c.core.call(c.now, &ApiCall::GetAllClientCount, None);
+    let mut done = dones(&take(&mut c.core, &mut unconfirmed));
+    let mut written_at = None;
+    for step in 1..=20u64 {
+        c.now = ms(300 * step);
+        c.core.handle_timeout(c.now);
+        done.extend(dones(&take(&mut c.core, &mut unconfirmed)));
+        let n = unconfirmed.min(100_000);
+        unconfirmed -= n;
+        c.core.handle_written(c.now, link, n);
+        done.extend(dones(&take(&mut c.core, &mut unconfirmed)));
+        assert!(c.core.suspect_gateways().is_empty(), "at {:?}", c.now);
+        if unconfirmed == 0 {
+            written_at = Some(c.now);
+            break;
+        }
+    }
+    let written_at = written_at.expect("the backlog is written within 6 s");
+    assert!(written_at >= ms(3_000), "written at {written_at:?}");
+    assert!(done.is_empty(), "{done:?}");
+    c.now = written_at + ms(400);
+    c.core.handle_timeout(c.now);
+    let d = dones(&c.reply(0, 5));
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0].id, id);
+    assert_eq!(d[0].result, Ok(PhpValue::Int(5)));
+    assert!(c.core.suspect_gateways().is_empty());
+}
+
 /// With the partial policy, the suspect gateway's part is left out at once and the result
 /// is the merge of the others.
 #[test]

@@ -173,3 +173,137 @@ fn real_addr_v4(a: std::net::SocketAddr) -> std::net::SocketAddrV4 {
         std::net::SocketAddr::V6(_) => panic!("ipv4 expected"),
     }
 }
+
+/// A gateway that answers, then stops answering but keeps reading (a small receive buffer
+/// read 16 KiB every 20 ms, 800 KB/s): a query queued behind 6 MB of sends to its clients
+/// stops waiting for it at about `suspect_after` (500 ms), not at the 20 s timeout nor when
+/// the writes end (about 7 s later). Over real sockets the writer is woken only when half
+/// its send buffer is free again, so the writes here show no headway within 500 ms either
+/// way; the case of writes confirmed steadily while a reply is awaited (small sends into
+/// a stopped gateway's still-empty buffers) is the worker core's
+/// `a_stalled_gateway_that_still_takes_our_writes_is_suspect_after_suspect_after`.
+#[tokio::test]
+async fn a_gateway_that_reads_slowly_but_never_answers_is_suspect_behind_a_burst() {
+    let real = start_gateway(1, |_| {});
+    let real_addr = real.lan_addrs[0];
+    let silent = tokio::net::TcpSocket::new_v4().unwrap();
+    silent.set_recv_buffer_size(16 * 1024).unwrap();
+    silent.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let silent = silent.listen(8).unwrap();
+    let register = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let register_addr = register.local_addr().unwrap().to_string();
+    let broadcast = format!(
+        "{{\"event\":\"broadcast_addresses\",\"addresses\":[\"{real_addr}\",\"{silent_addr}\"]}}\n"
+    );
+    tokio::spawn(async move {
+        let (stream, _) = register.accept().await.unwrap();
+        let mut stream = BufReader::new(stream);
+        let mut line = String::new();
+        stream.read_line(&mut line).await.unwrap();
+        stream
+            .get_mut()
+            .write_all(broadcast.as_bytes())
+            .await
+            .unwrap();
+        let mut rest = String::new();
+        let _ = stream.read_line(&mut rest).await;
+    });
+    // The second gateway: answers every query until `stop` is set, then only reads,
+    // 16 KiB every 20 ms, reporting the bytes read.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (read_tx, mut read_rx) = mpsc::unbounded_channel::<usize>();
+    tokio::spawn(async move {
+        let (mut gw, _) = silent.accept().await.unwrap();
+        let mut buf = BytesMut::new();
+        let mut frames = FrameDecoder::default();
+        while !*stop_rx.borrow() {
+            while let Some(f) = frames.decode(&mut buf).unwrap() {
+                if f.header.cmd == Command::GetClientCountByGroup {
+                    gw.write_all(&[0, 0, 0, 4, b'i', b':', b'0', b';'])
+                        .await
+                        .unwrap();
+                }
+            }
+            let read = tokio::time::timeout(Duration::from_millis(20), gw.read_buf(&mut buf));
+            if let Ok(n) = read.await {
+                if n.unwrap() == 0 {
+                    return;
+                }
+            }
+        }
+        let mut chunk = vec![0u8; 16 * 1024];
+        loop {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            match gw.read(&mut chunk).await {
+                Ok(n) if n > 0 && read_tx.send(n).is_ok() => {}
+                _ => return,
+            }
+        }
+    });
+
+    let mut config = WorkerConfig::new("faults", 0, vec![register_addr]);
+    let suspect_after = Duration::from_millis(500);
+    config.suspect_after = Some(suspect_after);
+    config.query_timeout = Duration::from_secs(20);
+    let (events_tx, _events) = mpsc::unbounded_channel();
+    let (commands, commands_rx) = mpsc::channel(16);
+    let worker = run(
+        TokioNet,
+        config,
+        DriverConfig::default(),
+        events_tx,
+        commands_rx,
+    );
+    let script = async move {
+        // Both gateways linked and answering.
+        let mut both = false;
+        for _ in 0..200 {
+            let done = call(&commands, ApiCall::GetAllClientCount).await;
+            if done.unanswered.is_empty() && done.result == Ok(PhpValue::Int(0)) {
+                both = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(both, "both gateways answer");
+        stop_tx.send(true).unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // 6 MB to every client in 4 KiB messages: far more than the kernel buffers between
+        // the two take.
+        for _ in 0..1_536 {
+            let send = ApiCall::SendToAll {
+                message: PhpValue::str(&"x".repeat(4 * 1024)),
+                client_id_list: None,
+                exclude: None,
+                raw: false,
+            };
+            call(&commands, send).await;
+        }
+        let started = Instant::now();
+        let done = call(&commands, ApiCall::GetAllClientCount).await;
+        let waited = started.elapsed();
+        assert_eq!(done.unanswered, vec![real_addr_v4(silent_addr)]);
+        assert!(done.result.is_err(), "{:?}", done.result);
+        assert!(
+            waited < Duration::from_secs(3),
+            "the query waited {waited:?} (suspect_after {suspect_after:?}, timeout 20 s)"
+        );
+        // The gateway kept taking the worker's writes meanwhile.
+        let mut read_total = 0;
+        while let Ok(n) = read_rx.try_recv() {
+            read_total += n;
+        }
+        assert!(
+            read_total >= 64 * 1024,
+            "it read {read_total} bytes meanwhile"
+        );
+        drop(commands);
+    };
+    tokio::time::timeout(Duration::from_secs(60), async {
+        tokio::join!(worker, script);
+    })
+    .await
+    .expect("test finished");
+    real.shutdown().unwrap();
+}
