@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use gatewayworker::api::ApiCall;
 use gatewayworker::client::exchange::{ClientStream, Connector, ConnectorFuture, Stream};
-use gatewayworker::protocol::php::{PhpKey, PhpValue};
+use gatewayworker::protocol::php::{PhpArray, PhpKey, PhpValue};
 use serde_json::{json, Map, Value};
 
 use crate::php::{self, Key, Php};
@@ -163,6 +163,32 @@ fn model_value(v: &PhpValue) -> Php {
                 .collect(),
         ),
     }
+}
+
+/// A model value as the library's (data only): the sessions the `api` host sets, built
+/// as a PHP program builds its array (the model decided each key's type).
+pub fn library_value(v: &Php) -> PhpValue {
+    match v {
+        Php::Null => PhpValue::Null,
+        Php::Bool(b) => PhpValue::Bool(*b),
+        Php::Int(i) => PhpValue::Int(*i),
+        Php::Float(f) => PhpValue::Float(*f),
+        Php::Str(s) => PhpValue::str(s),
+        Php::Arr(a) => library_array(a),
+    }
+}
+
+/// A model array as the library's [`PhpValue::Array`].
+pub fn library_array(a: &php::Array) -> PhpValue {
+    let mut out = PhpArray::new();
+    for (key, value) in a {
+        let key = match key {
+            Key::Int(i) => PhpKey::Int(*i),
+            Key::Str(s) => PhpKey::Str(Bytes::copy_from_slice(s.as_bytes())),
+        };
+        out.insert(key, library_value(value));
+    }
+    PhpValue::Array(out)
 }
 
 fn entries(v: &PhpValue) -> Vec<(String, &PhpValue)> {

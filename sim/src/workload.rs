@@ -409,7 +409,7 @@ impl Program {
 
     /// A session object: keys that collide across updates, numeric ones (integer keys
     /// in PHP), ones that only look numeric, the empty key.
-    fn session_object(&mut self, depth: u32) -> serde_json::Map<String, Value> {
+    pub fn session_object(&mut self, depth: u32) -> serde_json::Map<String, Value> {
         const KEYS: &[&str] = &["k0", "1", "k1", "0", "2", "k2", "-3", "05", "1.5", "", "+1"];
         // Few keys at the top, so that updates meet what earlier ones left.
         let keys = if depth == 0 { 4 } else { KEYS.len() };

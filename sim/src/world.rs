@@ -29,7 +29,8 @@ use bytes::Bytes;
 use gatewayworker::api::ApiCall;
 use gatewayworker::business::{self, BusinessApi, BusinessSettings};
 use gatewayworker::client::{
-    ClientError, ClientSettings, GatewayClient, Gateways, LinkFailure, REGISTER_CACHE_TTL_DEFAULT,
+    ClientError, ClientSettings, GatewayClient, Gateways, LinkFailure, CONNECT_TIMEOUT_DEFAULT,
+    REGISTER_CACHE_TTL_DEFAULT,
 };
 use gatewayworker::gateway::{driver as gateway_driver, GatewayConfig, HashKey, PublicProtocol};
 use gatewayworker::net::Net;
@@ -887,16 +888,78 @@ fn explain_loss(
 
 /// Calls of the `api` host in its program.
 const API_CALLS: usize = 40;
+/// Of the `api` host's calls, the share (percent) of queries, then of sends; the rest
+/// change state ([`StateCall`]).
+const API_QUERY_PERCENT: u64 = 35;
+/// See [`API_QUERY_PERCENT`].
+const API_SEND_PERCENT: u64 = 30;
+/// A state call's frames, once written (the call returned without a part left in the
+/// background), have reached their gateway and been applied within this long: turmoil's
+/// largest message latency (100 ms by default; the `api` host's links are never held)
+/// and a dozen 4 ms ticks.
+const API_LAND_BOUND: Duration = Duration::from_millis(150);
+/// A part the library left in the background (its gateway was suspect) may still be
+/// written until its connect and its write timed out (each the connect timeout), then
+/// land within [`API_LAND_BOUND`].
+const API_BACKGROUND_BOUND: Duration = Duration::from_millis(
+    2 * CONNECT_TIMEOUT_DEFAULT.as_millis() as u64 + API_LAND_BOUND.as_millis() as u64,
+);
+/// Wait between two attempts of a state call that failed.
+const API_RETRY: Duration = Duration::from_millis(300);
+/// A state call still failing this long after its first attempt, with no fault open, is
+/// a violation (under an open fault it goes on).
+const API_GIVE_UP: Duration = Duration::from_secs(30);
 
 /// The GatewayClient library as an outside caller (a web backend): queries (the
 /// GatewayClient-only ones too) checked by the model like a worker's, sends checked by
-/// the message oracle, over the same faults; after the heal, every audit query again.
+/// the message oracle, and every call that changes state (`bindUid`, `unbindUid`,
+/// `joinGroup`, `leaveGroup`, `ungroup`, `setSession`, `updateSession` with nested PHP
+/// arrays, `closeClient` with and without a message, `destroyClient`) on live clients
+/// and on ids that are gone, over the same faults; after the heal, every audit query
+/// again.
+///
+/// A state call is fire-and-forget in the library, as in the original: it returns once
+/// its frames are written, with no reply from the gateway. So the harness, holding the
+/// lock from before the first attempt, begins the model's transition, and closes it
+/// [`API_LAND_BOUND`] after the call returned (the frames have landed by then), or
+/// [`API_BACKGROUND_BOUND`] after an attempt the library left in the background (a
+/// suspect gateway), whichever is later: no frame of it can land after the lock is let
+/// go (no client connects meanwhile either, so no reused id can meet a late frame).
+/// Without faults it must succeed at once, return what the original returns, and a query
+/// of its effect right after must equal the model's. Under faults a failed attempt
+/// (register or gateway unreachable, connect refused, a suspect gateway) is retried every
+/// [`API_RETRY`] with the transition still open (its effect at an unknown moment): the
+/// calls are idempotent (`updateSession`'s `array_replace_recursive` too), so a repeat
+/// that lands twice changes nothing. It ends when an attempt succeeds, or when its target
+/// left the model (its own connection ended, which settles it), and is a violation after
+/// [`API_GIVE_UP`] with no fault open. An `ungroup` under a register list that may have
+/// been partial (the library's 1 s cache) unsettles its members as a worker's does. A
+/// close under faults keeps its target in the model until its own connection ends
+/// (`Model::on_close_asked`), as a client's close of another does. Holding the lock that
+/// long only delays other clients' changing ops and connects (they keep reading their
+/// connections while they wait, and nothing the retries wait for needs the lock: faults
+/// heal on the run loop's schedule, a lost client is noticed without it), and every
+/// state call ends before the quiet phase, so the audit never waits for it.
 struct ApiHost {
     config: SimConfig,
     program: Program,
     world: World,
     lock: Lock,
     exact: bool,
+}
+
+/// A state call of the `api` host, drawn under the harness lock.
+struct StateCall {
+    name: &'static str,
+    call: ApiCall,
+    /// The client it acts on (`None`: an `ungroup`), and whether the model has it.
+    target: Option<(ClientId, bool)>,
+    /// Its change of the model (`None`: a target that is gone, or a close under faults).
+    change: Option<Change>,
+    /// What the call returns (the original's return value).
+    returns: PhpValue,
+    /// The query that shows its effect, compared exactly without faults.
+    confirm: (&'static str, Value),
 }
 
 impl ApiHost {
@@ -944,7 +1007,8 @@ impl ApiHost {
                     .collect();
                 (live, dead)
             };
-            if self.program.chance(55) {
+            let roll = self.program.below(100);
+            if roll < API_QUERY_PERCENT {
                 let (name, args) = match self.program.below(4) {
                     0 => {
                         let uids = vec![self.program.uid(), self.program.uid()];
@@ -960,8 +1024,10 @@ impl ApiHost {
                 };
                 let exact = self.exact;
                 self.query(&client, name, &args, exact).await;
-            } else {
+            } else if roll < API_QUERY_PERCENT + API_SEND_PERCENT {
                 self.send(&client, &live, &dead).await;
+            } else {
+                self.state_call(&client).await;
             }
         }
         self.world.borrow_mut().done += 1;
@@ -988,10 +1054,21 @@ impl ApiHost {
     /// One query under the harness lock: exact, or (under faults) only ids that never
     /// were are flagged.
     async fn query(&mut self, client: &GatewayClient, name: &str, args: &Value, exact: bool) {
+        let _guard = self.lock.clone().lock_owned().await;
+        self.query_locked(client, name, args, exact).await;
+    }
+
+    /// [`ApiHost::query`] with the harness lock already held.
+    async fn query_locked(
+        &mut self,
+        client: &GatewayClient,
+        name: &str,
+        args: &Value,
+        exact: bool,
+    ) {
         let Some(call) = crate::api::query_call(name, args) else {
             return;
         };
-        let _guard = self.lock.clone().lock_owned().await;
         self.world.borrow_mut().ops += 1;
         self.record(format!("calls {name} {args}"));
         let answer = match client.call(&call).await {
@@ -1039,6 +1116,266 @@ impl ApiHost {
                     "GatewayClient {name} {args} answered {got}, the model says {expected}"
                 ));
             }
+        }
+    }
+
+    /// Draws a state call on a live client (one in seven on an id that is gone) or a
+    /// group; `None` when no client is live.
+    fn draw_state_call(&mut self, live: &[ClientId], dead: &[ClientId]) -> Option<StateCall> {
+        const KINDS: &[(&str, u64)] = &[
+            ("bindUid", 3),
+            ("unbindUid", 1),
+            ("joinGroup", 3),
+            ("leaveGroup", 2),
+            ("ungroup", 1),
+            ("setSession", 2),
+            ("updateSession", 3),
+            ("closeClient", 2),
+            ("destroyClient", 1),
+        ];
+        let total: u64 = KINDS.iter().map(|(_, w)| w).sum();
+        let mut roll = self.program.below(total);
+        let name = KINDS
+            .iter()
+            .find(|(_, w)| {
+                let hit = roll < *w;
+                roll = roll.saturating_sub(*w);
+                hit
+            })
+            .map_or("bindUid", |(n, _)| *n);
+        if name == "ungroup" {
+            let group = self.program.group();
+            return Some(StateCall {
+                name,
+                call: ApiCall::Ungroup {
+                    group: Bytes::from(group.clone()),
+                },
+                target: None,
+                change: Some(Change::Ungroup(group.clone())),
+                returns: PhpValue::Null,
+                confirm: ("getClientIdListByGroup", json!({ "group": group })),
+            });
+        }
+        let (id, is_live) = if self.program.chance(15) && !dead.is_empty() {
+            (self.program.pick(dead)?, false)
+        } else {
+            (self.program.pick(live)?, true)
+        };
+        let client_id = Bytes::from(id.clone());
+        let by_id = json!({ "client_id": id });
+        let (call, change, returns, confirm) = match name {
+            "bindUid" | "unbindUid" => {
+                let uid = self.program.uid();
+                let (call, change) = if name == "bindUid" {
+                    let call = ApiCall::BindUid {
+                        client_id,
+                        uid: Bytes::from(uid.clone()),
+                    };
+                    (call, Change::Bind(id.clone(), uid))
+                } else {
+                    let call = ApiCall::UnbindUid {
+                        client_id,
+                        uid: Bytes::from(uid),
+                    };
+                    (call, Change::Unbind(id.clone()))
+                };
+                (call, change, PhpValue::Null, ("getUidByClientId", by_id))
+            }
+            "joinGroup" | "leaveGroup" => {
+                let group = self.program.group();
+                let bytes = Bytes::from(group.clone());
+                let (call, change) = if name == "joinGroup" {
+                    let call = ApiCall::JoinGroup {
+                        client_id,
+                        group: bytes,
+                    };
+                    (call, Change::Join(id.clone(), group.clone()))
+                } else {
+                    let call = ApiCall::LeaveGroup {
+                        client_id,
+                        group: bytes,
+                    };
+                    (call, Change::Leave(id.clone(), group.clone()))
+                };
+                let confirm = ("getClientIdListByGroup", json!({ "group": group }));
+                (call, change, PhpValue::Null, confirm)
+            }
+            "setSession" | "updateSession" => {
+                let object = self.program.session_object(0);
+                let session = crate::php::array_from_object(&object);
+                let value = crate::api::library_array(&session);
+                let (call, change) = if name == "setSession" {
+                    let call = ApiCall::SetSession {
+                        client_id,
+                        session: value,
+                    };
+                    (call, Change::SetSession(id.clone(), session))
+                } else {
+                    let call = ApiCall::UpdateSession {
+                        client_id,
+                        session: value,
+                    };
+                    (call, Change::UpdateSession(id.clone(), session))
+                };
+                (call, change, PhpValue::Null, ("getSession", by_id))
+            }
+            _ => {
+                let call = if name == "destroyClient" {
+                    ApiCall::DestroyClient { client_id }
+                } else {
+                    let message = self.program.chance(50).then(|| PhpValue::str("bye"));
+                    ApiCall::CloseClient { client_id, message }
+                };
+                let change = Change::Disconnect(id.clone());
+                (call, change, PhpValue::Bool(true), ("isOnline", by_id))
+            }
+        };
+        let closes = matches!(change, Change::Disconnect(_));
+        Some(StateCall {
+            name,
+            call,
+            target: Some((id, is_live)),
+            // Under faults a close leaves its target to its own end (`on_close_asked`).
+            change: (is_live && (self.exact || !closes)).then_some(change),
+            returns,
+            confirm,
+        })
+    }
+
+    /// The library's register list can be trusted since `since`: the register announced
+    /// every gateway shard and its list did not move within the library's cache time
+    /// (see [`ApiHost::send`]).
+    fn register_list_trusted(&self, cached_since: Duration) -> bool {
+        control_plane_whole(&self.config, &host_ip)
+            && observe::with(|o| o.addresses_at) < cached_since
+    }
+
+    /// One state call, under the harness lock from the draw to the end of its
+    /// transition (see [`ApiHost`] for the handling of failures).
+    async fn state_call(&mut self, client: &GatewayClient) {
+        let _guard = self.lock.clone().lock_owned().await;
+        let (live, dead) = {
+            let w = self.world.borrow();
+            let live: Vec<ClientId> = w.model.current().clients.keys().cloned().collect();
+            let dead: Vec<ClientId> = w
+                .model
+                .ever_clients
+                .iter()
+                .filter(|id| !w.model.current().clients.contains_key(*id))
+                .cloned()
+                .collect();
+            (live, dead)
+        };
+        let Some(draw) = self.draw_state_call(&live, &dead) else {
+            return;
+        };
+        let started = now();
+        let transition = {
+            let mut w = self.world.borrow_mut();
+            w.ops += 1;
+            if let (ApiCall::CloseClient { .. } | ApiCall::DestroyClient { .. }, Some((id, true))) =
+                (&draw.call, &draw.target)
+            {
+                w.model.on_close_asked(id, started);
+            }
+            draw.change.clone().map(|c| w.model.begin(c, started))
+        };
+        let target = match &draw.target {
+            Some((id, live)) => format!("{id}{}", if *live { "" } else { " (gone)" }),
+            None => String::new(),
+        };
+        self.record(format!("calls {} {target} {:?}", draw.name, draw.call));
+        let (settled, list_trusted, written_until) = self
+            .attempt_until_settled(client, &draw, transition.is_some())
+            .await;
+        tokio::time::sleep_until(Instant::now() + written_until.saturating_sub(now())).await;
+        if let Some(t) = transition {
+            if settled {
+                self.world.borrow_mut().model.end(t, now());
+            }
+            let ungroup = matches!(draw.call, ApiCall::Ungroup { .. });
+            if ungroup && !(self.exact || settled && list_trusted) {
+                self.record("the ungroup may have missed gateways: its members are unsettled");
+                self.world.borrow_mut().model.unsettle_ungroup(t);
+            }
+        }
+        if self.exact && settled {
+            let (name, args) = draw.confirm.clone();
+            self.query_locked(client, name, &args, true).await;
+        }
+    }
+
+    /// Makes `draw`'s call until an attempt is written whole (retrying failed attempts
+    /// while `retry`: a transition waits on it), its target leaves the model, or it fails
+    /// for good; then whether it settled, whether the register list of the last attempt
+    /// could be trusted, and until when a frame of it may still land.
+    async fn attempt_until_settled(
+        &mut self,
+        client: &GatewayClient,
+        draw: &StateCall,
+        retry: bool,
+    ) -> (bool, bool, Duration) {
+        let started = now();
+        let mut may_land_until = Duration::ZERO;
+        loop {
+            let attempt_at = now();
+            let cached_since =
+                attempt_at.saturating_sub(REGISTER_CACHE_TTL_DEFAULT + REGISTER_ANSWER_LATENCY_MAX);
+            let trusted_then = self.register_list_trusted(cached_since);
+            let background_before = client.stats().send_parts_background;
+            let result = client.call(&draw.call).await;
+            let background = client.stats().send_parts_background > background_before;
+            let trusted = trusted_then && self.register_list_trusted(cached_since);
+            may_land_until = may_land_until.max(now() + API_LAND_BOUND);
+            if background {
+                may_land_until = may_land_until.max(attempt_at + API_BACKGROUND_BOUND);
+            }
+            match result {
+                Ok(value) if !background => {
+                    if value != draw.returns {
+                        self.violation(format!(
+                            "GatewayClient {} returned {value:?}, the original returns {:?}",
+                            draw.name, draw.returns
+                        ));
+                    }
+                    return (true, trusted, may_land_until);
+                }
+                Ok(_) => {
+                    self.record(format!("{}: a part left in the background", draw.name));
+                    if self.exact {
+                        self.violation(format!(
+                            "{} left a part in the background without a fault",
+                            draw.name
+                        ));
+                        return (false, false, may_land_until);
+                    }
+                }
+                Err(e) => {
+                    self.record(format!("{} failed: {e}", draw.name));
+                    if self.exact {
+                        self.violation(format!("{} failed: {e}", draw.name));
+                        return (false, false, may_land_until);
+                    }
+                }
+            }
+            if !retry {
+                return (false, false, may_land_until);
+            }
+            if let Some((id, _)) = &draw.target {
+                if !self.world.borrow().model.current().clients.contains_key(id) {
+                    // Its own connection ended: nothing of the change is left to follow.
+                    self.record(format!("{id} is gone: the {} is settled", draw.name));
+                    return (true, false, may_land_until);
+                }
+            }
+            if now() >= started + API_GIVE_UP && self.world.borrow().open_faults == 0 {
+                self.violation(format!(
+                    "{} still failing after {API_GIVE_UP:?}, no fault open",
+                    draw.name
+                ));
+                return (false, false, may_land_until);
+            }
+            tokio::time::sleep(API_RETRY).await;
         }
     }
 

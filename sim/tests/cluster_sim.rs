@@ -37,23 +37,57 @@ fn sweep_seeds() -> u64 {
         .unwrap_or(SWEEP_SEEDS)
 }
 
-fn sweep(faults: Faults, first: u64) {
+fn sweep(faults: Faults, first: u64) -> Vec<sim::Outcome> {
     let started = Instant::now();
     let seeds = sweep_seeds();
-    for seed in first..first + seeds {
-        check(&SimConfig::new(seed, faults));
-    }
+    let outcomes = (first..first + seeds)
+        .map(|seed| check(&SimConfig::new(seed, faults)))
+        .collect();
     println!(
         "{seeds} seeds with faults {} in {:.1}s",
         faults.describe(),
         started.elapsed().as_secs_f64()
     );
+    outcomes
 }
 
-/// Without faults the oracle is exact: every reply, query answer and delivery.
+/// Without faults the oracle is exact: every reply, query answer and delivery. Over the
+/// sweep, the GatewayClient host makes every state call, on live clients and on ids that
+/// are gone, and closes with and without a message (each checked by the model).
 #[test]
 fn seeds_without_faults_match_the_model() {
-    sweep(Faults::none(), 1000);
+    let outcomes = sweep(Faults::none(), 1000);
+    if sweep_seeds() < SWEEP_SEEDS {
+        return;
+    }
+    let traces: Vec<String> = outcomes.iter().map(|o| o.trace.tail(usize::MAX)).collect();
+    let seen = |needle: &str| traces.iter().any(|t| t.contains(needle));
+    for name in [
+        "bindUid",
+        "unbindUid",
+        "joinGroup",
+        "leaveGroup",
+        "ungroup",
+        "setSession",
+        "updateSession",
+        "closeClient",
+        "destroyClient",
+    ] {
+        assert!(
+            seen(&format!("api calls {name} ")),
+            "no api {name} in the sweep"
+        );
+    }
+    for needle in [
+        "message: Some(Str(b\"bye\")) }",
+        "message: None }",
+        " (gone) ",
+    ] {
+        assert!(
+            seen(needle),
+            "no api state call with {needle:?} in the sweep"
+        );
+    }
 }
 
 /// Every fault on: partitions (holds), gateway, worker and register crashes, hot reloads,
