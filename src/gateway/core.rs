@@ -1007,7 +1007,8 @@ impl GatewayCore {
             // Nothing more goes out on a closing link: no reply can be misaligned.
             // Defensive: `handle_link_bytes` stops at a closing link and the commands that
             // close one send no reply, so no input we found reaches this (the mutation run
-            // in sim/README.md); counted, so that it would not be silent if one did.
+            // in sim/README.md); counted, so that it would not be silent if one did
+            // (`a_reply_to_a_closing_link_is_dropped_and_counted` drives it directly).
             self.stats.link_frames_dropped += 1;
             return;
         }

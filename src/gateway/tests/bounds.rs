@@ -229,3 +229,42 @@ fn a_burst_of_drops_is_logged_at_a_bounded_rate_with_counts() {
     // `b` loses the most: it is the worst connection of the full intervals.
     assert!(lines[1].contains("worst_connection=2 "), "{}", lines[1]);
 }
+
+/// `transmit_reply`'s defensive branch, driven directly: no input we know of sends a reply
+/// to a closing link (sim/README.md, Mutation testing), but if one did, the reply would be
+/// dropped (nothing more goes out on a closing link) and counted, never silent.
+#[test]
+fn a_reply_to_a_closing_link_is_dropped_and_counted() {
+    let (mut gw, w) = Gw::with_worker();
+    gw.auto_flush = false;
+    // An unflushed reply keeps the closed link (closing) until the driver reports it.
+    assert_eq!(gw.query(w, Command::IsOnline, 1, b""), b"i:0;");
+    gw.core.close_link(w, CloseReason::BadFrame);
+    assert_eq!(link_closes(&gw.drain()), vec![w]);
+    assert_eq!(gw.core.stats().link_frames_dropped, 0);
+    gw.core.transmit_reply(w, wire::encode_reply(b"i:1;"));
+    assert!(link_bytes(&gw.drain(), w).is_empty());
+    assert_eq!(gw.core.stats().link_frames_dropped, 1);
+}
+
+/// What the metrics read: bytes queued per direction until the driver reports them
+/// written, and the bytes written to links.
+#[test]
+fn queued_bytes_and_link_bytes_out_follow_writes_and_flushes() {
+    let (mut gw, w) = Gw::with_worker();
+    let a = gw.client("203.0.113.7:5000");
+    gw.auto_flush = false;
+    assert_eq!(gw.core.queued_bytes(), (0, 0));
+    let out_before = gw.core.stats().link_bytes_out;
+    assert!(out_before > 0, "the client's connect events were written");
+    let to_a = client_bytes(&gw.cmd(w, Command::SendToOne, a.0, S, b"", b"hello"), a);
+    let to_w = link_bytes(&gw.client_sends(a, &ws_client_frame(1, b"m")), w);
+    let client_len: usize = to_a.iter().map(|b| b.len()).sum();
+    let link_len: usize = to_w.iter().map(|b| b.len()).sum();
+    assert!(client_len > 0 && link_len > 0);
+    assert_eq!(gw.core.queued_bytes(), (client_len, link_len));
+    gw.core.handle_link_flushed(gw.now, w, link_len);
+    gw.core.handle_client_flushed(gw.now, a, client_len);
+    assert_eq!(gw.core.queued_bytes(), (0, 0));
+    assert_eq!(gw.core.stats().link_bytes_out, out_before + link_len as u64);
+}

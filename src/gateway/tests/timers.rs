@@ -318,3 +318,74 @@ fn register_retries_are_steady_jittered_and_warn_at_a_bounded_rate() {
         1
     );
 }
+
+/// A register lost after `REGISTER_STABLE_AFTER` (5 s) up starts a new outage, warned
+/// about at once even within `register_warn_interval`; one that flaps (lost after 1 s)
+/// stays within the rate limit (a swapped test would warn twice for the flaps, not for
+/// the stable loss).
+#[test]
+fn a_register_lost_after_a_stable_connection_warns_at_once_a_flapping_one_does_not() {
+    let run = || {
+        let mut c = config();
+        c.register_addresses = vec!["10.0.0.1:1236".into()];
+        c.lan_ip = std::net::Ipv4Addr::LOCALHOST;
+        let mut gw = Gw::new(c);
+        gw.drain();
+        gw.core.handle_register_connected(gw.now, 0);
+        gw.core.handle_register_closed(gw.now, 0); // warns (the first loss)
+        let up_for = |gw: &mut Gw, secs: u64| {
+            gw.now += Duration::from_secs(1);
+            gw.core.handle_register_connected(gw.now, 0);
+            gw.now += Duration::from_secs(secs);
+            gw.core.handle_register_closed(gw.now, 0);
+            gw.drain();
+        };
+        up_for(&mut gw, 10); // stable: warns at once, 11 s after the first warning
+        up_for(&mut gw, 1); // flapping: 2 s after the last warning, quiet
+        up_for(&mut gw, 1); // and again
+    };
+    let ((), logs) = crate::worker::core::fault_tests::capture_logs(run);
+    let warnings = logs
+        .iter()
+        .filter(|l| l.contains("WARN") && l.contains("cannot reach the register"))
+        .count();
+    assert_eq!(warnings, 2, "{logs:#?}");
+}
+
+/// Without `ping_not_response_limit` the heartbeat only pings, and on every tick of the
+/// full interval after the first (with a limit, the ticks are half an interval apart and
+/// every other one pings).
+#[test]
+fn without_a_response_limit_every_heartbeat_tick_pings_and_nobody_is_closed() {
+    let mut c = config();
+    c.ping_interval = Duration::from_secs(10);
+    c.ping_data = Bytes::from_static(b"p");
+    let mut gw = Gw::new(c);
+    gw.worker("10.0.0.9:40000", "BW:0");
+    let a = gw.client("203.0.113.7:5000");
+    for tick in 1..=5 {
+        let actions = gw.advance(Duration::from_secs(10));
+        // The count starts at PHP's -1: the first tick after the connect only counts.
+        let pings = usize::from(tick > 1);
+        assert_eq!(
+            client_bytes(&actions, a).len(),
+            pings,
+            "tick {tick}: {actions:?}"
+        );
+        assert!(closes(&actions).is_empty());
+    }
+}
+
+/// A grid so fine that the ticks missed by a late timeout overflow the count (a 1 ns
+/// heartbeat, 10 s late): the next tick is one period after now, never behind it.
+#[test]
+fn a_tick_grid_too_fine_to_count_resumes_one_period_after_now() {
+    let mut c = config();
+    c.ping_interval = Duration::from_nanos(1);
+    let mut gw = Gw::new(c);
+    gw.advance(Duration::from_secs(10));
+    assert_eq!(
+        gw.core.poll_timeout(),
+        Some(gw.now + Duration::from_nanos(1))
+    );
+}

@@ -628,4 +628,49 @@ mod tests {
         expected.insert(PhpKey::from_bytes(b"A"), PhpValue::Null);
         assert_eq!(escaped, Ok(PhpValue::Array(expected)));
     }
+
+    #[test]
+    fn booleans_decode_and_only_zero_and_one_are_booleans() {
+        assert_eq!(strict(b"b:0;"), Ok(PhpValue::Bool(false)));
+        assert_eq!(strict(b"b:1;"), Ok(PhpValue::Bool(true)));
+        assert_eq!(
+            strict(b"a:2:{i:0;b:1;i:1;b:0;}"),
+            Ok(PhpValue::Array(
+                [
+                    (PhpKey::Int(0), PhpValue::Bool(true)),
+                    (PhpKey::Int(1), PhpValue::Bool(false)),
+                ]
+                .into_iter()
+                .collect()
+            ))
+        );
+        assert_eq!(strict(b"b:2;"), Err(UnserializeError::Syntax { offset: 2 }));
+        assert_eq!(strict(b"b:1"), Err(UnserializeError::Syntax { offset: 3 }));
+    }
+
+    #[test]
+    fn lengths_are_checked_against_the_input_left() {
+        // A string that fits exactly is read; what it lacks after is a syntax error.
+        for input in [&b"s:3:\"abc"[..], b"S:3:\"abc"] {
+            assert_eq!(strict(input), Err(UnserializeError::Syntax { offset: 8 }));
+        }
+        // One byte more than the input holds is the length's fault, for `S:` too.
+        assert_eq!(
+            strict(b"S:4:\"abc"),
+            Err(UnserializeError::LengthBeyondInput { offset: 2 })
+        );
+        assert_eq!(
+            strict(b"S:10:\"abc\";"),
+            Err(UnserializeError::LengthBeyondInput { offset: 2 })
+        );
+        // A count more than a quarter of the input left (7 bytes: at most one entry).
+        assert_eq!(
+            strict(b"a:2:{i:0;N;}"),
+            Err(UnserializeError::LengthBeyondInput { offset: 2 })
+        );
+        assert_eq!(
+            strict(b"a:3:{i:0;N;}"),
+            Err(UnserializeError::LengthBeyondInput { offset: 2 })
+        );
+    }
 }
