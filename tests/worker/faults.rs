@@ -31,21 +31,15 @@ async fn call(commands: &mpsc::Sender<ToWorker>, call: ApiCall) -> CallDone {
     result.await.expect("the worker answers")
 }
 
-/// A real gateway and a fake one that accepts the worker's link, reads its
-/// WORKER_CONNECT, then stops reading. With `suspect_after` 500 ms and a 20 s query
-/// timeout, the first query waits for the stalled gateway only until it is suspect (the
-/// real one answers), the next one does not ask it at all, and when it resumes and answers
-/// its backlog it is asked again.
-#[tokio::test]
-async fn a_stalled_gateway_does_not_make_queries_wait_the_timeout() {
-    let real = start_gateway(1, |_| {});
-    let real_addr = real.lan_addrs[0];
-    let stalled = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let stalled_addr = stalled.local_addr().unwrap();
+/// A register that answers the worker's first line with `gateways` as its address list,
+/// then keeps the connection open; its address.
+async fn fake_register(gateways: &[std::net::SocketAddr]) -> String {
     let register = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let register_addr = register.local_addr().unwrap().to_string();
+    let list: Vec<String> = gateways.iter().map(|a| format!("\"{a}\"")).collect();
     let broadcast = format!(
-        "{{\"event\":\"broadcast_addresses\",\"addresses\":[\"{real_addr}\",\"{stalled_addr}\"]}}\n"
+        "{{\"event\":\"broadcast_addresses\",\"addresses\":[{}]}}\n",
+        list.join(",")
     );
     tokio::spawn(async move {
         let (stream, _) = register.accept().await.unwrap();
@@ -60,6 +54,21 @@ async fn a_stalled_gateway_does_not_make_queries_wait_the_timeout() {
         let mut rest = String::new();
         let _ = stream.read_line(&mut rest).await;
     });
+    register_addr
+}
+
+/// A real gateway and a fake one that accepts the worker's link, reads its
+/// WORKER_CONNECT, then stops reading. With `suspect_after` 500 ms and a 20 s query
+/// timeout, the first query waits for the stalled gateway only until it is suspect (the
+/// real one answers), the next one does not ask it at all, and when it resumes and answers
+/// its backlog it is asked again.
+#[tokio::test]
+async fn a_stalled_gateway_does_not_make_queries_wait_the_timeout() {
+    let real = start_gateway(1, |_| {});
+    let real_addr = real.lan_addrs[0];
+    let stalled = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stalled_addr = stalled.local_addr().unwrap();
+    let register_addr = fake_register(&[real_addr, stalled_addr]).await;
 
     let mut config = WorkerConfig::new("faults", 0, vec![register_addr]);
     let suspect_after = Duration::from_millis(500);
@@ -191,24 +200,7 @@ async fn a_gateway_that_reads_slowly_but_never_answers_is_suspect_behind_a_burst
     silent.bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let silent_addr = silent.local_addr().unwrap();
     let silent = silent.listen(8).unwrap();
-    let register = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let register_addr = register.local_addr().unwrap().to_string();
-    let broadcast = format!(
-        "{{\"event\":\"broadcast_addresses\",\"addresses\":[\"{real_addr}\",\"{silent_addr}\"]}}\n"
-    );
-    tokio::spawn(async move {
-        let (stream, _) = register.accept().await.unwrap();
-        let mut stream = BufReader::new(stream);
-        let mut line = String::new();
-        stream.read_line(&mut line).await.unwrap();
-        stream
-            .get_mut()
-            .write_all(broadcast.as_bytes())
-            .await
-            .unwrap();
-        let mut rest = String::new();
-        let _ = stream.read_line(&mut rest).await;
-    });
+    let register_addr = fake_register(&[real_addr, silent_addr]).await;
     // The second gateway: answers every query until `stop` is set, then only reads,
     // 16 KiB every 20 ms, reporting the bytes read.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
